@@ -1,0 +1,102 @@
+"""The Python API over run directories: load a trained run, evaluate it, predict with it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from .config import TrainConfig, make_config
+from .data.loader import DeviceLoader, Normalize
+from .data.sources import load_dataset
+from .errors import CheckpointError, DataError, NormlabError
+from .train.rundir import RunDir
+from .train.trainer import build_model, evaluate, resolve_device
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    config: TrainConfig
+    model: torch.nn.Module
+    normalize: Normalize
+    classes: list[str]
+    input_shape: tuple[int, int, int]
+    summary: dict
+    device: torch.device
+
+
+def load(run_dir, device: str = "cpu") -> LoadedRun:
+    """Rebuild a run's model from config.json and weights.safetensors, in eval mode.
+
+    Nothing in a run directory is executed: the config is JSON, the weights safetensors.
+    """
+    run = RunDir.open(run_dir)
+    try:
+        cfg = make_config(run.read_json("config.json"))
+    except NormlabError as exc:
+        raise CheckpointError(f"{str(run / 'config.json')!r} is not a valid normlab config: {exc}") from None
+    pre = run.read_json("preprocess.json")
+    shape = tuple(pre["input_shape"])
+    dev = resolve_device(device)
+    model = build_model(cfg, shape, len(pre["classes"]))
+    state = run.load_weights()
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"weights in {str(run.path)!r} do not fit model {cfg.model!r}: "
+                              f"{str(exc).splitlines()[0]}") from None
+    model.to(dev).eval()
+    summary = run.read_json("summary.json") if (run / "summary.json").is_file() else {}
+    return LoadedRun(run.path, cfg, model, Normalize.from_dict(pre["normalize"]), pre["classes"],
+                     shape, summary, dev)
+
+
+def evaluate_run(run_dir, device: str = "cpu") -> dict:
+    """Recompute test loss and accuracy from the saved weights."""
+    r = load(run_dir, device)
+    data = load_dataset(r.config.dataset, data_dir=r.config.data_dir)
+    loader = DeviceLoader(data.test_x.to(r.device), data.test_y.to(r.device), r.config.eval_batch_size,
+                          r.normalize)
+    loss, acc = evaluate(r.model, loader)
+    return {"run_dir": str(r.run_dir), "test_loss": loss, "test_acc": acc,
+            "summary_test_acc": r.summary.get("final_test_acc"), "test_size": loader.num_samples}
+
+
+def read_image(path, shape) -> torch.Tensor:
+    """An image file as uint8 (C, H, W), converted the way the training data was: to the
+    model's channel count (grayscale or RGB) and resized (antialiased) to its input size."""
+    from PIL import Image, UnidentifiedImageError
+
+    c, h, w = shape
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if c == 1 else "RGB")
+            if img.size != (w, h):
+                img = img.resize((w, h), Image.BILINEAR, reducing_gap=None)
+            arr = np.asarray(img, dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"image {str(path)!r} does not exist") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"image {str(path)!r} could not be decoded ({exc}); give a PNG or JPEG file") from None
+    if c == 1:
+        arr = arr[None]
+    else:
+        arr = arr.transpose(2, 0, 1)
+    if c not in (1, 3):
+        raise DataError(f"the model expects {c} input channels; predict reads grayscale or RGB images only")
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+@torch.no_grad()
+def predict(run_dir, images: Sequence, device: str = "cpu", run: Optional[LoadedRun] = None) -> list[dict]:
+    """Class and probability for each image file."""
+    r = run or load(run_dir, device)
+    x = torch.stack([read_image(p, r.input_shape) for p in images]).to(r.device)
+    probs = torch.softmax(r.model(r.normalize(x)).float(), dim=1)
+    p, k = probs.max(1)
+    return [{"file": str(f), "class": r.classes[int(ki)], "probability": float(pi)}
+            for f, ki, pi in zip(images, k, p)]

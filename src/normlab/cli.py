@@ -1,0 +1,160 @@
+"""The `normlab` command line: argument parsing only; every verb calls the library.
+
+Each verb is a pair (add_arguments, run) registered in COMMANDS. The options of `train` are
+generated from TrainConfig's fields, so a new config field is a new option with no edit here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import MISSING, fields
+from typing import Callable, Optional
+
+from .errors import NormlabError
+
+COMMANDS: dict[str, tuple[str, Callable, Callable]] = {}
+
+
+def command(name: str, help: str):
+    """Register a verb: decorate its `run(args)`; its `add(parser)` is attached with `.arguments`."""
+
+    def wrap(run):
+        def arguments(add):
+            COMMANDS[name] = (help, add, run)
+            return add
+
+        run.arguments = arguments
+        COMMANDS[name] = (help, lambda p: None, run)
+        return run
+
+    return wrap
+
+
+def add_config_options(p: argparse.ArgumentParser) -> None:
+    """One --option per TrainConfig field; defaults are SUPPRESSed so only what was typed
+    overrides the config file."""
+    from .config import TrainConfig, field_type
+
+    g = p.add_argument_group("training options (also the keys of a --config file)")
+    for f in fields(TrainConfig):
+        if not f.metadata.get("cli", True):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else f.default_factory()
+        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        t = field_type(f.name)
+        if t is bool:
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        else:
+            # Values stay strings here; make_config coerces and checks them with one set of rules.
+            metavar = {int: "N", float: "X"}.get(t, f.name.upper())
+            g.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, metavar=metavar, help=help_text)
+
+
+def config_from_args(args: argparse.Namespace, extra: Optional[dict] = None):
+    from .config import FIELDS, load_config_file, make_config
+
+    file_values = load_config_file(args.config) if getattr(args, "config", None) else {}
+    cli_values = {k: v for k, v in vars(args).items() if k in FIELDS}
+    return make_config(file_values, extra or {}, cli_values)
+
+
+# ---------------------------------------------------------------- train
+@command("train", "train a model and write a run directory")
+def run_train(args) -> int:
+    from .train.trainer import train
+
+    train(config_from_args(args))
+    return 0
+
+
+@run_train.arguments
+def _(p):
+    p.add_argument("--config", metavar="FILE", help="YAML or JSON file of options; the command line overrides it")
+    add_config_options(p)
+
+
+# ---------------------------------------------------------------- eval
+@command("eval", "recompute test accuracy of a run from its saved weights")
+def run_eval(args) -> int:
+    from .api import evaluate_run
+
+    res = evaluate_run(args.run_dir, device=args.device)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        line = f"{res['run_dir']}: test acc {res['test_acc']:.4f}  test loss {res['test_loss']:.4f}  " \
+               f"({res['test_size']:,} images)"
+        if res["summary_test_acc"] is not None:
+            same = "matches" if res["test_acc"] == res["summary_test_acc"] else "DIFFERS FROM"
+            line += f"; {same} the run's summary ({res['summary_test_acc']:.4f})"
+        print(line)
+    return 0
+
+
+@run_eval.arguments
+def _(p):
+    p.add_argument("run_dir", help="a run directory written by `normlab train`")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps (default: cpu)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+# ---------------------------------------------------------------- predict
+@command("predict", "classify image files with a trained run")
+def run_predict(args) -> int:
+    from .api import predict
+
+    preds = predict(args.run_dir, args.images, device=args.device)
+    if args.json:
+        print(json.dumps(preds, indent=2))
+    else:
+        width = max(len(p["file"]) for p in preds)
+        for p in preds:
+            print(f"{p['file']:<{width}}  class {p['class']}  probability {p['probability']:.3f}")
+    return 0
+
+
+@run_predict.arguments
+def _(p):
+    p.add_argument("run_dir", help="a run directory written by `normlab train`")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files, any size, grayscale or colour")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps (default: cpu)")
+    p.add_argument("--json", action="store_true", help='print a JSON list of {"file", "class", "probability"}')
+
+
+# ---------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="normlab",
+        description="Build, train, inspect and compare classic image classifiers.")
+    parser.add_argument("--version", action="version", version=f"normlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, add, run) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add(p)
+        p.set_defaults(func=run)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except NormlabError as exc:
+        print(f"normlab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"normlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

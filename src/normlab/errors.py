@@ -1,0 +1,33 @@
+"""The few exception types normlab raises on purpose.
+
+The CLI prints these without a traceback (they carry a message written for a person); anything
+else reaching the top is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+
+class NormlabError(Exception):
+    """Base class: an error whose message already says what went wrong and how to fix it."""
+
+
+class ConfigError(NormlabError, ValueError):
+    """A configuration value is invalid (unknown name, out-of-range number, bad file)."""
+
+
+class DataError(NormlabError):
+    """A dataset is missing, malformed, or does not fit the model."""
+
+
+class CheckpointError(NormlabError):
+    """A run directory or checkpoint is missing, corrupt, or unsafe to load."""
+
+
+def unknown_name(kind: str, name: str, valid) -> ConfigError:
+    """ConfigError for an unknown `name`, listing the valid choices and the closest match."""
+    valid = sorted(valid)
+    close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown {kind} {name!r}.{hint} Valid choices: {', '.join(valid)}.")

@@ -1,0 +1,57 @@
+"""Fully connected models: logistic regression and the multilayer perceptron."""
+
+from __future__ import annotations
+
+import math
+
+import torch.nn as tnn
+
+from ..nn.factory import make_act, make_norm
+from .registry import register
+
+
+def feature_norm(kind: str, n: int, impl: str) -> tnn.Module:
+    """Norm for (N, C) features; instance norm has no spatial dims to normalize there, so none."""
+    return make_norm("none" if kind == "in" else kind, n, dims=0, impl=impl)
+
+
+@register("logistic", "linear", "multinomial logistic regression: flatten -> Linear",
+          default_norm="none", default_act="identity")
+def logistic(num_classes, in_channels, input_size, dropout=0.0, **_):
+    n_in = in_channels * math.prod(input_size)
+    layers = [tnn.Flatten()]
+    if dropout:
+        layers.append(tnn.Dropout(dropout))
+    layers.append(tnn.Linear(n_in, num_classes))
+    return tnn.Sequential(*layers)
+
+
+class MLP(tnn.Module):
+    """Flatten -> depth x [Linear -> norm -> act] -> (dropout) -> Linear.
+
+    The tutorials place BatchNorm between the affine map and the activation; so does this.
+    With depth=100, width=256 it is the deep MLP of the BatchNorm-and-initialization experiment.
+    """
+
+    def __init__(self, num_classes, in_channels, input_size, depth=2, width=256, norm="none",
+                 act="relu", dropout=0.0, norm_impl="native"):
+        super().__init__()
+        n = in_channels * math.prod(input_size)
+        layers = [tnn.Flatten()]
+        for _ in range(depth):
+            # A norm layer follows, so a bias here would be cancelled by its mean subtraction.
+            layers += [tnn.Linear(n, width, bias=norm in ("none", "in")),
+                       feature_norm(norm, width, norm_impl), make_act(act)]
+            n = width
+        self.features = tnn.Sequential(*layers)
+        self.dropout = tnn.Dropout(dropout) if dropout else tnn.Identity()
+        self.classifier = tnn.Linear(n, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.dropout(self.features(x)))
+
+
+@register("mlp", "mlp", "multilayer perceptron, depth x [Linear-norm-act], width 256",
+          default_norm="none", depth=2, width=256)
+def mlp(**kw):
+    return MLP(**kw)

@@ -1,0 +1,82 @@
+"""The model registry: every model is a named builder with one uniform signature.
+
+`create_model(name, num_classes, in_channels, input_size, norm, act, dropout, init, norm_impl,
+**model_kw)` builds any registered model; families register with `@register(...)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import torch.nn as tnn
+
+from ..errors import ConfigError, unknown_name
+from ..nn.init import init_weights
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    family: str
+    description: str
+    builder: Callable[..., tnn.Module]
+    default_norm: str = "bn"
+    default_act: str = "relu"
+    default_input: tuple[int, int, int] = (1, 28, 28)
+    defaults: dict = field(default_factory=dict)
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register(name: str, family: str, description: str, default_norm: str = "bn",
+             default_act: str = "relu", default_input=(1, 28, 28), **defaults):
+    def wrap(builder):
+        MODELS[name] = ModelSpec(name, family, description, builder, default_norm, default_act,
+                                 tuple(default_input), defaults)
+        return builder
+
+    return wrap
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise unknown_name("model", name, MODELS)
+    return MODELS[name]
+
+
+def list_models() -> list[str]:
+    return sorted(MODELS)
+
+
+def create_model(name: str, num_classes: int = 10, in_channels: Optional[int] = None,
+                 input_size: Optional[Sequence[int]] = None, norm: Optional[str] = None,
+                 act: Optional[str] = None, dropout: float = 0.0, init: str = "default",
+                 norm_impl: str = "native", **model_kw) -> tnn.Module:
+    """Build model `name`; None arguments take the model's own defaults (see `normlab models`)."""
+    spec = get_spec(name)
+    if in_channels is None:
+        in_channels = spec.default_input[0]
+    if input_size is None:
+        input_size = spec.default_input[1:]
+    input_size = tuple(int(s) for s in input_size)
+    if num_classes < 1:
+        raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+    kw = dict(spec.defaults)
+    kw.update({k: v for k, v in model_kw.items() if v is not None})
+    model = spec.builder(num_classes=num_classes, in_channels=in_channels, input_size=input_size,
+                         norm=norm or spec.default_norm, act=act or spec.default_act,
+                         dropout=dropout, norm_impl=norm_impl, **kw)
+    return init_weights(model, init)
+
+
+def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def require_min_size(model: str, input_size, minimum: int) -> None:
+    if min(input_size) < minimum:
+        h, w = input_size
+        raise ConfigError(f"{model} needs inputs of at least {minimum}x{minimum} pixels, got {h}x{w}; "
+                          f"use a model for small images (mlp, logistic) or a larger dataset")

@@ -1,0 +1,72 @@
+"""Weight initialization schemes by name.
+
+Weights of Conv and Linear layers get the scheme; their biases are set to zero (except for
+`default`, which keeps torch's own initialization untouched). Norm layers keep weight 1, bias 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn as tnn
+
+from ..errors import unknown_name
+
+
+def _fan_in(w: torch.Tensor) -> int:
+    return w.shape[1] * (w[0][0].numel() if w.dim() > 2 else 1)
+
+
+SCHEMES: dict[str, Callable[[torch.Tensor, dict], None]] = {
+    "zeros": lambda w, kw: tnn.init.zeros_(w),
+    "normal": lambda w, kw: tnn.init.normal_(w, 0.0, kw.get("std", 0.01)),
+    "uniform": lambda w, kw: tnn.init.uniform_(w, -kw.get("a", 0.05), kw.get("a", 0.05)),
+    "xavier-uniform": lambda w, kw: tnn.init.xavier_uniform_(w),
+    "xavier-normal": lambda w, kw: tnn.init.xavier_normal_(w),
+    "kaiming-normal": lambda w, kw: tnn.init.kaiming_normal_(w, nonlinearity="relu"),
+    "kaiming-uniform": lambda w, kw: tnn.init.kaiming_uniform_(w, nonlinearity="relu"),
+    "orthogonal": lambda w, kw: tnn.init.orthogonal_(w),
+    "sparse": lambda w, kw: tnn.init.sparse_(w.view(w.shape[0], -1).t(), kw.get("sparsity", 0.9),
+                                             kw.get("std", 0.01)),
+}
+NAMES = ("default",) + tuple(SCHEMES)
+
+
+def check_init(name: str) -> str:
+    base = name.split(":", 1)[0]
+    if base not in NAMES:
+        raise unknown_name("init scheme", name, NAMES)
+    return name
+
+
+def parse(name: str) -> tuple[str, dict]:
+    """`normal:std=1` -> ("normal", {"std": 1.0})."""
+    check_init(name)
+    base, _, rest = name.partition(":")
+    kw = {}
+    for part in filter(None, rest.split(",")):
+        k, _, v = part.partition("=")
+        kw[k.strip()] = float(v)
+    return base, kw
+
+
+@torch.no_grad()
+def init_weights(model: tnn.Module, name: str = "default") -> tnn.Module:
+    base, kw = parse(name)
+    if base == "default":
+        return model
+    fn = SCHEMES[base]
+    for m in model.modules():
+        if isinstance(m, (tnn.Linear, tnn.Conv1d, tnn.Conv2d, tnn.Conv3d)):
+            if base == "sparse" and m.weight.dim() > 2:
+                flat = m.weight.view(m.weight.shape[0], -1)
+                tnn.init.sparse_(flat, kw.get("sparsity", 0.9), kw.get("std", 0.01))
+            elif base == "sparse":
+                tnn.init.sparse_(m.weight, kw.get("sparsity", 0.9), kw.get("std", 0.01))
+            else:
+                fn(m.weight, kw)
+            if m.bias is not None:
+                tnn.init.zeros_(m.bias)
+    return model

@@ -1,0 +1,30 @@
+"""Learning curves as a PNG (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in rows]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    a1.plot(ep, [r["train_loss"] for r in rows], "o-", label="train")
+    a1.plot(ep, [r["test_loss"] for r in rows], "s-", label="test")
+    a1.set_xlabel("epoch"), a1.set_ylabel("loss"), a1.set_title("loss"), a1.legend()
+    a2.plot(ep, [r["train_acc"] for r in rows], "o-", label="train")
+    a2.plot(ep, [r["test_acc"] for r in rows], "s-", label="test")
+    a2.set_xlabel("epoch"), a2.set_ylabel("accuracy"), a2.set_title("accuracy"), a2.legend()
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
