@@ -10,8 +10,7 @@ import numpy as np
 import torch
 
 from .config import TrainConfig, make_config
-from .data.loader import DeviceLoader, Normalize
-from .data.sources import load_dataset
+from .data import pipeline
 from .errors import CheckpointError, DataError, NormlabError
 from .train.rundir import RunDir
 from .train.trainer import build_model, evaluate, resolve_device
@@ -22,7 +21,8 @@ class LoadedRun:
     run_dir: Path
     config: TrainConfig
     model: torch.nn.Module
-    normalize: Normalize
+    transform: object  # uint8 batch -> model input, as fitted at training time
+    preprocess: dict
     classes: list[str]
     input_shape: tuple[int, int, int]
     summary: dict
@@ -51,16 +51,14 @@ def load(run_dir, device: str = "cpu") -> LoadedRun:
                               f"{str(exc).splitlines()[0]}") from None
     model.to(dev).eval()
     summary = run.read_json("summary.json") if (run / "summary.json").is_file() else {}
-    return LoadedRun(run.path, cfg, model, Normalize.from_dict(pre["normalize"]), pre["classes"],
+    return LoadedRun(run.path, cfg, model, pipeline.input_transform(pre), pre, pre["classes"],
                      shape, summary, dev)
 
 
 def evaluate_run(run_dir, device: str = "cpu") -> dict:
     """Recompute test loss and accuracy from the saved weights."""
     r = load(run_dir, device)
-    data = load_dataset(r.config.dataset, data_dir=r.config.data_dir)
-    loader = DeviceLoader(data.test_x.to(r.device), data.test_y.to(r.device), r.config.eval_batch_size,
-                          r.normalize)
+    loader = pipeline.test_loader(r.config, r.preprocess, r.device)
     loss, acc = evaluate(r.model, loader)
     return {"run_dir": str(r.run_dir), "test_loss": loss, "test_acc": acc,
             "summary_test_acc": r.summary.get("final_test_acc"), "test_size": loader.num_samples}
@@ -96,7 +94,7 @@ def predict(run_dir, images: Sequence, device: str = "cpu", run: Optional[Loaded
     """Class and probability for each image file."""
     r = run or load(run_dir, device)
     x = torch.stack([read_image(p, r.input_shape) for p in images]).to(r.device)
-    probs = torch.softmax(r.model(r.normalize(x)).float(), dim=1)
+    probs = torch.softmax(r.model(r.transform(x)).float(), dim=1)
     p, k = probs.max(1)
     return [{"file": str(f), "class": r.classes[int(ki)], "probability": float(pi)}
             for f, ki, pi in zip(images, k, p)]

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig, make_config
-from ..data.loader import DeviceLoader, Normalize, channel_stats
-from ..data.sources import Dataset, load_dataset
+from ..data import pipeline
+from ..data.loader import DeviceLoader
 from ..errors import ConfigError
 from ..models.registry import create_model, get_spec
 from .optim import make_optimizer
@@ -143,14 +143,6 @@ def versions() -> dict:
             "numpy": numpy.__version__, "python": platform.python_version()}
 
 
-def prepare_data(cfg: TrainConfig, device: torch.device):
-    data: Dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir)
-    normalize = Normalize(*channel_stats(data.train_x))
-    preprocess = {"input_shape": list(data.shape), "classes": data.classes,
-                  "normalize": normalize.to_dict(), "dataset": data.info}
-    return data, normalize, preprocess
-
-
 def train(config: Union[TrainConfig, dict, None] = None, log=print) -> Result:
     """Train the model a config describes and write its run directory.
 
@@ -160,17 +152,15 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print) -> Result:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    data, normalize, preprocess = prepare_data(cfg, device)
+    data, preprocess = pipeline.load(cfg)
     model = build_model(cfg, data.shape, data.num_classes).to(device)
+    pipe = pipeline.build(cfg, device, drop_single=has_batchnorm(model), data=data, preprocess=preprocess)
+    train_loader, test_loader = pipe.train, pipe.test
     run = RunDir.create(cfg.out)
     run.write_json("config.json", cfg.to_dict())
     run.write_json("preprocess.json", preprocess)
 
     optimizer = make_optimizer(model.parameters(), cfg)
-    order = torch.Generator().manual_seed(cfg.seed)
-    train_loader = DeviceLoader(data.train_x.to(device), data.train_y.to(device), cfg.batch_size,
-                                normalize, shuffle=True, generator=order, drop_single=has_batchnorm(model))
-    test_loader = DeviceLoader(data.test_x.to(device), data.test_y.to(device), cfg.eval_batch_size, normalize)
 
     steps = len(train_loader)
     scheduler = make_scheduler(optimizer, cfg.schedule, cfg.epochs * steps, round(cfg.warmup * steps))
