@@ -75,7 +75,7 @@ def read_image(path, shape) -> torch.Tensor:
             img = img.convert("L" if c == 1 else "RGB")
             if img.size != (w, h):
                 img = img.resize((w, h), Image.BILINEAR, reducing_gap=None)
-            arr = np.asarray(img, dtype=np.uint8)
+            arr = np.array(img, dtype=np.uint8)  # a writable copy: torch refuses read-only arrays
     except FileNotFoundError:
         raise DataError(f"image {str(path)!r} does not exist") from None
     except (UnidentifiedImageError, OSError) as exc:
