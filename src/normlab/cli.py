@@ -12,7 +12,7 @@ import sys
 from dataclasses import MISSING, fields
 from typing import Callable, Optional
 
-from .errors import NormlabError
+from .errors import ConfigError, NormlabError
 
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {}
 
@@ -64,15 +64,24 @@ def config_from_args(args: argparse.Namespace, extra: Optional[dict] = None):
 # ---------------------------------------------------------------- train
 @command("train", "train a model and write a run directory")
 def run_train(args) -> int:
+    from .config import FIELDS
     from .train.trainer import train
 
-    train(config_from_args(args))
+    if args.resume:
+        typed = {k for k in vars(args) if k in FIELDS}
+        if typed - {"epochs"} or args.config:
+            raise ConfigError(f"--resume continues a run with its own config; only --epochs may be given "
+                              f"(got {', '.join('--' + k.replace('_', '-') for k in sorted(typed - {'epochs'})) or '--config'})")
+        train({"epochs": args.epochs} if "epochs" in typed else None, resume=args.resume)
+    else:
+        train(config_from_args(args))
     return 0
 
 
 @run_train.arguments
 def _(p):
     p.add_argument("--config", metavar="FILE", help="YAML or JSON file of options; the command line overrides it")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last complete epoch")
     add_config_options(p)
 
 
@@ -122,6 +131,58 @@ def _(p):
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files, any size, grayscale or colour")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps (default: cpu)")
     p.add_argument("--json", action="store_true", help='print a JSON list of {"file", "class", "probability"}')
+
+
+# ---------------------------------------------------------------- stats
+@command("stats", "per-layer activation and gradient statistics of a model or a trained run")
+def run_stats_cmd(args) -> int:
+    from pathlib import Path
+
+    from .analysis import stats
+
+    if Path(args.target).is_dir():
+        reports = {args.target: stats.run_stats(args.target, batch=args.batch, seed=args.seed,
+                                                mode=args.mode or "eval")}
+    else:
+        shape = stats.parse_shape(args.input) if args.input else None
+        reports = {}
+        for init in args.init or ["default"]:
+            label = f"init={init}" + (f", norm={args.norm}" if args.norm else "")
+            reports[label] = stats.model_stats(args.target, init=init, norm=args.norm, act=args.act,
+                                               depth=args.depth, width=args.width, input_shape=shape,
+                                               data=args.data, batch=args.batch, seed=args.seed,
+                                               mode=args.mode or "train")
+    if args.json:
+        print(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=2))
+    else:
+        for label, rep in reports.items():
+            print(f"== {label}")
+            print(stats.format_table(rep))
+    if args.plot:
+        stats.plot_stats(reports, args.plot)
+        print(f"plot -> {args.plot}", file=sys.stderr)
+    return 0
+
+
+@run_stats_cmd.arguments
+def _(p):
+    p.add_argument("target", metavar="MODEL_OR_RUN_DIR", help="a model name (see `normlab models`) or a run directory")
+    p.add_argument("--init", action="append", metavar="SCHEME",
+                   help="weight init, e.g. default, normal:std=1, kaiming-normal; repeat to compare (default: default)")
+    p.add_argument("--norm", help="bn, gn, ln, in, none (default: the model's own)")
+    p.add_argument("--act", help="activation (default: the model's own)")
+    p.add_argument("--depth", type=int, metavar="N", help="hidden layers (mlp)")
+    p.add_argument("--width", type=int, metavar="N", help="hidden width (mlp)")
+    p.add_argument("--input", metavar="CxHxW", help="input shape, e.g. 1x28x28 (default: the model's)")
+    p.add_argument("--data", default="auto",
+                   help="input batch: a dataset name, 'normal' (standard normal), or auto: mnist5k for "
+                        "1x28x28 inputs, standard normal otherwise (default: auto)")
+    p.add_argument("--batch", type=int, default=256, metavar="N", help="batch size of the pass (default: 256)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the weights and the batch (default: 0)")
+    p.add_argument("--mode", choices=("train", "eval"),
+                   help="mode of the pass (default: train for a fresh model, eval for a run directory)")
+    p.add_argument("--plot", metavar="FILE", help="write a PNG of activation std and gradient norm against depth")
+    p.add_argument("--json", action="store_true", help="print the statistics as JSON")
 
 
 # ---------------------------------------------------------------- main

@@ -1,0 +1,1 @@
+"""Analysis tools: activation statistics, ablation sweeps and their reports."""

@@ -1,0 +1,117 @@
+"""Activation statistics: the tutorial's deep-MLP init experiment, in miniature."""
+
+import math
+
+import pytest
+import torch
+import torch.nn as tnn
+
+from normlab import ConfigError, create_model
+from normlab.analysis import stats
+from normlab.cli import main
+
+
+def deep(init, norm=None, depth=50, width=128, batch=32):
+    return stats.model_stats("mlp", init=init, norm=norm, depth=depth, width=width,
+                             input_shape=(1, 8, 8), data="normal", batch=batch, seed=0)
+
+
+def std_ratio(rep):
+    return rep.layers[-2].std / rep.layers[0].std  # last hidden block over the first
+
+
+def test_default_init_shrinks_towards_zero():
+    rep = deep("default")
+    assert len(rep.layers) == 51  # 50 hidden Linear layers + the classifier
+    assert rep.input_desc.startswith("32 standard-normal inputs 1x8x8")
+    assert std_ratio(rep) < 0.15
+    assert all(r.nan == 0 and r.inf == 0 for r in rep.layers)
+
+
+def test_normal_std1_explodes_to_inf_and_nan():
+    rep = deep("normal:std=1")
+    # Each layer multiplies the scale by about sqrt(width / 2) = 8: float32 overflows by layer ~45.
+    assert rep.layers[5].std > 1e4 * rep.layers[0].std
+    last = rep.layers[-2]
+    assert last.nan + last.inf == last.numel == 32 * 128
+    assert math.isnan(last.std)
+    assert any(r.nan or r.inf for r in rep.layers[30:])
+
+
+@pytest.mark.parametrize("init,norm", [("kaiming-normal", None), ("default", "bn")])
+def test_kaiming_and_batchnorm_keep_a_steady_scale(init, norm):
+    rep = deep(init, norm)
+    assert 0.25 < std_ratio(rep) < 4
+    assert all(r.nan == 0 and r.inf == 0 and 0.1 < r.std < 10 for r in rep.layers[:-1])
+
+
+def test_first_layer_and_grad_norm_match_a_hand_computation():
+    torch.manual_seed(1)
+    model = create_model("mlp", in_channels=1, input_size=(4, 4), depth=2, width=8, act="tanh")
+    x = torch.randn(16, 1, 4, 4)
+    y = torch.arange(16) % 10
+    rep = stats.activation_stats(model, x, y)
+    lin1 = model.features[1]
+    h = torch.tanh(lin1(x.flatten(1))).detach().double()
+    assert rep.layers[0].name == "features.1" and rep.layers[0].kind == "Linear"
+    assert rep.layers[0].mean == pytest.approx(float(h.mean()), rel=1e-6)
+    assert rep.layers[0].std == pytest.approx(float(h.std(unbiased=False)), rel=1e-6)
+    ref = create_model("mlp", in_channels=1, input_size=(4, 4), depth=2, width=8, act="tanh")
+    ref.load_state_dict(model.state_dict())
+    tnn.functional.cross_entropy(ref(x), y).backward()
+    assert rep.layers[0].grad_norm == pytest.approx(float(ref.features[1].weight.grad.norm()), rel=1e-5)
+    assert rep.layers[-1].name == "classifier"
+
+
+def test_tensor_stats_counts_nan_inf_and_near_zero():
+    t = torch.tensor([0.0, 1e-5, 2.0, -2.0, math.nan, math.inf, -math.inf, 4.0])
+    s = stats.tensor_stats(t)
+    fin = torch.tensor([0.0, 1e-5, 2.0, -2.0, 4.0], dtype=torch.float64)
+    assert (s["nan"], s["inf"], s["numel"]) == (1, 2, 8)
+    assert s["mean"] == pytest.approx(float(fin.mean()))
+    assert s["std"] == pytest.approx(float(fin.std(unbiased=False)))
+    assert s["near_zero"] == pytest.approx(2 / 5)
+
+
+def test_mode_buffers_and_grads_of_the_callers_model_are_unchanged():
+    model = create_model("mlp", in_channels=1, input_size=(8, 8), depth=3, width=16, norm="bn")
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(32, 1, 8, 8)
+    train_rep = stats.activation_stats(model, x, mode="train")
+    assert train_rep.mode == "train"
+    assert not any(m.training for m in model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+    # The mode asked for is the one used: eval-mode BN with fresh running stats is the identity,
+    # so it differs from the batch-normalized train pass.
+    eval_rep = stats.activation_stats(model, x)
+    assert eval_rep.mode == "eval"
+    assert eval_rep.layers[0].std != pytest.approx(train_rep.layers[0].std, rel=1e-3)
+    model.train()
+    stats.activation_stats(model, x, mode="eval")
+    assert all(m.training for m in model.modules())
+
+
+def test_cli_table_plot_and_errors(tmp_path, capsys):
+    png = tmp_path / "std.png"
+    assert main(["stats", "mlp", "--depth", "4", "--width", "16", "--data", "digits", "--init", "default",
+                 "--init", "kaiming-normal", "--batch", "64", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "== init=default" in out and "== init=kaiming-normal" in out
+    assert "64 digits training images" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["stats", "mlp", "--input", "28x28"]) == 2
+    assert "input shape must be CxHxW with positive sizes, e.g. 1x28x28, got '28x28'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--depth: model 'lenet' has no such option"):
+        stats.model_stats("lenet", depth=3, data="normal")
+
+
+def test_stats_of_a_trained_run(tmp_path):
+    from normlab import train
+
+    res = train({"dataset": "digits", "model": "mlp", "depth": 2, "width": 16, "epochs": 1,
+                 "out": str(tmp_path / "run"), "progress": False, "device": "cpu"}, log=lambda *a: None)
+    rep = stats.run_stats(res.run_dir, batch=64)
+    assert rep.mode == "eval" and len(rep.layers) == 3
+    assert "digits training images" in rep.input_desc
