@@ -31,7 +31,7 @@ def test_run_directory_contents(digits_run):
         assert (d / name).is_file(), name
     header = (d / "metrics.csv").read_text().splitlines()[0].split(",")
     assert header == ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_seconds",
-                      "elapsed_seconds", "examples_per_s"]
+                      "elapsed_seconds", "examples_per_s", "test_top5"]
     cfg = json.loads((d / "config.json").read_text())
     # fully resolved: the model's default norm/act and the run dir are written out
     assert cfg["norm"] == "none" and cfg["act"] == "relu" and cfg["out"] == str(d)

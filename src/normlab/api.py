@@ -59,8 +59,8 @@ def evaluate_run(run_dir, device: str = "cpu") -> dict:
     """Recompute test loss and accuracy from the saved weights."""
     r = load(run_dir, device)
     loader = pipeline.test_loader(r.config, r.preprocess, r.device)
-    loss, acc = evaluate(r.model, loader)
-    return {"run_dir": str(r.run_dir), "test_loss": loss, "test_acc": acc,
+    res = evaluate(r.model, loader)
+    return {"run_dir": str(r.run_dir), "test_loss": res["loss"], "test_acc": res["acc"], "test_top5": res.get("top5"),
             "summary_test_acc": r.summary.get("final_test_acc"), "test_size": loader.num_samples}
 
 

@@ -48,11 +48,38 @@ def optional(check):
     return lambda x: None if x is None else check(x)
 
 
+def _check_augment(spec):
+    from .data import augment
+
+    augment.parse(spec)  # raises ConfigError naming the bad op
+
+
+def _check_preprocess(spec):
+    from .data import preprocess
+
+    preprocess.parse(spec)
+
+
+def _check_resize(spec):
+    parts = str(spec).lower().split("x")
+    ok = len(parts) in (1, 2) and all(p.strip().isdigit() and int(p) > 0 for p in parts)
+    return None if ok else "must be a size like 32x32 or 32"
+
+
 @dataclass
 class TrainConfig:
     # --- what to train on
     dataset: str = opt("mnist5k", "dataset name (see `normlab datasets`)")
     data_dir: Optional[str] = opt(None, "root folder for datasets that live on disk")
+    val_split: float = opt(0.0, "fraction of the training split held out (stratified, seeded) for "
+                           "validation; 0 for none", check=probability)
+    augment: str = opt("", "batched on-device augmentation, e.g. crop:4,flip (ops: crop:P, translate:T, "
+                       "flip, cutout:S, resize:HxW; see docs/data.md)", check=_check_augment)
+    preprocess: str = opt("channel", "input preprocessing fitted on the training split: channel, "
+                          "standardize, minmax, robust, maxabs, pca:D, pca-whiten:D, zca[:EPS]",
+                          check=_check_preprocess)
+    resize: Optional[str] = opt(None, "resize every image to HxW (or S for SxS) when loading", check=optional(_check_resize))
+    strict: bool = opt(False, "stop at the first image that cannot be decoded instead of skipping it")
     # --- the model
     model: str = opt("lenet-bn", "model name (see `normlab models`)")
     norm: Optional[str] = opt(None, "normalization: bn, gn, ln, in, none (default: the model's own)")
@@ -69,12 +96,32 @@ class TrainConfig:
     epochs: int = opt(10, "number of passes over the training set", check=at_least_one)
     batch_size: int = opt(64, "training batch size", check=at_least_one)
     eval_batch_size: int = opt(1000, "evaluation batch size", check=at_least_one)
-    optimizer: str = opt("adam", "optimizer: sgd, momentum, nesterov, adam, ...")
+    optimizer: str = opt("adam", "optimizer: sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam, "
+                         "adamw, nadam")
     lr: float = opt(0.01, "learning rate", check=positive)
-    momentum: float = opt(0.9, "momentum for momentum/nesterov/rmsprop", check=probability)
-    weight_decay: float = opt(0.0, "coupled L2 weight decay inside the optimizer", check=non_negative)
-    schedule: str = opt("linear", "learning-rate schedule over the run: constant, linear (decay to 0), cosine")
+    momentum: float = opt(0.9, "momentum of the momentum and nesterov optimizers", check=probability)
+    beta1: float = opt(0.9, "first-moment decay of adam/adamw/nadam", check=probability)
+    beta2: float = opt(0.999, "second-moment decay of adam/adamw/nadam", check=probability)
+    eps: float = opt(1e-8, "epsilon of the adaptive optimizers", check=positive)
+    weight_decay: float = opt(0.0, "weight decay inside the optimizer (coupled L2; decoupled for adamw)",
+                              check=non_negative)
+    decay_norm_bias: bool = opt(True, "also decay/penalize biases and norm parameters "
+                                "(--no-decay-norm-bias excludes them)")
+    schedule: str = opt("linear", "lr schedule: constant, linear (to 0), cosine, step, multistep, onecycle")
     warmup: float = opt(0.0, "epochs of linear lr warm-up before the schedule", check=non_negative)
+    lr_step: float = opt(30.0, "epochs between decays of the step schedule", check=positive)
+    lr_gamma: float = opt(0.1, "decay factor of the step and multistep schedules", check=positive)
+    milestones: list = opt([], "epochs at which the multistep schedule decays, e.g. 5,8")
+    # --- regularization
+    l1: float = opt(0.0, "L1 strength, applied as a proximal soft-threshold step after each update",
+                    check=non_negative)
+    l2: float = opt(0.0, "L2 penalty (l2/2)*sum(w^2) added to the loss", check=non_negative)
+    max_norm: Optional[float] = opt(None, "cap on each unit's incoming weight norm, enforced after each step",
+                                    check=optional(positive))
+    label_smoothing: float = opt(0.0, "label smoothing of the cross-entropy", check=probability)
+    clip_grad: Optional[float] = opt(None, "clip gradients to this norm (or value, see --clip-mode)",
+                                     check=optional(positive))
+    clip_mode: str = opt("norm", "what --clip-grad bounds: norm or value", choices=("norm", "value"))
     # --- where and how
     seed: int = opt(0, "random seed for weights, data order and augmentation")
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
@@ -125,7 +172,9 @@ def _coerce(name: str, value):
             return float(value)
         if t in (list, dict):
             if isinstance(value, str):
-                value = json.loads(value)
+                text = value.strip()
+                # "5,8" on the command line, or JSON
+                value = json.loads(text if text[:1] in "[{" else f"[{text}]")
             if not isinstance(value, t):
                 raise ValueError(value)
             return value

@@ -31,3 +31,7 @@ def unknown_name(kind: str, name: str, valid) -> ConfigError:
     close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.6)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return ConfigError(f"unknown {kind} {name!r}.{hint} Valid choices: {', '.join(valid)}.")
+
+
+class TrainingError(NormlabError):
+    """Training cannot go on (the loss diverged); the last good checkpoint is kept."""

@@ -1,8 +1,9 @@
 """Optimizers by unambiguous name.
 
 `sgd` is plain SGD (no momentum); `momentum` is SGD with heavy-ball momentum; `nesterov` is
-SGD with Nesterov momentum. `weight_decay` is the optimizer's coupled L2 term (added to the
-gradient), which for Adam is *not* the decoupled decay of `adamw`.
+SGD with Nesterov momentum. `weight_decay` is the optimizer's coupled L2 term (wd * w added to
+the gradient, so Adam rescales it like any gradient); `adamw` decays the weights directly
+(decoupled, Loshchilov & Hutter), which is a different regularizer for adaptive methods.
 """
 
 from __future__ import annotations
@@ -12,28 +13,23 @@ import torch
 from ..errors import unknown_name
 
 
-def _sgd(params, cfg):
-    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def _momentum(params, cfg):
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-def _nesterov(params, cfg):
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
-                           weight_decay=cfg.weight_decay)
-
-
-def _adam(params, cfg):
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+def _betas(cfg):
+    return (cfg.beta1, cfg.beta2)
 
 
 OPTIMIZERS = {
-    "sgd": _sgd,
-    "momentum": _momentum,
-    "nesterov": _nesterov,
-    "adam": _adam,
+    "sgd": lambda p, c, wd: torch.optim.SGD(p, lr=c.lr, weight_decay=wd),
+    "momentum": lambda p, c, wd: torch.optim.SGD(p, lr=c.lr, momentum=c.momentum, weight_decay=wd),
+    "nesterov": lambda p, c, wd: torch.optim.SGD(p, lr=c.lr, momentum=c.momentum, nesterov=True,
+                                                 weight_decay=wd),
+    "adagrad": lambda p, c, wd: torch.optim.Adagrad(p, lr=c.lr, eps=c.eps, weight_decay=wd),
+    # Adadelta's lr scales its unitless update; 1.0 is the paper's (and torch's) default.
+    "adadelta": lambda p, c, wd: torch.optim.Adadelta(p, lr=c.lr, rho=c.beta2 if c.beta2 < 0.999 else 0.9,
+                                                      eps=c.eps if c.eps != 1e-8 else 1e-6, weight_decay=wd),
+    "rmsprop": lambda p, c, wd: torch.optim.RMSprop(p, lr=c.lr, alpha=0.99, eps=c.eps, weight_decay=wd),
+    "adam": lambda p, c, wd: torch.optim.Adam(p, lr=c.lr, betas=_betas(c), eps=c.eps, weight_decay=wd),
+    "adamw": lambda p, c, wd: torch.optim.AdamW(p, lr=c.lr, betas=_betas(c), eps=c.eps, weight_decay=wd),
+    "nadam": lambda p, c, wd: torch.optim.NAdam(p, lr=c.lr, betas=_betas(c), eps=c.eps, weight_decay=wd),
 }
 
 
@@ -43,5 +39,18 @@ def check_optimizer(name: str) -> str:
     return name
 
 
-def make_optimizer(params, cfg) -> torch.optim.Optimizer:
-    return OPTIMIZERS[check_optimizer(cfg.optimizer)](params, cfg)
+def decay_groups(model: torch.nn.Module, cfg) -> list[dict]:
+    """Parameter groups: with decay_norm_bias off, biases and norm parameters (every tensor of
+    rank <= 1) get no weight decay, the usual practice since decaying a BN scale changes
+    nothing but the effective learning rate."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.decay_norm_bias or cfg.weight_decay == 0:
+        return [{"params": params, "weight_decay": cfg.weight_decay}]
+    decay = [p for p in params if p.ndim > 1]
+    rest = [p for p in params if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
+    build = OPTIMIZERS[check_optimizer(cfg.optimizer)]
+    return build(decay_groups(model, cfg), cfg, cfg.weight_decay)

@@ -2,7 +2,10 @@
 
   config.json          the fully resolved TrainConfig
   preprocess.json      input shape, class names and the normalization fitted on the train split
-  metrics.csv          one row per epoch (METRIC_COLUMNS)
+  metrics.csv          one row per epoch (METRIC_COLUMNS, then test_top5 / val_loss / val_acc
+                       where they apply)
+  last.safetensors     weights after the last complete epoch; best.safetensors at the best one
+  state.pt             optimizer, scheduler, RNG states for --resume (tensors and plain values only)
   summary.json         final/best accuracy, wall time, parameter count, versions, seed
   weights.safetensors  the model's state_dict
   curves.png           loss and accuracy against epoch
@@ -50,12 +53,12 @@ class RunDir:
     def write_json(self, name: str, obj) -> None:
         atomic_write_json(self / name, obj)
 
-    def write_metrics(self, rows: list[dict]) -> None:
+    def write_metrics(self, rows: list[dict], columns=METRIC_COLUMNS) -> None:
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
         for r in rows:
-            w.writerow({k: _fmt(r.get(k)) for k in METRIC_COLUMNS})
+            w.writerow({k: _fmt(r.get(k)) for k in columns})
         atomic_write_text(self / "metrics.csv", buf.getvalue())
 
     def save_weights(self, state_dict: dict, name: str = "weights.safetensors") -> None:

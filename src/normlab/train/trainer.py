@@ -1,15 +1,20 @@
 """The training loop: config in, run directory out.
 
 Read top to bottom: resolve the device, load the data once onto it, build the model, then per
-epoch one pass of training and one of evaluation, a printed line and a metrics row.
+epoch one pass of training and one of evaluation, a printed line, a metrics row and a
+checkpoint (last, and best). A resumed run restores every piece of state that pass depends on,
+so it continues bit-for-bit.
 """
 
 from __future__ import annotations
 
 import math
 import platform
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,12 +27,13 @@ from tqdm.auto import tqdm
 from ..config import TrainConfig, make_config
 from ..data import pipeline
 from ..data.loader import DeviceLoader
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingError
 from ..models.registry import create_model, get_spec
+from . import checkpoint, regularize
 from .optim import make_optimizer
 from .plots import plot_curves
+from .rundir import METRIC_COLUMNS, RunDir
 from .schedule import make_scheduler
-from .rundir import RunDir
 
 
 @dataclass
@@ -37,6 +43,10 @@ class Result:
     metrics: list[dict]
     summary: dict
     model: torch.nn.Module
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; the run stops at the next step boundary."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -90,42 +100,72 @@ def count_params(model: torch.nn.Module) -> int:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: DeviceLoader) -> tuple[float, float]:
-    """Mean cross-entropy and top-1 accuracy over the loader, in eval mode."""
+def evaluate(model: torch.nn.Module, loader: DeviceLoader) -> dict:
+    """Mean cross-entropy, top-1 and (with more than 5 classes) top-5 accuracy, in eval mode."""
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=loader.x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=loader.x.device)
+    dev = loader.x.device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+    correct = torch.zeros((), dtype=torch.int64, device=dev)
+    top5 = torch.zeros((), dtype=torch.int64, device=dev)
     for xb, yb in loader:
         out = model(xb)
         loss_sum += F.cross_entropy(out, yb, reduction="sum").double()
         correct += (out.argmax(1) == yb).sum()
+        if out.shape[1] > 5:
+            top5 += (out.topk(5, dim=1).indices == yb[:, None]).any(1).sum()
     model.train(was_training)
     n = loader.num_samples
-    return loss_sum.item() / n, correct.item() / n
+    res = {"loss": loss_sum.item() / n, "acc": correct.item() / n}
+    if out.shape[1] > 5:
+        res["top5"] = top5.item() / n
+    return res
 
 
-def train_epoch(model, loader: DeviceLoader, optimizer, scheduler, bar) -> tuple[float, float, int]:
-    model.train()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=loader.x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=loader.x.device)
+class Step:
+    """One optimizer step with the config's loss terms and post-step constraints."""
+
+    def __init__(self, model, optimizer, scheduler, cfg: TrainConfig):
+        self.model, self.optimizer, self.scheduler, self.cfg = model, optimizer, scheduler, cfg
+        self.penalized = regularize.penalized_params(model, cfg)
+
+    def __call__(self, xb, yb):
+        cfg = self.cfg
+        out = self.model(xb)
+        loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
+        total = loss + regularize.l2_penalty(self.penalized, cfg.l2) if cfg.l2 else loss
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if cfg.clip_grad:
+            regularize.clip_gradients(self.model, cfg.clip_grad, cfg.clip_mode)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        if cfg.l1:
+            regularize.l1_proximal(self.penalized, cfg.l1, lr)
+        if cfg.max_norm:
+            regularize.apply_max_norm(self.model, cfg.max_norm)
+        self.scheduler.step()
+        return out, loss
+
+
+def train_epoch(step: Step, loader: DeviceLoader, epoch: int, bar, stop: threading.Event):
+    step.model.train()
+    dev = loader.x.device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+    correct = torch.zeros((), dtype=torch.int64, device=dev)
     seen = 0
-    for xb, yb in loader:
-        out = model(xb)
-        loss = F.cross_entropy(out, yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        # Accumulate on the device: no host sync per step.
+    for i, (xb, yb) in enumerate(loader, start=1):
+        out, loss = step(xb, yb)
+        # One host sync per step: the price of naming the exact step where training diverged.
+        if not math.isfinite(loss.item()):
+            raise TrainingError(f"the loss became {loss.item()} at epoch {epoch}, step {i}")
         loss_sum += loss.detach().double() * len(yb)
         correct += (out.detach().argmax(1) == yb).sum()
         seen += len(yb)
         bar.update(1)
-    loss_mean = loss_sum.item() / seen
-    if not math.isfinite(loss_mean):
-        raise FloatingPointError("training loss is not finite")
-    return loss_mean, correct.item() / seen, seen
+        if stop.is_set():
+            raise Interrupted()
+    return loss_sum.item() / seen, correct.item() / seen, seen
 
 
 def epoch_line(row: dict, epochs: int) -> str:
@@ -143,65 +183,152 @@ def versions() -> dict:
             "numpy": numpy.__version__, "python": platform.python_version()}
 
 
-def train(config: Union[TrainConfig, dict, None] = None, log=print) -> Result:
+@contextmanager
+def stop_on_signals():
+    """SIGINT/SIGTERM set an event that the loop checks after each step; the checkpoint of the
+    last complete epoch is on disk, so the run can be resumed from there."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in old:
+        signal.signal(s, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def metric_columns(has_val: bool, top5: bool) -> list[str]:
+    cols = list(METRIC_COLUMNS)
+    if top5:
+        cols.append("test_top5")
+    if has_val:
+        cols += ["val_loss", "val_acc"]
+    return cols
+
+
+def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
+          _stop_after_epoch: Optional[int] = None) -> Result:
     """Train the model a config describes and write its run directory.
 
     `config` is a TrainConfig or a dict of options (the keys of `normlab train --help`).
+    `resume`: a run directory to continue from its last complete epoch (config from the run,
+    except `epochs`, which `config` may raise).
     """
-    cfg = resolve_config(make_config(config))
+    if resume is not None:
+        run = RunDir.open(resume, required=("config.json", "preprocess.json", "last.safetensors",
+                                            checkpoint.STATE_FILE))
+        saved = run.read_json("config.json")
+        extra = {k: v for k, v in (config or {}).items() if k == "epochs"} if isinstance(config, dict) else {}
+        cfg = make_config(saved, extra)
+    else:
+        cfg = resolve_config(make_config(config))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     data, preprocess = pipeline.load(cfg)
     model = build_model(cfg, data.shape, data.num_classes).to(device)
     pipe = pipeline.build(cfg, device, drop_single=has_batchnorm(model), data=data, preprocess=preprocess)
-    train_loader, test_loader = pipe.train, pipe.test
-    run = RunDir.create(cfg.out)
-    run.write_json("config.json", cfg.to_dict())
-    run.write_json("preprocess.json", preprocess)
+    patience = getattr(cfg, "patience", None)
+    if patience and pipe.val is None:
+        raise ConfigError("patience: early stopping needs a validation split (--val-split 0.1); "
+                          "stopping on the test set would leak it into model selection")
+    optimizer = make_optimizer(model, cfg)
+    steps_per_epoch = len(pipe.train)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
 
-    optimizer = make_optimizer(model.parameters(), cfg)
-
-    steps = len(train_loader)
-    scheduler = make_scheduler(optimizer, cfg.schedule, cfg.epochs * steps, round(cfg.warmup * steps))
-
-    log(f"normlab: {cfg.model} (norm={cfg.norm}, act={cfg.act}, {count_params(model):,} parameters) "
-        f"on {cfg.dataset} ({len(data.train_y):,} train / {len(data.test_y):,} test), device {device}, "
-        f"run dir {run.path}")
     rows: list[dict] = []
-    start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        with tqdm(total=len(train_loader), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
-                  disable=None if cfg.progress else True, file=sys.stderr) as bar:
-            try:
-                train_loss, train_acc, seen = train_epoch(model, train_loader, optimizer, scheduler, bar)
-            except FloatingPointError:
-                raise ConfigError(f"training diverged in epoch {epoch}: the loss became NaN or inf "
-                                  f"(lower --lr, or add normalization); run directory {run.path}") from None
-        t_train = time.perf_counter() - t0
-        test_loss, test_acc = evaluate(model, test_loader)
-        now = time.perf_counter()
-        row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss,
-               "test_acc": test_acc, "lr": lr, "epoch_seconds": now - t0,
-               "elapsed_seconds": now - start, "examples_per_s": seen / max(t_train, 1e-9)}
-        rows.append(row)
-        run.write_metrics(rows)
-        log(epoch_line(row, cfg.epochs))
+    start_epoch, elapsed0, best_score, best_epoch = 1, 0.0, -1.0, 0
+    if resume is not None:
+        state = checkpoint.load_state(run / checkpoint.STATE_FILE)
+        model.load_state_dict(run.load_weights("last.safetensors"))
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        checkpoint.set_rng_state(state["rng"], pipe.train.generator)
+        start_epoch, elapsed0 = state["epoch"] + 1, state["elapsed"]
+        best_score, best_epoch = state["best_score"], state["best_epoch"]
+        rows = [r for r in run.read_metrics() if r["epoch"] <= state["epoch"]]
+        if start_epoch > cfg.epochs:
+            raise ConfigError(f"{str(run.path)!r} already finished {state['epoch']} epochs; "
+                              f"to train longer pass --epochs N with N > {state['epoch']}")
+        run.write_json("config.json", cfg.to_dict())
+        log(f"normlab: resuming {run.path} after epoch {state['epoch']}")
+    else:
+        run = RunDir.create(cfg.out)
+        run.write_json("config.json", cfg.to_dict())
+        run.write_json("preprocess.json", preprocess)
+
+    step = Step(model, optimizer, scheduler, cfg)
+    columns = metric_columns(pipe.val is not None, data.num_classes > 5)
+    log(f"normlab: {cfg.model} (norm={cfg.norm}, act={cfg.act}, {count_params(model):,} parameters) "
+        f"on {cfg.dataset} ({len(pipe.train.y):,} train / {len(pipe.test.y):,} test), device {device}, "
+        f"run dir {run.path}")
+    start = time.perf_counter() - elapsed0
+    with stop_on_signals() as stop:
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+                      disable=None if cfg.progress else True, file=sys.stderr) as bar:
+                try:
+                    train_loss, train_acc, seen = train_epoch(step, pipe.train, epoch, bar, stop)
+                except TrainingError as exc:
+                    last = f"the last good checkpoint (epoch {epoch - 1}) is in {run.path}" if epoch > 1 \
+                        else f"no epoch finished; {run.path} holds the config only"
+                    raise TrainingError(f"training stopped: {exc}. Lower --lr, add normalization or "
+                                        f"--clip-grad; {last}") from None
+                except Interrupted:
+                    log(f"normlab: interrupted in epoch {epoch}; resume with "
+                        f"`normlab train --resume {run.path}` (continues after epoch {epoch - 1})")
+                    raise KeyboardInterrupt from None
+            t_train = time.perf_counter() - t0
+            test = evaluate(model, pipe.test)
+            row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "test_loss": test["loss"],
+                   "test_acc": test["acc"], "lr": lr, "test_top5": test.get("top5")}
+            score = test["acc"]
+            if pipe.val is not None:
+                val = evaluate(model, pipe.val)
+                row.update(val_loss=val["loss"], val_acc=val["acc"])
+                score = val["acc"]
+            now = time.perf_counter()
+            row.update(epoch_seconds=now - t0, elapsed_seconds=now - start,
+                       examples_per_s=seen / max(t_train, 1e-9))
+            rows.append(row)
+            # Weights first, then state, then metrics: whatever state.pt says, its weights exist.
+            if score > best_score:
+                best_score, best_epoch = score, epoch
+                run.save_weights(model.state_dict(), "best.safetensors")
+            run.save_weights(model.state_dict(), "last.safetensors")
+            checkpoint.save_state(run / checkpoint.STATE_FILE, {
+                "epoch": epoch, "step": epoch * steps_per_epoch, "elapsed": now - start,
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": checkpoint.rng_state(pipe.train.generator),
+                "best_score": best_score, "best_epoch": best_epoch})
+            run.write_metrics(rows, columns)
+            log(epoch_line(row, cfg.epochs))
+            if _stop_after_epoch == epoch:
+                raise KeyboardInterrupt
+            if patience and epoch - best_epoch >= patience:
+                log(f"early stopping: no validation improvement for {patience} epochs (best epoch {best_epoch})")
+                break
 
     run.save_weights(model.state_dict())
-    best = max(rows, key=lambda r: r["test_acc"])
+    best = next(r for r in rows if r["epoch"] == best_epoch)
     summary = {
-        "model": cfg.model, "dataset": cfg.dataset, "seed": cfg.seed, "epochs": cfg.epochs,
+        "model": cfg.model, "dataset": cfg.dataset, "seed": cfg.seed, "epochs": rows[-1]["epoch"],
         "final_test_acc": rows[-1]["test_acc"], "final_test_loss": rows[-1]["test_loss"],
         "final_train_acc": rows[-1]["train_acc"], "final_train_loss": rows[-1]["train_loss"],
-        "best_test_acc": best["test_acc"], "best_epoch": best["epoch"],
+        "best_test_acc": max(r["test_acc"] for r in rows),
+        "selected_epoch": best_epoch, "selected_by": "val_acc" if pipe.val is not None else "test_acc",
+        "selected_test_acc": best["test_acc"],
         "wall_seconds": time.perf_counter() - start, "parameters": count_params(model),
         "device": str(device), "threads": torch.get_num_threads(), "versions": versions(),
     }
     run.write_json("summary.json", summary)
     plot_curves(rows, run / "curves.png", title=f"{cfg.model} on {cfg.dataset}")
-    log(f"done: test acc {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f} at epoch "
-        f"{summary['best_epoch']}) in {summary['wall_seconds']:.1f} s -> {run.path}")
+    log(f"done: test acc {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f}) "
+        f"in {summary['wall_seconds']:.1f} s -> {run.path}")
     return Result(run.path, cfg, rows, summary, model)
