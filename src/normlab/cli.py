@@ -185,6 +185,53 @@ def _(p):
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
 
 
+# ---------------------------------------------------------------- datasets
+@command("datasets", "list the datasets with sizes, classes and whether they are present locally")
+def run_datasets(args) -> int:
+    from .data.sources import list_datasets
+
+    rows = [{"name": s.name, "train": s.sizes[0], "test": s.sizes[1], "classes": s.num_classes,
+             "shape": list(s.shape), "present": s.is_present(args.data_dir), "description": s.description}
+            for s in list_datasets()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':<14} {'train':>7} {'test':>7} {'classes':>7}  {'shape':<9} {'present':<8} description")
+    for r in rows:
+        sizes = ("-", "-", "-") if r["name"] == "imagefolder" else (f"{r['train']:,}", f"{r['test']:,}", r["classes"])
+        shape = "any" if r["name"] == "imagefolder" else "x".join(map(str, r["shape"]))
+        print(f"{r['name']:<14} {sizes[0]:>7} {sizes[1]:>7} {sizes[2]:>7}  {shape:<9} "
+              f"{'yes' if r['present'] else 'no':<8} {r['description']}")
+    return 0
+
+
+@run_datasets.arguments
+def _(p):
+    p.add_argument("--data-dir", default=None, help="root folder to look for the on-disk datasets in")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+
+
+# ---------------------------------------------------------------- export
+@command("export", "export a trained run to ONNX or TorchScript, checked against PyTorch")
+def run_export(args) -> int:
+    from .train.export import export_run
+
+    res = export_run(args.run_dir, args.format, args.out, fuse_bn=args.fuse_bn, check=args.check)
+    diff = "" if res["max_abs_diff"] is None else f" (max |diff| vs PyTorch {res['max_abs_diff']:.2e})"
+    print(f"wrote {res['path']}{diff}")
+    return 0
+
+
+@run_export.arguments
+def _(p):
+    p.add_argument("run_dir", help="a run directory written by `normlab train`")
+    p.add_argument("--format", default="onnx", help="onnx or torchscript (default: onnx)")
+    p.add_argument("--out", help="output file (default: RUN_DIR/model.onnx or model.torchscript.pt)")
+    p.add_argument("--fuse-bn", action="store_true", help="fold BatchNorm into the preceding conv/linear first")
+    p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the exported file (onnxruntime / torch.jit) and compare with PyTorch")
+
+
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__

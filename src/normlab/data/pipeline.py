@@ -1,7 +1,8 @@
 """From a config to loaders: the one place the trainer, eval and predict get their data from.
 
-`build(cfg, device, drop_single)` loads the dataset, fits the input transform on the training
-split only, and returns device loaders; `input_transform(preprocess)` rebuilds that transform
+`load(cfg)` loads the dataset, holds out the validation split, and fits the input transform on
+what remains of the training split only; `build(cfg, device, drop_single)` returns device loaders
+(train with augmentation, val, test); `input_transform(preprocess)` rebuilds the fitted transform
 from a run's preprocess.json so eval and predict apply exactly what training did.
 """
 
@@ -12,8 +13,12 @@ from typing import Optional
 
 import torch
 
-from .loader import DeviceLoader, Normalize, channel_stats
-from .sources import Dataset, load_dataset
+from . import augment as augment_mod
+from . import preprocess as preprocess_mod
+from .loader import DeviceLoader, Normalize
+from .sources import Dataset, load_dataset, stratified_split
+
+VAL_SEED_OFFSET = 7919  # the val split depends on the run's seed, not on the train/test split's
 
 
 @dataclass
@@ -35,16 +40,67 @@ class Pipeline:
 
 def input_transform(preprocess: dict):
     """uint8 batch -> model input, as fitted at training time."""
-    return Normalize.from_dict(preprocess["normalize"])
+    if "transform" in preprocess:
+        return preprocess_mod.Preprocess.from_dict(preprocess["transform"])
+    return Normalize.from_dict(preprocess["normalize"])  # runs written before --preprocess existed
+
+
+def _resize_size(cfg):
+    spec = getattr(cfg, "resize", None)
+    return augment_mod._size_arg(spec) if spec else None
+
+
+def _load_data(cfg) -> Dataset:
+    size = _resize_size(cfg)
+    kw = {}
+    if cfg.dataset == "imagefolder":
+        kw = {"resize": size, "strict": getattr(cfg, "strict", False)}
+    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, **kw)
+    if size and tuple(data.train_x.shape[-2:]) != tuple(size):
+        data.train_x = augment_mod.resize(data.train_x, size)
+        data.test_x = augment_mod.resize(data.test_x, size)
+    return data
+
+
+def split_val(data: Dataset, fraction: float, seed: int) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """Move a stratified, seeded `fraction` of the training split into (val_x, val_y)."""
+    if not fraction:
+        return None
+    tr, va = stratified_split(data.train_y.numpy(), fraction, seed + VAL_SEED_OFFSET)
+    if len(va) == 0 or len(tr) == 0:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"val_split {fraction} leaves an empty split of {len(data.train_y)} training images")
+    tr, va = torch.from_numpy(tr), torch.from_numpy(va)
+    val = (data.train_x[va], data.train_y[va])
+    data.train_x, data.train_y = data.train_x[tr], data.train_y[tr]
+    data.info = dict(data.info, train_size=len(tr), val_size=len(va))
+    return val
 
 
 def load(cfg) -> tuple[Dataset, dict]:
-    """The dataset a config names and its preprocess record (fitted on the training split)."""
-    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir)
-    normalize = Normalize(*channel_stats(data.train_x))
-    preprocess = {"input_shape": list(data.shape), "classes": data.classes,
-                  "normalize": normalize.to_dict(), "dataset": data.info}
+    """The dataset a config names (val split held out) and its preprocess record, fitted on the
+    training split only. The val images ride along in `data.val` for `build`."""
+    data = _load_data(cfg)
+    data.val = split_val(data, getattr(cfg, "val_split", 0.0), cfg.seed)
+    aug = getattr(cfg, "augment", "") or ""
+    image_shape = tuple(data.train_x.shape[1:2]) + augment_mod.output_size(aug, data.train_x.shape[-2:])
+    fit_x = augment_mod.resize(data.train_x, image_shape[1:])
+    transform = preprocess_mod.fit(getattr(cfg, "preprocess", "channel"), fit_x)
+    preprocess = {"input_shape": list(image_shape), "classes": data.classes,
+                  "transform": transform.to_dict(), "dataset": data.info,
+                  "model_input_shape": list(transform.output_shape),
+                  "augment": aug, "val_split": getattr(cfg, "val_split", 0.0)}
+    if transform.kind == "channel":  # the older record, read by tools that predate --preprocess
+        c, hw = image_shape[0], image_shape[1] * image_shape[2]
+        preprocess["normalize"] = {"mean": transform.center[::hw].tolist(), "std": transform.scale[::hw].tolist()}
     return data, preprocess
+
+
+def _eval_resize(preprocess: dict):
+    """Test/val images get the augmentation's deterministic part only: its final size."""
+    size = tuple(preprocess["input_shape"][1:])
+    return lambda x, generator=None: augment_mod.resize(x, size)
 
 
 def build(cfg, device: torch.device, drop_single: bool, data: Optional[Dataset] = None,
@@ -53,14 +109,26 @@ def build(cfg, device: torch.device, drop_single: bool, data: Optional[Dataset] 
         data, preprocess = load(cfg)
     transform = input_transform(preprocess)
     order = torch.Generator().manual_seed(cfg.seed)
+    aug = augment_mod.make_augment(getattr(cfg, "augment", ""))
+    size = tuple(preprocess["input_shape"][1:])
+    if aug is None and tuple(data.train_x.shape[-2:]) != size:
+        aug = _eval_resize(preprocess)
     train = DeviceLoader(data.train_x.to(device), data.train_y.to(device), cfg.batch_size, transform,
-                         shuffle=True, generator=order, drop_single=drop_single)
-    test = DeviceLoader(data.test_x.to(device), data.test_y.to(device), cfg.eval_batch_size, transform)
-    return Pipeline(data, train, test, None, preprocess)
+                         shuffle=True, generator=order, drop_single=drop_single, augment=aug)
+    eval_aug = _eval_resize(preprocess) if tuple(data.test_x.shape[-2:]) != size else None
+    test = DeviceLoader(data.test_x.to(device), data.test_y.to(device), cfg.eval_batch_size, transform,
+                        augment=eval_aug)
+    val = None
+    if getattr(data, "val", None) is not None:
+        vx, vy = data.val
+        val = DeviceLoader(vx.to(device), vy.to(device), cfg.eval_batch_size, transform, augment=eval_aug)
+    return Pipeline(data, train, test, val, preprocess)
 
 
 def test_loader(cfg, preprocess: dict, device: torch.device) -> DeviceLoader:
     """The test split of a run's dataset, transformed as the run was (for `normlab eval`)."""
-    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir)
+    data = _load_data(cfg)
+    size = tuple(preprocess["input_shape"][1:])
+    eval_aug = _eval_resize(preprocess) if tuple(data.test_x.shape[-2:]) != size else None
     return DeviceLoader(data.test_x.to(device), data.test_y.to(device), cfg.eval_batch_size,
-                        input_transform(preprocess))
+                        input_transform(preprocess), augment=eval_aug)

@@ -8,6 +8,7 @@ put them on the device once and batch them there.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -29,6 +30,7 @@ class Dataset:
     test_y: torch.Tensor
     classes: list[str]
     info: dict = field(default_factory=dict)
+    val: Optional[tuple] = None  # (x, y) held out of train by the pipeline's --val-split
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -48,6 +50,13 @@ class Source:
     num_classes: int
     sizes: tuple[int, int]  # train, test
     offline: bool = True
+    # data_dir -> whether the files are there (None: nothing to place, always present)
+    present: Optional[Callable[[Optional[str]], bool]] = None
+
+    def is_present(self, data_dir: Optional[str]) -> bool:
+        if self.present is None:
+            return True
+        return bool(data_dir) and Path(data_dir).expanduser().is_dir() and self.present(data_dir)
 
 
 SOURCES: dict[str, Source] = {}
@@ -138,3 +147,60 @@ register(Source("digits", "scikit-learn's 1,797 8x8 digits; stratified 80/20 spl
                 _load_digits, (1, 8, 8), 10, (1438, 359)))
 register(Source("synthetic", "seeded class templates plus noise, 1,000 images 1x28x28 (for tests)",
                 _load_synthetic, (1, 28, 28), 10, (800, 200)))
+
+
+# ---------------------------------------------------------------- on-disk sets (torchvision's code)
+def _dataset_from_splits(name, splits, classes, info) -> Dataset:
+    (trx, try_), (tex, tey) = splits
+    info = dict(info, train_size=len(try_), test_size=len(tey))
+    return Dataset(name, trx, try_, tex, tey, [str(c) for c in classes], info)
+
+
+def _register_vision():
+    from torchvision import datasets as tvd
+
+    from . import vision
+
+    for name, cls, desc in (("mnist", tvd.MNIST, "MNIST handwritten digits"),
+                            ("fashion-mnist", tvd.FashionMNIST, "Fashion-MNIST clothing images"),
+                            ("kmnist", tvd.KMNIST, "Kuzushiji-MNIST cursive Japanese characters")):
+        def load(data_dir=None, _cls=cls, _name=name, **_):
+            splits, classes = vision._load_mnist_like(_cls, _name, data_dir)
+            return _dataset_from_splits(_name, splits, classes, {"origin": f"torchvision.datasets.{_cls.__name__}"})
+
+        register(Source(name, f"{desc}, 28x28 grayscale (ROOT/{cls.__name__}/raw/*-ubyte.gz)", load,
+                        (1, 28, 28), 10, (60000, 10000), offline=False,
+                        present=lambda d, _cls=cls: vision.mnist_present(_cls, Path(d))))
+    for name, cls, k in (("cifar10", tvd.CIFAR10, 10), ("cifar100", tvd.CIFAR100, 100)):
+        def load(data_dir=None, _cls=cls, _name=name, **_):
+            splits, classes = vision._load_cifar(_cls, _name, data_dir)
+            return _dataset_from_splits(_name, splits, classes, {"origin": f"torchvision.datasets.{_cls.__name__}"})
+
+        register(Source(name, f"CIFAR-{k}, 32x32 colour, {k} classes (ROOT/{cls.base_folder}/ or ROOT/{cls.filename})",
+                        load, (3, 32, 32), k, (50000, 10000), offline=False,
+                        present=lambda d, _cls=cls: vision.cifar_present(_cls, Path(d))))
+
+    def load_svhn(data_dir=None, **_):
+        splits, classes = vision._load_svhn("svhn", data_dir)
+        return _dataset_from_splits("svhn", splits, classes, {"origin": "torchvision.datasets.SVHN"})
+
+    register(Source("svhn", "Street View House Numbers, 32x32 colour digits (ROOT/train_32x32.mat, ROOT/test_32x32.mat)",
+                    load_svhn, (3, 32, 32), 10, (73257, 26032), offline=False,
+                    present=lambda d: all(p.is_file() for p, _ in vision.svhn_requirements(Path(d)))))
+
+
+def _load_imagefolder(data_dir=None, resize=None, strict=False, log=None, **_) -> Dataset:
+    from . import imagefolder
+
+    if not data_dir:
+        raise DataError("dataset 'imagefolder' needs --data-dir ROOT with ROOT/<class>/<image> files "
+                        "(optionally ROOT/train/<class>/... and ROOT/test/<class>/...)")
+    classes, (trx, try_), (tex, tey), info = imagefolder.load_in_memory(
+        data_dir, resize=resize, strict=strict, split_seed=SPLIT_SEED, log=log)
+    return _dataset_from_splits("imagefolder", ((trx, try_), (tex, tey)), classes, info)
+
+
+_register_vision()
+register(Source("imagefolder", "your images: --data-dir ROOT with ROOT/<class>/<image>.png (or ROOT/train + ROOT/test)",
+                _load_imagefolder, (0, 0, 0), 0, (0, 0), offline=False,
+                present=lambda d: Path(d).is_dir()))

@@ -1,0 +1,146 @@
+"""Batched augmentation on the device: one call transforms a whole uint8 batch (N, C, H, W).
+
+Every random draw comes from the loader's CPU generator (then moves to the batch's device), so a
+seed gives the same augmented batches on any device. Geometry is done with index arithmetic and
+masks on the whole batch; there is no per-sample Python.
+
+Spec strings (`--augment`): comma-separated ops applied in order, e.g. "crop:4,flip,cutout:8".
+  crop:P       pad P zero pixels on each side, take a random H x W window (torchvision RandomCrop(padding=P))
+  translate:T  shift by a random integer -T..T pixels in each direction, zero fill
+  flip         horizontal flip with probability 1/2
+  cutout:S     zero a random S x S square (its centre anywhere in the image; it may stick out)
+  resize:HxW   resize (antialiased bilinear) to H x W (or resize:S for S x S)
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import ConfigError
+
+
+def _uniform_int(n: int, low: int, high: int, generator, device) -> torch.Tensor:
+    """n integers in [low, high], drawn on the CPU generator."""
+    return torch.randint(low, high + 1, (n,), generator=generator).to(device)
+
+
+def shift(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad: int) -> torch.Tensor:
+    """out[n, :, i, j] = x[n, :, i + dy[n], j + dx[n]] or 0 outside the image (|d| <= pad)."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    rows = (dy + pad).view(n, 1) + torch.arange(h, device=x.device)  # (N, H)
+    cols = (dx + pad).view(n, 1) + torch.arange(w, device=x.device)  # (N, W)
+    ni = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+    ci = torch.arange(c, device=x.device).view(1, c, 1, 1)
+    return padded[ni, ci, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
+
+
+def random_crop(x, pad: int, generator=None):
+    n = x.shape[0]
+    dy = _uniform_int(n, -pad, pad, generator, x.device)
+    dx = _uniform_int(n, -pad, pad, generator, x.device)
+    return shift(x, dy, dx, pad)
+
+
+def hflip(x, generator=None, p: float = 0.5):
+    mask = (torch.rand(x.shape[0], generator=generator) < p).to(x.device)
+    return torch.where(mask.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def cutout(x, size: int, generator=None):
+    n, _, h, w = x.shape
+    cy = _uniform_int(n, 0, h - 1, generator, x.device).view(n, 1, 1)
+    cx = _uniform_int(n, 0, w - 1, generator, x.device).view(n, 1, 1)
+    top, left = cy - size // 2, cx - size // 2
+    r = torch.arange(h, device=x.device).view(1, h, 1)
+    c = torch.arange(w, device=x.device).view(1, 1, w)
+    hole = (r >= top) & (r < top + size) & (c >= left) & (c < left + size)
+    return x.masked_fill(hole.unsqueeze(1), 0)
+
+
+def resize(x, size: tuple[int, int], generator=None):
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    y = F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+    return y.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _int_arg(op, arg, low=1):
+    try:
+        v = int(arg)
+    except (TypeError, ValueError):
+        raise ConfigError(f"augment: {op} needs an integer, e.g. {op}:4, got {op}:{arg}") from None
+    if v < low:
+        raise ConfigError(f"augment: {op}:{v} must be >= {low}")
+    return v
+
+
+def _size_arg(arg):
+    try:
+        parts = [int(p) for p in str(arg).lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise ConfigError(f"augment: resize needs a size like resize:32 or resize:32x32, got resize:{arg}")
+    return tuple(parts)
+
+
+OPS = ("crop", "translate", "flip", "cutout", "resize")
+
+
+def parse(spec: Optional[str]) -> list[tuple[str, object]]:
+    """'crop:4,flip' -> [('crop', 4), ('flip', None)], or ConfigError naming the bad part."""
+    ops = []
+    for part in (spec or "").split(","):
+        part = part.strip()
+        if not part or part == "none":
+            continue
+        op, _, arg = part.partition(":")
+        op = op.strip().lower()
+        if op not in OPS:
+            from ..errors import unknown_name
+
+            raise unknown_name("augmentation", op, OPS)
+        if op in ("crop", "translate", "cutout"):
+            ops.append((op, _int_arg(op, arg)))
+        elif op == "flip":
+            if arg:
+                raise ConfigError(f"augment: flip takes no argument, got {part!r}")
+            ops.append((op, None))
+        else:
+            ops.append((op, _size_arg(arg)))
+    return ops
+
+
+def output_size(spec, size: tuple[int, int]) -> tuple[int, int]:
+    for op, arg in parse(spec):
+        if op == "resize":
+            size = arg
+    return tuple(size)
+
+
+def make_augment(spec: Optional[str]) -> Optional[Callable]:
+    """The `augment(x_uint8, generator)` hook for a spec, or None for no augmentation."""
+    ops = parse(spec)
+    if not ops:
+        return None
+
+    def augment(x: torch.Tensor, generator=None) -> torch.Tensor:
+        for op, arg in ops:
+            if op in ("crop", "translate"):
+                x = random_crop(x, arg, generator)
+            elif op == "flip":
+                x = hflip(x, generator)
+            elif op == "cutout":
+                x = cutout(x, arg, generator)
+            else:
+                x = resize(x, arg)
+        return x
+
+    augment.spec = spec
+    return augment

@@ -1,0 +1,234 @@
+"""Datasets in their real on-disk formats, loaded through torchvision's dataset code."""
+
+import gzip
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from normlab.config import make_config
+from normlab.data import pipeline, sources
+from normlab.errors import ConfigError, DataError
+
+
+def write_idx(path, arr: np.ndarray):
+    code = 0x08  # unsigned byte
+    header = struct.pack(">I", (code << 8) | arr.ndim) + b"".join(struct.pack(">I", d) for d in arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.astype(np.uint8).tobytes())
+
+
+def make_mnist_like(root, folder, n_train=30, n_test=10, seed=0):
+    rng = np.random.default_rng(seed)
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    data = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        y = (np.arange(n) % 10).astype(np.uint8)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", x)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", y)
+        data[prefix] = (x, y)
+    return data
+
+
+@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST"), ("kmnist", "KMNIST")])
+def test_mnist_family_reads_idx_gz(tmp_path, name, folder):
+    data = make_mnist_like(tmp_path, folder)
+    assert not sources.get_source(name).is_present(str(tmp_path / "elsewhere"))
+    assert sources.get_source(name).is_present(str(tmp_path))
+    ds = sources.load_dataset(name, data_dir=str(tmp_path))
+    assert ds.train_x.dtype == torch.uint8 and ds.train_x.shape == (30, 1, 28, 28)
+    assert torch.equal(ds.train_x[:, 0], torch.from_numpy(data["train"][0]))
+    assert torch.equal(ds.test_y, torch.from_numpy(data["t10k"][1].astype(np.int64)))
+    assert ds.num_classes == 10
+
+
+def test_missing_mnist_names_files_and_md5(tmp_path):
+    with pytest.raises(DataError) as e:
+        sources.load_dataset("fashion-mnist", data_dir=str(tmp_path))
+    msg = str(e.value)
+    assert msg.startswith(f"dataset 'fashion-mnist' is not present under '{tmp_path}' and normlab does not download")
+    assert f"{tmp_path}/FashionMNIST/raw/train-images-idx3-ubyte.gz  (md5 8d4fb7e6c68d591d4c3dfef9ec88bf0d)" in msg
+    assert "t10k-labels-idx1-ubyte.gz  (md5 bb300cfdad3c16e7a12a480ee83cd310)" in msg
+
+
+def test_no_data_dir_is_a_clear_error():
+    with pytest.raises(DataError, match=r"^dataset 'cifar10' lives on disk: pass --data-dir ROOT"):
+        sources.load_dataset("cifar10")
+
+
+def test_corrupt_gz_is_a_data_error(tmp_path):
+    make_mnist_like(tmp_path, "MNIST")
+    (tmp_path / "MNIST/raw/train-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="is not a valid gzip file"):
+        sources.load_dataset("mnist", data_dir=str(tmp_path))
+
+
+def write_pickle(path, obj):
+    with open(path, "wb") as f:
+        pickle.dump(obj, f)
+
+
+def test_cifar10_pickles(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    batches = []
+    for i in range(1, 6):
+        x = rng.integers(0, 256, (4, 3072), dtype=np.uint8)
+        y = [int(v) for v in rng.integers(0, 10, 4)]
+        write_pickle(folder / f"data_batch_{i}", {"data": x, "labels": y})
+        batches.append((x, y))
+    tx = rng.integers(0, 256, (5, 3072), dtype=np.uint8)
+    write_pickle(folder / "test_batch", {"data": tx, "labels": [1, 2, 3, 4, 5]})
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    write_pickle(folder / "batches.meta", {"label_names": names})
+    ds = sources.load_dataset("cifar10", data_dir=str(tmp_path))
+    assert ds.train_x.shape == (20, 3, 32, 32) and ds.test_x.shape == (5, 3, 32, 32)
+    # CIFAR rows are channel-major: 1024 red, then green, then blue values.
+    assert torch.equal(ds.train_x[0], torch.from_numpy(batches[0][0][0].reshape(3, 32, 32)))
+    assert ds.train_y.tolist() == sum((y for _, y in batches), [])
+    assert ds.classes == names and ds.test_y.tolist() == [1, 2, 3, 4, 5]
+
+
+def test_cifar100_pickles_use_fine_labels(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    x = np.zeros((3, 3072), dtype=np.uint8)
+    write_pickle(folder / "train", {"data": x, "fine_labels": [5, 99, 0], "coarse_labels": [1, 1, 1]})
+    write_pickle(folder / "test", {"data": x[:2], "fine_labels": [7, 8], "coarse_labels": [0, 0]})
+    write_pickle(folder / "meta", {"fine_label_names": [f"c{i}" for i in range(100)]})
+    ds = sources.load_dataset("cifar100", data_dir=str(tmp_path))
+    assert ds.train_y.tolist() == [5, 99, 0] and ds.num_classes == 100
+
+
+def test_missing_cifar_lists_archive_and_md5(tmp_path):
+    with pytest.raises(DataError) as e:
+        sources.load_dataset("cifar10", data_dir=str(tmp_path))
+    msg = str(e.value)
+    assert f"{tmp_path}/cifar-10-batches-py/data_batch_1  (md5 c99cafc152244af753f735de768cd75f)" in msg
+    assert msg.endswith(f"or place the archive {tmp_path}/cifar-10-python.tar.gz (md5 c58f30108f718f92721af3b95e74349a)")
+
+
+def test_svhn_mat_files(tmp_path):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(2)
+    for split, n in (("train", 6), ("test", 4)):
+        X = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
+        y = np.array([[10], [1], [2], [3], [4], [5]][:n], dtype=np.uint8)  # SVHN stores digit 0 as 10
+        savemat(tmp_path / f"{split}_32x32.mat", {"X": X, "y": y})
+        if split == "train":
+            first = X[..., 0].transpose(2, 0, 1)
+    ds = sources.load_dataset("svhn", data_dir=str(tmp_path))
+    assert ds.train_x.shape == (6, 3, 32, 32) and ds.train_y.tolist() == [0, 1, 2, 3, 4, 5]
+    assert torch.equal(ds.train_x[0], torch.from_numpy(np.ascontiguousarray(first)))
+
+
+# ---------------------------------------------------------------- image folders
+def make_folder(root, corrupt=True):
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    for k, cls in enumerate(["cat", "dog"]):
+        (root / cls).mkdir(parents=True)
+        for i in range(5):
+            if k == 0:
+                arr = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(root / cls / f"{i}.png")
+            else:  # grayscale JPEGs, another size: converted to RGB and resized
+                arr = rng.integers(0, 256, (20, 16), dtype=np.uint8)
+                Image.fromarray(arr, mode="L").save(root / cls / f"{i}.jpg", quality=95)
+    if corrupt:
+        (root / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
+
+
+def test_imagefolder_skips_corrupt_and_converts_once(tmp_path, capsys):
+    make_folder(tmp_path)
+    ds = sources.load_dataset("imagefolder", data_dir=str(tmp_path))
+    err = capsys.readouterr().err
+    assert ds.classes == ["cat", "dog"]
+    assert len(ds.train_y) + len(ds.test_y) == 10  # the corrupt file is skipped
+    assert ds.train_x.shape[1:] == (3, 12, 12)
+    assert sorted(ds.test_y.tolist()) == [0, 1]  # stratified 20%: one per class
+    assert f"normlab: skipping '{tmp_path}/dog/broken.png'" in err
+    assert err.count("converted 5 image(s) to RGB") == 1
+    assert "skipped 1 image(s) that could not be decoded" in err
+    assert ds.info["skipped"][0]["path"] == f"{tmp_path}/dog/broken.png"
+    # A PNG decodes losslessly: the cat image equals the file's pixels.
+    from torchvision.io import decode_image
+
+    cats = ds.train_x[ds.train_y == 0]
+    files = [decode_image(str(tmp_path / "cat" / f"{i}.png")) for i in range(5)]
+    assert any(torch.equal(cats[0], f) for f in files)
+
+
+def test_imagefolder_strict_raises(tmp_path):
+    make_folder(tmp_path)
+    with pytest.raises(DataError, match=r"^image '.*broken.png' could not be decoded \(.*\); remove it, "
+                                         r"or drop --strict to skip undecodable images$"):
+        sources.load_dataset("imagefolder", data_dir=str(tmp_path), strict=True)
+
+
+def test_imagefolder_train_test_folders(tmp_path):
+    make_folder(tmp_path / "train", corrupt=False)
+    make_folder(tmp_path / "test", corrupt=False)
+    ds = sources.load_dataset("imagefolder", data_dir=str(tmp_path), resize=(8, 8))
+    assert len(ds.train_y) == 10 and len(ds.test_y) == 10 and ds.train_x.shape[1:] == (3, 8, 8)
+
+
+def test_imagefolder_stream_matches_memory(tmp_path):
+    from normlab.data import imagefolder
+    from normlab.data.loader import Normalize
+
+    make_folder(tmp_path, corrupt=True)
+    classes, files, _ = imagefolder.scan(tmp_path)
+    report = imagefolder.Report(strict=False, log=lambda m: None)
+    loader = imagefolder.StreamLoader(files, 3, (12, 12), 4, Normalize([0.0] * 3, [1.0] * 3), "cpu",
+                                      workers=0, report=report)
+    xs, ys = zip(*loader)
+    assert sum(len(y) for y in ys) == 10 and len(report.skipped) == 1
+    first = imagefolder.conform(imagefolder.decode(files[0][0]), 3, (12, 12))[0]
+    assert torch.allclose(xs[0][0], first.float() / 255)
+
+
+# ---------------------------------------------------------------- val split and config
+def test_val_split_is_stratified_seeded_and_disjoint():
+    cfg = make_config({"dataset": "synthetic", "val_split": 0.25})
+    d1, _ = pipeline.load(cfg)
+    d2, _ = pipeline.load(cfg)
+    assert torch.equal(d1.val[0], d2.val[0])
+    assert len(d1.val[1]) == 200 and len(d1.train_y) == 600
+    counts = torch.bincount(d1.val[1], minlength=10)
+    full = torch.bincount(sources.load_dataset("synthetic").train_y, minlength=10)
+    assert torch.equal(counts, (full.double() * 0.25).round().long())
+    train_rows = {tuple(r.flatten().tolist()) for r in d1.train_x}
+    assert not any(tuple(r.flatten().tolist()) in train_rows for r in d1.val[0])
+    other, _ = pipeline.load(cfg.replace(seed=1))
+    assert not torch.equal(other.val[0], d1.val[0])
+    pipe = pipeline.build(cfg, torch.device("cpu"), drop_single=False, data=d1, preprocess=_)
+    assert pipe.val.num_samples == 200
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match=r"^resize: must be a size like 32x32 or 32, got 'big'$"):
+        make_config({"resize": "big"})
+    with pytest.raises(ConfigError, match=r"^val_split: must be in \[0, 1\), got 1.5$"):
+        make_config({"val_split": 1.5})
+
+
+def test_datasets_cli_lists_presence(tmp_path, capsys):
+    from normlab.cli import main
+
+    make_mnist_like(tmp_path, "KMNIST")
+    assert main(["datasets", "--data-dir", str(tmp_path), "--json"]) == 0
+    import json
+
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["kmnist"]["present"] and not rows["mnist"]["present"]
+    assert rows["cifar10"]["train"] == 50000 and rows["svhn"]["test"] == 26032
+    assert {"mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "svhn", "imagefolder",
+            "mnist5k", "digits", "synthetic"} <= set(rows)
