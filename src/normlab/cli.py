@@ -232,6 +232,49 @@ def _(p):
                    help="run the exported file (onnxruntime / torch.jit) and compare with PyTorch")
 
 
+# ---------------------------------------------------------------- compare / report
+@command("compare", "run an ablation grid from an experiment file (paired seeds, resumable, shardable)")
+def run_compare(args) -> int:
+    from .analysis import report, sweep
+
+    exp = sweep.load_experiment(args.experiment)
+    shard = sweep.parse_shard(args.shard)
+    outcome = sweep.run_sweep(exp, args.out, jobs=args.jobs, shard=shard)
+    rows = sweep.collect(args.out)
+    missing = sum(r["status"] == "missing" for r in rows)
+    if missing:
+        print(f"{args.out}/results.csv written; {missing} runs of the grid are not finished yet "
+              f"(other shards?); run `normlab report {args.out}` once they are")
+    else:
+        s = report.write_report(args.out)
+        print(f"report -> {s['paths']['markdown']} and {s['paths']['html']}")
+    return 1 if outcome.failed else 0
+
+
+@run_compare.arguments
+def _(p):
+    p.add_argument("experiment", metavar="EXPERIMENT.yaml", help="base options, factors and seeds (see docs/experiments.md)")
+    p.add_argument("--out", required=True, metavar="SWEEP_DIR", help="folder for the runs, results.csv and the report")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="runs trained in parallel worker processes (default: 1)")
+    p.add_argument("--shard", metavar="I/N", help="run only the I-th of N slices of the cells (1-based), e.g. 2/4")
+
+
+@command("report", "write results.csv, report.md and report.html for a sweep folder")
+def run_report(args) -> int:
+    from .analysis import report
+
+    s = report.write_report(args.sweep_dir)
+    if s["missing"]:
+        print(f"warning: {s['missing']} runs of the grid have not finished; the report says so", file=sys.stderr)
+    print(f"report -> {s['paths']['markdown']} and {s['paths']['html']}")
+    return 0
+
+
+@run_report.arguments
+def _(p):
+    p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a folder written by `normlab compare`")
+
+
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__

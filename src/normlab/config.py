@@ -112,6 +112,8 @@ class TrainConfig:
     lr_step: float = opt(30.0, "epochs between decays of the step schedule", check=positive)
     lr_gamma: float = opt(0.1, "decay factor of the step and multistep schedules", check=positive)
     milestones: list = opt([], "epochs at which the multistep schedule decays, e.g. 5,8")
+    patience: Optional[int] = opt(None, "early stopping: stop after this many epochs without validation "
+                                  "improvement (needs --val-split)", check=optional(at_least_one))
     # --- regularization
     l1: float = opt(0.0, "L1 strength, applied as a proximal soft-threshold step after each update",
                     check=non_negative)

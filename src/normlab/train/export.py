@@ -1,0 +1,85 @@
+"""Export a trained run for inference: ONNX (checked in onnxruntime) or TorchScript.
+
+The exported graph takes the *normalized* float input (N, C, H, W); preprocess.json in the run
+says how to get there from uint8 pixels. `fuse_bn` folds BatchNorm into the preceding conv or
+linear layer first, which removes the norm layers from the graph.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, NormlabError
+from .io import atomic_write_bytes
+
+FORMATS = ("onnx", "torchscript")
+
+
+def export_run(run_dir, fmt: str = "onnx", out: Optional[str] = None, fuse_bn: bool = False,
+               check: bool = True) -> dict:
+    from ..api import load
+
+    if fmt not in FORMATS:
+        from ..errors import unknown_name
+
+        raise unknown_name("export format", fmt, FORMATS)
+    r = load(run_dir)
+    model = r.model.eval()
+    if fuse_bn:
+        from ..nn.surgery import fuse_bn as fuse
+
+        model = fuse(model)
+    example = torch.randn(2, *r.input_shape, generator=torch.Generator().manual_seed(0))
+    path = Path(out) if out else Path(r.run_dir) / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
+    with torch.no_grad():
+        reference = model(example)
+    if fmt == "onnx":
+        data = _onnx_bytes(model, example)
+    else:
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still widely loaded
+            torch.jit.save(torch.jit.trace(model, example), buf)
+        data = buf.getvalue()
+    atomic_write_bytes(path, data)
+    result = {"path": str(path), "format": fmt, "fused_bn": fuse_bn, "max_abs_diff": None}
+    if check:
+        got = _run_exported(path, fmt, example)
+        result["max_abs_diff"] = float((torch.from_numpy(got) - reference).abs().max())
+        if result["max_abs_diff"] > 1e-3:
+            raise NormlabError(f"exported model disagrees with PyTorch by {result['max_abs_diff']:.2e}")
+    return result
+
+
+def _onnx_bytes(model, example) -> bytes:
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ConfigError("ONNX export needs the onnx package: pip install 'normlab[onnx]'") from None
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
+        # dynamo=False: the TorchScript exporter needs no onnxscript and handles every zoo model.
+        torch.onnx.export(model, (example,), buf, dynamo=False, input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
+    return buf.getvalue()
+
+
+def _run_exported(path: Path, fmt: str, example: torch.Tensor) -> np.ndarray:
+    if fmt == "torchscript":
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(path)).eval()(example).numpy()
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError("checking the ONNX file needs onnxruntime: pip install 'normlab[onnx]', "
+                          "or pass --no-check") from None
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"input": example.numpy()})[0]
