@@ -1,5 +1,33 @@
 """Building blocks: normalization layers, the norm/activation factory, initialization."""
 
+from . import functional
 from .factory import NORM_KINDS, check_act, check_norm_kind, make_act, make_norm
+from .norm import (
+    BatchNorm1d,
+    BatchNorm2d,
+    BatchNorm3d,
+    Dropout,
+    GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    InstanceNorm3d,
+    LayerNorm,
+)
 
-__all__ = ["NORM_KINDS", "check_act", "check_norm_kind", "make_act", "make_norm"]
+__all__ = [
+    "NORM_KINDS",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "Dropout",
+    "GroupNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
+    "LayerNorm",
+    "check_act",
+    "check_norm_kind",
+    "functional",
+    "make_act",
+    "make_norm",
+]

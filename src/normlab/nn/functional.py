@@ -1,0 +1,237 @@
+"""Normalization and dropout written from tensor operations, the way the tutorials write them.
+
+Every function has the signature and the behaviour of its torch.nn.functional namesake:
+the same output, the same running-statistic updates (in place, without autograd) and the same
+exception type and message for bad input. Gradients come from autograd through these
+operations, so the code stays a readable statement of the maths:
+
+    mean, var = batch statistics (biased variance)
+    x_hat     = (x - mean) / sqrt(var + eps)
+    y         = weight * x_hat + bias
+
+The running variance is stored *unbiased* (var * n / (n - 1)), as torch does, while the
+normalization itself always uses the biased variance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["batch_norm", "dropout", "group_norm", "instance_norm", "layer_norm"]
+
+
+def _channel_view(t: Tensor, ndim: int) -> Tensor:
+    """Reshape a per-channel vector (C,) to (1, C, 1, ...) so it broadcasts over an ndim input."""
+    return t.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _verify_batch_size(size: Sequence[int], shown) -> None:
+    # Normalizing one value per channel gives 0/0: torch refuses it in training, so do we.
+    values = size[0] * math.prod(size[2:])
+    if values == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {shown}")
+
+
+def _verify_spatial_size(size: torch.Size) -> None:
+    if math.prod(size[2:]) == 1:
+        raise ValueError(f"Expected more than 1 spatial element when training, got input size {size}")
+
+
+def _check_per_channel(name: str, t: Tensor | None, channels: int) -> None:
+    if t is not None and t.numel() != channels:
+        raise RuntimeError(f"{name} should contain {channels} elements not {t.numel()}")
+
+
+def _affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
+    y = x_hat
+    if weight is not None:
+        y = y * _channel_view(weight, x_hat.dim())
+    if bias is not None:
+        y = y + _channel_view(bias, x_hat.dim())
+    return y
+
+
+def _empty_passthrough(x: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
+    # An empty batch has no statistics. torch returns a fresh tensor that stays connected to
+    # weight and bias in the autograd graph (their gradients are then zero).
+    out = x.clone()
+    if weight is not None:
+        out = out * weight.select(0, 0)
+    if bias is not None:
+        out = out + bias.select(0, 0)
+    return out
+
+
+@torch.no_grad()
+def _update_running(running: Tensor | None, batch_value: Tensor, momentum: float) -> None:
+    """running = (1 - momentum) * running + momentum * batch_value (torch's convention)."""
+    if running is not None:
+        running.mul_(1.0 - momentum).add_(batch_value.to(running.dtype), alpha=momentum)
+
+
+def batch_norm(
+    input: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Batch normalization over every dim except the channel dim 1."""
+    if training:
+        _verify_batch_size(input.size(), input.size())
+    channels = input.size(1)
+    _check_per_channel("running_mean", running_mean, channels)
+    _check_per_channel("running_var", running_var, channels)
+    _check_per_channel("weight", weight, channels)
+    _check_per_channel("bias", bias, channels)
+    if input.numel() == 0:
+        return _empty_passthrough(input, weight, bias)
+
+    if training:
+        reduce_dims = [0] + list(range(2, input.dim()))
+        var, mean = torch.var_mean(input, dim=reduce_dims, correction=0)
+        n = input.numel() // channels
+        _update_running(running_mean, mean.detach(), momentum)
+        _update_running(running_var, var.detach() * (n / (n - 1)), momentum)
+    else:
+        mean, var = running_mean, running_var
+    x_hat = (input - _channel_view(mean, input.dim())) * _channel_view(torch.rsqrt(var + eps), input.dim())
+    return _affine(x_hat, weight, bias)
+
+
+def instance_norm(
+    input: Tensor,
+    running_mean: Tensor | None = None,
+    running_var: Tensor | None = None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Normalize each (sample, channel) plane on its own statistics.
+
+    When running buffers are given and input statistics are used, they move towards the
+    batch average of the per-instance mean and unbiased variance.
+    """
+    if use_input_stats:
+        _verify_spatial_size(input.size())
+    # torch views the input as one (1, N*C, ...) batch, so its output is always contiguous.
+    input = input.contiguous()
+    channels = input.size(1)
+    _check_per_channel("weight", weight, channels)
+    _check_per_channel("bias", bias, channels)
+    if input.numel() == 0:
+        # torch repeats the affine parameters once per sample, so an empty batch with affine
+        # parameters fails there (IndexError) exactly as it does here.
+        n = input.size(0)
+        with torch.no_grad():
+            # ... and averages the running statistics over zero samples, which gives NaN.
+            for running in (running_mean, running_var):
+                if running is not None:
+                    running.copy_(running.repeat(n).view(n, channels).mean(0))
+        return _empty_passthrough(
+            input, None if weight is None else weight.repeat(n), None if bias is None else bias.repeat(n)
+        )
+    if not use_input_stats:
+        _check_per_channel("running_mean", running_mean, channels)
+        return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
+
+    spatial = list(range(2, input.dim()))
+    var, mean = torch.var_mean(input, dim=spatial, correction=0, keepdim=True)
+    n = math.prod(input.shape[2:])
+    if running_mean is not None:
+        _update_running(running_mean, mean.detach().mean(0).flatten(), momentum)
+    if running_var is not None:
+        _update_running(running_var, (var.detach() * (n / (n - 1))).mean(0).flatten(), momentum)
+    return _affine((input - mean) * torch.rsqrt(var + eps), weight, bias)
+
+
+def layer_norm(
+    input: Tensor,
+    normalized_shape: Sequence[int],
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Normalize each sample over its trailing `normalized_shape` dims."""
+    shape = list(normalized_shape)
+    if list(input.shape[input.dim() - len(shape):]) != shape or input.dim() < len(shape):
+        expected = ", ".join(["*"] + [str(s) for s in shape])
+        raise RuntimeError(
+            f"Given normalized_shape={shape}, expected input with shape [{expected}], "
+            f"but got input of size{list(input.shape)}"
+        )
+    if input.numel() == 0:
+        y = input.clone()
+    else:
+        dims = list(range(input.dim() - len(shape), input.dim()))
+        var, mean = torch.var_mean(input, dim=dims, correction=0, keepdim=True)
+        y = (input - mean) * torch.rsqrt(var + eps)
+    # The affine parameters have exactly the normalized shape, so they broadcast from the right.
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def group_norm(
+    input: Tensor,
+    num_groups: int,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Split the channels into `num_groups` groups and normalize each (sample, group)."""
+    if input.dim() < 2:
+        raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received {input.dim()}")
+    n, channels = input.shape[0], input.shape[1]
+    size = [n * channels // num_groups, num_groups] + list(input.shape[2:])
+    _verify_batch_size(size, size)
+    if channels % num_groups != 0:
+        raise RuntimeError(
+            "Expected number of channels in input to be divisible by num_groups, "
+            f"but got input of shape {list(input.shape)} and num_groups={num_groups}"
+        )
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.numel() != channels:
+            raise RuntimeError(
+                f"Expected {name} to be a vector of size equal to the number of channels in input, "
+                f"but got {name} of shape {list(t.shape)} and input of shape {list(input.shape)}"
+            )
+    if input.numel() == 0:
+        return _empty_passthrough(input, weight, bias)
+
+    grouped = input.reshape(n, num_groups, -1)
+    var, mean = torch.var_mean(grouped, dim=2, correction=0)
+    # Expand the (N, G) statistics to (N, C, 1, ...) and normalize the input as it is, so a
+    # channels_last input gives a channels_last output, as torch's kernel does.
+    per_channel = (n, channels) + (1,) * (input.dim() - 2)
+    mean = mean.repeat_interleave(channels // num_groups, dim=1).reshape(per_channel)
+    rstd = torch.rsqrt(var + eps).repeat_interleave(channels // num_groups, dim=1).reshape(per_channel)
+    return _affine((input - mean) * rstd, weight, bias)
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero each element with probability p and scale the survivors by 1 / (1 - p).
+
+    The mask is drawn like torch's CPU kernel draws it (bernoulli(1 - p) on a tensor shaped like
+    the input), so under the same seed the result is the same tensor.
+    """
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if p == 0.0 or not training or input.numel() == 0:
+        return input
+    if p == 1.0:
+        keep = torch.zeros((), dtype=input.dtype, device=input.device)
+    else:
+        keep = torch.empty_like(input).bernoulli_(1.0 - p).div_(1.0 - p)
+    return input.mul_(keep) if inplace else input * keep
