@@ -67,7 +67,8 @@ def _dec(s: str, shape) -> torch.Tensor:
 
 
 def _nonzero(scale: np.ndarray) -> np.ndarray:
-    return np.where(scale == 0, 1.0, scale)
+    # Rounding leaves a constant feature's spread at ~1e-17, not 0: the same cut-off as sklearn.
+    return np.where(scale < 10 * np.finfo(np.float64).eps, 1.0, scale)
 
 
 def _features(x_uint8: torch.Tensor) -> np.ndarray:
@@ -82,7 +83,7 @@ class Preprocess:
         self.image_shape = tuple(int(s) for s in image_shape)
         self.center = torch.as_tensor(center, dtype=torch.float32).reshape(-1)
         self.scale = torch.as_tensor(scale, dtype=torch.float32).reshape(-1)
-        self.matrix = None if matrix is None else torch.as_tensor(matrix, dtype=torch.float32)
+        self.matrix = None if matrix is None else torch.as_tensor(matrix, dtype=torch.float32).contiguous()
         self._cache: dict = {}
 
     @property
