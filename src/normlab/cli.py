@@ -62,6 +62,10 @@ def config_from_args(args: argparse.Namespace, extra: Optional[dict] = None):
 
 
 # ---------------------------------------------------------------- train
+# What may change when a run is resumed: how long, and how it is shown and where it runs.
+RESUME_OPTIONS = {"epochs", "progress", "device", "threads"}
+
+
 @command("train", "train a model and write a run directory")
 def run_train(args) -> int:
     from .config import FIELDS
@@ -69,10 +73,12 @@ def run_train(args) -> int:
 
     if args.resume:
         typed = {k for k in vars(args) if k in FIELDS}
-        if typed - {"epochs"} or args.config:
-            raise ConfigError(f"--resume continues a run with its own config; only --epochs may be given "
-                              f"(got {', '.join('--' + k.replace('_', '-') for k in sorted(typed - {'epochs'})) or '--config'})")
-        train({"epochs": args.epochs} if "epochs" in typed else None, resume=args.resume)
+        bad = typed - RESUME_OPTIONS
+        if bad or args.config:
+            raise ConfigError(f"--resume continues a run with its own config; only "
+                              f"{', '.join('--' + k for k in sorted(RESUME_OPTIONS))} may be given "
+                              f"(got {', '.join('--' + k.replace('_', '-') for k in sorted(bad)) or '--config'})")
+        train({k: getattr(args, k) for k in typed}, resume=args.resume)
     else:
         train(config_from_args(args))
     return 0
@@ -273,6 +279,58 @@ def run_report(args) -> int:
 @run_report.arguments
 def _(p):
     p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a folder written by `normlab compare`")
+
+
+# ---------------------------------------------------------------- models
+@command("models", "list the registered models with their parameter counts")
+def run_models(args) -> int:
+    from .models import catalog
+
+    rows = catalog(args.family)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    w = max(len(r["name"]) for r in rows)
+    f = max(len(r["family"]) for r in rows)
+    for r in rows:
+        shape = "x".join(map(str, r["input"]))
+        print(f"{r['name']:<{w}}  {r['family']:<{f}}  {r['params']:>12,}  {shape:>9}  {r['description']}")
+    return 0
+
+
+@run_models.arguments
+def _(p):
+    p.add_argument("--family", help="only this family (e.g. resnet, densenet)")
+    p.add_argument("--json", action="store_true", help="print a JSON list of {name, family, params, input, description}")
+
+
+# ---------------------------------------------------------------- inspect
+@command("inspect", "per-layer output shapes, parameters and mult-adds of a model or a trained run")
+def run_inspect(args) -> int:
+    from pathlib import Path
+
+    from .analysis import summary
+
+    if Path(args.target).is_dir():
+        s = summary.inspect_run(args.target, batch=args.batch)
+    else:
+        shape = summary.parse_shape(args.input) if args.input else None
+        s = summary.inspect_model(args.target, shape, num_classes=args.num_classes, batch=args.batch,
+                                  norm=args.norm, act=args.act)
+    print(json.dumps(s.to_dict(), indent=2) if args.json else summary.format_table(s, args.depth))
+    return 0
+
+
+@run_inspect.arguments
+def _(p):
+    p.add_argument("target", metavar="MODEL_OR_RUN_DIR", help="a model name (see `normlab models`) or a run directory")
+    p.add_argument("--input", metavar="CxHxW", help="input shape, e.g. 1x28x28 (default: the model's)")
+    p.add_argument("--num-classes", type=int, default=10, metavar="N", help="output classes (default: 10)")
+    p.add_argument("--norm", help="bn, gn, ln, in, none (default: the model's own)")
+    p.add_argument("--act", help="activation (default: the model's own)")
+    p.add_argument("--batch", type=int, default=1, metavar="N", help="batch size of the pass (default: 1)")
+    p.add_argument("--depth", type=int, default=3, metavar="N", help="nesting depth of the rows shown (default: 3)")
+    p.add_argument("--json", action="store_true", help="print every row and the totals as JSON")
 
 
 # ---------------------------------------------------------------- main

@@ -222,7 +222,8 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
         run = RunDir.open(resume, required=("config.json", "preprocess.json", "last.safetensors",
                                             checkpoint.STATE_FILE))
         saved = run.read_json("config.json")
-        extra = {k: v for k, v in (config or {}).items() if k == "epochs"} if isinstance(config, dict) else {}
+        allowed = ("epochs", "progress", "device", "threads")
+        extra = {k: v for k, v in (config or {}).items() if k in allowed} if isinstance(config, dict) else {}
         cfg = make_config(saved, extra)
     else:
         cfg = resolve_config(make_config(config))
