@@ -31,11 +31,10 @@ def shift(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad: int) -> torc
     """out[n, :, i, j] = x[n, :, i + dy[n], j + dx[n]] or 0 outside the image (|d| <= pad)."""
     n, c, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
-    rows = (dy + pad).view(n, 1) + torch.arange(h, device=x.device)  # (N, H)
-    cols = (dx + pad).view(n, 1) + torch.arange(w, device=x.device)  # (N, W)
-    ni = torch.arange(n, device=x.device).view(n, 1, 1, 1)
-    ci = torch.arange(c, device=x.device).view(1, c, 1, 1)
-    return padded[ni, ci, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
+    # Every H x W window of the padded batch, as a view (N, 2P+1, 2P+1, C, H, W); picking one
+    # window per sample is then a single gather of contiguous images.
+    windows = padded.unfold(2, h, 1).unfold(3, w, 1).permute(0, 2, 3, 1, 4, 5)
+    return windows[torch.arange(n, device=x.device), dy + pad, dx + pad]
 
 
 def random_crop(x, pad: int, generator=None):
