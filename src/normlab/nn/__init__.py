@@ -13,6 +13,7 @@ from .norm import (
     InstanceNorm3d,
     LayerNorm,
 )
+from .surgery import FrozenBatchNorm, convert_norm, freeze_bn, fuse_bn
 
 __all__ = [
     "NORM_KINDS",
@@ -20,6 +21,7 @@ __all__ = [
     "BatchNorm2d",
     "BatchNorm3d",
     "Dropout",
+    "FrozenBatchNorm",
     "GroupNorm",
     "InstanceNorm1d",
     "InstanceNorm2d",
@@ -27,7 +29,10 @@ __all__ = [
     "LayerNorm",
     "check_act",
     "check_norm_kind",
+    "convert_norm",
+    "freeze_bn",
     "functional",
+    "fuse_bn",
     "make_act",
     "make_norm",
 ]

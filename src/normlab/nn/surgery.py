@@ -1,0 +1,299 @@
+"""Model surgery on normalization layers: swap their kind, fold BatchNorm away, freeze it.
+
+    convert_norm(model, "gn")        every norm layer becomes GroupNorm (recursively)
+    fuse_bn(model.eval())            Conv/Linear + BatchNorm -> one Conv/Linear, for inference
+    freeze_bn(model)                 BatchNorm keeps its statistics and affine even in train()
+
+Works on torch.nn layers and on normlab's reference layers alike.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import torch
+from torch import Tensor, fx, nn
+from torch.nn.modules.batchnorm import _BatchNorm as _TorchBatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm as _TorchInstanceNorm
+
+from ..errors import ConfigError
+from . import functional as F
+from . import norm as ref
+from .factory import check_norm_kind, make_norm
+
+__all__ = ["FrozenBatchNorm", "convert_norm", "freeze_bn", "fuse_bn", "is_norm_layer"]
+
+_BATCH = (_TorchBatchNorm, ref._BatchNorm)
+_INSTANCE = (_TorchInstanceNorm, ref._InstanceNorm)
+_GROUP = (nn.GroupNorm, ref.GroupNorm)
+_LAYER = (nn.LayerNorm, ref.LayerNorm)
+
+
+class FrozenBatchNorm(nn.Module):
+    """BatchNorm with fixed statistics and affine: buffers only, always the eval computation.
+
+    The buffers keep BatchNorm's names, so a state_dict still loads into/from nn.BatchNorm*d.
+    """
+
+    def __init__(self, source: nn.Module) -> None:
+        super().__init__()
+        if getattr(source, "running_mean", None) is None:
+            raise ConfigError(
+                f"cannot freeze {source!r}: it has no running statistics (track_running_stats=False); "
+                "build it with track_running_stats=True or leave it unfrozen"
+            )
+        self.num_features = source.num_features
+        self.eps = source.eps
+        self.source_type = type(source).__name__
+        # The source class's own input-rank check, so a frozen BatchNorm2d still rejects 3D input.
+        self._source_cls = type(source)
+        self._accepted_dims = getattr(source, "_accepted_dims", ())
+        c = source.num_features
+        like = source.running_mean
+        weight = source.weight if source.weight is not None else torch.ones(c, dtype=like.dtype, device=like.device)
+        bias = source.bias if source.bias is not None else torch.zeros(c, dtype=like.dtype, device=like.device)
+        self.register_buffer("weight", weight.detach().clone())
+        self.register_buffer("bias", bias.detach().clone())
+        self.register_buffer("running_mean", source.running_mean.detach().clone())
+        self.register_buffer("running_var", source.running_var.detach().clone())
+        self.register_buffer("num_batches_tracked", source.num_batches_tracked.detach().clone())
+
+    def forward(self, input: Tensor) -> Tensor:
+        self._source_cls._check_input_dim(self, input)
+        return F.batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, frozen {self.source_type}"
+
+
+def is_norm_layer(module: nn.Module) -> bool:
+    return isinstance(module, _BATCH + _INSTANCE + _GROUP + _LAYER + (FrozenBatchNorm,))
+
+
+def _channels_and_dims(layer: nn.Module) -> tuple[int, int | None]:
+    """Channel count and spatial dims of a norm layer; dims None when the layer does not say."""
+    if isinstance(layer, _BATCH) or isinstance(layer, FrozenBatchNorm):
+        name = layer.source_type if isinstance(layer, FrozenBatchNorm) else type(layer).__name__
+        # BatchNorm1d serves both (N, C) and (N, C, L); (N, C) after a Linear is by far the usual.
+        dims = {"1d": 0, "2d": 2, "3d": 3}.get(name[-2:], 2)
+        return layer.num_features, dims
+    if isinstance(layer, _INSTANCE):
+        return layer.num_features, int(type(layer).__name__[-2])
+    if isinstance(layer, _GROUP):
+        return layer.num_channels, None
+    shape = layer.normalized_shape
+    return shape[0], len(shape) - 1 if len(shape) > 1 else 0
+
+
+def _has_statistics(layer: nn.Module) -> bool:
+    mean = getattr(layer, "running_mean", None)
+    if mean is None:
+        return False
+    return bool(layer.num_batches_tracked > 0) or bool(mean.abs().sum() > 0) or bool((layer.running_var != 1).any())
+
+
+def _observed_dims(model: nn.Module, example: Tensor | None) -> dict[nn.Module, int]:
+    """Spatial dims each norm layer sees, recorded by running `example` through the model."""
+    if example is None:
+        return {}
+    seen: dict[nn.Module, int] = {}
+
+    def record(module, args):
+        seen.setdefault(module, args[0].dim() - 2)  # returns None: the input stays as it is
+
+    hooks = [
+        m.register_forward_pre_hook(record)
+        for m in model.modules()
+        if is_norm_layer(m)
+    ]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def _replacement(old: nn.Module, kind: str, impl: str, dims: int | None, name: str, kw: dict) -> nn.Module:
+    channels, own_dims = _channels_and_dims(old)
+    dims = own_dims if dims is None else dims
+    if dims is None:
+        if kind in ("bn", "in"):
+            raise ConfigError(
+                f"cannot tell whether {name} ({type(old).__name__}) sees 1d, 2d or 3d maps; "
+                "pass example=<an input batch> (or dims=) to convert_norm"
+            )
+        dims = 2  # gn, ln and none do not depend on it
+    if kind == "in" and dims == 0:
+        # As the models do: instance norm is undefined on (N, C) features, so no norm there.
+        warnings.warn(f"{name}: instance norm is undefined on (N, C) features; using no norm there", stacklevel=3)
+        kind = "none"
+    new = make_norm(kind, channels, dims, impl, **kw)
+    # Same kind (e.g. native -> reference): take everything over, statistics included.
+    source_kind = type(old).__name__.rstrip("123d")
+    if source_kind == type(new).__name__.rstrip("123d") and not isinstance(old, FrozenBatchNorm):
+        keys = set(new.state_dict())
+        new.load_state_dict({k: v for k, v in old.state_dict().items() if k in keys}, strict=False)
+        kept_stats = "running_mean" in keys
+    else:
+        # Per-channel scale and shift mean the same thing in every kind: keep them.
+        with torch.no_grad():
+            for p in ("weight", "bias"):
+                a, b = getattr(old, p, None), getattr(new, p, None)
+                if isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape:
+                    b.copy_(a)
+        kept_stats = False
+    if _has_statistics(old) and not kept_stats:
+        warnings.warn(
+            f"{name}: discarding the running statistics of {type(old).__name__} "
+            f"(converted to {type(new).__name__})",
+            stacklevel=3,
+        )
+    ref_tensor = next(iter(list(old.parameters()) + list(old.buffers())), None)
+    if ref_tensor is not None and ref_tensor.is_floating_point():
+        new.to(device=ref_tensor.device, dtype=ref_tensor.dtype)
+    return new.train(old.training)
+
+
+def convert_norm(
+    model: nn.Module,
+    kind: str,
+    impl: str = "native",
+    *,
+    example: Tensor | None = None,
+    dims: int | None = None,
+    **kw,
+) -> nn.Module:
+    """Replace every normalization layer of `model` (in place) by a `kind` layer from make_norm.
+
+    kind: bn, gn, ln, in or none; impl: native (torch.nn) or reference (normlab.nn).
+    Learned per-channel weight/bias are carried over; running statistics are carried over only
+    between layers of the same kind, and a warning names each layer whose statistics are lost.
+    GroupNorm/LayerNorm do not record whether they see 1d/2d/3d maps: converting them to bn or
+    in needs `example` (an input batch, used to observe each layer's input) or `dims`.
+    Returns the model (the new layer itself when `model` is a norm layer).
+    """
+    check_norm_kind(kind)
+    seen = _observed_dims(model, example)
+    # Collect first, replace after: never mutate the module tree while iterating it.
+    targets = [(name, m) for name, m in model.named_modules() if is_norm_layer(m)]
+    for name, old in targets:
+        new = _replacement(old, kind, impl, seen.get(old, dims), name or type(old).__name__, dict(kw))
+        if not name:
+            return new
+        parent_name, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), attr, new)
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# fuse_bn
+
+
+def _fold(layer: nn.Module, bn: nn.Module) -> None:
+    """Fold an eval-mode BatchNorm into the Conv/Linear before it (output channels on dim 0)."""
+    with torch.no_grad():
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        shift = -bn.running_mean * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias
+        w = layer.weight
+        layer.weight.copy_(w * scale.reshape((-1,) + (1,) * (w.dim() - 1)).to(w.dtype))
+        if layer.bias is None:
+            layer.bias = nn.Parameter(torch.zeros(w.shape[0], dtype=w.dtype, device=w.device))
+        layer.bias.copy_(layer.bias * scale.to(w.dtype) + shift.to(w.dtype))
+
+
+_FOLDABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def _can_fold(layer: nn.Module, bn: nn.Module) -> bool:
+    return (
+        isinstance(layer, _FOLDABLE)
+        and isinstance(bn, _BATCH + (FrozenBatchNorm,))
+        and bn.running_mean is not None
+        and layer.weight.shape[0] == bn.num_features
+    )
+
+
+def _pairs_from_graph(model: nn.Module) -> list[tuple[str, str]]:
+    """(layer, bn) module names where bn's only input is the layer's output, used nowhere else."""
+    graph = fx.symbolic_trace(model).graph
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
+            continue
+        prev = node.args[0]
+        if not isinstance(prev, fx.Node) or prev.op != "call_module" or len(prev.users) != 1:
+            continue
+        # A module called twice would be changed for both calls: leave it alone.
+        if calls[node.target] == 1 and calls[prev.target] == 1:
+            pairs.append((prev.target, node.target))
+    return pairs
+
+
+def _pairs_from_sequentials(model: nn.Module) -> list[tuple[str, str]]:
+    pairs = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Sequential):
+            children = list(m.named_children())
+            for (a, _), (b, _) in zip(children, children[1:]):
+                prefix = f"{name}." if name else ""
+                pairs.append((prefix + a, prefix + b))
+    return pairs
+
+
+def fuse_bn(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """Fold each BatchNorm into the Conv/Linear feeding it; the model must be in eval mode.
+
+    The data flow comes from torch.fx tracing; a model fx cannot trace (data-dependent control
+    flow) is fused only where nn.Sequential makes the order certain. Returns the fused model
+    (a copy unless inplace=True); folded BatchNorms become nn.Identity.
+    """
+    if model.training:
+        raise ConfigError("fuse_bn is for inference: call model.eval() first (training needs the live BatchNorm)")
+    if not inplace:
+        model = copy.deepcopy(model)
+    try:
+        pairs = _pairs_from_graph(model)
+    except Exception:  # noqa: BLE001 - any tracing failure means "order unknown"
+        pairs = _pairs_from_sequentials(model)
+    for layer_name, bn_name in pairs:
+        layer, bn = model.get_submodule(layer_name), model.get_submodule(bn_name)
+        if not _can_fold(layer, bn):
+            continue
+        _fold(layer, bn)
+        parent, _, attr = bn_name.rpartition(".")
+        setattr(model.get_submodule(parent), attr, nn.Identity())
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# freeze_bn
+
+
+def freeze_bn(model: nn.Module) -> nn.Module:
+    """Replace every BatchNorm by a FrozenBatchNorm (in place); returns the model.
+
+    Frozen layers have no parameters (the optimizer cannot move them) and no training mode (so
+    model.train() cannot update their statistics), which is what fine-tuning with tiny batches
+    wants.
+    """
+    if isinstance(model, _BATCH):
+        return FrozenBatchNorm(model)
+    targets = [(name, m) for name, m in model.named_modules() if isinstance(m, _BATCH)]
+    for name, bn in targets:
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent), attr, FrozenBatchNorm(bn))
+    return model
