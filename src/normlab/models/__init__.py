@@ -1,6 +1,35 @@
 """The model zoo. Importing a family module registers its models."""
 
-from . import lenet, mlp  # noqa: F401  (registration side effects)
+from __future__ import annotations
+
+from typing import Optional
+
+from . import densenet, googlenet, lenet, mlp, nin, resnet  # noqa: F401  (registration side effects)
 from .registry import MODELS, ModelSpec, create_model, get_spec, list_models, register
 
-__all__ = ["MODELS", "ModelSpec", "create_model", "get_spec", "list_models", "register"]
+
+def catalog(family: Optional[str] = None) -> list[dict]:
+    """name, family, parameter count at the default input and 10 classes, default input, description.
+
+    Models are built on the meta device, so counting even the ImageNet nets allocates nothing.
+    """
+    import torch
+
+    from ..errors import unknown_name
+
+    families = sorted({s.family for s in MODELS.values()})
+    if family is not None and family not in families:
+        raise unknown_name("model family", family, families)
+    rows = []
+    for name in list_models():
+        spec = MODELS[name]
+        if family is not None and spec.family != family:
+            continue
+        with torch.device("meta"):
+            model = create_model(name)
+        rows.append({"name": name, "family": spec.family, "params": sum(p.numel() for p in model.parameters()),
+                     "input": list(spec.default_input), "description": spec.description})
+    return rows
+
+
+__all__ = ["MODELS", "ModelSpec", "catalog", "create_model", "get_spec", "list_models", "register"]

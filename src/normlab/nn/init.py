@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 import torch.nn as tnn
 
-from ..errors import unknown_name
+from ..errors import ConfigError, unknown_name
 
 
 def _fan_in(w: torch.Tensor) -> int:
@@ -28,10 +28,14 @@ SCHEMES: dict[str, Callable[[torch.Tensor, dict], None]] = {
     "kaiming-normal": lambda w, kw: tnn.init.kaiming_normal_(w, nonlinearity="relu"),
     "kaiming-uniform": lambda w, kw: tnn.init.kaiming_uniform_(w, nonlinearity="relu"),
     "orthogonal": lambda w, kw: tnn.init.orthogonal_(w),
-    "sparse": lambda w, kw: tnn.init.sparse_(w.view(w.shape[0], -1).t(), kw.get("sparsity", 0.9),
+    # sparse_ works on 2-D tensors: a conv's (out, in, kh, kw) weight is viewed as (out, in*kh*kw),
+    # so each column (one input position) keeps ceil((1 - sparsity) * out) non-zeros.
+    "sparse": lambda w, kw: tnn.init.sparse_(w.view(w.shape[0], -1), kw.get("sparsity", 0.9),
                                              kw.get("std", 0.01)),
 }
 NAMES = ("default",) + tuple(SCHEMES)
+# The options each scheme reads from "name:key=value,...".
+OPTIONS = {"normal": ("std",), "uniform": ("a",), "sparse": ("sparsity", "std")}
 
 
 def check_init(name: str) -> str:
@@ -46,9 +50,17 @@ def parse(name: str) -> tuple[str, dict]:
     check_init(name)
     base, _, rest = name.partition(":")
     kw = {}
+    allowed = OPTIONS.get(base, ())
     for part in filter(None, rest.split(",")):
         k, _, v = part.partition("=")
-        kw[k.strip()] = float(v)
+        k = k.strip()
+        if k not in allowed:
+            takes = ", ".join(allowed) if allowed else "no options"
+            raise ConfigError(f"init scheme {base!r} has no option {k!r}; it takes {takes} (e.g. normal:std=0.1)")
+        try:
+            kw[k] = float(v)
+        except ValueError:
+            raise ConfigError(f"init option {k} of {name!r} must be a number, got {v.strip()!r}") from None
     return base, kw
 
 
@@ -60,13 +72,7 @@ def init_weights(model: tnn.Module, name: str = "default") -> tnn.Module:
     fn = SCHEMES[base]
     for m in model.modules():
         if isinstance(m, (tnn.Linear, tnn.Conv1d, tnn.Conv2d, tnn.Conv3d)):
-            if base == "sparse" and m.weight.dim() > 2:
-                flat = m.weight.view(m.weight.shape[0], -1)
-                tnn.init.sparse_(flat, kw.get("sparsity", 0.9), kw.get("std", 0.01))
-            elif base == "sparse":
-                tnn.init.sparse_(m.weight, kw.get("sparsity", 0.9), kw.get("std", 0.01))
-            else:
-                fn(m.weight, kw)
+            fn(m.weight, kw)
             if m.bias is not None:
                 tnn.init.zeros_(m.bias)
     return model

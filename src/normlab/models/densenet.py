@@ -1,0 +1,74 @@
+"""Densely connected networks.
+
+Sources:
+- densenet-d2l: d2l's "稠密连接网络 (DenseNet)" section: stem conv7x7(64, /2) -> norm -> act ->
+  maxpool3/2, four dense blocks of 4 conv_blocks (norm -> act -> conv3x3, growth 32, convs with
+  biases), a transition halving channels and size between blocks, norm -> act -> pooling -> linear.
+- densenet-bc100: Huang et al. (2017), "Densely Connected Convolutional Networks", DenseNet-BC for
+  CIFAR with depth 100 and growth k=12: conv3x3(2k), three blocks of 16 bottleneck layers, 0.5
+  compression (0.8M parameters, the paper's Table 2).
+- densenet121: the ImageNet DenseNet-121 (growth 32, blocks 6/12/24/16, bottleneck 4k) with
+  torchvision's state_dict keys (features.conv0, features.denseblock1.denselayer1.norm1, ...).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch.nn as tnn
+
+from ..nn.blocks import DenseBlock, Transition
+from ..nn.factory import make_act, make_norm
+from .registry import register
+
+
+class DenseNet(tnn.Module):
+    """features (stem, dense blocks, transitions, final norm) -> act -> global pooling -> classifier."""
+
+    def __init__(self, num_classes, in_channels, norm, act, norm_impl="native", dropout=0.0, *,
+                 growth, blocks, init_features, bn_size, compression=0.5, stem="imagenet",
+                 bias=False, **_):
+        super().__init__()
+        if stem == "imagenet":
+            layers = [("conv0", tnn.Conv2d(in_channels, init_features, 7, 2, 3, bias=bias)),
+                      ("norm0", make_norm(norm, init_features, 2, norm_impl)),
+                      ("relu0", make_act(act)),
+                      ("pool0", tnn.MaxPool2d(3, 2, 1))]
+        else:  # CIFAR: a single 3x3 conv, the first block normalizes its output
+            layers = [("conv0", tnn.Conv2d(in_channels, init_features, 3, 1, 1, bias=bias))]
+        c = init_features
+        for i, n in enumerate(blocks):
+            block = DenseBlock(n, c, growth, bn_size=bn_size, norm=norm, act=act, norm_impl=norm_impl,
+                               dropout=dropout, bias=bias)
+            layers.append((f"denseblock{i + 1}", block))
+            c = block.out_channels
+            if i != len(blocks) - 1:
+                out = int(c * compression)
+                layers.append((f"transition{i + 1}", Transition(c, out, norm, act, norm_impl, bias=bias)))
+                c = out
+        layers.append((f"norm{len(blocks) + 1}", make_norm(norm, c, 2, norm_impl)))
+        self.features = tnn.Sequential(OrderedDict(layers))
+        self.relu = make_act(act)
+        self.avgpool = tnn.AdaptiveAvgPool2d(1)
+        self.classifier = tnn.Linear(c, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.avgpool(self.relu(self.features(x))).flatten(1))
+
+
+@register("densenet-d2l", "densenet", "d2l's DenseNet: 4 blocks of 4 convs, growth 32, halving transitions",
+          default_input=(1, 96, 96))
+def densenet_d2l(**kw):
+    return DenseNet(growth=32, blocks=(4, 4, 4, 4), init_features=64, bn_size=None, bias=True, **kw)
+
+
+@register("densenet-bc100", "densenet", "DenseNet-BC-100 (k=12) for CIFAR (Huang et al. 2017)",
+          default_input=(3, 32, 32))
+def densenet_bc100(**kw):
+    return DenseNet(growth=12, blocks=(16, 16, 16), init_features=24, bn_size=4, stem="cifar", **kw)
+
+
+@register("densenet121", "densenet", "DenseNet-121, torchvision-compatible weights",
+          default_input=(3, 224, 224))
+def densenet121(**kw):
+    return DenseNet(growth=32, blocks=(6, 12, 24, 16), init_features=64, bn_size=4, **kw)

@@ -1,0 +1,192 @@
+"""Residual networks and their plain and pre-activation siblings.
+
+Sources:
+- resnet18/34/50: He et al. (2015), "Deep Residual Learning for Image Recognition", ImageNet
+  architecture (Table 1) with torchvision's layout and state_dict keys ("v1.5": the stride of a
+  bottleneck sits on its 3x3 conv; projection shortcuts, option B, where the shape changes).
+- resnet18-d2l: d2l's "残差网络 (ResNet)" section: the same stages built from its `Residual`
+  block with a 1x1-conv shortcut, convs with biases.
+- resnet20/32/44/56/110 and plain20..110: the CIFAR-10 nets of He et al. (2015), Section 4.2:
+  a 3x3 conv to 16 channels, three stages of n blocks at 16/32/64 channels (depth 6n+2), global
+  average pooling, one linear layer. Shortcuts are option A as in the paper (identity, with
+  stride-2 subsampling and zero-padded channels where the shape changes), so ResNet-20 has
+  0.27M parameters and ResNet-110 1.7M, as the paper's Table 6. The plain nets drop the shortcut.
+- preact-resnet20..110: He et al. (2016), "Identity Mappings in Deep Residual Networks", full
+  pre-activation (Fig. 4e) with the same CIFAR layout and option-A shortcuts, plus the final
+  norm+act before pooling; preact-resnet18: the 18-layer pre-activation net for 32x32 inputs
+  (3x3 stem, four stages of 2 blocks, 1x1-conv shortcuts where the shape changes).
+"""
+
+from __future__ import annotations
+
+import torch.nn as tnn
+
+from ..nn.blocks import BasicBlock, Bottleneck, D2LResidual, PreActBlock
+from ..nn.factory import make_act, make_norm
+from .registry import register
+
+
+
+class ResNet(tnn.Module):
+    """ImageNet-style ResNet with torchvision's attribute names (conv1, bn1, layer1..4, fc)."""
+
+    def __init__(self, block, layers, num_classes, in_channels, norm, act, norm_impl="native",
+                 dropout=0.0, **_):
+        super().__init__()
+        self.conv1 = tnn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+        self.bn1 = make_norm(norm, 64, 2, norm_impl)
+        self.relu = make_act(act)
+        self.maxpool = tnn.MaxPool2d(3, 2, 1)
+        cin = 64
+        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
+            blocks = []
+            for j in range(n):
+                stride = 2 if (i > 0 and j == 0) else 1
+                blocks.append(block(cin, planes, stride, norm, act, norm_impl, "conv"))
+                cin = planes * block.expansion
+            setattr(self, f"layer{i + 1}", tnn.Sequential(*blocks))
+        self.avgpool = tnn.AdaptiveAvgPool2d(1)
+        self.dropout = tnn.Dropout(dropout) if dropout else tnn.Identity()
+        self.fc = tnn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(self.dropout(self.avgpool(x).flatten(1)))
+
+
+@register("resnet18", "resnet", "ResNet-18, ImageNet stem, torchvision-compatible weights",
+          default_input=(3, 224, 224))
+def resnet18(**kw):
+    return ResNet(BasicBlock, (2, 2, 2, 2), **kw)
+
+
+@register("resnet34", "resnet", "ResNet-34, ImageNet stem, torchvision-compatible weights",
+          default_input=(3, 224, 224))
+def resnet34(**kw):
+    return ResNet(BasicBlock, (3, 4, 6, 3), **kw)
+
+
+@register("resnet50", "resnet", "ResNet-50 (bottleneck v1.5), torchvision-compatible weights",
+          default_input=(3, 224, 224))
+def resnet50(**kw):
+    return ResNet(Bottleneck, (3, 4, 6, 3), **kw)
+
+
+class ResNetD2L(tnn.Module):
+    """d2l's ResNet-18: b1 = conv7x7(64, /2) -> norm -> act -> maxpool3/2, then four stages of two
+    Residual blocks (64, 128, 256, 512; the first block of stages 2-4 halves the size and uses a
+    1x1-conv shortcut), global average pooling, linear."""
+
+    def __init__(self, num_classes, in_channels, norm, act, norm_impl="native", dropout=0.0, **_):
+        super().__init__()
+        self.b1 = tnn.Sequential(tnn.Conv2d(in_channels, 64, 7, 2, 3), make_norm(norm, 64, 2, norm_impl),
+                                 make_act(act), tnn.MaxPool2d(3, 2, 1))
+        cin = 64
+        for i, c in enumerate((64, 128, 256, 512)):
+            first = D2LResidual(cin, c, use_1x1conv=i > 0, stride=2 if i > 0 else 1, norm=norm, act=act,
+                                norm_impl=norm_impl)
+            setattr(self, f"b{i + 2}", tnn.Sequential(first, D2LResidual(c, c, norm=norm, act=act, norm_impl=norm_impl)))
+            cin = c
+        self.head = tnn.Sequential(tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Dropout(dropout) if dropout
+                                   else tnn.Identity(), tnn.Linear(512, num_classes))
+
+    def forward(self, x):
+        for name in ("b1", "b2", "b3", "b4", "b5", "head"):
+            x = getattr(self, name)(x)
+        return x
+
+
+@register("resnet18-d2l", "resnet", "d2l's ResNet-18 (Residual blocks with 1x1-conv shortcut)",
+          default_input=(1, 96, 96))
+def resnet18_d2l(**kw):
+    return ResNetD2L(**kw)
+
+
+class CifarResNet(tnn.Module):
+    """He et al. (2015) CIFAR net, depth 6n+2: conv3x3(16) -> 3 stages x n blocks (16/32/64) ->
+    global average pooling -> linear. `preact=True` uses full pre-activation blocks and adds the
+    final norm+act; `shortcut=False` gives the plain net."""
+
+    def __init__(self, depth, num_classes, in_channels, norm, act, norm_impl="native", dropout=0.0,
+                 shortcut=True, preact=False, shortcut_kind="zero-pad", **_):
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+        n = (depth - 2) // 6
+        block = PreActBlock if preact else BasicBlock
+        self.conv1 = tnn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        # The pre-activation net normalizes inside its first block, so its stem is the conv alone.
+        self.bn1 = tnn.Identity() if preact else make_norm(norm, 16, 2, norm_impl)
+        self.relu = tnn.Identity() if preact else make_act(act)
+        cin = 16
+        for i, planes in enumerate((16, 32, 64)):
+            blocks = []
+            for j in range(n):
+                stride = 2 if (i > 0 and j == 0) else 1
+                blocks.append(block(cin, planes, stride, norm, act, norm_impl, shortcut_kind, shortcut))
+                cin = planes
+            setattr(self, f"layer{i + 1}", tnn.Sequential(*blocks))
+        self.final = (tnn.Sequential(make_norm(norm, 64, 2, norm_impl), make_act(act)) if preact
+                      else tnn.Identity())
+        self.avgpool = tnn.AdaptiveAvgPool2d(1)
+        self.dropout = tnn.Dropout(dropout) if dropout else tnn.Identity()
+        self.fc = tnn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.final(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(self.dropout(self.avgpool(x).flatten(1)))
+
+
+def _register_cifar(depth):
+    n = (depth - 2) // 6
+
+    @register(f"resnet{depth}", "resnet-cifar", f"CIFAR ResNet-{depth} (He et al. 2015, n={n}, option-A shortcuts)",
+              default_input=(3, 32, 32))
+    def _res(**kw):
+        return CifarResNet(depth, **kw)
+
+    @register(f"plain{depth}", "resnet-cifar", f"CIFAR plain-{depth}: ResNet-{depth} without shortcuts",
+              default_input=(3, 32, 32))
+    def _plain(**kw):
+        return CifarResNet(depth, shortcut=False, **kw)
+
+    @register(f"preact-resnet{depth}", "preact-resnet", f"CIFAR pre-activation ResNet-{depth} (He et al. 2016)",
+              default_input=(3, 32, 32))
+    def _pre(**kw):
+        return CifarResNet(depth, preact=True, **kw)
+
+
+for _d in (20, 32, 44, 56, 110):
+    _register_cifar(_d)
+
+
+class PreActResNet18(tnn.Module):
+    """18-layer full pre-activation ResNet for small images: conv3x3(64), stages of two PreActBlocks
+    at 64/128/256/512 (1x1-conv shortcuts where the shape changes), final norm+act, pooling, linear."""
+
+    def __init__(self, num_classes, in_channels, norm, act, norm_impl="native", dropout=0.0, **_):
+        super().__init__()
+        self.conv1 = tnn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        cin = 64
+        for i, planes in enumerate((64, 128, 256, 512)):
+            stride = 1 if i == 0 else 2
+            setattr(self, f"layer{i + 1}", tnn.Sequential(
+                PreActBlock(cin, planes, stride, norm, act, norm_impl, "conv"),
+                PreActBlock(planes, planes, 1, norm, act, norm_impl, "conv")))
+            cin = planes
+        self.final = tnn.Sequential(make_norm(norm, 512, 2, norm_impl), make_act(act))
+        self.avgpool = tnn.AdaptiveAvgPool2d(1)
+        self.dropout = tnn.Dropout(dropout) if dropout else tnn.Identity()
+        self.fc = tnn.Linear(512, num_classes)
+
+    def forward(self, x):
+        x = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
+        return self.fc(self.dropout(self.avgpool(self.final(x)).flatten(1)))
+
+
+@register("preact-resnet18", "preact-resnet", "pre-activation ResNet-18 for 32x32 inputs (He et al. 2016)",
+          default_input=(3, 32, 32))
+def preact_resnet18(**kw):
+    return PreActResNet18(**kw)

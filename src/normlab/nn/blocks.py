@@ -1,0 +1,295 @@
+"""Building blocks of the residual, dense and inception families.
+
+Every norm layer comes from `make_norm` and every activation from `make_act`, so `norm=` and
+`act=` swap them in all models. Attribute names follow torchvision where a torchvision model uses
+the block (BasicBlock, Bottleneck, DenseLayer, Transition, Inception), so state_dicts are
+interchangeable.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as tnn
+import torch.nn.functional as F
+
+from .factory import make_act, make_norm
+
+
+def fresh_act(name: str) -> tnn.Module:
+    """An activation that never works in place: for inputs that another path still reads (the
+    identity of a pre-activation block, the concatenated features of a dense block) when the norm
+    before it is the identity."""
+    m = make_act(name)
+    if hasattr(m, "inplace"):
+        m.inplace = False
+    return m
+
+
+def conv3x3(cin: int, cout: int, stride: int = 1, bias: bool = False) -> tnn.Conv2d:
+    return tnn.Conv2d(cin, cout, 3, stride, 1, bias=bias)
+
+
+def conv1x1(cin: int, cout: int, stride: int = 1, bias: bool = False) -> tnn.Conv2d:
+    return tnn.Conv2d(cin, cout, 1, stride, 0, bias=bias)
+
+
+class ZeroPadShortcut(tnn.Module):
+    """Option A of He et al. (2015): subsample by taking every `stride`-th pixel and pad the new
+    channels with zeros, so the shortcut has no parameters."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.stride, self.extra = stride, cout - cin
+
+    def forward(self, x):
+        x = x[:, :, ::self.stride, ::self.stride]
+        if self.extra:
+            front = self.extra // 2
+            x = F.pad(x, (0, 0, 0, 0, front, self.extra - front))
+        return x
+
+
+def projection(cin, cout, stride, norm, norm_impl) -> tnn.Sequential:
+    """Option B: 1x1 conv + norm, used where the shape changes (torchvision's `downsample`)."""
+    return tnn.Sequential(conv1x1(cin, cout, stride), make_norm(norm, cout, 2, norm_impl))
+
+
+def make_shortcut(kind: str, cin: int, cout: int, stride: int, norm: str, norm_impl: str):
+    """None when the shape does not change (identity); else option A ("zero-pad") or B ("conv")."""
+    if stride == 1 and cin == cout:
+        return None
+    if kind == "zero-pad":
+        return ZeroPadShortcut(cin, cout, stride)
+    return projection(cin, cout, stride, norm, norm_impl)
+
+
+class BasicBlock(tnn.Module):
+    """Two 3x3 convs, each followed by norm; act after the sum (He et al. 2015, Fig. 2).
+
+    `shortcut=False` drops the identity path: the "plain" nets of the degradation experiment.
+    """
+
+    expansion = 1
+
+    def __init__(self, cin, planes, stride=1, norm="bn", act="relu", norm_impl="native",
+                 shortcut_kind="conv", shortcut=True):
+        super().__init__()
+        self.conv1 = conv3x3(cin, planes, stride)
+        self.bn1 = make_norm(norm, planes, 2, norm_impl)
+        self.relu = make_act(act)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = make_norm(norm, planes, 2, norm_impl)
+        self.use_shortcut = shortcut
+        sc = make_shortcut(shortcut_kind, cin, planes, stride, norm, norm_impl) if shortcut else None
+        # torchvision calls the projection `downsample`; keep the name for state_dict compatibility.
+        self.downsample = sc
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.use_shortcut:
+            out = out + (x if self.downsample is None else self.downsample(x))
+        return self.relu(out)
+
+
+class Bottleneck(tnn.Module):
+    """1x1 reduce, 3x3 (carrying the stride, as torchvision's "v1.5"), 1x1 expand by 4."""
+
+    expansion = 4
+
+    def __init__(self, cin, planes, stride=1, norm="bn", act="relu", norm_impl="native",
+                 shortcut_kind="conv", shortcut=True):
+        super().__init__()
+        cout = planes * self.expansion
+        self.conv1 = conv1x1(cin, planes)
+        self.bn1 = make_norm(norm, planes, 2, norm_impl)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn2 = make_norm(norm, planes, 2, norm_impl)
+        self.conv3 = conv1x1(planes, cout)
+        self.bn3 = make_norm(norm, cout, 2, norm_impl)
+        self.relu = make_act(act)
+        self.use_shortcut = shortcut
+        self.downsample = make_shortcut(shortcut_kind, cin, cout, stride, norm, norm_impl) if shortcut else None
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.use_shortcut:
+            out = out + (x if self.downsample is None else self.downsample(x))
+        return self.relu(out)
+
+
+class PreActBlock(tnn.Module):
+    """Full pre-activation block of He et al. (2016), Fig. 4(e): norm -> act -> conv, twice, and
+    nothing on the identity path; where the shape changes the shortcut is taken after the first
+    norm+act, as in the paper's code."""
+
+    expansion = 1
+
+    def __init__(self, cin, planes, stride=1, norm="bn", act="relu", norm_impl="native",
+                 shortcut_kind="conv", shortcut=True):
+        super().__init__()
+        self.bn1 = make_norm(norm, cin, 2, norm_impl)
+        self.act1 = fresh_act(act)
+        self.conv1 = conv3x3(cin, planes, stride)
+        self.bn2 = make_norm(norm, planes, 2, norm_impl)
+        self.act2 = make_act(act)
+        self.conv2 = conv3x3(planes, planes)
+        self.shortcut = None
+        if stride != 1 or cin != planes:
+            self.shortcut = (ZeroPadShortcut(cin, planes, stride) if shortcut_kind == "zero-pad"
+                             else conv1x1(cin, planes, stride))
+
+    def forward(self, x):
+        pre = self.act1(self.bn1(x))
+        # Projection shortcuts read the pre-activated input, as in the paper's code.
+        skip = x if self.shortcut is None else self.shortcut(pre)
+        out = self.conv1(pre)
+        out = self.conv2(self.act2(self.bn2(out)))
+        return out + skip
+
+
+class D2LResidual(tnn.Module):
+    """The tutorial's (d2l "残差网络") Residual block: conv3x3 -> norm -> act -> conv3x3 -> norm,
+    plus an optional 1x1 conv on the shortcut, act after the sum. Convs keep their biases as in
+    the tutorial. Unlike the 16/32-channel tutorial block, conv1/conv2 and their norms are
+    distinct layers (the tutorial reused one conv and one BN twice, a bug)."""
+
+    def __init__(self, cin, cout, use_1x1conv=False, stride=1, norm="bn", act="relu", norm_impl="native"):
+        super().__init__()
+        self.conv1 = conv3x3(cin, cout, stride, bias=True)
+        self.conv2 = conv3x3(cout, cout, bias=True)
+        self.conv3 = conv1x1(cin, cout, stride, bias=True) if use_1x1conv else None
+        self.bn1 = make_norm(norm, cout, 2, norm_impl)
+        self.bn2 = make_norm(norm, cout, 2, norm_impl)
+        self.act1 = make_act(act)
+        self.act2 = make_act(act)
+
+    def forward(self, x):
+        y = self.act1(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        if self.conv3 is not None:
+            x = self.conv3(x)
+        return self.act2(y + x)
+
+
+# ------------------------------------------------------------------ dense
+class DenseLayer(tnn.Module):
+    """norm -> act -> [1x1 conv to bn_size*growth -> norm -> act] -> 3x3 conv to `growth`.
+
+    bn_size=None gives the plain DenseNet layer (d2l's conv_block, no bottleneck). The output is
+    only the new `growth` channels; DenseBlock concatenates.
+    """
+
+    def __init__(self, cin, growth, bn_size=4, norm="bn", act="relu", norm_impl="native",
+                 dropout=0.0, bias=False):
+        super().__init__()
+        self.norm1 = make_norm(norm, cin, 2, norm_impl)
+        self.relu1 = fresh_act(act)
+        if bn_size:
+            self.conv1 = conv1x1(cin, bn_size * growth, bias=bias)
+            self.norm2 = make_norm(norm, bn_size * growth, 2, norm_impl)
+            self.relu2 = make_act(act)
+            self.conv2 = conv3x3(bn_size * growth, growth, bias=bias)
+        else:
+            self.conv1 = conv3x3(cin, growth, bias=bias)
+        self.bottleneck = bool(bn_size)
+        self.drop_rate = float(dropout)
+
+    def forward(self, x):
+        out = self.conv1(self.relu1(self.norm1(x)))
+        if self.bottleneck:
+            out = self.conv2(self.relu2(self.norm2(out)))
+        if self.drop_rate:
+            out = F.dropout(out, self.drop_rate, self.training)
+        return out
+
+
+class DenseBlock(tnn.ModuleDict):
+    """`num_layers` DenseLayers; each sees the concatenation of the input and all earlier outputs.
+    Layers are named denselayer1..N as in torchvision."""
+
+    def __init__(self, num_layers, cin, growth, **layer_kw):
+        super().__init__()
+        for i in range(num_layers):
+            self[f"denselayer{i + 1}"] = DenseLayer(cin + i * growth, growth, **layer_kw)
+        self.out_channels = cin + num_layers * growth
+
+    def forward(self, x):
+        feats = [x]
+        for layer in self.values():
+            feats.append(layer(torch.cat(feats, 1)))
+        return torch.cat(feats, 1)
+
+
+class Transition(tnn.Sequential):
+    """norm -> act -> 1x1 conv (compress channels) -> 2x2 average pool (halve the size)."""
+
+    def __init__(self, cin, cout, norm="bn", act="relu", norm_impl="native", bias=False):
+        super().__init__()
+        self.add_module("norm", make_norm(norm, cin, 2, norm_impl))
+        self.add_module("relu", fresh_act(act))
+        self.add_module("conv", conv1x1(cin, cout, bias=bias))
+        self.add_module("pool", tnn.AvgPool2d(2, 2))
+
+
+# ------------------------------------------------------------------ inception
+class ConvNormAct(tnn.Module):
+    """conv (no bias) -> norm -> act: torchvision's BasicConv2d (keys conv.*, bn.*)."""
+
+    def __init__(self, cin, cout, kernel, stride=1, padding=0, norm="bn", act="relu",
+                 norm_impl="native", eps=1e-3):
+        super().__init__()
+        self.conv = tnn.Conv2d(cin, cout, kernel, stride, padding, bias=False)
+        self.bn = make_norm(norm, cout, 2, norm_impl, **({"eps": eps} if norm != "none" else {}))
+        self.act = make_act(act)
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+class Inception(tnn.Module):
+    """Inception v1 module (Szegedy et al. 2014): 1x1 | 1x1->3x3 | 1x1->"5x5" | pool->1x1, concat.
+
+    torchvision's GoogLeNet uses a 3x3 conv in the "5x5" branch (a known deviation kept for weight
+    compatibility); `kernel5=5` gives the paper's 5x5.
+    """
+
+    def __init__(self, cin, c1, c3r, c3, c5r, c5, pool_proj, kernel5=3, **cna):
+        super().__init__()
+        self.branch1 = ConvNormAct(cin, c1, 1, **cna)
+        self.branch2 = tnn.Sequential(ConvNormAct(cin, c3r, 1, **cna), ConvNormAct(c3r, c3, 3, padding=1, **cna))
+        self.branch3 = tnn.Sequential(ConvNormAct(cin, c5r, 1, **cna),
+                                      ConvNormAct(c5r, c5, kernel5, padding=kernel5 // 2, **cna))
+        self.branch4 = tnn.Sequential(tnn.MaxPool2d(3, 1, 1, ceil_mode=True), ConvNormAct(cin, pool_proj, 1, **cna))
+        self.out_channels = c1 + c3 + c5 + pool_proj
+
+    def forward(self, x):
+        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+
+class InceptionMini(tnn.Module):
+    """The tutorial's ("GoogleNet" for MNIST) module: avgpool->1x1(24) | 1x1(16) | 1x1(16)->5x5(24)
+    | 1x1(16)->3x3(24)->3x3(24), concatenated to 88 channels, no activation inside.
+
+    The tutorial applies one shared 1x1 conv in three branches; here each branch has its own 1x1
+    conv, as in Inception v1. A norm layer follows every conv (identity for norm="none").
+    """
+
+    out_channels = 88
+
+    def __init__(self, cin, norm="none", norm_impl="native"):
+        super().__init__()
+
+        def cn(ci, co, k):
+            return tnn.Sequential(tnn.Conv2d(ci, co, k, padding=k // 2), make_norm(norm, co, 2, norm_impl))
+
+        self.pool_proj = cn(cin, 24, 1)
+        self.branch1x1 = cn(cin, 16, 1)
+        self.branch5x5 = tnn.Sequential(cn(cin, 16, 1), cn(16, 24, 5))
+        self.branch3x3 = tnn.Sequential(cn(cin, 16, 1), cn(16, 24, 3), cn(24, 24, 3))
+
+    def forward(self, x):
+        pooled = self.pool_proj(F.avg_pool2d(x, 3, 1, 1))
+        return torch.cat([pooled, self.branch1x1(x), self.branch5x5(x), self.branch3x3(x)], 1)
