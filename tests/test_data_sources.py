@@ -232,3 +232,25 @@ def test_datasets_cli_lists_presence(tmp_path, capsys):
     assert rows["cifar10"]["train"] == 50000 and rows["svhn"]["test"] == 26032
     assert {"mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "svhn", "imagefolder",
             "mnist5k", "digits", "synthetic"} <= set(rows)
+
+
+def test_pipeline_streams_a_folder_with_val_split(tmp_path):
+    make_folder(tmp_path, corrupt=False)
+    for i in range(5, 10):  # more images so every split has both classes
+        for cls in ("cat", "dog"):
+            src = next((tmp_path / cls).iterdir())
+            (tmp_path / cls / f"copy{i}{src.suffix}").write_bytes(src.read_bytes())
+    cfg = make_config({"dataset": "imagefolder", "data_dir": str(tmp_path), "stream": "on",
+                       "val_split": 0.25, "augment": "flip", "batch_size": 5})
+    data, pre = pipeline.load(cfg)
+    pipe = pipeline.build(cfg, torch.device("cpu"), drop_single=True, data=data, preprocess=pre)
+    assert pre["input_shape"] == [3, 12, 12] and data.shape == (3, 12, 12)
+    sizes = (pipe.train.num_samples, pipe.val.num_samples, pipe.test.num_samples)
+    assert sizes == (12, 4, 4)
+    seen = sum(len(y) for _, y in pipe.train)
+    assert seen == 12 and sum(len(y) for _, y in pipe.val) == 4
+    xb, _ = next(iter(pipe.test))
+    assert xb.shape == (4, 3, 12, 12) and xb.dtype == torch.float32
+    memory = make_config({"dataset": "imagefolder", "data_dir": str(tmp_path), "stream": "off"})
+    mdata, _ = pipeline.load(memory)
+    assert "stream" not in mdata.info and mdata.train_x.shape == (16, 3, 12, 12)

@@ -80,6 +80,9 @@ class TrainConfig:
                           check=_check_preprocess)
     resize: Optional[str] = opt(None, "resize every image to HxW (or S for SxS) when loading", check=optional(_check_resize))
     strict: bool = opt(False, "stop at the first image that cannot be decoded instead of skipping it")
+    stream: str = opt("auto", "imagefolder: stream batches from disk through DataLoader workers (on), "
+                      "load into memory (off), or stream only above 2 GiB decoded (auto)",
+                      choices=("auto", "on", "off"))
     # --- the model
     model: str = opt("lenet-bn", "model name (see `normlab models`)")
     norm: Optional[str] = opt(None, "normalization: bn, gn, ln, in, none (default: the model's own)")

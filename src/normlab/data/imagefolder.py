@@ -213,3 +213,49 @@ class StreamLoader:
             if self.augment is not None:
                 x = self.augment(x, self.generator)
             yield self.normalize(x), y
+
+
+STREAM_BYTES = 2 * 1024**3  # above this decoded size, `stream=auto` streams instead of loading
+SAMPLE_FOR_FORMAT = 64
+
+
+def plan_stream(root, resize=None, split_seed=0, test_fraction=0.2, log=None):
+    """File lists and output format for streaming, decoding only a seeded sample of the files.
+
+    The channel count is RGB if any sampled image is in colour; the size is `resize` or the first
+    sampled image's. Returns (classes, train files, test files, channels, size, estimated bytes)."""
+    from .sources import stratified_split
+
+    classes, train, test = scan(root)
+    everything = train + (test or [])
+    rng = np.random.default_rng(split_seed)
+    pick = rng.permutation(len(everything))[:SAMPLE_FOR_FORMAT]
+    sample = []
+    for i in pick:
+        try:
+            sample.append(decode(everything[i][0]))
+        except Exception:
+            continue  # reported when the loader reaches it
+    if not sample:
+        raise DataError(f"none of {len(pick)} sampled images under {str(root)!r} could be decoded")
+    channels, size = target_format(sample, resize)
+    if test is None:
+        labels = np.array([k for _, k in train])
+        tr, te = stratified_split(labels, test_fraction, split_seed)
+        train, test = [train[i] for i in tr], [train[i] for i in te]
+    nbytes = len(everything) * channels * size[0] * size[1]
+    return classes, train, test, channels, tuple(size), nbytes
+
+
+def decode_sample(files, channels, size, count, seed, report: Report) -> torch.Tensor:
+    """A seeded sample of `count` files decoded to (n, C, H, W), to fit preprocessing on."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in rng.permutation(len(files))[:count]:
+        try:
+            out.append(conform(decode(files[i][0]), channels, size)[0])
+        except Exception:
+            continue
+    if not out:
+        raise DataError("no training image could be decoded to fit the preprocessing on")
+    return torch.stack(out)

@@ -18,7 +18,9 @@ from . import preprocess as preprocess_mod
 from .loader import DeviceLoader, Normalize
 from .sources import Dataset, load_dataset, stratified_split
 
-VAL_SEED_OFFSET = 7919  # the val split depends on the run's seed, not on the train/test split's
+VAL_SEED_OFFSET = 7919
+STREAM_FIT_SAMPLE = 2048  # images decoded to fit preprocessing on a streamed folder
+STREAM_WORKERS = 2  # the val split depends on the run's seed, not on the train/test split's
 
 
 @dataclass
@@ -54,8 +56,10 @@ def _load_data(cfg) -> Dataset:
     size = _resize_size(cfg)
     kw = {}
     if cfg.dataset == "imagefolder":
-        kw = {"resize": size, "strict": getattr(cfg, "strict", False)}
+        kw = {"resize": size, "strict": getattr(cfg, "strict", False), "stream": getattr(cfg, "stream", "auto")}
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, **kw)
+    if "stream" in data.info:
+        return data
     if size and tuple(data.train_x.shape[-2:]) != tuple(size):
         data.train_x = augment_mod.resize(data.train_x, size)
         data.test_x = augment_mod.resize(data.test_x, size)
@@ -63,7 +67,8 @@ def _load_data(cfg) -> Dataset:
 
 
 def split_val(data: Dataset, fraction: float, seed: int) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
-    """Move a stratified, seeded `fraction` of the training split into (val_x, val_y)."""
+    """Move a stratified, seeded `fraction` of the training split into (val_x, val_y)
+    (for a streamed folder, val_x is the list of files)."""
     if not fraction:
         return None
     tr, va = stratified_split(data.train_y.numpy(), fraction, seed + VAL_SEED_OFFSET)
@@ -71,6 +76,16 @@ def split_val(data: Dataset, fraction: float, seed: int) -> Optional[tuple[torch
         from ..errors import ConfigError
 
         raise ConfigError(f"val_split {fraction} leaves an empty split of {len(data.train_y)} training images")
+    if "stream" in data.info:
+        st = data.info["stream"]
+        files = st["train"]
+        st["train"], val_files = [files[i] for i in tr], [files[i] for i in va]
+        shape = tuple(data.train_x.shape[1:])
+        data.train_x = data.train_x[:1].expand(len(tr), *shape)
+        val = (val_files, data.train_y[torch.from_numpy(va)])
+        data.train_y = data.train_y[torch.from_numpy(tr)]
+        data.info = dict(data.info, train_size=len(tr), val_size=len(va))
+        return val
     tr, va = torch.from_numpy(tr), torch.from_numpy(va)
     val = (data.train_x[va], data.train_y[va])
     data.train_x, data.train_y = data.train_x[tr], data.train_y[tr]
@@ -85,7 +100,15 @@ def load(cfg) -> tuple[Dataset, dict]:
     data.val = split_val(data, getattr(cfg, "val_split", 0.0), cfg.seed)
     aug = getattr(cfg, "augment", "") or ""
     image_shape = tuple(data.train_x.shape[1:2]) + augment_mod.output_size(aug, data.train_x.shape[-2:])
-    fit_x = augment_mod.resize(data.train_x, image_shape[1:])
+    if "stream" in data.info:  # fit on a seeded sample of the training files
+        from . import imagefolder
+
+        st = data.info["stream"]
+        fit_x = imagefolder.decode_sample(st["train"], st["channels"], st["size"], STREAM_FIT_SAMPLE,
+                                          cfg.seed, imagefolder.Report(False))
+        fit_x = augment_mod.resize(fit_x, image_shape[1:])
+    else:
+        fit_x = augment_mod.resize(data.train_x, image_shape[1:])
     transform = preprocess_mod.fit(getattr(cfg, "preprocess", "channel"), fit_x)
     preprocess = {"input_shape": list(image_shape), "classes": data.classes,
                   "transform": transform.to_dict(), "dataset": data.info,
@@ -107,6 +130,8 @@ def build(cfg, device: torch.device, drop_single: bool, data: Optional[Dataset] 
           preprocess: Optional[dict] = None) -> Pipeline:
     if data is None:
         data, preprocess = load(cfg)
+    if "stream" in data.info:
+        return _build_stream(cfg, device, drop_single, data, preprocess)
     transform = input_transform(preprocess)
     order = torch.Generator().manual_seed(cfg.seed)
     aug = augment_mod.make_augment(getattr(cfg, "augment", ""))
@@ -125,9 +150,40 @@ def build(cfg, device: torch.device, drop_single: bool, data: Optional[Dataset] 
     return Pipeline(data, train, test, val, preprocess)
 
 
+def _stream(data, files, batch, transform, device, aug, **kw):
+    from . import imagefolder
+
+    st = data.info["stream"]
+    report = imagefolder.Report(st.get("strict", False))
+    return imagefolder.StreamLoader(files, st["channels"], st["size"], batch, transform, device,
+                                    augment=aug, workers=STREAM_WORKERS, report=report, **kw)
+
+
+def _build_stream(cfg, device, drop_single, data, preprocess) -> Pipeline:
+    transform = input_transform(preprocess)
+    st = data.info["stream"]
+    size = tuple(preprocess["input_shape"][1:])
+    aug = augment_mod.make_augment(getattr(cfg, "augment", ""))
+    eval_aug = _eval_resize(preprocess) if tuple(st["size"]) != size else None
+    if aug is None:
+        aug = eval_aug
+    train = _stream(data, st["train"], cfg.batch_size, transform, device, aug, shuffle=True,
+                    generator=torch.Generator().manual_seed(cfg.seed), drop_single=drop_single)
+    test = _stream(data, st["test"], cfg.eval_batch_size, transform, device, eval_aug)
+    val = None
+    if data.val is not None:
+        val = _stream(data, data.val[0], cfg.eval_batch_size, transform, device, eval_aug)
+    return Pipeline(data, train, test, val, preprocess)
+
+
 def test_loader(cfg, preprocess: dict, device: torch.device) -> DeviceLoader:
     """The test split of a run's dataset, transformed as the run was (for `normlab eval`)."""
     data = _load_data(cfg)
+    if "stream" in data.info:
+        size = tuple(preprocess["input_shape"][1:])
+        eval_aug = _eval_resize(preprocess) if tuple(data.info["stream"]["size"]) != size else None
+        return _stream(data, data.info["stream"]["test"], cfg.eval_batch_size, input_transform(preprocess),
+                       device, eval_aug)
     size = tuple(preprocess["input_shape"][1:])
     eval_aug = _eval_resize(preprocess) if tuple(data.test_x.shape[-2:]) != size else None
     return DeviceLoader(data.test_x.to(device), data.test_y.to(device), cfg.eval_batch_size,

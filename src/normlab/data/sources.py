@@ -189,12 +189,28 @@ def _register_vision():
                     present=lambda d: all(p.is_file() for p, _ in vision.svhn_requirements(Path(d)))))
 
 
-def _load_imagefolder(data_dir=None, resize=None, strict=False, log=None, **_) -> Dataset:
+def _load_imagefolder(data_dir=None, resize=None, strict=False, log=None, stream="auto", **_) -> Dataset:
+    """In memory when it fits (`stream=auto` below imagefolder.STREAM_BYTES decoded), else a
+    streaming Dataset: `info["stream"]` holds the file lists and the images are decoded per
+    batch; `train_x`/`test_x` are then zero-memory placeholders that only carry the shape."""
     from . import imagefolder
 
     if not data_dir:
         raise DataError("dataset 'imagefolder' needs --data-dir ROOT with ROOT/<class>/<image> files "
                         "(optionally ROOT/train/<class>/... and ROOT/test/<class>/...)")
+    if stream != "off":
+        classes, train, test, channels, size, nbytes = imagefolder.plan_stream(
+            data_dir, resize=resize, split_seed=SPLIT_SEED, log=log)
+        if stream == "on" or nbytes > imagefolder.STREAM_BYTES:
+            shape = (channels,) + tuple(size)
+            info = {"origin": f"image folder {data_dir} (streamed)", "train_size": len(train),
+                    "test_size": len(test), "estimated_bytes": nbytes,
+                    "stream": {"train": train, "test": test, "channels": channels, "size": list(size),
+                               "strict": bool(strict)}}
+            return Dataset("imagefolder", torch.zeros((1,) + shape, dtype=torch.uint8).expand(len(train), *shape),
+                           torch.tensor([k for _, k in train], dtype=torch.int64),
+                           torch.zeros((1,) + shape, dtype=torch.uint8).expand(len(test), *shape),
+                           torch.tensor([k for _, k in test], dtype=torch.int64), classes, info)
     classes, (trx, try_), (tex, tey), info = imagefolder.load_in_memory(
         data_dir, resize=resize, strict=strict, split_seed=SPLIT_SEED, log=log)
     return _dataset_from_splits("imagefolder", ((trx, try_), (tex, tey)), classes, info)
