@@ -217,6 +217,27 @@ def _(p):
     p.add_argument("--json", action="store_true", help="print the list as JSON")
 
 
+# ---------------------------------------------------------------- lr-find
+@command("lr-find", "learning-rate range test: loss against an exponentially growing lr, and a suggestion")
+def run_lr_find(args) -> int:
+    from .train.lr_find import lr_find, plot_lr_find
+
+    res = lr_find(config_from_args(args), start=args.start, end=args.end, steps=args.steps)
+    plot_lr_find(res, args.plot)
+    print(f"suggested lr {res['suggested_lr']:.3g} ({len(res['lrs'])} steps from {args.start:g}); plot: {args.plot}")
+    return 0
+
+
+@run_lr_find.arguments
+def _(p):
+    p.add_argument("--config", metavar="FILE", help="YAML or JSON file of options; the command line overrides it")
+    p.add_argument("--start", type=float, default=1e-6, help="first lr (default 1e-6)")
+    p.add_argument("--end", type=float, default=10.0, help="last lr (default 10)")
+    p.add_argument("--steps", type=int, default=100, help="number of batches (default 100)")
+    p.add_argument("--plot", default="lr_find.png", help="where to write the plot (default lr_find.png)")
+    add_config_options(p)
+
+
 # ---------------------------------------------------------------- export
 @command("export", "export a trained run to ONNX or TorchScript, checked against PyTorch")
 def run_export(args) -> int:

@@ -1,0 +1,248 @@
+"""The report of a sweep: tables, paired differences with bootstrap intervals, learning curves.
+
+`write_report(SWEEP_DIR)` reads experiment.json and the run directories (whichever shards wrote
+them), rewrites results.csv, and writes report.md (with its plots as PNG files beside it) and
+report.html, a single self-contained file whose plots are embedded as base64 data URIs, so it
+opens offline and can be mailed around.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..train.io import atomic_write_bytes, atomic_write_text
+from ..train.rundir import RunDir
+from .sweep import Experiment, collect, expand, finite, read_experiment, write_results
+
+N_BOOT = 10_000
+LEVEL = 0.95
+
+
+def paired_bootstrap_ci(baseline: Sequence[float], arm: Sequence[float], n_boot: int = N_BOOT,
+                        level: float = LEVEL, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of the paired differences arm - baseline and its percentile bootstrap interval.
+
+    The pairs (same seed) are resampled together, so what the seed shares between the arms (the
+    initial weights, the data order) cancels in each difference instead of widening the interval.
+    """
+    a = np.asarray(baseline, dtype=np.float64)
+    b = np.asarray(arm, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"need two equally long, non-empty 1-D samples, got shapes {a.shape} and {b.shape}")
+    d = b - a
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(d), size=(n_boot, len(d)))
+    means = d[idx].mean(axis=1)
+    alpha = 1.0 - level
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(d.mean()), float(lo), float(hi)
+
+
+def mean_std(values) -> tuple[float, float, int]:
+    v = np.asarray([x for x in values if finite(x)], dtype=np.float64)
+    if len(v) == 0:
+        return math.nan, math.nan, 0
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
+
+
+def _fmt(m: float, s: Optional[float] = None, digits: int = 4) -> str:
+    if not math.isfinite(m):
+        return "–"
+    return f"{m:.{digits}f}" if s is None else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def _level(v) -> str:
+    return "none" if v is None else str(v)
+
+
+# ------------------------------------------------------------------ tables
+def summarize(exp: Experiment, rows: list[dict]) -> dict:
+    """Everything the report shows, as plain data (also handy from Python)."""
+    cells = expand(exp)
+    base = cells[0]
+    by_cell = {c.id: [r for r in rows if r["cell"] == c.id] for c in cells}
+    table = []
+    for c in cells:
+        ok = [r for r in by_cell[c.id] if r["status"] == "ok"]
+        entry = {"cell": c.id, "factors": c.factors, "runs": len(ok), "of": len(by_cell[c.id]),
+                 "failed": sum(r["status"] == "failed" for r in by_cell[c.id])}
+        for k in (exp.metric, "best_test_acc", "final_train_acc", "wall_seconds", "parameters"):
+            entry[k] = mean_std(r[k] for r in ok)
+        table.append(entry)
+    diffs = []
+    base_by_seed = {r["seed"]: r[exp.metric] for r in by_cell[base.id] if r["status"] == "ok" and finite(r[exp.metric])}
+    for c in cells[1:]:
+        arm = {r["seed"]: r[exp.metric] for r in by_cell[c.id] if r["status"] == "ok" and finite(r[exp.metric])}
+        seeds = sorted(set(arm) & set(base_by_seed))
+        entry = {"cell": c.id, "pairs": len(seeds), "diff": math.nan, "lo": math.nan, "hi": math.nan}
+        if seeds:
+            entry["diff"], entry["lo"], entry["hi"] = paired_bootstrap_ci([base_by_seed[s] for s in seeds],
+                                                                         [arm[s] for s in seeds])
+        diffs.append(entry)
+    missing = sum(r["status"] == "missing" for r in rows)
+    return {"experiment": exp, "baseline": base.id, "table": table, "diffs": diffs, "missing": missing,
+            "failed": [(r["cell"], r["seed"], r["error"]) for r in rows if r["status"] == "failed"]}
+
+
+def on_off_matrix(exp: Experiment) -> list[list[str]]:
+    """Header + one row per cell: for each factor, its level where it differs from the baseline
+    ("on"), a dot where the cell keeps the baseline level."""
+    rows = [["cell", *exp.factors]]
+    for c in expand(exp):
+        rows.append([c.id] + [_level(v) if v != exp.factors[k][0] else "·" for k, v in c.levels])
+    return rows
+
+
+# ------------------------------------------------------------------ plots
+def curves_png(exp: Experiment, rows: list[dict], out: Path, factor: str) -> bytes:
+    """Test accuracy and train loss per epoch, one line per level of `factor` (mean over every
+    finished run at that level, the other factors and the seeds pooled)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for level in exp.factors[factor]:
+        runs = [r for r in rows if r["status"] == "ok" and r.get(factor) == level]
+        curves = [RunDir(out / r["run_dir"]).read_metrics() for r in runs]
+        curves = [c for c in curves if c]
+        if not curves:
+            continue
+        n = min(len(c) for c in curves)
+        ep = np.arange(1, n + 1)
+        for ax, key in ((a1, "test_acc"), (a2, "train_loss")):
+            m = np.array([[row[key] for row in c[:n]] for c in curves], dtype=np.float64)
+            mu = m.mean(0)
+            line, = ax.plot(ep, mu, "o-", ms=3, label=f"{factor}={_level(level)} ({len(curves)} runs)")
+            if len(curves) > 1:
+                sd = m.std(0, ddof=1)
+                ax.fill_between(ep, mu - sd, mu + sd, color=line.get_color(), alpha=0.15)
+    a1.set_title("test accuracy (mean ± std)"), a1.set_xlabel("epoch")
+    a2.set_title("train loss (mean ± std)"), a2.set_xlabel("epoch")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        if a.get_legend_handles_labels()[0]:
+            a.legend(fontsize=8)
+    fig.suptitle(f"{exp.name}: by {factor}")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------ writers
+def _sections(s: dict) -> list[tuple[str, list[list[str]], str]]:
+    """(title, table rows with a header row, note) for both output formats."""
+    exp = s["experiment"]
+    m = exp.metric
+    t1 = [["cell", *exp.factors, "runs", m, "best_test_acc", "final_train_acc", "seconds", "parameters"]]
+    for e in s["table"]:
+        t1.append([e["cell"], *(_level(v) for v in e["factors"].values()), f"{e['runs']}/{e['of']}",
+                   _fmt(*e[m][:2]), _fmt(*e["best_test_acc"][:2]), _fmt(*e["final_train_acc"][:2]),
+                   _fmt(*e["wall_seconds"][:2], digits=1), _fmt(e["parameters"][0], digits=0)])
+    t2 = [["cell", "paired seeds", f"Δ {m}", f"{LEVEL:.0%} bootstrap CI", "excludes 0"]]
+    for d in s["diffs"]:
+        excl = "–" if not math.isfinite(d["lo"]) else "yes" if d["lo"] > 0 or d["hi"] < 0 else "no"
+        t2.append([d["cell"], str(d["pairs"]), _fmt(d["diff"], digits=4) if math.isfinite(d["diff"]) else "–",
+                   f"[{d['lo']:+.4f}, {d['hi']:+.4f}]" if math.isfinite(d["lo"]) else "–", excl])
+    note2 = (f"Difference of each cell to the baseline cell `{s['baseline']}` (the first level of every factor), "
+             f"over the seeds both finished; interval: percentile bootstrap of the paired differences, "
+             f"{N_BOOT:,} resamples. With few seeds the interval is rough: more seeds narrow it.")
+    return [("Results per cell (mean ± std over seeds)", t1, ""),
+            ("Difference to the baseline", t2, note2),
+            ("Factor on/off matrix (· = baseline level)", on_off_matrix(exp), "")]
+
+
+def _md_table(rows: list[list[str]]) -> str:
+    esc = [[c.replace("|", "\\|") for c in r] for r in rows]
+    out = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(esc[0])]
+    out += ["| " + " | ".join(r) + " |" for r in esc[1:]]
+    return "\n".join(out)
+
+
+def _header_lines(s: dict) -> list[str]:
+    exp = s["experiment"]
+    lines = [f"Base config: `{exp.base}`; factors: {', '.join(f'`{k}` {v}' for k, v in exp.factors.items())}; "
+             f"seeds {exp.seeds}; compared metric: `{exp.metric}`."]
+    if s["missing"]:
+        lines.append(f"**Incomplete: {s['missing']} runs have not finished** (rerun `normlab compare` on this "
+                     f"folder, or wait for the other shards).")
+    for cell, seed, err in s["failed"]:
+        lines.append(f"Run {cell} seed {seed} failed: {err.splitlines()[-1] if err else 'unknown error'}")
+    return lines
+
+
+def render_markdown(s: dict, images: dict) -> str:
+    exp = s["experiment"]
+    parts = [f"# {exp.name}", ""]
+    if exp.description:
+        parts += [exp.description, ""]
+    parts += [line + "\n" for line in _header_lines(s)]
+    for title, rows, note in _sections(s):
+        parts += [f"## {title}", "", _md_table(rows), ""]
+        if note:
+            parts += [note, ""]
+    if images:
+        parts += ["## Learning curves", ""]
+        parts += [f"![{html.escape(f)}]({name})\n" for f, name in images.items()]
+    return "\n".join(parts)
+
+
+def render_html(s: dict, pngs: dict) -> str:
+    exp = s["experiment"]
+    e = html.escape
+    body = [f"<h1>{e(exp.name)}</h1>"]
+    if exp.description:
+        body.append(f"<p>{e(exp.description)}</p>")
+    body += [f"<p>{e(line).replace('**', '')}</p>" for line in _header_lines(s)]
+    for title, rows, note in _sections(s):
+        body.append(f"<h2>{e(title)}</h2>\n<table>\n<thead><tr>" +
+                    "".join(f"<th>{e(c)}</th>" for c in rows[0]) + "</tr></thead>\n<tbody>")
+        body += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows[1:]]
+        body.append("</tbody>\n</table>")
+        if note:
+            body.append(f"<p class=\"note\">{e(note)}</p>")
+    if pngs:
+        body.append("<h2>Learning curves</h2>")
+        for factor, png in pngs.items():
+            data = base64.b64encode(png).decode("ascii")
+            body.append(f"<figure><img alt=\"learning curves by {e(factor)}\" src=\"data:image/png;base64,{data}\">"
+                        f"<figcaption>by {e(factor)}</figcaption></figure>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+             "text-align:right}td:first-child,th:first-child{text-align:left}.note{color:#555}"
+             "img{max-width:100%}")
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{e(exp.name)}: normlab report</title>\n<style>{style}</style>\n</head>\n<body>\n"
+            + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+def write_report(out) -> dict:
+    """Write results.csv, report.md (+ curves-*.png) and report.html into SWEEP_DIR; return
+    the summary and the paths written."""
+    out = Path(out)
+    exp = read_experiment(out)
+    write_results(out)
+    rows = collect(out)
+    s = summarize(exp, rows)
+    pngs, files = {}, {}
+    if any(r["status"] == "ok" for r in rows):
+        for factor, levels in exp.factors.items():
+            if len(levels) > 1:
+                pngs[factor] = curves_png(exp, rows, out, factor)
+                name = f"curves-{factor}.png"
+                atomic_write_bytes(out / name, pngs[factor])
+                files[factor] = name
+    atomic_write_text(out / "report.md", render_markdown(s, files))
+    atomic_write_text(out / "report.html", render_html(s, pngs))
+    s["paths"] = {"results": out / "results.csv", "markdown": out / "report.md", "html": out / "report.html"}
+    return s

@@ -1,0 +1,335 @@
+"""Ablation sweeps: an experiment file expanded into a grid of runs, each cell with paired seeds.
+
+An experiment file (YAML or JSON) holds
+  base:    train options shared by every run            {dataset: digits, model: mlp, epochs: 5}
+  factors: option -> list of levels, crossed as a grid  {norm: [bn, none], dropout: [0.0, 0.5]}
+  seeds:   a count N (seeds 0..N-1) or a list of seeds
+  metric:  (optional) the summary value compared in the report, default final_test_acc
+
+Every cell runs the same seeds. The trainer seeds the initial weights and the data order from the
+run's seed alone, so two arms with the same seed start from the same weights (where the shapes
+agree) and see the batches in the same order: the comparison is paired.
+
+Runs go to SWEEP_DIR/runs/<cell-id>-s<seed>, the cell id being its levels, e.g.
+norm=bn,dropout=0.5-s0. A run whose summary.json exists is finished and is
+skipped on a rerun; a run directory without one was interrupted and is started over, so a sweep
+killed at any point resumes by running the same command again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+import re
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from ..config import FIELDS, load_config_file, make_config, normalize_key
+from ..errors import ConfigError, NormlabError, unknown_name
+from ..train.io import atomic_write_json, atomic_write_text
+
+TOP_KEYS = ("base", "factors", "seeds", "metric", "name", "description")
+RESERVED = {"out": "each run's directory is chosen by the sweep",
+            "seed": "give the seeds with the top-level `seeds:` key",
+            "progress": "the sweep turns progress bars off"}
+METRICS = ("final_test_acc", "best_test_acc", "final_test_loss", "final_train_acc", "final_train_loss")
+SUMMARY_COLUMNS = ("final_test_acc", "best_test_acc", "final_test_loss", "final_train_acc",
+                   "final_train_loss", "wall_seconds", "parameters")
+
+
+@dataclass
+class Experiment:
+    base: dict
+    factors: dict            # option -> list of levels, in file order; the first level is the baseline
+    seeds: list
+    metric: str = "final_test_acc"
+    name: str = "experiment"
+    description: str = ""
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "base": self.base,
+                "factors": self.factors, "seeds": self.seeds, "metric": self.metric}
+
+
+@dataclass(frozen=True)
+class Cell:
+    id: str
+    levels: tuple            # ((option, value), ...) in factor order
+
+    @property
+    def factors(self) -> dict:
+        return dict(self.levels)
+
+
+@dataclass(frozen=True)
+class Job:
+    cell: Cell
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.cell.id}-s{self.seed}"
+
+
+@dataclass
+class SweepOutcome:
+    ran: list = field(default_factory=list)      # job names trained now
+    skipped: list = field(default_factory=list)  # already finished
+    failed: list = field(default_factory=list)   # (job name, message)
+
+
+# ------------------------------------------------------------------ the experiment file
+def parse_experiment(data, source: str = "experiment") -> Experiment:
+    """Check an experiment mapping and every cell's config before any training starts."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: an experiment must be a mapping with base, factors and seeds")
+    for key in data:
+        if key not in TOP_KEYS:
+            raise unknown_name(f"key in {source}:", key, TOP_KEYS)
+    base = {normalize_key(k): v for k, v in (data.get("base") or {}).items()}
+    factors_in = data.get("factors") or {}
+    if not isinstance(base, dict) or not isinstance(factors_in, dict):
+        raise ConfigError(f"{source}: base and factors must be mappings of option: value")
+    factors = {}
+    for key, levels in factors_in.items():
+        name = normalize_key(key)
+        if name not in FIELDS:
+            raise unknown_name(f"factor in {source}:", key, FIELDS)
+        if not isinstance(levels, list) or not levels:
+            raise ConfigError(f"{source}: factor {key!r} must be a non-empty list of levels, got {levels!r}")
+        if len(set(map(_slug, levels))) != len(levels):
+            raise ConfigError(f"{source}: factor {key!r} lists the same level twice: {levels!r}")
+        factors[name] = list(levels)
+    for name in list(base) + list(factors):
+        if name in RESERVED:
+            raise ConfigError(f"{source}: {name!r} cannot be set in an experiment ({RESERVED[name]})")
+    seeds = data.get("seeds", 1)
+    if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1
+                                       or isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
+        raise ConfigError(f"{source}: seeds must be a count >= 1 or a list of integers, got {seeds!r}")
+    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{source}: seeds lists a seed twice: {seeds!r}")
+    metric = data.get("metric", "final_test_acc")
+    if metric not in METRICS:
+        raise unknown_name("metric", metric, METRICS)
+    exp = Experiment(base, factors, seeds, metric, str(data.get("name") or source), str(data.get("description") or ""))
+    for cell in expand(exp):  # every cell must be a valid config, checked now, not mid-sweep
+        try:
+            make_config(cell_config(exp, cell, seeds[0]))
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: cell {cell.id}: {exc}") from None
+    return exp
+
+
+def load_experiment(path) -> Experiment:
+    return parse_experiment(load_config_file(path), source=Path(path).stem)
+
+
+def _slug(value) -> str:
+    text = "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-") or "x"
+
+
+def expand(exp: Experiment) -> list[Cell]:
+    """The full grid, in a fixed order: the last factor varies fastest; the first cell is the
+    baseline (the first level of every factor)."""
+    names = list(exp.factors)
+    cells = []
+    for combo in itertools.product(*(exp.factors[n] for n in names)):
+        levels = tuple(zip(names, combo))
+        cid = ",".join(f"{n}={_slug(v)}" for n, v in levels) or "base"
+        cells.append(Cell(cid, levels))
+    return cells
+
+
+def cell_config(exp: Experiment, cell: Cell, seed: int, out: Optional[str] = None) -> dict:
+    cfg = dict(exp.base)
+    cfg.update(cell.factors)
+    cfg.update(seed=seed, progress=False)
+    if out is not None:
+        cfg["out"] = out
+    return cfg
+
+
+def jobs_of(exp: Experiment, cells: Optional[Sequence[Cell]] = None) -> list[Job]:
+    return [Job(c, s) for c in (expand(exp) if cells is None else cells) for s in exp.seeds]
+
+
+def parse_shard(text: Optional[str]) -> Optional[tuple[int, int]]:
+    """'2/4' -> (2, 4): the second of four slices, counted from 1."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not m or not (1 <= int(m.group(1)) <= int(m.group(2))):
+        raise ConfigError(f"shard must be i/n with 1 <= i <= n, e.g. 1/4, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def shard_cells(cells: Sequence[Cell], i: int, n: int) -> list[Cell]:
+    """Cells i-1, i-1+n, i-1+2n, ...: every cell lands in exactly one of the n shards, and all
+    seeds of a cell stay together, so each shard can report complete cells."""
+    return [c for k, c in enumerate(cells) if k % n == i - 1]
+
+
+# ------------------------------------------------------------------ running
+def _silent(*_a, **_k):
+    pass
+
+
+def run_job(cfg: dict) -> tuple[str, Optional[str], float]:
+    """Train one run (in this process or a worker); return (out, error message or None, seconds)."""
+    from ..train.trainer import train
+
+    t0 = time.perf_counter()
+    out = Path(cfg["out"])
+    try:
+        train(cfg, log=_silent)
+        return str(out), None, time.perf_counter() - t0
+    except NormlabError as exc:  # e.g. a diverged run: a result of the experiment, recorded
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "failed.json", {"error": str(exc)})
+        return str(out), str(exc), time.perf_counter() - t0
+    except Exception:  # a bug: recorded with its traceback so one run cannot sink the sweep
+        msg = traceback.format_exc(limit=5)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "failed.json", {"error": msg})
+        return str(out), msg.strip().splitlines()[-1], time.perf_counter() - t0
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (run_dir / "summary.json").is_file() or (run_dir / "failed.json").is_file()
+
+
+def prepare_sweep_dir(exp: Experiment, out) -> Path:
+    """Create SWEEP_DIR and record the experiment; refuse a folder that holds another one."""
+    out = Path(out)
+    rec = out / "experiment.json"
+    if rec.is_file():
+        old = json.loads(rec.read_text(encoding="utf-8"))
+        mine = json.loads(json.dumps(exp.to_dict()))
+        changed = [k for k in ("base", "factors", "seeds") if old.get(k) != mine.get(k)]
+        if changed:
+            raise ConfigError(f"{str(out)!r} holds a sweep of a different experiment ({', '.join(changed)} differ); "
+                              f"use another --out, or delete that folder to start over")
+    elif out.exists() and not out.is_dir():
+        raise ConfigError(f"out: {str(out)!r} exists and is not a directory")
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    if not rec.is_file():
+        atomic_write_json(rec, exp.to_dict())
+    return out
+
+
+def run_sweep(exp: Experiment, out, jobs: int = 1, shard: Optional[tuple[int, int]] = None,
+              log: Callable = print) -> SweepOutcome:
+    """Run every unfinished run of the experiment (or of one shard of its cells)."""
+    if jobs < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}")
+    out = prepare_sweep_dir(exp, out)
+    cells = expand(exp)
+    if shard:
+        cells = shard_cells(cells, *shard)
+    todo, outcome = [], SweepOutcome()
+    for job in jobs_of(exp, cells):
+        run_dir = out / "runs" / job.name
+        if is_finished(run_dir):
+            outcome.skipped.append(job.name)
+            continue
+        if run_dir.exists():  # interrupted part-way: start that run over
+            shutil.rmtree(run_dir)
+        cfg = cell_config(exp, job.cell, job.seed, str(run_dir))
+        if jobs > 1 and "threads" not in cfg:
+            cfg["threads"] = 1  # parallel runs share the cores; one thread each avoids oversubscription
+        todo.append((job.name, cfg))
+    where = f" (shard {shard[0]}/{shard[1]}: {len(cells)} cells)" if shard else ""
+    log(f"normlab compare: {len(todo)} runs to train, {len(outcome.skipped)} already finished{where}")
+
+    def record(name, err, secs):
+        if err:
+            outcome.failed.append((name, err))
+            log(f"  {name}: FAILED ({err.splitlines()[0]})")
+        else:
+            outcome.ran.append(name)
+            log(f"  {name}: done in {secs:.1f} s")
+
+    names = {cfg["out"]: name for name, cfg in todo}
+    if jobs == 1 or len(todo) <= 1:
+        for name, cfg in todo:
+            _, err, secs = run_job(cfg)
+            record(name, err, secs)
+    else:
+        import multiprocessing as mp
+
+        # spawn: a fresh interpreter per worker, safe with torch's threads (fork is not).
+        with mp.get_context("spawn").Pool(min(jobs, len(todo)), initializer=_worker_init, initargs=(1,)) as pool:
+            for run_out, err, secs in pool.imap_unordered(run_job, [cfg for _, cfg in todo]):
+                record(names[run_out], err, secs)
+            pool.close()  # let the workers exit cleanly rather than be terminated by the with-block
+            pool.join()
+    write_results(out)
+    return outcome
+
+
+# ------------------------------------------------------------------ results
+def read_experiment(out) -> Experiment:
+    rec = Path(out) / "experiment.json"
+    if not rec.is_file():
+        raise ConfigError(f"{str(out)!r} is not a sweep directory (no experiment.json); "
+                          f"create one with `normlab compare EXPERIMENT.yaml --out {out}`")
+    d = json.loads(rec.read_text(encoding="utf-8"))
+    return Experiment(d["base"], d["factors"], d["seeds"], d.get("metric", "final_test_acc"),
+                      d.get("name", "experiment"), d.get("description", ""))
+
+
+def collect(out) -> list[dict]:
+    """One row per run of the grid, finished or not: factors, seed, status, summary metrics."""
+    out = Path(out)
+    exp = read_experiment(out)
+    rows = []
+    for job in jobs_of(exp):
+        run_dir = out / "runs" / job.name
+        row = {"cell": job.cell.id, **job.cell.factors, "seed": job.seed, "status": "missing", "error": ""}
+        row.update({k: None for k in SUMMARY_COLUMNS})
+        row["run_dir"] = str(Path("runs") / job.name)
+        if (run_dir / "summary.json").is_file():
+            s = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+            row["status"] = "ok"
+            row.update({k: s.get(k) for k in SUMMARY_COLUMNS})
+        elif (run_dir / "failed.json").is_file():
+            row["status"] = "failed"
+            row["error"] = json.loads((run_dir / "failed.json").read_text(encoding="utf-8")).get("error", "")
+        rows.append(row)
+    return rows
+
+
+def results_columns(exp: Experiment) -> list[str]:
+    return ["cell", *exp.factors, "seed", "status", *SUMMARY_COLUMNS, "run_dir", "error"]
+
+
+def write_results(out) -> Path:
+    exp = read_experiment(out)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=results_columns(exp), lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for row in collect(out):
+        w.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    path = Path(out) / "results.csv"
+    atomic_write_text(path, buf.getvalue())
+    return path
+
+
+def finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)

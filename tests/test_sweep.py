@@ -1,0 +1,214 @@
+"""Ablation sweeps: grid expansion, pairing, shards, resume, bootstrap intervals, the report."""
+
+import base64
+import csv
+import json
+import shutil
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from normlab import ConfigError, NormlabError
+from normlab.analysis import report, sweep
+from normlab.cli import main
+
+BASE = {"dataset": "digits", "model": "mlp", "epochs": 1, "width": 16, "depth": 1, "device": "cpu",
+        "batch_size": 128}
+
+
+def quiet(*_):
+    pass
+
+
+def exp_of(factors, seeds=2, **base):
+    return sweep.parse_experiment({"base": dict(BASE, **base), "factors": factors, "seeds": seeds})
+
+
+# ------------------------------------------------------------------ grid
+def test_grid_expansion_order_ids_and_configs():
+    exp = exp_of({"norm": ["bn", "none"], "dropout": [0.0, 0.5, 0.2]}, seeds=3)
+    cells = sweep.expand(exp)
+    assert [c.factors for c in cells] == [{"norm": n, "dropout": d} for n in ("bn", "none") for d in (0.0, 0.5, 0.2)]
+    assert cells[0].id == "norm=bn,dropout=0.0"  # the baseline: first level of every factor
+    assert len({c.id for c in cells}) == 6
+    jobs = sweep.jobs_of(exp)
+    assert len(jobs) == 18 and [j.seed for j in jobs[:3]] == [0, 1, 2]
+    cfg = sweep.cell_config(exp, cells[4], 2, "x")
+    assert cfg == dict(BASE, norm="none", dropout=0.5, seed=2, progress=False, out="x")
+    assert exp_of({"lr": [0.1]}, seeds=[7, 3]).seeds == [7, 3]
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"base": BASE, "factors": {"nrom": ["bn"]}},
+     "unknown factor in experiment: 'nrom'. Did you mean 'norm'?"),
+    ({"base": BASE, "factors": {"norm": []}},
+     "experiment: factor 'norm' must be a non-empty list of levels, got []"),
+    ({"base": dict(BASE, seed=3), "factors": {}},
+     "experiment: 'seed' cannot be set in an experiment (give the seeds with the top-level `seeds:` key)"),
+    ({"base": BASE, "factors": {"norm": ["bn", "xx"]}},
+     "experiment: cell norm=xx: unknown norm 'xx'. Valid choices: bn, gn, in, ln, none."),
+    ({"base": BASE, "seeds": 0}, "experiment: seeds must be a count >= 1 or a list of integers, got 0"),
+    ({"base": BASE, "factor": {}}, "unknown key in experiment: 'factor'. Did you mean 'factors'?"),
+])
+def test_bad_experiments_are_refused_before_training(data, message):
+    with pytest.raises(ConfigError) as err:
+        sweep.parse_experiment(data)
+    assert str(err.value).startswith(message)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7])
+def test_shards_partition_the_cells(n):
+    exp = exp_of({"norm": ["bn", "gn", "ln"], "dropout": [0.0, 0.5]})
+    cells = sweep.expand(exp)
+    shards = [sweep.shard_cells(cells, i, n) for i in range(1, n + 1)]
+    flat = [c.id for s in shards for c in s]
+    assert sorted(flat) == sorted(c.id for c in cells)  # every cell in exactly one shard
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert sweep.parse_shard("2/5") == (2, 5)
+    for bad in ("0/3", "4/3", "1-3", "a/b"):
+        with pytest.raises(ConfigError, match=r"shard must be i/n with 1 <= i <= n, e.g. 1/4, got"):
+            sweep.parse_shard(bad)
+
+
+# ------------------------------------------------------------------ running
+def test_paired_seeds_share_initial_weights_and_data_order(tmp_path):
+    # eval_batch_size cannot change training, so with paired seeds the two arms must end with
+    # bit-identical weights, and two seeds of one arm must not.
+    exp = exp_of({"eval_batch_size": [100, 50]}, seeds=2)
+    sweep.run_sweep(exp, tmp_path, log=quiet)
+    w = {p.name: load_file(p / "weights.safetensors") for p in (tmp_path / "runs").iterdir()}
+    a, b = w["eval_batch_size=100-s0"], w["eval_batch_size=50-s0"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(w["eval_batch_size=100-s1"][k], w["eval_batch_size=50-s1"][k]) for k in a)
+    assert not torch.equal(a["classifier.weight"], w["eval_batch_size=100-s1"]["classifier.weight"])
+
+
+def test_resume_runs_only_unfinished_runs_and_shards_merge(tmp_path):
+    exp = exp_of({"norm": ["bn", "none"], "dropout": [0.0, 0.5]}, seeds=2)
+    first = sweep.run_sweep(exp, tmp_path, shard=(1, 2), log=quiet)
+    assert len(first.ran) == 4 and not first.skipped
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert [r["status"] for r in rows].count("missing") == 4
+    # A worker killed mid-run leaves a run directory without summary.json; another never started.
+    killed = tmp_path / "runs" / "norm=bn,dropout=0.0-s1"
+    (killed / "summary.json").unlink()
+    shutil.rmtree(tmp_path / "runs" / "norm=none,dropout=0.0-s0")
+    kept = (tmp_path / "runs" / "norm=bn,dropout=0.0-s0" / "summary.json").stat().st_mtime_ns
+    second = sweep.run_sweep(exp, tmp_path, jobs=2, log=quiet)  # no shard: everything missing
+    assert sorted(second.ran) == sorted(["norm=bn,dropout=0.0-s1", "norm=none,dropout=0.0-s0",
+                                         "norm=bn,dropout=0.5-s0", "norm=bn,dropout=0.5-s1",
+                                         "norm=none,dropout=0.5-s0", "norm=none,dropout=0.5-s1"])
+    assert len(second.skipped) == 2 and not second.failed
+    assert (tmp_path / "runs" / "norm=bn,dropout=0.0-s0" / "summary.json").stat().st_mtime_ns == kept
+    third = sweep.run_sweep(exp, tmp_path, log=quiet)
+    assert not third.ran and len(third.skipped) == 8
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"ok"}
+    assert list(rows[0])[:5] == ["cell", "norm", "dropout", "seed", "status"]
+    for r in rows:
+        s = json.load(open(tmp_path / r["run_dir"] / "summary.json"))
+        assert float(r["final_test_acc"]) == s["final_test_acc"] and int(r["parameters"]) == s["parameters"]
+    other = exp_of({"norm": ["bn", "gn"]})
+    with pytest.raises(ConfigError, match="holds a sweep of a different experiment \\(factors differ\\)"):
+        sweep.run_sweep(other, tmp_path, log=quiet)
+
+
+def test_a_diverging_run_is_recorded_not_fatal(tmp_path):
+    exp = exp_of({"lr": [0.01, 1e20]}, seeds=1, optimizer="sgd", norm="none", init="normal:std=3")
+    out = sweep.run_sweep(exp, tmp_path, log=quiet)
+    assert out.ran == ["lr=0.01-s0"] and [n for n, _ in out.failed] == ["lr=1e+20-s0"]
+    with pytest.raises(NormlabError) as direct:  # the trainer's own message is what gets recorded
+        from normlab import train
+        train(sweep.cell_config(exp, sweep.expand(exp)[1], 0, str(tmp_path / "direct")), log=quiet)
+    s = report.write_report(tmp_path)
+    assert s["failed"] == [("lr=1e+20", 0, str(direct.value).replace(str(tmp_path / "direct"),
+                                                                      str(tmp_path / "runs" / "lr=1e+20-s0")))]
+    assert "failed" in (tmp_path / "report.md").read_text()
+    assert sweep.run_sweep(exp, tmp_path, log=quiet).skipped == ["lr=0.01-s0", "lr=1e+20-s0"]
+
+
+# ------------------------------------------------------------------ statistics
+def test_bootstrap_ci_matches_a_numpy_computation():
+    rng = np.random.default_rng(5)
+    a = rng.normal(0.9, 0.02, size=12)
+    b = a + rng.normal(0.01, 0.005, size=12)
+    mean, lo, hi = report.paired_bootstrap_ci(a, b, n_boot=4000, level=0.9, seed=3)
+    d = b - a
+    g = np.random.default_rng(3)
+    boot = d[g.integers(0, 12, size=(4000, 12))].mean(axis=1)
+    assert mean == pytest.approx(d.mean())
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(boot, [5, 95])))
+    # The interval approaches the normal-theory one for the mean difference.
+    se = d.std(ddof=0) / np.sqrt(12)
+    assert lo == pytest.approx(d.mean() - 1.645 * se, abs=0.6 * se)
+    assert hi == pytest.approx(d.mean() + 1.645 * se, abs=0.6 * se)
+
+
+def test_bootstrap_ci_known_cases():
+    # A constant shift: every resample has the same mean difference.
+    assert report.paired_bootstrap_ci([0.5, 0.6, 0.7], [0.6, 0.7, 0.8]) == pytest.approx((0.1, 0.1, 0.1))
+    # Pairing matters: a large seed-to-seed spread shared by both arms cancels out.
+    base = [0.1, 0.9, 0.5, 0.3]
+    _, lo, hi = report.paired_bootstrap_ci(base, [x + 0.02 for x in base])
+    assert lo == pytest.approx(0.02) and hi == pytest.approx(0.02)
+    # Differences {0, 1}: resample means are 0, .5, 1 with probability 1/4, 1/2, 1/4, so a 90%
+    # interval reaches both ends and a 40% one holds only the middle.
+    assert report.paired_bootstrap_ci([0, 0], [0, 1], level=0.9) == (0.5, 0.0, 1.0)
+    assert report.paired_bootstrap_ci([0, 0], [0, 1], level=0.4) == (0.5, 0.5, 0.5)
+    with pytest.raises(ValueError, match="need two equally long, non-empty 1-D samples"):
+        report.paired_bootstrap_ci([1, 2], [1])
+
+
+# ------------------------------------------------------------------ report
+class _Checker(HTMLParser):
+    VOID = {"meta", "img", "br", "hr", "link", "input"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.errors, self.imgs, self.external = [], [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.imgs.append(a.get("src", ""))
+        for k in ("src", "href"):
+            if k in a and not a[k].startswith(("data:", "#")):
+                self.external.append(a[k])
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack.pop() != tag:
+            self.errors.append(tag)
+
+
+def test_cli_compare_report_html_is_self_contained(tmp_path, capsys):
+    yml = tmp_path / "e.yaml"
+    yml.write_text("name: demo\nbase: {dataset: digits, model: mlp, epochs: 2, width: 16, depth: 1, device: cpu}\n"
+                   "factors: {norm: [bn, none]}\nseeds: 2\n")
+    out = tmp_path / "sweep"
+    assert main(["compare", str(yml), "--out", str(out), "--shard", "1/2"]) == 0
+    assert "2 runs of the grid are not finished yet" in capsys.readouterr().out
+    assert main(["report", str(out)]) == 0
+    assert "warning: 2 runs of the grid have not finished" in capsys.readouterr().err
+    assert "Incomplete: 2 runs have not finished" in (out / "report.md").read_text()
+    assert main(["compare", str(yml), "--out", str(out), "--shard", "2/2"]) == 0
+    md = (out / "report.md").read_text()
+    assert "Incomplete" not in md and "| norm=none | 2 |" in md and "![norm](curves-norm.png)" in md
+    html = (out / "report.html").read_text()
+    chk = _Checker()
+    chk.feed(html)
+    chk.close()
+    assert html.startswith("<!DOCTYPE html>") and not chk.errors and not chk.stack
+    assert not chk.external and len(chk.imgs) == 1
+    png = base64.b64decode(chk.imgs[0].removeprefix("data:image/png;base64,"))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png == (out / "curves-norm.png").read_bytes()
+    # The table's numbers are those of results.csv.
+    rows = [r for r in csv.DictReader(open(out / "results.csv")) if r["norm"] == "none"]
+    accs = np.array([float(r["final_test_acc"]) for r in rows])
+    assert f"{accs.mean():.4f} ± {accs.std(ddof=1):.4f}" in html
+    assert main(["report", str(tmp_path)]) == 2
+    assert "is not a sweep directory (no experiment.json)" in capsys.readouterr().err
