@@ -13,6 +13,7 @@ from .norm import (
     InstanceNorm3d,
     LayerNorm,
 )
+from .sync_bn import SyncBatchNorm
 from .surgery import FrozenBatchNorm, convert_norm, freeze_bn, fuse_bn
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "InstanceNorm2d",
     "InstanceNorm3d",
     "LayerNorm",
+    "SyncBatchNorm",
     "check_act",
     "check_norm_kind",
     "convert_norm",
