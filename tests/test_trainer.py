@@ -243,3 +243,33 @@ def test_nan_loss_stops_with_epoch_and_step(tmp_path):
     assert "the loss became nan at epoch 1, step" in msg or "the loss became inf at epoch 1, step" in msg
     assert "Lower --lr" in msg and str(out) in msg
     assert (out / "config.json").exists() and not (out / "summary.json").exists()
+
+
+# ---------------------------------------------------------------- lr-find and device options
+def test_lr_find_suggests_inside_the_sweep(tmp_path):
+    from normlab.train.lr_find import lr_find, plot_lr_find
+    res = lr_find(dict(dataset="digits", model="mlp", progress=False), start=1e-5, end=10.0, steps=80)
+    lrs, losses = res["lrs"], res["losses"]
+    assert lrs[0] == pytest.approx(1e-5)
+    ratios = [b / a for a, b in zip(lrs, lrs[1:])]
+    assert max(ratios) == pytest.approx(min(ratios))  # exponential sweep
+    assert len(lrs) < 80  # stopped once the loss exploded (an MLP does at lr ~ 1-10 with Adam)
+    assert 1e-5 < res["suggested_lr"] < lrs[losses.index(min(losses))]  # before the minimum
+    plot_lr_find(res, tmp_path / "lr.png")
+    assert (tmp_path / "lr.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bf16_and_channels_last_on_cpu(tmp_path):
+    # SGD, not Adam: Adam divides the ~0 gradients of the conv biases feeding BN by their own
+    # size, turning rounding noise into full-size steps.
+    base = dict(dataset="synthetic", model="lenet-bn", epochs=1, progress=False, optimizer="momentum", lr=0.05)
+    ref = normlab.train(dict(base, out=str(tmp_path / "ref")), log=quiet)
+    cl = normlab.train(dict(base, channels_last=True, out=str(tmp_path / "cl")), log=quiet)
+    conv_w = next(p for p in cl.model.parameters() if p.dim() == 4)
+    assert conv_w.is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(ref.model.state_dict().values(), cl.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=5e-4)  # same math, another summation order
+    bf = normlab.train(dict(base, precision="bf16", out=str(tmp_path / "bf")), log=quiet)
+    assert bf.summary["final_test_acc"] >= ref.summary["final_test_acc"] - 0.05
+    with pytest.raises(normlab.ConfigError, match="fp16 autocast needs a CUDA device"):
+        normlab.train(dict(base, precision="fp16", device="cpu", out=str(tmp_path / "fp16")), log=quiet)

@@ -132,6 +132,10 @@ class TrainConfig:
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
     threads: Optional[int] = opt(None, "CPU threads for torch (default: torch's choice)",
                                  check=optional(at_least_one))
+    precision: str = opt("fp32", "autocast precision: fp32, bf16 (CPU or CUDA) or fp16 (CUDA, with loss "
+                         "scaling); norm layers run in fp32 under autocast", choices=("fp32", "bf16", "fp16"))
+    channels_last: bool = opt(False, "NHWC memory format for model and inputs (faster for some convs)")
+    compile: bool = opt(False, "torch.compile the model (slow first epoch, faster after, mainly on CUDA)")
     out: Optional[str] = opt(None, "run directory (default: runs/MODEL-DATASET-TIMESTAMP)")
     progress: bool = opt(True, "show a progress bar per epoch")
 

@@ -1,18 +1,33 @@
-"""Learning curves as a PNG (matplotlib, no display needed)."""
+"""Plots as PNG files (matplotlib's Agg backend: no display needed)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 
-def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
+def new_figure(rows: int, cols: int, size):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt.subplots(rows, cols, figsize=size)
+
+
+def save_figure(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
     ep = [r["epoch"] for r in rows]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (a1, a2) = new_figure(1, 2, (10, 4))
     a1.plot(ep, [r["train_loss"] for r in rows], "o-", label="train")
     a1.plot(ep, [r["test_loss"] for r in rows], "s-", label="test")
     a1.set_xlabel("epoch"), a1.set_ylabel("loss"), a1.set_title("loss"), a1.legend()
@@ -23,8 +38,4 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
         a.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -99,8 +99,17 @@ def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def autocast(device: torch.device, precision: str):
+    """Mixed precision context; autocast keeps batch/group/layer norm in fp32 by itself."""
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: DeviceLoader) -> dict:
+def evaluate(model: torch.nn.Module, loader: DeviceLoader, precision: str = "fp32",
+             channels_last: bool = False) -> dict:
     """Mean cross-entropy, top-1 and (with more than 5 classes) top-5 accuracy, in eval mode."""
     was_training = model.training
     model.eval()
@@ -109,7 +118,10 @@ def evaluate(model: torch.nn.Module, loader: DeviceLoader) -> dict:
     correct = torch.zeros((), dtype=torch.int64, device=dev)
     top5 = torch.zeros((), dtype=torch.int64, device=dev)
     for xb, yb in loader:
-        out = model(xb)
+        if channels_last and xb.dim() == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with autocast(dev, precision):
+            out = model(xb).float()
         loss_sum += F.cross_entropy(out, yb, reduction="sum").double()
         correct += (out.argmax(1) == yb).sum()
         if out.shape[1] > 5:
@@ -125,21 +137,37 @@ def evaluate(model: torch.nn.Module, loader: DeviceLoader) -> dict:
 class Step:
     """One optimizer step with the config's loss terms and post-step constraints."""
 
-    def __init__(self, model, optimizer, scheduler, cfg: TrainConfig):
+    def __init__(self, model, optimizer, scheduler, cfg: TrainConfig, forward=None):
         self.model, self.optimizer, self.scheduler, self.cfg = model, optimizer, scheduler, cfg
+        self.forward = forward or model  # a torch.compile'd view of the model, when asked for
         self.penalized = regularize.penalized_params(model, cfg)
+        device = next(model.parameters()).device
+        self.autocast = lambda: autocast(device, cfg.precision)
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
+        self.scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
 
     def __call__(self, xb, yb):
         cfg = self.cfg
-        out = self.model(xb)
+        if cfg.channels_last and xb.dim() == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with self.autocast():
+            out = self.forward(xb).float()
         loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
         total = loss + regularize.l2_penalty(self.penalized, cfg.l2) if cfg.l2 else loss
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if cfg.clip_grad:
-            regularize.clip_gradients(self.model, cfg.clip_grad, cfg.clip_mode)
         lr = self.optimizer.param_groups[0]["lr"]
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.optimizer)
+            if cfg.clip_grad:
+                regularize.clip_gradients(self.model, cfg.clip_grad, cfg.clip_mode)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            total.backward()
+            if cfg.clip_grad:
+                regularize.clip_gradients(self.model, cfg.clip_grad, cfg.clip_mode)
+            self.optimizer.step()
         if cfg.l1:
             regularize.l1_proximal(self.penalized, cfg.l1, lr)
         if cfg.max_norm:
@@ -231,7 +259,11 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     data, preprocess = pipeline.load(cfg)
-    model = build_model(cfg, data.shape, data.num_classes).to(device)
+    model = build_model(cfg, tuple(preprocess.get("model_input_shape", data.shape)), data.num_classes).to(device)
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise ConfigError("precision: fp16 autocast needs a CUDA device; on CPU use --precision bf16 or fp32")
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     pipe = pipeline.build(cfg, device, drop_single=has_batchnorm(model), data=data, preprocess=preprocess)
     patience = getattr(cfg, "patience", None)
     if patience and pipe.val is None:
@@ -262,7 +294,7 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
         run.write_json("config.json", cfg.to_dict())
         run.write_json("preprocess.json", preprocess)
 
-    step = Step(model, optimizer, scheduler, cfg)
+    step = Step(model, optimizer, scheduler, cfg, forward=torch.compile(model) if cfg.compile else None)
     columns = metric_columns(pipe.val is not None, data.num_classes > 5)
     log(f"normlab: {cfg.model} (norm={cfg.norm}, act={cfg.act}, {count_params(model):,} parameters) "
         f"on {cfg.dataset} ({len(pipe.train.y):,} train / {len(pipe.test.y):,} test), device {device}, "
@@ -286,12 +318,12 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
                         f"`normlab train --resume {run.path}` (continues after epoch {epoch - 1})")
                     raise KeyboardInterrupt from None
             t_train = time.perf_counter() - t0
-            test = evaluate(model, pipe.test)
+            test = evaluate(model, pipe.test, cfg.precision, cfg.channels_last)
             row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "test_loss": test["loss"],
                    "test_acc": test["acc"], "lr": lr, "test_top5": test.get("top5")}
             score = test["acc"]
             if pipe.val is not None:
-                val = evaluate(model, pipe.val)
+                val = evaluate(model, pipe.val, cfg.precision, cfg.channels_last)
                 row.update(val_loss=val["loss"], val_acc=val["acc"])
                 score = val["acc"]
             now = time.perf_counter()
