@@ -273,3 +273,32 @@ def test_bf16_and_channels_last_on_cpu(tmp_path):
     assert bf.summary["final_test_acc"] >= ref.summary["final_test_acc"] - 0.05
     with pytest.raises(normlab.ConfigError, match="fp16 autocast needs a CUDA device"):
         normlab.train(dict(base, precision="fp16", device="cpu", out=str(tmp_path / "fp16")), log=quiet)
+
+
+def test_ema_by_hand():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    cfg = make_config({"optimizer": "sgd", "lr": 0.5, "ema": 0.75})
+    opt = make_optimizer(model, cfg)
+    step = Step(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), cfg)
+    w0 = model[0].weight.detach().clone()
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    step(x, y)
+    w1 = model[0].weight.detach().clone()
+    step(x, y)
+    w2 = model[0].weight.detach().clone()
+    want = 0.75 * (0.75 * w0 + 0.25 * w1) + 0.25 * w2
+    torch.testing.assert_close(step.ema.shadow[0].weight, want)
+    assert torch.equal(step.ema.shadow[1].running_mean, model[1].running_mean)
+
+
+def test_ema_run_resumes_exactly(tmp_path):
+    cfg = dict(TINY, ema=0.9, norm="bn")
+    full = normlab.train(dict(cfg, out=str(tmp_path / "full")), log=quiet)
+    with pytest.raises(KeyboardInterrupt):
+        normlab.train(dict(cfg, out=str(tmp_path / "cut")), log=quiet, _stop_after_epoch=2)
+    resumed = normlab.train(None, log=quiet, resume=tmp_path / "cut")
+    assert timeless(resumed.metrics) == timeless(full.metrics)
+    saved = RunDir(tmp_path / "cut").load_weights()
+    assert all(torch.equal(saved[k], v) for k, v in full.model.state_dict().items())  # the EMA weights
+    assert normlab.evaluate_run(tmp_path / "cut")["test_acc"] == full.summary["final_test_acc"]

@@ -117,6 +117,8 @@ class TrainConfig:
     milestones: list = opt([], "epochs at which the multistep schedule decays, e.g. 5,8")
     patience: Optional[int] = opt(None, "early stopping: stop after this many epochs without validation "
                                   "improvement (needs --val-split)", check=optional(at_least_one))
+    ema: Optional[float] = opt(None, "evaluate and save an exponential moving average of the weights with "
+                               "this decay, e.g. 0.999", check=optional(probability))
     # --- regularization
     l1: float = opt(0.0, "L1 strength, applied as a proximal soft-threshold step after each update",
                     check=non_negative)

@@ -30,6 +30,7 @@ from ..data.loader import DeviceLoader
 from ..errors import ConfigError, TrainingError
 from ..models.registry import create_model, get_spec
 from . import checkpoint, regularize
+from .ema import EMA
 from .optim import make_optimizer
 from .plots import plot_curves
 from .rundir import METRIC_COLUMNS, RunDir
@@ -141,6 +142,7 @@ class Step:
         self.model, self.optimizer, self.scheduler, self.cfg = model, optimizer, scheduler, cfg
         self.forward = forward or model  # a torch.compile'd view of the model, when asked for
         self.penalized = regularize.penalized_params(model, cfg)
+        self.ema = EMA(model, cfg.ema) if cfg.ema is not None else None
         device = next(model.parameters()).device
         self.autocast = lambda: autocast(device, cfg.precision)
         # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
@@ -173,6 +175,8 @@ class Step:
         if cfg.max_norm:
             regularize.apply_max_norm(self.model, cfg.max_norm)
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update()
         return out, loss
 
 
@@ -295,6 +299,10 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
         run.write_json("preprocess.json", preprocess)
 
     step = Step(model, optimizer, scheduler, cfg, forward=torch.compile(model) if cfg.compile else None)
+    # With --ema the averaged weights are the ones evaluated, selected and saved as weights.safetensors.
+    evaluated = step.ema.shadow if step.ema is not None else model
+    if resume is not None and step.ema is not None:
+        step.ema.shadow.load_state_dict(run.load_weights("ema.safetensors"))
     columns = metric_columns(pipe.val is not None, data.num_classes > 5)
     log(f"normlab: {cfg.model} (norm={cfg.norm}, act={cfg.act}, {count_params(model):,} parameters) "
         f"on {cfg.dataset} ({len(pipe.train.y):,} train / {len(pipe.test.y):,} test), device {device}, "
@@ -318,12 +326,12 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
                         f"`normlab train --resume {run.path}` (continues after epoch {epoch - 1})")
                     raise KeyboardInterrupt from None
             t_train = time.perf_counter() - t0
-            test = evaluate(model, pipe.test, cfg.precision, cfg.channels_last)
+            test = evaluate(evaluated, pipe.test, cfg.precision, cfg.channels_last)
             row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "test_loss": test["loss"],
                    "test_acc": test["acc"], "lr": lr, "test_top5": test.get("top5")}
             score = test["acc"]
             if pipe.val is not None:
-                val = evaluate(model, pipe.val, cfg.precision, cfg.channels_last)
+                val = evaluate(evaluated, pipe.val, cfg.precision, cfg.channels_last)
                 row.update(val_loss=val["loss"], val_acc=val["acc"])
                 score = val["acc"]
             now = time.perf_counter()
@@ -333,8 +341,10 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
             # Weights first, then state, then metrics: whatever state.pt says, its weights exist.
             if score > best_score:
                 best_score, best_epoch = score, epoch
-                run.save_weights(model.state_dict(), "best.safetensors")
+                run.save_weights(evaluated.state_dict(), "best.safetensors")
             run.save_weights(model.state_dict(), "last.safetensors")
+            if step.ema is not None:
+                run.save_weights(evaluated.state_dict(), "ema.safetensors")
             checkpoint.save_state(run / checkpoint.STATE_FILE, {
                 "epoch": epoch, "step": epoch * steps_per_epoch, "elapsed": now - start,
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -348,7 +358,7 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
                 log(f"early stopping: no validation improvement for {patience} epochs (best epoch {best_epoch})")
                 break
 
-    run.save_weights(model.state_dict())
+    run.save_weights(evaluated.state_dict())
     best = next(r for r in rows if r["epoch"] == best_epoch)
     summary = {
         "model": cfg.model, "dataset": cfg.dataset, "seed": cfg.seed, "epochs": rows[-1]["epoch"],
@@ -364,4 +374,4 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
     plot_curves(rows, run / "curves.png", title=f"{cfg.model} on {cfg.dataset}")
     log(f"done: test acc {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f}) "
         f"in {summary['wall_seconds']:.1f} s -> {run.path}")
-    return Result(run.path, cfg, rows, summary, model)
+    return Result(run.path, cfg, rows, summary, evaluated)
