@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 from . import densenet, googlenet, lenet, mlp, nin, resnet  # noqa: F401  (registration side effects)
@@ -21,7 +22,11 @@ def catalog(family: Optional[str] = None) -> list[dict]:
     if family is not None and family not in families:
         raise unknown_name("model family", family, families)
     rows = []
-    for name in list_models():
+    # Natural order, so resnet20 comes before resnet110.
+    def key(name):
+        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+    for name in sorted(list_models(), key=key):
         spec = MODELS[name]
         if family is not None and spec.family != family:
             continue
