@@ -302,3 +302,12 @@ def test_ema_run_resumes_exactly(tmp_path):
     saved = RunDir(tmp_path / "cut").load_weights()
     assert all(torch.equal(saved[k], v) for k, v in full.model.state_dict().items())  # the EMA weights
     assert normlab.evaluate_run(tmp_path / "cut")["test_acc"] == full.summary["final_test_acc"]
+
+
+def test_tensorboard_logs_the_metrics(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    r = normlab.train(dict(TINY, epochs=2, tensorboard=True, out=str(tmp_path / "tb")), log=quiet)
+    acc = EventAccumulator(str(r.run_dir / "tensorboard"))
+    acc.Reload()
+    got = [(e.step, e.value) for e in acc.Scalars("test_acc")]
+    assert got == [(row["epoch"], pytest.approx(row["test_acc"])) for row in r.metrics]

@@ -138,6 +138,7 @@ class TrainConfig:
                          "scaling); norm layers run in fp32 under autocast", choices=("fp32", "bf16", "fp16"))
     channels_last: bool = opt(False, "NHWC memory format for model and inputs (faster for some convs)")
     compile: bool = opt(False, "torch.compile the model (slow first epoch, faster after, mainly on CUDA)")
+    tensorboard: bool = opt(False, "also log metrics to RUN_DIR/tensorboard (needs the tensorboard package)")
     out: Optional[str] = opt(None, "run directory (default: runs/MODEL-DATASET-TIMESTAMP)")
     progress: bool = opt(True, "show a progress bar per epoch")
 

@@ -233,6 +233,17 @@ def stop_on_signals():
             signal.signal(s, h)
 
 
+def tensorboard_writer(cfg: TrainConfig, run: RunDir):
+    if not cfg.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("tensorboard: the tensorboard package is not installed; "
+                          "pip install 'normlab[tensorboard]' or drop --tensorboard") from None
+    return SummaryWriter(log_dir=str(run / "tensorboard"))
+
+
 def metric_columns(has_val: bool, top5: bool) -> list[str]:
     cols = list(METRIC_COLUMNS)
     if top5:
@@ -298,6 +309,7 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
         run.write_json("config.json", cfg.to_dict())
         run.write_json("preprocess.json", preprocess)
 
+    board = tensorboard_writer(cfg, run)
     step = Step(model, optimizer, scheduler, cfg, forward=torch.compile(model) if cfg.compile else None)
     # With --ema the averaged weights are the ones evaluated, selected and saved as weights.safetensors.
     evaluated = step.ema.shadow if step.ema is not None else model
@@ -351,6 +363,11 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
                 "rng": checkpoint.rng_state(pipe.train.generator),
                 "best_score": best_score, "best_epoch": best_epoch})
             run.write_metrics(rows, columns)
+            if board is not None:
+                for k in columns[1:]:
+                    if row.get(k) is not None:
+                        board.add_scalar(k, row[k], epoch)
+                board.flush()
             log(epoch_line(row, cfg.epochs))
             if _stop_after_epoch == epoch:
                 raise KeyboardInterrupt
@@ -358,6 +375,8 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
                 log(f"early stopping: no validation improvement for {patience} epochs (best epoch {best_epoch})")
                 break
 
+    if board is not None:
+        board.close()
     run.save_weights(evaluated.state_dict())
     best = next(r for r in rows if r["epoch"] == best_epoch)
     summary = {
