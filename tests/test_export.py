@@ -16,7 +16,6 @@ def bn_run(tmp_path_factory):
 
 
 def test_onnx_round_trip(bn_run):
-    pytest.importorskip("onnxruntime")
     res = export_run(bn_run.run_dir, "onnx")
     assert res["max_abs_diff"] < 1e-4
     import onnxruntime as ort
@@ -34,8 +33,6 @@ def test_torchscript_round_trip(bn_run, tmp_path):
 
 
 def test_fused_export_has_no_batchnorm(bn_run, tmp_path):
-    pytest.importorskip("onnxruntime")
-    surgery = pytest.importorskip("normlab.nn.surgery")  # noqa: F841
     import onnx
     res = export_run(bn_run.run_dir, "onnx", out=str(tmp_path / "f.onnx"), fuse_bn=True)
     ops = {n.op_type for n in onnx.load(res["path"]).graph.node}
