@@ -27,7 +27,7 @@ def tiny_size(name, norm):
     if spec.family in ("resnet", "densenet", "googlenet") and spec.default_input[1] >= 96:
         return 64
     if spec.family in ("resnet-cifar", "preact-resnet"):
-        return 16 if name == "preact-resnet18" else 8
+        return 16 if name in ("preact-resnet18", "resnet14-tutorial") else 8
     if name == "densenet-bc100":
         return 16
     return 28
@@ -87,6 +87,28 @@ def test_cifar_resnet_parameter_counts(depth):
         assert count(create_model(f"{prefix}{depth}", num_classes=10, in_channels=3)) == expected
     assert cifar_resnet_params(3) == 269_722  # the paper's "0.27M"
     assert cifar_resnet_params(18) == 1_727_962  # the paper's "1.7M"
+
+
+def test_resnet14_tutorial_count_by_hand():
+    # stem conv3x3(1->16)+BN; stage 1: 2 blocks of two 16->16 convs+BN; stages 2 and 3: the first
+    # block has a 3x3-conv+BN downsample; linear 64->10.
+    expected = (144 + 32) + 2 * 2 * (2304 + 32) + \
+        (4608 + 64 + 9216 + 64 + 4608 + 64) + 2 * (9216 + 64) + \
+        (18432 + 128 + 36864 + 128 + 18432 + 128) + 2 * (36864 + 128) + 650
+    assert expected == 195_450
+    m = create_model("resnet14-tutorial")
+    assert count(m) == expected
+    assert isinstance(m.layer2[0].downsample[0], torch.nn.Conv2d) and m.layer2[0].downsample[0].kernel_size == (3, 3)
+
+
+def test_reference_norms_build_every_kind():
+    from normlab.nn import norm as ref
+
+    for kind, cls in (("bn", ref.BatchNorm2d), ("gn", ref.GroupNorm), ("ln", ref.GroupNorm),
+                      ("in", ref.InstanceNorm2d)):
+        m = create_model("resnet20", num_classes=3, in_channels=3, norm=kind, norm_impl="reference")
+        assert isinstance(m.layer1[0].bn1, cls)
+        m(torch.randn(2, 3, 8, 8)).sum().backward()
 
 
 def test_resnet18_exact_count():
@@ -298,7 +320,7 @@ def test_catalog_and_cli_models(capsys):
     assert rows["resnet20"]["params"] == 269_722
     assert cli.main(["models", "--family", "resnet-cifar"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 10 and all(line.split()[1] == "resnet-cifar" for line in out)
+    assert len(out) == 11 and all(line.split()[1] == "resnet-cifar" for line in out)
     assert any(line.split()[:3] == ["resnet110", "resnet-cifar", "1,727,962"] for line in out)
     assert cli.main(["models", "--family", "resnets"]) == 2
     assert "unknown model family 'resnets'" in capsys.readouterr().err

@@ -162,6 +162,16 @@ for _d in (20, 32, 44, 56, 110):
     _register_cifar(_d)
 
 
+@register("resnet14-tutorial", "resnet-cifar",
+          "the tutorial's 16/32/64 ResNet with [2,2,2] blocks and 3x3-conv projection shortcuts",
+          default_input=(1, 28, 28))
+def resnet14_tutorial(**kw):
+    """Source: the tutorial's "ResNet" (conv3x3(16), three stages of two ResidualBlocks at 16/32/64
+    channels, `downsample` = 3x3 conv + BN where the shape changes). Its fixed AvgPool2d(8) only
+    fits 32x32 inputs; global average pooling is the same there and also fits 28x28 MNIST."""
+    return CifarResNet(14, shortcut_kind="conv3x3", **kw)
+
+
 class PreActResNet18(tnn.Module):
     """18-layer full pre-activation ResNet for small images: conv3x3(64), stages of two PreActBlocks
     at 64/128/256/512 (1x1-conv shortcuts where the shape changes), final norm+act, pooling, linear."""

@@ -55,11 +55,14 @@ def projection(cin, cout, stride, norm, norm_impl) -> tnn.Sequential:
 
 
 def make_shortcut(kind: str, cin: int, cout: int, stride: int, norm: str, norm_impl: str):
-    """None when the shape does not change (identity); else option A ("zero-pad") or B ("conv")."""
+    """None when the shape does not change (identity); else option A ("zero-pad"), B ("conv": 1x1
+    conv + norm) or the tutorial's 3x3 conv + norm ("conv3x3")."""
     if stride == 1 and cin == cout:
         return None
     if kind == "zero-pad":
         return ZeroPadShortcut(cin, cout, stride)
+    if kind == "conv3x3":
+        return tnn.Sequential(conv3x3(cin, cout, stride), make_norm(norm, cout, 2, norm_impl))
     return projection(cin, cout, stride, norm, norm_impl)
 
 
