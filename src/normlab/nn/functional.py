@@ -46,13 +46,48 @@ def _check_per_channel(name: str, t: Tensor | None, channels: int) -> None:
         raise RuntimeError(f"{name} should contain {channels} elements not {t.numel()}")
 
 
+class _Standardize(torch.autograd.Function):
+    """x_hat = (x - mean) / sqrt(var + eps) with mean and biased var over `dims`.
+
+    The backward is the textbook batch-norm gradient, which costs a few passes over the data
+    instead of autograd's step-by-step differentiation of var_mean, subtraction and scaling:
+
+        dx = rstd * (g - mean(g) - x_hat * mean(g * x_hat))
+
+    Also returns mean and var (keepdim, not differentiable) for the running statistics.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, dims: list[int], eps: float):
+        var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
+        rstd = torch.rsqrt(var + eps)
+        x_hat = (x - mean) * rstd
+        ctx.dims = dims
+        ctx.save_for_backward(x_hat, rstd)
+        ctx.mark_non_differentiable(mean, var)
+        return x_hat, mean, var
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor, _grad_mean, _grad_var):
+        x_hat, rstd = ctx.saved_tensors
+        mean_g = g.mean(ctx.dims, keepdim=True)
+        mean_gx = (g * x_hat).mean(ctx.dims, keepdim=True)
+        return rstd * (g - mean_g - x_hat * mean_gx), None, None
+
+
+def _standardize(x: Tensor, dims: list[int], eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    return _Standardize.apply(x, dims, eps)
+
+
 def _affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
-    y = x_hat
-    if weight is not None:
-        y = y * _channel_view(weight, x_hat.dim())
-    if bias is not None:
-        y = y + _channel_view(bias, x_hat.dim())
-    return y
+    w = None if weight is None else _channel_view(weight, x_hat.dim())
+    b = None if bias is None else _channel_view(bias, x_hat.dim())
+    if w is not None and b is not None:
+        return torch.addcmul(b, x_hat, w)  # b + x_hat * w in one pass
+    if w is not None:
+        return x_hat * w
+    return x_hat if b is None else x_hat + b
 
 
 def _empty_passthrough(x: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
@@ -96,13 +131,13 @@ def batch_norm(
 
     if training:
         reduce_dims = [0] + list(range(2, input.dim()))
-        var, mean = torch.var_mean(input, dim=reduce_dims, correction=0)
+        x_hat, mean, var = _standardize(input, reduce_dims, eps)
         n = input.numel() // channels
-        _update_running(running_mean, mean.detach(), momentum)
-        _update_running(running_var, var.detach() * (n / (n - 1)), momentum)
+        _update_running(running_mean, mean.flatten(), momentum)
+        _update_running(running_var, var.flatten() * (n / (n - 1)), momentum)
     else:
-        mean, var = running_mean, running_var
-    x_hat = (input - _channel_view(mean, input.dim())) * _channel_view(torch.rsqrt(var + eps), input.dim())
+        mean = _channel_view(running_mean, input.dim())
+        x_hat = (input - mean) * _channel_view(torch.rsqrt(running_var + eps), input.dim())
     return _affine(x_hat, weight, bias)
 
 
@@ -145,13 +180,13 @@ def instance_norm(
         return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
 
     spatial = list(range(2, input.dim()))
-    var, mean = torch.var_mean(input, dim=spatial, correction=0, keepdim=True)
+    x_hat, mean, var = _standardize(input, spatial, eps)
     n = math.prod(input.shape[2:])
     if running_mean is not None:
-        _update_running(running_mean, mean.detach().mean(0).flatten(), momentum)
+        _update_running(running_mean, mean.mean(0).flatten(), momentum)
     if running_var is not None:
-        _update_running(running_var, (var.detach() * (n / (n - 1))).mean(0).flatten(), momentum)
-    return _affine((input - mean) * torch.rsqrt(var + eps), weight, bias)
+        _update_running(running_var, (var * (n / (n - 1))).mean(0).flatten(), momentum)
+    return _affine(x_hat, weight, bias)
 
 
 def layer_norm(
@@ -172,9 +207,7 @@ def layer_norm(
     if input.numel() == 0:
         y = input.clone()
     else:
-        dims = list(range(input.dim() - len(shape), input.dim()))
-        var, mean = torch.var_mean(input, dim=dims, correction=0, keepdim=True)
-        y = (input - mean) * torch.rsqrt(var + eps)
+        y = _standardize(input, list(range(input.dim() - len(shape), input.dim())), eps)[0]
     # The affine parameters have exactly the normalized shape, so they broadcast from the right.
     if weight is not None:
         y = y * weight
@@ -210,14 +243,15 @@ def group_norm(
     if input.numel() == 0:
         return _empty_passthrough(input, weight, bias)
 
-    grouped = input.reshape(n, num_groups, -1)
-    var, mean = torch.var_mean(grouped, dim=2, correction=0)
-    # Expand the (N, G) statistics to (N, C, 1, ...) and normalize the input as it is, so a
-    # channels_last input gives a channels_last output, as torch's kernel does.
-    per_channel = (n, channels) + (1,) * (input.dim() - 2)
-    mean = mean.repeat_interleave(channels // num_groups, dim=1).reshape(per_channel)
-    rstd = torch.rsqrt(var + eps).repeat_interleave(channels // num_groups, dim=1).reshape(per_channel)
-    return _affine((input - mean) * rstd, weight, bias)
+    # Each group's channels and positions are one row of an (N, G, -1) view.
+    x_hat = _standardize(input.reshape(n, num_groups, -1), [2], eps)[0].reshape(input.shape)
+    # torch's kernel keeps a channels_last input channels_last; the reshape above made it
+    # contiguous (a copy), so restore the layout.
+    for layout in (torch.channels_last, torch.channels_last_3d):
+        if input.dim() == (4 if layout is torch.channels_last else 5) and input.is_contiguous(memory_format=layout) \
+                and not input.is_contiguous():
+            x_hat = x_hat.contiguous(memory_format=layout)
+    return _affine(x_hat, weight, bias)
 
 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
