@@ -99,3 +99,6 @@ def test_cli_inspect_run_directory(tmp_path, capsys):
     assert d["total_params"] == sum(p.numel() for p in run.model.parameters())
     assert d["input_shape"] == list(run.input_shape)
     assert d["meta"]["model"] == "mlp" and d["rows"][-1]["output_shape"] == [1, 10]
+    assert cli.main(["inspect", str(res.run_dir), "--norm", "gn"]) == 2
+    assert "--norm: only for a model name; a run directory is inspected as it was trained" in \
+        capsys.readouterr().err

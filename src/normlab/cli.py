@@ -333,6 +333,12 @@ def run_inspect(args) -> int:
     from .analysis import summary
 
     if Path(args.target).is_dir():
+        given = [f"--{k}" for k in ("input", "norm", "act") if getattr(args, k)]
+        if given:
+            from .errors import ConfigError
+
+            raise ConfigError(f"{', '.join(given)}: only for a model name; a run directory is "
+                              f"inspected as it was trained (drop {' '.join(given)})")
         s = summary.inspect_run(args.target, batch=args.batch)
     else:
         shape = summary.parse_shape(args.input) if args.input else None
