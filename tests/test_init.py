@@ -97,3 +97,8 @@ def test_bad_init_names_and_options():
         init_weights(layers(), "normal:sd=1")
     with pytest.raises(ConfigError, match="init option std of 'normal:std=big' must be a number, got 'big'"):
         init_weights(layers(), "normal:std=big")
+    # The config check catches a bad option before training starts.
+    from normlab.config import make_config
+
+    with pytest.raises(ConfigError, match="init scheme 'uniform' has no option 'std'; it takes a"):
+        make_config({"init": "uniform:std=1"})

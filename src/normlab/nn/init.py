@@ -39,16 +39,16 @@ OPTIONS = {"normal": ("std",), "uniform": ("a",), "sparse": ("sparsity", "std")}
 
 
 def check_init(name: str) -> str:
-    base = name.split(":", 1)[0]
-    if base not in NAMES:
-        raise unknown_name("init scheme", name, NAMES)
+    """Validate the scheme name and its options (config checks call this before any work)."""
+    parse(name)
     return name
 
 
 def parse(name: str) -> tuple[str, dict]:
     """`normal:std=1` -> ("normal", {"std": 1.0})."""
-    check_init(name)
     base, _, rest = name.partition(":")
+    if base not in NAMES:
+        raise unknown_name("init scheme", name, NAMES)
     kw = {}
     allowed = OPTIONS.get(base, ())
     for part in filter(None, rest.split(",")):
