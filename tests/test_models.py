@@ -253,6 +253,16 @@ def test_googlenet_mini_tutorial_shapes():
     assert net.fc.in_features == 1408
 
 
+def test_googlenet_paper_5x5_branch():
+    from normlab.models.googlenet import _CFG
+
+    with torch.device("meta"):
+        tv_like = count(create_model("googlenet", num_classes=1000, in_channels=3))
+        paper = count(create_model("googlenet", num_classes=1000, in_channels=3, kernel5=5))
+    # Each "5x5" branch conv grows from 3x3 to 5x5 taps: c5_reduce * c5 * (25 - 9) more weights.
+    assert paper - tv_like == sum(c[3] * c[4] * 16 for c in _CFG.values())
+
+
 def test_googlenet_aux_heads_only_in_training():
     net = create_model("googlenet", num_classes=5, in_channels=3, aux_logits=True)
     net.train()
