@@ -139,6 +139,9 @@ class TrainConfig:
     channels_last: bool = opt(False, "NHWC memory format for model and inputs (faster for some convs)")
     compile: bool = opt(False, "torch.compile the model (slow first epoch, faster after, mainly on CUDA)")
     tensorboard: bool = opt(False, "also log metrics to RUN_DIR/tensorboard (needs the tensorboard package)")
+    sync_bn: bool = opt(False, "under torchrun: synchronize BatchNorm statistics across processes")
+    dist_backend: Optional[str] = opt(None, "under torchrun: process-group backend (default nccl on CUDA, "
+                                      "gloo on CPU)", choices=("gloo", "nccl", "mpi"))
     out: Optional[str] = opt(None, "run directory (default: runs/MODEL-DATASET-TIMESTAMP)")
     progress: bool = opt(True, "show a progress bar per epoch")
 
@@ -229,7 +232,7 @@ def validate(cfg: TrainConfig) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{f.name}: must be a finite number, got {value}")
         choices = f.metadata.get("choices")
-        if choices and value not in choices:
+        if choices and value is not None and value not in choices:
             raise unknown_name(f.name, value, choices)
         check = f.metadata.get("check")
         if check is not None:

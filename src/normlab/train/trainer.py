@@ -29,7 +29,7 @@ from ..data import pipeline
 from ..data.loader import DeviceLoader
 from ..errors import ConfigError, TrainingError
 from ..models.registry import create_model, get_spec
-from . import checkpoint, regularize
+from . import checkpoint, distributed, regularize
 from .ema import EMA
 from .optim import make_optimizer
 from .plots import plot_curves
@@ -233,6 +233,16 @@ def stop_on_signals():
             signal.signal(s, h)
 
 
+def _save_epoch(run: RunDir, model, evaluated, step: Step, improved: bool, state: dict) -> None:
+    """Weights first, then state: whatever state.pt says, the weights it refers to exist."""
+    if improved:
+        run.save_weights(evaluated.state_dict(), "best.safetensors")
+    run.save_weights(model.state_dict(), "last.safetensors")
+    if step.ema is not None:
+        run.save_weights(evaluated.state_dict(), "ema.safetensors")
+    checkpoint.save_state(run / checkpoint.STATE_FILE, state)
+
+
 def tensorboard_writer(cfg: TrainConfig, run: RunDir):
     if not cfg.tensorboard:
         return None
@@ -259,8 +269,17 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
 
     `config` is a TrainConfig or a dict of options (the keys of `normlab train --help`).
     `resume`: a run directory to continue from its last complete epoch (config from the run,
-    except `epochs`, which `config` may raise).
+    except `epochs`, which `config` may raise). Under torchrun, trains data-parallel
+    (see train/distributed.py).
     """
+    d = distributed.Dist()
+    try:
+        return _train(config, log, resume, _stop_after_epoch, d)
+    finally:
+        distributed.teardown(d)
+
+
+def _train(config, log, resume, _stop_after_epoch, d: distributed.Dist) -> Result:
     if resume is not None:
         run = RunDir.open(resume, required=("config.json", "preprocess.json", "last.safetensors",
                                             checkpoint.STATE_FILE))
@@ -273,13 +292,25 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    dd, device = distributed.setup(cfg, device)
+    d.rank, d.world, d.local_rank = dd.rank, dd.world, dd.local_rank
+    if not d.main:
+        log = lambda *a: None  # noqa: E731  (rank 0 speaks for all)
     data, preprocess = pipeline.load(cfg)
     model = build_model(cfg, tuple(preprocess.get("model_input_shape", data.shape)), data.num_classes).to(device)
     if cfg.precision == "fp16" and device.type != "cuda":
         raise ConfigError("precision: fp16 autocast needs a CUDA device; on CPU use --precision bf16 or fp32")
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    pipe = pipeline.build(cfg, device, drop_single=has_batchnorm(model), data=data, preprocess=preprocess)
+    drop_single = has_batchnorm(model)
+    if d.enabled:
+        # One global batch of world x batch_size, the same on every rank; each takes its slice.
+        pipe = pipeline.build(cfg.replace(batch_size=cfg.batch_size * d.world), device, drop_single,
+                              data=data, preprocess=preprocess)
+        pipe.train = distributed.ShardedLoader(pipe.train, d, drop_single)
+    else:
+        pipe = pipeline.build(cfg, device, drop_single=drop_single, data=data, preprocess=preprocess)
+    model, forward = distributed.wrap_model(model, d, device, cfg.sync_bn)
     patience = getattr(cfg, "patience", None)
     if patience and pipe.val is None:
         raise ConfigError("patience: early stopping needs a validation split (--val-split 0.1); "
@@ -302,15 +333,18 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
         if start_epoch > cfg.epochs:
             raise ConfigError(f"{str(run.path)!r} already finished {state['epoch']} epochs; "
                               f"to train longer pass --epochs N with N > {state['epoch']}")
-        run.write_json("config.json", cfg.to_dict())
+        if d.main:
+            run.write_json("config.json", cfg.to_dict())
         log(f"normlab: resuming {run.path} after epoch {state['epoch']}")
-    else:
+    elif d.main:
         run = RunDir.create(cfg.out)
         run.write_json("config.json", cfg.to_dict())
         run.write_json("preprocess.json", preprocess)
+    else:
+        run = RunDir(cfg.out)
 
-    board = tensorboard_writer(cfg, run)
-    step = Step(model, optimizer, scheduler, cfg, forward=torch.compile(model) if cfg.compile else None)
+    board = tensorboard_writer(cfg, run) if d.main else None
+    step = Step(model, optimizer, scheduler, cfg, forward=torch.compile(forward) if cfg.compile else forward)
     # With --ema the averaged weights are the ones evaluated, selected and saved as weights.safetensors.
     evaluated = step.ema.shadow if step.ema is not None else model
     if resume is not None and step.ema is not None:
@@ -325,7 +359,7 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
             t0 = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
             with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
-                      disable=None if cfg.progress else True, file=sys.stderr) as bar:
+                      disable=None if cfg.progress and d.main else True, file=sys.stderr) as bar:
                 try:
                     train_loss, train_acc, seen = train_epoch(step, pipe.train, epoch, bar, stop)
                 except TrainingError as exc:
@@ -337,6 +371,9 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
                     log(f"normlab: interrupted in epoch {epoch}; resume with "
                         f"`normlab train --resume {run.path}` (continues after epoch {epoch - 1})")
                     raise KeyboardInterrupt from None
+            if d.enabled:
+                loss_sum, correct, seen = distributed.all_sum([train_loss * seen, train_acc * seen, seen], d, device)
+                train_loss, train_acc, seen = loss_sum / seen, correct / seen, int(seen)
             t_train = time.perf_counter() - t0
             test = evaluate(evaluated, pipe.test, cfg.precision, cfg.channels_last)
             row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "test_loss": test["loss"],
@@ -350,20 +387,18 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
             row.update(epoch_seconds=now - t0, elapsed_seconds=now - start,
                        examples_per_s=seen / max(t_train, 1e-9))
             rows.append(row)
-            # Weights first, then state, then metrics: whatever state.pt says, its weights exist.
-            if score > best_score:
+            improved = score > best_score
+            if improved:
                 best_score, best_epoch = score, epoch
-                run.save_weights(evaluated.state_dict(), "best.safetensors")
-            run.save_weights(model.state_dict(), "last.safetensors")
-            if step.ema is not None:
-                run.save_weights(evaluated.state_dict(), "ema.safetensors")
-            checkpoint.save_state(run / checkpoint.STATE_FILE, {
-                "epoch": epoch, "step": epoch * steps_per_epoch, "elapsed": now - start,
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": checkpoint.rng_state(pipe.train.generator),
-                "best_score": best_score, "best_epoch": best_epoch})
-            run.write_metrics(rows, columns)
+            if d.main:
+                _save_epoch(run, model, evaluated, step, improved, {
+                    "epoch": epoch, "step": epoch * steps_per_epoch, "elapsed": now - start,
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": checkpoint.rng_state(pipe.train.generator),
+                    "best_score": best_score, "best_epoch": best_epoch})
+                run.write_metrics(rows, columns)
             if board is not None:
+
                 for k in columns[1:]:
                     if row.get(k) is not None:
                         board.add_scalar(k, row[k], epoch)
@@ -377,7 +412,7 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
 
     if board is not None:
         board.close()
-    run.save_weights(evaluated.state_dict())
+    identical = distributed.replicas_identical(model, d)
     best = next(r for r in rows if r["epoch"] == best_epoch)
     summary = {
         "model": cfg.model, "dataset": cfg.dataset, "seed": cfg.seed, "epochs": rows[-1]["epoch"],
@@ -388,9 +423,15 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
         "selected_test_acc": best["test_acc"],
         "wall_seconds": time.perf_counter() - start, "parameters": count_params(model),
         "device": str(device), "threads": torch.get_num_threads(), "versions": versions(),
+        "world_size": d.world, "replicas_identical": identical,
     }
-    run.write_json("summary.json", summary)
-    plot_curves(rows, run / "curves.png", title=f"{cfg.model} on {cfg.dataset}")
+    if not identical:
+        raise TrainingError("the processes' model replicas diverged (their parameters differ); "
+                            "please report this with the run's config.json")
+    if d.main:
+        run.save_weights(evaluated.state_dict())
+        run.write_json("summary.json", summary)
+        plot_curves(rows, run / "curves.png", title=f"{cfg.model} on {cfg.dataset}")
     log(f"done: test acc {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f}) "
         f"in {summary['wall_seconds']:.1f} s -> {run.path}")
     return Result(run.path, cfg, rows, summary, evaluated)
