@@ -212,3 +212,13 @@ def test_cli_compare_report_html_is_self_contained(tmp_path, capsys):
     assert f"{accs.mean():.4f} ± {accs.std(ddof=1):.4f}" in html
     assert main(["report", str(tmp_path)]) == 2
     assert "is not a sweep directory (no experiment.json)" in capsys.readouterr().err
+
+
+def test_every_shipped_experiment_file_is_valid():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).parent.parent / "experiments").glob("*.yaml"))
+    assert {f.stem for f in files} >= {"bn-vs-none", "weight-decay", "plain-vs-residual", "dropout", "norms"}
+    for f in files:
+        exp = sweep.load_experiment(f)
+        assert exp.factors and len(exp.seeds) >= 3, f.name
