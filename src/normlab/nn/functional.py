@@ -77,7 +77,9 @@ class _Standardize(torch.autograd.Function):
         x_hat, rstd = ctx.saved_tensors
         mean_g = g.mean(ctx.dims, keepdim=True)
         mean_gx = (g * x_hat).mean(ctx.dims, keepdim=True)
-        return rstd * (g - mean_g - x_hat * mean_gx), None, None
+        # rstd * (g - mean_g) - x_hat * (rstd * mean_gx), the last term fused in place.
+        dx = (g - mean_g) * rstd
+        return dx.addcmul_(x_hat, rstd * mean_gx, value=-1), None, None
 
 
 def _standardize(x: Tensor, dims: list[int], eps: float) -> tuple[Tensor, Tensor, Tensor]:
