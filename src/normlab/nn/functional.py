@@ -65,7 +65,7 @@ class _Standardize(torch.autograd.Function):
         centered = x - mean
         var = (centered * centered).mean(dims, keepdim=True)
         rstd = torch.rsqrt(var + eps)
-        x_hat = centered * rstd
+        x_hat = centered.mul_(rstd)  # in place: each fresh full-size buffer costs page faults
         ctx.dims = dims
         ctx.save_for_backward(x_hat, rstd)
         ctx.mark_non_differentiable(mean, var)
@@ -78,7 +78,7 @@ class _Standardize(torch.autograd.Function):
         mean_g = g.mean(ctx.dims, keepdim=True)
         mean_gx = (g * x_hat).mean(ctx.dims, keepdim=True)
         # rstd * (g - mean_g) - x_hat * (rstd * mean_gx), the last term fused in place.
-        dx = (g - mean_g) * rstd
+        dx = (g - mean_g).mul_(rstd)
         return dx.addcmul_(x_hat, rstd * mean_gx, value=-1), None, None
 
 
