@@ -75,6 +75,9 @@ def summarize(exp: Experiment, rows: list[dict]) -> dict:
                  "failed": sum(r["status"] == "failed" for r in by_cell[c.id])}
         for k in (exp.metric, "best_test_acc", "final_train_acc", "wall_seconds", "parameters"):
             entry[k] = mean_std(r[k] for r in ok)
+        # The generalization gap per run, then averaged: what regularization is meant to shrink.
+        entry["gap"] = mean_std(r["final_train_acc"] - r["final_test_acc"] for r in ok
+                                if finite(r["final_train_acc"]) and finite(r["final_test_acc"]))
         table.append(entry)
     diffs = []
     base_by_seed = {r["seed"]: r[exp.metric] for r in by_cell[base.id] if r["status"] == "ok" and finite(r[exp.metric])}
@@ -144,10 +147,12 @@ def _sections(s: dict) -> list[tuple[str, list[list[str]], str]]:
     """(title, table rows with a header row, note) for both output formats."""
     exp = s["experiment"]
     m = exp.metric
-    t1 = [["cell", *exp.factors, "runs", m, "best_test_acc", "final_train_acc", "seconds", "parameters"]]
+    t1 = [["cell", *exp.factors, "runs", m, "best_test_acc", "final_train_acc", "train-test gap", "seconds",
+           "parameters"]]
     for e in s["table"]:
         t1.append([e["cell"], *(_level(v) for v in e["factors"].values()), f"{e['runs']}/{e['of']}",
                    _fmt(*e[m][:2]), _fmt(*e["best_test_acc"][:2]), _fmt(*e["final_train_acc"][:2]),
+                   _fmt(*e["gap"][:2]),
                    _fmt(*e["wall_seconds"][:2], digits=1), _fmt(e["parameters"][0], digits=0)])
     t2 = [["cell", "paired seeds", f"Δ {m}", f"{LEVEL:.0%} bootstrap CI", "excludes 0"]]
     for d in s["diffs"]:
