@@ -249,14 +249,20 @@ def group_norm(
     if input.numel() == 0:
         return _empty_passthrough(input, weight, bias)
 
-    # Each group's channels and positions are one row of an (N, G, -1) view.
-    x_hat = _standardize(input.reshape(n, num_groups, -1), [2], eps)[0].reshape(input.shape)
-    # torch's kernel keeps a channels_last input channels_last; the reshape above made it
-    # contiguous (a copy), so restore the layout.
-    for layout in (torch.channels_last, torch.channels_last_3d):
-        if input.dim() == (4 if layout is torch.channels_last else 5) and input.is_contiguous(memory_format=layout) \
-                and not input.is_contiguous():
-            x_hat = x_hat.contiguous(memory_format=layout)
+    channels_last = input.dim() in (4, 5) and not input.is_contiguous() and input.movedim(1, -1).is_contiguous()
+    if channels_last and channels // num_groups >= 8:
+        # channels_last: the channels are innermost, so view the input as
+        # (N, positions, G, C/G) and reduce over positions and the channels of a group. No copy,
+        # and the result keeps the channels_last layout like torch's kernel output. (With few
+        # channels per group the strided reduction is slower than the copies below.)
+        channels_inner = input.movedim(1, -1)
+        grouped = channels_inner.reshape(n, -1, num_groups, channels // num_groups)
+        x_hat = _standardize(grouped, [1, 3], eps)[0].reshape(channels_inner.shape).movedim(-1, 1)
+    else:
+        # Each group's channels and positions are one row of an (N, G, -1) view.
+        x_hat = _standardize(input.reshape(n, num_groups, -1), [2], eps)[0].reshape(input.shape)
+        if channels_last:  # the reshape copied to contiguous; torch's output stays channels_last
+            x_hat = x_hat.movedim(1, -1).contiguous().movedim(-1, 1)
     return _affine(x_hat, weight, bias)
 
 
