@@ -250,7 +250,7 @@ def group_norm(
         return _empty_passthrough(input, weight, bias)
 
     channels_last = input.dim() in (4, 5) and not input.is_contiguous() and input.movedim(1, -1).is_contiguous()
-    if channels_last and channels // num_groups >= 8:
+    if channels_last and channels // num_groups >= 16:
         # channels_last: the channels are innermost, so view the input as
         # (N, positions, G, C/G) and reduce over positions and the channels of a group. No copy,
         # and the result keeps the channels_last layout like torch's kernel output. (With few
