@@ -354,3 +354,12 @@ def test_make_norm_reference_matches_native(kind, dims):
     reference.load_state_dict(native.state_dict())
     x = torch.randn((3, 4) + (3,) * dims, dtype=torch.float64)
     torch.testing.assert_close(reference(x), native(x), **TOL)
+
+
+def test_second_derivative_is_refused_not_wrong():
+    # The standardize step has a hand-written, once-differentiable backward (see docs/norms.md).
+    x = torch.randn(4, 3, 2, dtype=torch.float64, requires_grad=True)
+    y = norm.BatchNorm1d(3, dtype=torch.float64)(x)
+    (gx,) = torch.autograd.grad((y * y.detach().exp()).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        gx.sum().backward()
