@@ -87,7 +87,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one epoch per measurement")
     ap.add_argument("--device", default="cpu", help="device for the device-resident pipeline")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads of the main process (default 1: the device pipeline gets one "
+                         "core while the tutorial gets its 2 worker processes)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "data.json"))
     args = ap.parse_args(argv)
     if args.threads:

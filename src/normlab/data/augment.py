@@ -45,8 +45,10 @@ def random_crop(x, pad: int, generator=None):
 
 
 def hflip(x, generator=None, p: float = 0.5):
-    mask = (torch.rand(x.shape[0], generator=generator) < p).to(x.device)
-    return torch.where(mask.view(-1, 1, 1, 1), x.flip(-1), x)
+    mask = torch.rand(x.shape[0], generator=generator) < p
+    sel = mask.nonzero().flatten().to(x.device)
+    # Flip only the chosen images (index_copy is much cheaper than a where over two full batches).
+    return x.clone().index_copy_(0, sel, x.index_select(0, sel).flip(-1))
 
 
 def cutout(x, size: int, generator=None):
