@@ -95,7 +95,7 @@ def test_resume_runs_only_unfinished_runs_and_shards_merge(tmp_path):
     # A worker killed mid-run leaves a run directory without summary.json.
     (tmp_path / "runs" / "norm=bn-s1" / "summary.json").unlink()
     kept = (tmp_path / "runs" / "norm=bn-s0" / "summary.json").stat().st_mtime_ns
-    second = sweep.run_sweep(exp, tmp_path, jobs=2, log=quiet)  # no shard: everything unfinished
+    second = sweep.run_sweep(exp, tmp_path, log=quiet)  # no shard: everything unfinished
     assert sorted(second.ran) == ["norm=bn-s1", "norm=none-s0", "norm=none-s1"]
     assert second.skipped == ["norm=bn-s0"] and not second.failed
     assert (tmp_path / "runs" / "norm=bn-s0" / "summary.json").stat().st_mtime_ns == kept
@@ -220,3 +220,32 @@ def test_every_shipped_experiment_file_is_valid():
     for f in files:
         exp = sweep.load_experiment(f)
         assert exp.factors and len(exp.seeds) >= 3, f.name
+
+
+def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    yml = tmp_path / "e.yaml"
+    yml.write_text("base: {dataset: digits, model: mlp, epochs: 2, width: 16, depth: 1, device: cpu, "
+                   "batch_size: 16}\nfactors: {norm: [bn, none]}\nseeds: 2\n")
+    out = tmp_path / "sweep"
+    # Two worker processes; the kill takes the parent and both workers down mid-sweep.
+    proc = subprocess.Popen([sys.executable, "-m", "normlab", "compare", str(yml), "--out", str(out), "--jobs", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = out / "runs" / "norm=bn-s0" / "summary.json"
+    deadline = time.monotonic() + 60
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = sorted(p.parent.name for p in out.glob("runs/*/summary.json"))
+    assert first.exists() and len(done_before) < 4
+    exp = sweep.load_experiment(yml)
+    resumed = sweep.run_sweep(exp, out, log=quiet)
+    assert resumed.skipped == done_before
+    assert sorted(resumed.ran + resumed.skipped) == ["norm=bn-s0", "norm=bn-s1", "norm=none-s0", "norm=none-s1"]
+    assert all(r["status"] == "ok" for r in sweep.collect(out))
