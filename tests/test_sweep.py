@@ -52,6 +52,7 @@ def test_grid_expansion_order_ids_and_configs():
      "experiment: cell norm=xx: unknown norm 'xx'. Valid choices: bn, gn, in, ln, none."),
     ({"base": BASE, "seeds": 0}, "experiment: seeds must be a count >= 1 or a list of integers, got 0"),
     ({"base": BASE, "factor": {}}, "unknown key in experiment: 'factor'. Did you mean 'factors'?"),
+    ({"base": ["dataset", "digits"]}, "experiment: base and factors must be mappings of option: value"),
 ])
 def test_bad_experiments_are_refused_before_training(data, message):
     with pytest.raises(ConfigError) as err:

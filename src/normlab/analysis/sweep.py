@@ -93,10 +93,11 @@ def parse_experiment(data, source: str = "experiment") -> Experiment:
     for key in data:
         if key not in TOP_KEYS:
             raise unknown_name(f"key in {source}:", key, TOP_KEYS)
-    base = {normalize_key(k): v for k, v in (data.get("base") or {}).items()}
+    base_in = data.get("base") or {}
     factors_in = data.get("factors") or {}
-    if not isinstance(base, dict) or not isinstance(factors_in, dict):
+    if not isinstance(base_in, dict) or not isinstance(factors_in, dict):
         raise ConfigError(f"{source}: base and factors must be mappings of option: value")
+    base = {normalize_key(k): v for k, v in base_in.items()}
     factors = {}
     for key, levels in factors_in.items():
         name = normalize_key(key)
