@@ -91,3 +91,31 @@ def test_spec_errors():
         preprocess.parse("whiten")
     with pytest.raises(ConfigError, match=r"^preprocess pca:100: at most min\(train images, features\) = 32 components$"):
         preprocess.fit("pca:100", images())
+
+
+def smooth_images(n=400, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.rand(n, 1, 16, 16, generator=g)
+    blur = torch.nn.functional.avg_pool2d(noise, 3, stride=1, padding=1, count_include_pad=False)
+    return (blur * 255).round().to(torch.uint8)
+
+
+def test_zca_patch_is_the_patch_whitening_applied_as_a_convolution():
+    x = smooth_images()
+    t = preprocess.fit("zca-patch:3:1e-4", x)
+    out = t(x)
+    assert out.shape == x.shape
+    # an interior pixel is W[centre] @ (its 3x3 patch - mean), by hand
+    f = t.matrix.double().numpy().reshape(9)
+    patch = x[5, 0, 6:9, 3:6].double().numpy().reshape(9) / 255 - t.center[0].item()
+    assert abs(out[5, 0, 7, 4].item() - float(f @ patch)) < 1e-4
+
+    def neighbour_corr(z):
+        a, b = z[:, 0, 2:-2, 2:-3].reshape(-1), z[:, 0, 2:-2, 3:-2].reshape(-1)
+        return float(np.corrcoef(a.double().numpy(), b.double().numpy())[0, 1])
+
+    assert neighbour_corr(x.double()) > 0.5 and abs(neighbour_corr(out)) < 0.1  # decorrelated
+    back = preprocess.Preprocess.from_dict(json.loads(json.dumps(t.to_dict())))
+    assert torch.equal(back(x), out)
+    with pytest.raises(ConfigError, match=r"^preprocess: zca-patch:4 needs an odd patch size >= 1$"):
+        preprocess.parse("zca-patch:4")

@@ -76,7 +76,7 @@ class TrainConfig:
     augment: str = opt("", "batched on-device augmentation, e.g. crop:4,flip (ops: crop:P, translate:T, "
                        "flip, cutout:S, resize:HxW; see docs/data.md)", check=_check_augment)
     preprocess: str = opt("channel", "input preprocessing fitted on the training split: channel, "
-                          "standardize, minmax, robust, maxabs, pca:D, pca-whiten:D, zca[:EPS]",
+                          "standardize, minmax, robust, maxabs, pca:D, pca-whiten:D, zca[:EPS], zca-patch:K[:EPS]",
                           check=_check_preprocess)
     resize: Optional[str] = opt(None, "resize every image to HxW (or S for SxS) when loading", check=optional(_check_resize))
     strict: bool = opt(False, "stop at the first image that cannot be decoded instead of skipping it")

@@ -11,6 +11,8 @@ Every transform maps a uint8 batch (N, C, H, W) to float model input. Pixels are
   pca:D           projection on the top D principal components -> shape (D, 1, 1)  (sklearn PCA)
   pca-whiten:D    the same, each component scaled to unit variance                  (PCA(whiten=True))
   zca[:EPS]       ZCA whitening: rotate to PCA axes, scale to unit variance, rotate back; same shape
+  zca-patch:K[:EPS]  ZCA fitted on K x K patches, applied as a convolution (each output pixel is
+                  its patch's whitened centre pixel); same shape (EPS default 0.001)
 
 Features whose spread is 0 on the training split are left unscaled (scale 1), as sklearn does.
 Fitted arrays are stored in preprocess.json as base64 float32, so a run directory is self-contained.
@@ -26,7 +28,8 @@ import torch
 
 from ..errors import ConfigError
 
-KINDS = ("channel", "standardize", "minmax", "robust", "maxabs", "pca", "pca-whiten", "zca")
+KINDS = ("channel", "standardize", "minmax", "robust", "maxabs", "pca", "pca-whiten", "zca", "zca-patch")
+PATCH_SAMPLES = 100_000  # patches drawn to fit zca-patch
 
 
 def parse(spec: Optional[str]) -> tuple[str, Optional[float]]:
@@ -45,6 +48,18 @@ def parse(spec: Optional[str]) -> tuple[str, Optional[float]]:
         if dim < 1:
             raise ConfigError(f"preprocess: {kind}:{dim} needs at least 1 component")
         return kind, dim
+    if kind == "zca-patch":
+        size, _, eps = arg.partition(":")
+        try:
+            k, eps = int(size), float(eps) if eps else 1e-3
+        except ValueError:
+            raise ConfigError(f"preprocess: zca-patch needs an odd patch size and an optional epsilon, "
+                              f"e.g. zca-patch:5 or zca-patch:5:0.001, got {spec!r}") from None
+        if k < 1 or k % 2 == 0:
+            raise ConfigError(f"preprocess: zca-patch:{k} needs an odd patch size >= 1")
+        if not eps > 0:
+            raise ConfigError(f"preprocess: zca-patch epsilon must be > 0, got {eps}")
+        return kind, [k, eps]
     if kind == "zca":
         try:
             eps = float(arg) if arg else 1e-2
@@ -90,6 +105,8 @@ class Preprocess:
     def output_shape(self) -> tuple[int, ...]:
         if self.kind in ("pca", "pca-whiten"):
             return (self.matrix.shape[1], 1, 1)
+        if self.kind == "zca-patch":
+            return self.image_shape
         return self.image_shape
 
     def _consts(self, device, dtype):
@@ -105,6 +122,9 @@ class Preprocess:
         inv, shift, m = self._consts(x.device, dtype)
         n = x.shape[0]
         flat = torch.addcmul(-shift, x.reshape(n, -1).to(dtype), inv)
+        if self.kind == "zca-patch":
+            img = flat.reshape((n,) + self.image_shape)
+            return torch.nn.functional.conv2d(img, m, padding=m.shape[-1] // 2)
         if m is not None:
             flat = flat @ m
         return flat.reshape((n,) + self.output_shape)
@@ -134,6 +154,8 @@ def fit(spec: Optional[str], train_x: torch.Tensor) -> Preprocess:
         mean, std = channel_stats(train_x)
         hw = shape[1] * shape[2]
         return Preprocess(kind, arg, shape, np.repeat(mean, hw), np.repeat(std, hw))
+    if kind == "zca-patch":
+        return _fit_zca_patch(train_x, *arg)
     x = _features(train_x)
     n, f = x.shape
     if kind == "standardize":
@@ -165,3 +187,34 @@ def fit(spec: Optional[str], train_x: torch.Tensor) -> Preprocess:
         return Preprocess(kind, arg, shape, mean, np.ones(f), comps)
     w = (evecs / np.sqrt(evals + arg)) @ evecs.T  # zca
     return Preprocess(kind, arg, shape, mean, np.ones(f), w)
+
+
+def _fit_zca_patch(train_x: torch.Tensor, k: int, eps: float = 1e-3, seed: int = 0) -> Preprocess:
+    """ZCA on K x K patches (C*K*K features) drawn from the training images with a fixed seed.
+    The whitening matrix's rows for the centre pixel of each channel become a (C, C, K, K)
+    convolution, so every pixel is replaced by the whitened centre of the patch around it."""
+    c, h, w = train_x.shape[1:]
+    if k > min(h, w):
+        raise ConfigError(f"preprocess zca-patch:{k}: the patch is larger than the {h}x{w} images")
+    g = torch.Generator().manual_seed(seed)
+    n = len(train_x)
+    per_pos = (h - k + 1) * (w - k + 1)
+    count = min(PATCH_SAMPLES, n * per_pos)
+    img = torch.randint(0, n, (count,), generator=g)
+    top = torch.randint(0, h - k + 1, (count,), generator=g)
+    left = torch.randint(0, w - k + 1, (count,), generator=g)
+    rows = (top.view(-1, 1) + torch.arange(k)).view(count, 1, k, 1)
+    cols = (left.view(-1, 1) + torch.arange(k)).view(count, 1, 1, k)
+    patches = train_x[img.view(-1, 1, 1, 1), torch.arange(c).view(1, c, 1, 1), rows, cols]
+    p = patches.reshape(count, -1).numpy().astype(np.float64) / 255.0
+    if count < 2:
+        raise ConfigError("preprocess zca-patch needs at least 2 patches")
+    channel_mean = p.reshape(count, c, k * k).mean((0, 2))
+    pc = p - np.repeat(channel_mean, k * k)
+    cov = (pc.T @ pc) / (count - 1)
+    evals, evecs = np.linalg.eigh(cov)
+    wmat = (evecs / np.sqrt(np.clip(evals, 0, None) + eps)) @ evecs.T
+    centre = [ch * k * k + (k // 2) * k + k // 2 for ch in range(c)]
+    filters = wmat[centre].reshape(c, c, k, k)
+    center = np.repeat(channel_mean, h * w)
+    return Preprocess("zca-patch", [k, eps], (c, h, w), center, np.ones(c * h * w), filters)
