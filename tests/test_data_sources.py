@@ -251,6 +251,11 @@ def test_pipeline_streams_a_folder_with_val_split(tmp_path):
     assert seen == 12 and sum(len(y) for _, y in pipe.val) == 4
     xb, _ = next(iter(pipe.test))
     assert xb.shape == (4, 3, 12, 12) and xb.dtype == torch.float32
+    assert len(pipe.train.y) == 12 and pipe.train.x.device.type == "cpu"  # what the trainer reads
+    from normlab.train.trainer import train
+
+    res = train(cfg.replace(epochs=1, model="mlp", out=str(tmp_path) + "-run", progress=False), log=lambda m: None)
+    assert (tmp_path.parent / (tmp_path.name + "-run") / "preprocess.json").is_file() and res is not None
     memory = make_config({"dataset": "imagefolder", "data_dir": str(tmp_path), "stream": "off"})
     mdata, _ = pipeline.load(memory)
     assert "stream" not in mdata.info and mdata.train_x.shape == (16, 3, 12, 12)

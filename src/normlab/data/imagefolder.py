@@ -189,6 +189,10 @@ class StreamLoader:
         self.shuffle, self.generator, self.drop_single = shuffle, generator, drop_single
         self.augment, self.workers = augment, workers
         self.report = report or Report(False)
+        # What code written for DeviceLoader reads: the labels, and `x.device` (an empty tensor
+        # on the device, since the images stay on disk).
+        self.y = torch.tensor([k for _, k in files], dtype=torch.int64, device=device)
+        self.x = torch.empty((0, channels) + tuple(size), dtype=torch.uint8, device=device)
 
     def __len__(self):
         full, rest = divmod(len(self.files), self.batch_size)
