@@ -302,6 +302,23 @@ def _(p):
     p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a folder written by `normlab compare`")
 
 
+# ---------------------------------------------------------------- claims
+@command("claims", "run the tutorials' claims as small experiments and write a verdict report")
+def run_claims_cmd(args) -> int:
+    from .analysis import claims
+
+    doc = claims.run_claims(args.out, quick=args.quick, only=args.only)
+    print(f"{len(doc['claims'])} claims -> {args.out}/claims.md and {args.out}/claims.json")
+    return 0
+
+
+@run_claims_cmd.arguments
+def _(p):
+    p.add_argument("--quick", action="store_true", help="fewer seeds and epochs (minutes on a laptop CPU)")
+    p.add_argument("--out", default="claims", metavar="DIR", help="folder for claims.md and claims.json (default: claims)")
+    p.add_argument("--only", metavar="NAME,...", help="run only these claims (names as in claims.md)")
+
+
 # ---------------------------------------------------------------- models
 @command("models", "list the registered models with their parameter counts")
 def run_models(args) -> int:
