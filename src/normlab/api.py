@@ -42,7 +42,7 @@ def load(run_dir, device: str = "cpu") -> LoadedRun:
     pre = run.read_json("preprocess.json")
     shape = tuple(pre["input_shape"])
     dev = resolve_device(device)
-    model = build_model(cfg, shape, len(pre["classes"]))
+    model = build_model(cfg, tuple(pre.get("model_input_shape", shape)), len(pre["classes"]))
     state = run.load_weights()
     try:
         model.load_state_dict(state)
