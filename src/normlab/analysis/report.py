@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import math
+import re
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -202,13 +203,20 @@ def render_markdown(s: dict, images: dict) -> str:
     return "\n".join(parts)
 
 
+def _inline(text: str) -> str:
+    """The little Markdown the header lines use (`code`, **bold**), as escaped HTML."""
+    out = html.escape(text, quote=False)
+    out = re.sub(r"`([^`]*)`", r"<code>\1</code>", out)
+    return re.sub(r"\*\*([^*]*)\*\*", r"<strong>\1</strong>", out)
+
+
 def render_html(s: dict, pngs: dict) -> str:
     exp = s["experiment"]
     e = html.escape
     body = [f"<h1>{e(exp.name)}</h1>"]
     if exp.description:
         body.append(f"<p>{e(exp.description)}</p>")
-    body += [f"<p>{e(line).replace('**', '')}</p>" for line in _header_lines(s)]
+    body += [f"<p>{_inline(line)}</p>" for line in _header_lines(s)]
     for title, rows, note in _sections(s):
         body.append(f"<h2>{e(title)}</h2>\n<table>\n<thead><tr>" +
                     "".join(f"<th>{e(c)}</th>" for c in rows[0]) + "</tr></thead>\n<tbody>")
