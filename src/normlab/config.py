@@ -101,7 +101,8 @@ class TrainConfig:
     eval_batch_size: int = opt(1000, "evaluation batch size", check=at_least_one)
     optimizer: str = opt("adam", "optimizer: sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam, "
                          "adamw, nadam")
-    lr: float = opt(0.01, "learning rate", check=positive)
+    lr: Optional[float] = opt(None, "learning rate (default: the model's, 0.01 for most; see `normlab models`)",
+                              check=optional(positive))
     momentum: float = opt(0.9, "momentum of the momentum and nesterov optimizers", check=probability)
     beta1: float = opt(0.9, "first-moment decay of adam/adamw/nadam", check=probability)
     beta2: float = opt(0.999, "second-moment decay of adam/adamw/nadam", check=probability)

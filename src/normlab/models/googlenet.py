@@ -45,7 +45,7 @@ class GoogLeNetMini(tnn.Module):
 
 
 @register("googlenet-mini", "googlenet", "the tutorial's GoogLeNet for MNIST: two 88-channel Inception modules",
-          default_norm="none")
+          default_norm="none", default_lr=0.001)
 def googlenet_mini(**kw):
     return GoogLeNetMini(**kw)
 

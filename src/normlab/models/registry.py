@@ -25,16 +25,19 @@ class ModelSpec:
     default_act: str = "relu"
     default_input: tuple[int, int, int] = (1, 28, 28)
     defaults: dict = field(default_factory=dict)
+    # The lr `normlab train` uses when none is given: 0.01 suits the normalized models with Adam;
+    # norm-free ReLU nets such as the tutorial's GoogLeNet die at it and get a lower one.
+    default_lr: float = 0.01
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
 def register(name: str, family: str, description: str, default_norm: str = "bn",
-             default_act: str = "relu", default_input=(1, 28, 28), **defaults):
+             default_act: str = "relu", default_input=(1, 28, 28), default_lr: float = 0.01, **defaults):
     def wrap(builder):
         MODELS[name] = ModelSpec(name, family, description, builder, default_norm, default_act,
-                                 tuple(default_input), defaults)
+                                 tuple(default_input), defaults, default_lr)
         return builder
 
     return wrap
