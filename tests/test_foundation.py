@@ -200,8 +200,7 @@ def test_cli_train_prints_epoch_lines(tmp_path, capsys):
 
 
 def test_default_lr_is_the_models():
-    from normlab.train.trainer import resolve_config
-    assert resolve_config(make_config({"model": "lenet-bn"})).lr == 0.01
+    assert make_config({"model": "lenet-bn"}).lr == 0.01
     # the tutorial's norm-free GoogLeNet dies at 0.01 with Adam (chance accuracy); it gets 0.001
-    assert resolve_config(make_config({"model": "googlenet-mini"})).lr == 0.001
-    assert resolve_config(make_config({"model": "googlenet-mini", "lr": 0.05})).lr == 0.05
+    assert make_config({"model": "googlenet-mini"}).lr == 0.001
+    assert make_config({"model": "googlenet-mini", "lr": 0.05}).lr == 0.05

@@ -223,6 +223,10 @@ def make_config(*sources: Union[dict, TrainConfig, None]) -> TrainConfig:
             values[name] = _coerce(name, value)
     cfg = TrainConfig(**values)
     validate(cfg)
+    if cfg.lr is None:
+        from .models.registry import get_spec
+
+        cfg.lr = get_spec(cfg.model).default_lr
     return cfg
 
 
