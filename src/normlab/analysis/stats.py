@@ -23,6 +23,7 @@ import torch.nn as tnn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from .summary import parse_shape  # noqa: F401  (re-exported: `stats.parse_shape`)
 
 WEIGHTED = (tnn.Linear, tnn.Conv1d, tnn.Conv2d, tnn.Conv3d)
 ACTIVATIONS = (tnn.ReLU, tnn.Sigmoid, tnn.Tanh, tnn.GELU, tnn.SiLU, tnn.LeakyReLU, tnn.ELU, tnn.ReLU6,
@@ -129,17 +130,6 @@ def activation_stats(model: tnn.Module, x: torch.Tensor, y: Optional[torch.Tenso
         gn = float(g.detach().double().norm()) if g is not None else math.nan
         layers.append(LayerStats(i, name, type(mods[name]).__name__, grad_norm=gn, **block_out[name]))
     return StatsReport(layers, input_desc, ran_mode, float(loss.detach()))
-
-
-def parse_shape(text: str) -> tuple[int, ...]:
-    """'1x28x28' -> (1, 28, 28)."""
-    try:
-        shape = tuple(int(p) for p in str(text).lower().split("x"))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise ConfigError(f"input shape must be CxHxW with positive sizes, e.g. 1x28x28, got {text!r}")
-    return shape
 
 
 def dataset_batch(name: str, shape: Sequence[int], n: int, seed: int = 0, data_dir=None,
