@@ -1,0 +1,266 @@
+"""Inference speed of the tutorials' models: eager eval vs BN-folded vs ONNX Runtime, side by side.
+
+    python benchmarks/infer.py               # every model, batch 1 and 256 (64 at 96px)
+    python benchmarks/infer.py --quick       # fewer repeats, shorter cells
+    python benchmarks/infer.py --threads 1   # default: all cores
+    python benchmarks/infer.py --compile     # also torch.compile (slow to compile on CPU)
+
+Variants, all on CPU in float32:
+  eager      model.eval() under torch.inference_mode()
+  folded     normlab.nn.surgery.fuse_bn on a copy (BatchNorm folded into the conv/linear before it)
+  folded_cl  folded, with the model and the input in channels_last
+  onnx       normlab's ONNX exporter (unfolded model; ORT folds on its own), onnxruntime CPU
+             provider, intra-op threads = torch threads
+  jit        torch.jit.trace + torch.jit.freeze of the folded model (freezing lets TorchScript fuse
+             conv+add+relu, which eager cannot)
+  compiled   torch.compile of the folded model (only with --compile; compile time is reported)
+
+Before timing, each cell checks that every variant's output matches eager's within 1e-4 x the
+output scale and raises NormlabError otherwise. BatchNorm statistics and affine are randomized
+first (as after training), so folding is really exercised rather than dividing by sqrt(1 + eps).
+
+Timing: warm-up calls, then rounds; in each round every variant runs a chunk of calls sized to
+about 1/rounds of --seconds, in rotating order, so a noisy neighbour slows all variants alike.
+A variant's time is the median over rounds of the per-call time. Prints a table and writes
+benchmarks/results/infer.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+import normlab
+from normlab.errors import NormlabError
+from normlab.nn.surgery import fuse_bn
+from normlab.train.export import _onnx_bytes
+
+# (model, input size): the tutorials' models at the sizes the tutorials train them
+MODELS = [("lenet-bn", 28), ("resnet18-d2l", 28), ("resnet18-d2l", 96), ("densenet-d2l", 96),
+          ("googlenet-mini", 28), ("resnet20", 32)]
+LARGE_BATCH = 256
+# One call of resnet18-d2l / densenet-d2l at 96px and batch 256 takes 3-5 s on 2 cores: use 64 there.
+LARGE_BATCH_96 = 64
+VARIANTS = ("eager", "folded", "folded_cl", "onnx", "jit")
+TARGET = 1.3  # issue 9: folded at least 1.3x eager at batch 256
+REL_TOL = 1e-4
+
+
+@dataclass
+class Variant:
+    name: str
+    fn: Callable
+    x: object  # the input in the form fn takes (tensor, channels_last tensor or numpy array)
+    build_s: float = 0.0
+    times: list = field(default_factory=list)
+
+    def __call__(self):
+        return self.fn(self.x)
+
+
+def build_model(name: str, size: int, seed: int = 0) -> nn.Module:
+    """The model in eval mode, with BatchNorm statistics and affine as a trained model has them."""
+    torch.manual_seed(seed)
+    model = normlab.create_model(name, num_classes=10, in_channels=1, input_size=(size, size))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, _BatchNorm):
+                c = m.num_features
+                m.running_mean.copy_(0.1 * torch.randn(c, generator=g))
+                m.running_var.copy_(0.5 + 1.5 * torch.rand(c, generator=g))
+                if m.weight is not None:
+                    m.weight.copy_(0.5 + torch.rand(c, generator=g))
+                    m.bias.copy_(0.1 * torch.randn(c, generator=g))
+    return model.eval()
+
+
+def count_bn(model: nn.Module) -> int:
+    return sum(isinstance(m, _BatchNorm) for m in model.modules())
+
+
+def _torch_fn(model):
+    def run(x):
+        with torch.inference_mode():
+            return model(x)
+
+    return run
+
+
+def make_variants(model: nn.Module, x: torch.Tensor, names=VARIANTS, threads: int | None = None) -> dict:
+    """Every requested variant of `model`, ready to run on its own copy of input `x`."""
+    threads = threads or torch.get_num_threads()
+    out = {}
+    folded = fuse_bn(model) if any(n != "eager" and n != "onnx" for n in names) else None
+    for name in names:
+        t0 = time.perf_counter()
+        if name == "eager":
+            v = Variant(name, _torch_fn(model), x)
+        elif name == "folded":
+            v = Variant(name, _torch_fn(folded), x)
+        elif name == "folded_cl":
+            cl = copy.deepcopy(folded).to(memory_format=torch.channels_last)
+            v = Variant(name, _torch_fn(cl), x.contiguous(memory_format=torch.channels_last))
+        elif name == "onnx":
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            opts.log_severity_level = 3
+            # ORT's pool spins after each run by default; interleaved with torch on few cores the
+            # spinning threads steal torch's cores (measured: eager lenet-bn 100x slower).
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            with torch.no_grad():
+                data = _onnx_bytes(model, x[:2] if len(x) > 1 else x)
+            sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+            v = Variant(name, lambda a, s=sess: s.run(None, {"input": a})[0], x.numpy())
+        elif name == "jit":
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # TorchScript announces its deprecation
+                frozen = torch.jit.freeze(torch.jit.trace(folded, x))
+            v = Variant(name, _torch_fn(frozen), x)
+        elif name == "compiled":
+            compiled = torch.compile(folded)
+            compiled_fn = _torch_fn(compiled)
+            compiled_fn(x)  # compilation happens on the first call: count it as build time
+            v = Variant(name, compiled_fn, x)
+        else:
+            raise NormlabError(f"unknown variant {name!r}; valid: {', '.join(VARIANTS + ('compiled',))}")
+        v.build_s = time.perf_counter() - t0
+        out[name] = v
+    return out
+
+
+def _as_tensor(y) -> torch.Tensor:
+    return torch.from_numpy(y) if isinstance(y, np.ndarray) else y
+
+
+def check(variants: dict, rel_tol: float = REL_TOL) -> dict:
+    """Max |variant - eager| for every variant; NormlabError if any exceeds rel_tol x output scale."""
+    ref = variants["eager"]().float()
+    scale = max(float(ref.abs().max()), 1e-6)  # tolerance follows the logits, however small
+    diffs, bad = {}, []
+    for name, v in variants.items():
+        if name == "eager":
+            continue
+        got = _as_tensor(v()).float()
+        if got.shape != ref.shape:
+            raise NormlabError(f"{name} gives shape {tuple(got.shape)}, eager {tuple(ref.shape)}")
+        diffs[name] = float((got - ref).abs().max())
+        if not diffs[name] <= rel_tol * scale:  # `not <=` so that NaN fails too
+            bad.append(f"{name}: max |diff| {diffs[name]:.2e}")
+    if bad:
+        raise NormlabError(f"variants disagree with eager eval (tolerance {rel_tol * scale:.2e} = {rel_tol} x "
+                           f"output scale {scale:.3g}): " + "; ".join(bad))
+    return diffs
+
+
+def time_variants(variants: dict, rounds: int, seconds: float, warmup: int = 2) -> dict:
+    """Median seconds per call of each variant, interleaved round by round."""
+    chunk = {}
+    for name, v in variants.items():
+        for _ in range(max(0, warmup - 1)):
+            v()
+        t0 = time.perf_counter()
+        v()
+        one = time.perf_counter() - t0
+        chunk[name] = max(1, round(seconds / rounds / max(one, 1e-6)))
+    names = list(variants)
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]  # rotate: nobody always goes first
+        for name in order:
+            v, n = variants[name], chunk[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                v()
+            v.times.append((time.perf_counter() - t0) / n)
+    return {name: statistics.median(v.times) for name, v in variants.items()}
+
+
+def run_cell(name: str, size: int, batch: int, names, rounds: int, seconds: float, threads: int) -> dict:
+    model = build_model(name, size)
+    x = torch.randn(batch, 1, size, size, generator=torch.Generator().manual_seed(1))
+    variants = make_variants(model, x, names, threads)
+    diffs = check(variants)
+    per_call = time_variants(variants, rounds, seconds)
+    row = {"model": name, "size": size, "batch": batch, "rounds": rounds,
+           "bn_layers": count_bn(model), "bn_left_after_fuse": count_bn(fuse_bn(model)),
+           "img_s": {k: batch / t for k, t in per_call.items()},
+           "ms_per_call": {k: 1000 * t for k, t in per_call.items()},
+           "max_abs_diff": diffs, "build_s": {k: v.build_s for k, v in variants.items() if k != "eager"}}
+    eager = row["img_s"]["eager"]
+    row["vs_eager"] = {k: s / eager for k, s in row["img_s"].items() if k != "eager"}
+    folds = [k for k in ("folded", "folded_cl") if k in row["img_s"]]
+    if folds:
+        best = max(folds, key=lambda k: row["img_s"][k])
+        row["best_fold"] = best
+        row["best_fold_vs_eager"] = row["vs_eager"][best]
+    return row
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 rounds of ~0.3 s per cell instead of 5 of ~1 s")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch and ORT threads (default: all cores)")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile (minutes of compiling on CPU)")
+    parser.add_argument("--models", nargs="*", help="only these model names")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "infer.json"))
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    names = VARIANTS + (("compiled",) if args.compile else ())
+    rounds, seconds = (3, 0.3) if args.quick else (5, 1.0)
+    cols = [n for n in names if n != "eager"]
+    head = f"{'model':<15}{'px':>4}{'batch':>6}{'eager':>9}" + "".join(f"{n:>10}" for n in cols)
+    print("images/s (ratio vs eager in brackets)\n" + head)
+    rows = []
+    for name, size in MODELS:
+        if args.models and name not in args.models:
+            continue
+        for batch in (1, LARGE_BATCH_96 if size >= 96 else LARGE_BATCH):
+            # a 96px large-batch call is ~1 s: fewer rounds, one call per chunk
+            r_rounds = 3 if size >= 96 and batch > 1 else rounds
+            row = run_cell(name, size, batch, names, r_rounds, seconds, args.threads)
+            rows.append(row)
+            s = row["img_s"]
+            print(f"{name:<15}{size:>4}{batch:>6}{s['eager']:>9,.0f}"
+                  + "".join(f"{s[n]:>10,.0f}" for n in cols), flush=True)
+            print(" " * 34 + "".join(f"{'(' + format(row['vs_eager'][n], '.2f') + ')':>10}" for n in cols), flush=True)
+    print(f"\nBN-folded vs eager at the large batch (target {TARGET}x; best of NCHW and channels_last):")
+    for row in rows:
+        if row["batch"] == 1:
+            continue
+        met = row["best_fold_vs_eager"] >= TARGET
+        row["target_met"] = met
+        print(f"  {row['model']:<15}{row['size']:>3}px b{row['batch']:<4} {row['best_fold']:<10} "
+              f"{row['best_fold_vs_eager']:.2f}x  {'met' if met else 'NOT met'}  "
+              f"(BatchNorms {row['bn_layers']}, left after fuse_bn {row['bn_left_after_fuse']})")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    import onnxruntime
+
+    meta = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "threads": args.threads,
+            "cpu_count": os.cpu_count(), "machine": platform.machine(), "platform": platform.platform(),
+            "quick": args.quick, "target": TARGET, "rel_tol": REL_TOL}
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
