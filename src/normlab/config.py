@@ -60,6 +60,20 @@ def _check_preprocess(spec):
     preprocess.parse(spec)
 
 
+def _check_recipe(name):
+    from .recipes import RECIPES
+
+    if name not in RECIPES:
+        raise unknown_name("recipe", name, RECIPES)
+    return None
+
+
+def _check_tta(spec):
+    from .data import tta
+
+    tta.parse(spec)  # raises ConfigError naming the bad view
+
+
 def _check_resize(spec):
     parts = str(spec).lower().split("x")
     ok = len(parts) in (1, 2) and all(p.strip().isdigit() and int(p) > 0 for p in parts)
@@ -68,6 +82,9 @@ def _check_resize(spec):
 
 @dataclass
 class TrainConfig:
+    recipe: Optional[str] = opt(None, "a tuned set of defaults for the options you do not give, e.g. fast "
+                                "(see docs/recipes.md); options given explicitly still win",
+                                check=optional(_check_recipe))
     # --- what to train on
     dataset: str = opt("mnist5k", "dataset name (see `normlab datasets`)")
     data_dir: Optional[str] = opt(None, "root folder for datasets that live on disk")
@@ -90,9 +107,11 @@ class TrainConfig:
                          "(normlab's tensor-op layers)", choices=("native", "reference"))
     act: Optional[str] = opt(None, "activation (default: the model's own), e.g. relu, sigmoid, tanh")
     dropout: float = opt(0.0, "dropout probability before the classifier", check=probability)
-    depth: Optional[int] = opt(None, "hidden layers (mlp) where the model has that knob",
+    depth: Optional[int] = opt(None, "where the model has that knob: hidden layers (mlp), convs per stage "
+                               "(digitnet)",
                                check=optional(at_least_one))
-    width: Optional[int] = opt(None, "hidden width (mlp) where the model has that knob",
+    width: Optional[int] = opt(None, "where the model has that knob: hidden width (mlp), first stage's "
+                               "channels (digitnet)",
                                check=optional(at_least_one))
     init: str = opt("default", "weight initialization scheme (default: torch's)")
     # --- optimization
@@ -120,6 +139,8 @@ class TrainConfig:
                                   "improvement (needs --val-split)", check=optional(at_least_one))
     ema: Optional[float] = opt(None, "evaluate and save an exponential moving average of the weights with "
                                "this decay, e.g. 0.999", check=optional(probability))
+    tta: str = opt("", "test-time augmentation: average predictions over views of each image: shift (the "
+                   "image and its 1-pixel shifts), flip (and its mirror), or shift,flip", check=_check_tta)
     # --- regularization
     l1: float = opt(0.0, "L1 strength, applied as a proximal soft-threshold step after each update",
                     check=non_negative)
@@ -221,6 +242,12 @@ def make_config(*sources: Union[dict, TrainConfig, None]) -> TrainConfig:
             if name not in FIELDS:
                 raise unknown_name("config key", key, FIELDS)
             values[name] = _coerce(name, value)
+    if values.get("recipe") is not None:
+        _check_recipe(values["recipe"])
+        from .recipes import RECIPES
+
+        # The recipe fills only what no source set, so an explicit option always wins.
+        values = {**RECIPES[values["recipe"]]["options"], **values}
     cfg = TrainConfig(**values)
     validate(cfg)
     if cfg.lr is None:

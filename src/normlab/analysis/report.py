@@ -108,12 +108,9 @@ def on_off_matrix(exp: Experiment) -> list[list[str]]:
 def curves_png(exp: Experiment, rows: list[dict], out: Path, factor: str) -> bytes:
     """Test accuracy and train loss per epoch, one line per level of `factor` (mean over every
     finished run at that level, the other factors and the seeds pooled)."""
-    import matplotlib
+    from ..train.plots import new_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (a1, a2) = new_figure(1, 2, (10, 3.8))
     for level in exp.factors[factor]:
         runs = [r for r in rows if r["status"] == "ok" and r.get(factor) == level]
         curves = [RunDir(out / r["run_dir"]).read_metrics() for r in runs]
@@ -139,7 +136,6 @@ def curves_png(exp: Experiment, rows: list[dict], out: Path, factor: str) -> byt
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
     return buf.getvalue()
 
 

@@ -222,12 +222,9 @@ def format_table(rep: StatsReport) -> str:
 def plot_stats(reports: dict, path) -> None:
     """std of the activations and weight-gradient norm against depth, one line per report
     (log scale; a non-finite std is drawn as a gap)."""
-    import matplotlib
+    from ..train.plots import new_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (a1, a2) = new_figure(1, 2, (11, 4))
     for label, rep in reports.items():
         d = [r.index for r in rep.layers]
         std = [r.std if math.isfinite(r.std) and r.std > 0 else math.nan for r in rep.layers]
@@ -239,6 +236,4 @@ def plot_stats(reports: dict, path) -> None:
     for a in (a1, a2):
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(Path(path), dpi=100)
-    plt.close(fig)
+    save_figure(fig, Path(path))

