@@ -308,14 +308,15 @@ def run_claims_cmd(args) -> int:
     from .analysis import claims
 
     doc = claims.run_claims(args.out, quick=args.quick, only=args.only)
-    print(f"{len(doc['claims'])} claims -> {args.out}/claims.md and {args.out}/claims.json")
+    print(f"{len(doc['claims'])} claims in {doc['total_seconds']:.0f} s -> {args.out}/claims.md, claims.html "
+          f"and claims.json")
     return 0
 
 
 @run_claims_cmd.arguments
 def _(p):
     p.add_argument("--quick", action="store_true", help="fewer seeds and epochs (minutes on a laptop CPU)")
-    p.add_argument("--out", default="claims", metavar="DIR", help="folder for claims.md and claims.json (default: claims)")
+    p.add_argument("--out", default="claims", metavar="DIR", help="folder for claims.md, claims.html and claims.json (default: claims)")
     p.add_argument("--only", metavar="NAME,...", help="run only these claims (names as in claims.md)")
 
 
