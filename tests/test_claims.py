@@ -296,3 +296,11 @@ def test_html_report_one_row_per_claim_with_coloured_verdicts():
     assert rows[0][3][0] == "x < y" and rows[0][4][0] == "uses digits" and rows[0][5][0] == "1.2"
     assert "<code>digits</code>" in text
     assert "3 holds, 1 does not hold here, 1 inconclusive; 12 s in all" in text
+
+
+def test_markdown_table_escapes_pipes_in_cells():
+    doc = {"quick": False, "total_seconds": 3.0, "claims": [
+        {"name": "a", "claim": "c", "verdict": claims.HOLDS, "summary": "max |train-eval| 0", "setting": "s",
+         "seconds": 1.0, "effect": None, "ci": None}]}
+    row = [line for line in claims.render_markdown(doc).splitlines() if line.startswith("| c ")]
+    assert row == ["| c | **holds** | max \\|train-eval\\| 0 | 1.0 |"]

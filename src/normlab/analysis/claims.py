@@ -462,7 +462,8 @@ def render_markdown(doc: dict) -> str:
     lines = [f"# {_title(doc)}", "", INTRO, "", _tally(doc), "",
              "| claim | verdict | measured | seconds |", "|---|---|---|---|"]
     for r in doc["claims"]:
-        lines.append(f"| {r['claim']} | **{r['verdict']}** | {r['summary']} | {r['seconds']:.1f} |")
+        cells = (r["claim"], f"**{r['verdict']}**", r["summary"], f"{r['seconds']:.1f}")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines.append("")
     for r in doc["claims"]:
         lines += [f"## {r['name']}: {r['claim']}", "", f"- verdict: **{r['verdict']}**",
