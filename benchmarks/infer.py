@@ -226,13 +226,14 @@ def run_cell(name: str, size: int, batch: int, names, rounds: int, seconds: floa
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds of ~0.3 s per cell instead of 5 of ~1 s")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch and ORT threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="torch and ORT intra-op threads (default: all cores)")
     parser.add_argument("--compile", action="store_true", help="add torch.compile (minutes of compiling on CPU)")
     parser.add_argument("--models", nargs="*", help="only these model names")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "infer.json"))
     args = parser.parse_args(argv)
     if args.threads < 1:
-        raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+        parser.error(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     names = VARIANTS + (("compiled",) if args.compile else ())
     rounds, seconds = (3, 0.3) if args.quick else (5, 1.0)
@@ -251,7 +252,8 @@ def main(argv=None) -> None:
             s = row["img_s"]
             print(f"{name:<15}{size:>4}{batch:>6}{s['eager']:>9,.0f}"
                   + "".join(f"{s[n]:>10,.0f}" for n in cols), flush=True)
-            print(" " * 34 + "".join(f"{'(' + format(row['vs_eager'][n], '.2f') + ')':>10}" for n in cols), flush=True)
+            ratios = "".join(f"{'(' + format(row['vs_eager'][n], '.2f') + ')':>10}" for n in cols)
+            print(" " * 34 + ratios, flush=True)
     print(f"\nBN-folded vs eager (NCHW) at the large batch (target {TARGET}x; best of NCHW and channels_last);"
           "\nfold alone = folded/eager in NCHW and folded_cl/eager_cl in channels_last:")
     for row in rows:
