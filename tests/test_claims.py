@@ -164,6 +164,7 @@ def test_gn_batch_size_pairs_four_cells_and_takes_the_difference_of_drops(fake, 
     per_seed = [0.29 + 0.01 * s for s in range(seeds)]
     assert r["arm"] == pytest.approx([0.30 + 0.01 * s for s in range(seeds)])  # BN's drop
     assert r["baseline"] == pytest.approx([0.01] * seeds)  # GN's drop
+    assert r["numbers"]["effect_per_seed"] == pytest.approx(per_seed)
     assert r["effect"] == pytest.approx(sum(per_seed) / seeds)
     assert r["ci"][0] >= min(per_seed) - 1e-12 and r["ci"][1] <= max(per_seed) + 1e-12
     assert r["verdict"] == claims.HOLDS
@@ -186,6 +187,7 @@ def test_plain_vs_residual_depth_is_measured_on_training_accuracy(fake, tmp_path
     assert_paired(f.calls, "model", ["plain20", "plain56", "resnet20", "resnet56"], 3)
     assert f.calls[0]["dataset"] == "digits" and f.calls[0]["epochs"] == 3
     # (0.99 - (0.30 - 0.02 s)) - (1.00 - 0.97) = 0.66 + 0.02 s
+    assert r["numbers"]["effect_per_seed"] == pytest.approx([0.66, 0.68, 0.70])
     assert r["effect"] == pytest.approx(0.66 + 0.02)
     assert r["verdict"] == claims.HOLDS
     assert r["numbers"]["per_seed"]["plain56"] == pytest.approx([0.30, 0.28, 0.26])

@@ -240,7 +240,9 @@ def _interaction_claim(setting: str, cells: dict, arm: tuple, baseline: tuple, m
     c["setting"] = (f"{setting}; effect = ({arm[0]} - {arm[1]}) - ({baseline[0]} - {baseline[1]}) per seed; "
                     f"{seeds} paired seeds")
     c["numbers"] = {"cells": means, "per_seed": vals, "arm_drop_mean": _mean(arm_drop),
-                    "baseline_drop_mean": _mean(base_drop)}
+                    "baseline_drop_mean": _mean(base_drop),
+                    "effect_per_seed": difference_of_drops(vals[arm[0]], vals[arm[1]],
+                                                           vals[baseline[0]], vals[baseline[1]])}
     c["summary"] = (f"{what}: " + ", ".join(f"{k} {v:.4f}" for k, v in means.items()) +
                     f"; drop {arm[0]}->{arm[1]} {_mean(arm_drop):+.4f} vs {baseline[0]}->{baseline[1]} "
                     f"{_mean(base_drop):+.4f}, effect {c['effect']:+.4f} [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]")
@@ -252,7 +254,7 @@ def claim_bn_deep_mlp(quick: bool, work: Path) -> dict:
     return _trained_claim("mlp depth 20 width 64 sigmoid, torch default init, adam lr 0.01, digits, "
                           f"{common['epochs']} epochs; arm = BN, baseline = no norm",
                           {**common, "norm": "none"}, {**common, "norm": "bn"},
-                          lambda r: r.summary["final_test_acc"], +1, "final test accuracy", quick, work)
+                          _test_acc, +1, "final test accuracy", quick, work)
 
 
 def _zero_fraction(r) -> float:
