@@ -295,7 +295,7 @@ def claim_l2_norm(quick: bool, work: Path) -> dict:
 
 def claim_l2_gap(quick: bool, work: Path) -> dict:
     common = {**L2_COMMON, "epochs": 2 if quick else 5}
-    return _trained_claim(f"same setting as the weight-norm claim; gap = final train acc - test acc",
+    return _trained_claim(f"the weight-norm claim's runs (trained once, shared); gap = final train acc - test acc",
                           common, {**common, "weight_decay": 0.01}, _gap, -1,
                           "train-test accuracy gap", quick, work)
 
