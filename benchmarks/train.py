@@ -99,9 +99,12 @@ def throughput(model_name: str, size: int, batch: int, steps: int) -> dict:
     d = load_dataset("synthetic", size=int(batch * (steps + 2) / 0.8) + batch)
     mean, std = channel_stats(d.train_x)
     out = {}
-    for way in ("tutorial", "normlab"):
+    for way in ("tutorial", "normlab", "normlab_cl"):
         torch.manual_seed(0)
         model = normlab.create_model(model_name, num_classes=10, in_channels=1, input_size=(size, size))
+        cl = way == "normlab_cl"  # --channels-last: NHWC model and batches
+        if cl:
+            model = model.to(memory_format=torch.channels_last)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         if way == "tutorial":
             batches = tutorial_loader(d.train_x, d.train_y, batch, size, mean, std, True)
@@ -117,6 +120,8 @@ def throughput(model_name: str, size: int, batch: int, steps: int) -> dict:
         t0, n = time.perf_counter(), 0
         for _ in range(steps):
             xb, yb = next(it)
+            if cl:
+                xb = xb.contiguous(memory_format=torch.channels_last)
             loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad()
             loss.backward()
@@ -124,6 +129,7 @@ def throughput(model_name: str, size: int, batch: int, steps: int) -> dict:
             n += len(yb)
         out[way] = n / (time.perf_counter() - t0)
     out["ratio"] = out["normlab"] / out["tutorial"]
+    out["ratio_cl"] = out["normlab_cl"] / out["tutorial"]
     return out
 
 
@@ -149,11 +155,13 @@ def main(argv=None):
           + (f", normlab/tutorial = {t_nl / t_tut:.2f}" if t_nl and t_tut else ""))
     steps = 5 if args.quick else 20
     rows = []
-    print(f"{'model':<16}{'px':>5}{'batch':>7}{'tutorial img/s':>16}{'normlab img/s':>15}{'ratio':>8}")
+    print(f"{'model':<16}{'px':>5}{'batch':>7}{'tutorial img/s':>16}{'normlab img/s':>15}{'ratio':>8}"
+          f"{'+channels_last':>16}{'ratio':>8}")
     for name, size, batch in MODELS:
         r = throughput(name, size, batch, steps)
         rows.append({"model": name, "size": size, "batch": batch, **r})
-        print(f"{name:<16}{size:>5}{batch:>7}{r['tutorial']:>16,.0f}{r['normlab']:>15,.0f}{r['ratio']:>8.2f}")
+        print(f"{name:<16}{size:>5}{batch:>7}{r['tutorial']:>16,.0f}{r['normlab']:>15,.0f}{r['ratio']:>8.2f}"
+              f"{r['normlab_cl']:>16,.0f}{r['ratio_cl']:>8.2f}")
     res["throughput"] = rows
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))

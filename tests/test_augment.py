@@ -103,7 +103,38 @@ def test_spec_errors():
         augment.parse("cutout:x")
     with pytest.raises(ConfigError, match=r"^augment: flip takes no argument, got 'flip:2'$"):
         augment.parse("flip:2")
-    with pytest.raises(ConfigError, match=r"^unknown augmentation 'rotate'\."):
-        augment.parse("rotate:3")
+    with pytest.raises(ConfigError, match=r"^unknown augmentation 'rotation'\. Did you mean 'rotate'\?"):
+        augment.parse("rotation:3")
+    with pytest.raises(ConfigError, match=r"^augment: rotate:200 is out of range \(0 < D < 180 degrees\)$"):
+        augment.parse("rotate:200")
+    with pytest.raises(ConfigError, match=r"^augment: zoom needs a number, e.g. zoom:10, got zoom:big$"):
+        augment.parse("zoom:big")
     assert augment.parse("crop:4, flip,resize:16x12") == [("crop", 4), ("flip", None), ("resize", (16, 12))]
     assert augment.make_augment("") is None
+
+
+def test_rotate_scale_against_exact_geometry():
+    import math
+    x = torch.randint(0, 256, (2, 3, 6, 6), dtype=torch.uint8)
+    quarter = augment.rotate_scale(x, torch.tensor([math.pi / 2, -math.pi / 2]), torch.ones(2))
+    # pixel centres of a square image land on pixel centres: bilinear is exact here
+    assert torch.equal(quarter[0], torch.rot90(x[0], 1, (1, 2)))
+    assert torch.equal(quarter[1], torch.rot90(x[1], -1, (1, 2)))
+    assert torch.equal(augment.random_affine(x, 0.0, 0.0), x)
+    # zoom 2 about the centre: output pixel (i, j) samples input (i/2 + 1.5, ...) on a 6x6 grid;
+    # the centre 2x2 of a constant-per-quadrant image keeps its values
+    q = torch.zeros(1, 1, 6, 6, dtype=torch.uint8)
+    q[..., :3, :3], q[..., :3, 3:], q[..., 3:, :3], q[..., 3:, 3:] = 10, 20, 30, 40
+    z = augment.rotate_scale(q, torch.zeros(1), torch.tensor([2.0]))
+    assert z[0, 0, 0, 0] == 10 and z[0, 0, 0, 5] == 20 and z[0, 0, 5, 0] == 30 and z[0, 0, 5, 5] == 40
+
+
+def test_rotate_and_zoom_are_drawn_in_range_and_fused():
+    x = torch.zeros(64, 1, 9, 9, dtype=torch.uint8)
+    x[:, :, 4, 4] = 255  # one bright centre pixel stays at the centre under rotation and zoom
+    out = augment.make_augment("rotate:30,zoom:10")(x, torch.Generator().manual_seed(0))
+    assert out.dtype == torch.uint8 and out.shape == x.shape
+    assert torch.all(out[:, 0, 4, 4] > 0)
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    fused = augment.make_augment("rotate:30,zoom:10")(x, g1)
+    assert torch.equal(fused, augment.random_affine(x, 30.0, 0.10, g2))  # one resampling, same draws

@@ -9,11 +9,16 @@ Spec strings (`--augment`): comma-separated ops applied in order, e.g. "crop:4,f
   translate:T  shift by a random integer -T..T pixels in each direction, zero fill
   flip         horizontal flip with probability 1/2
   cutout:S     zero a random S x S square (its centre anywhere in the image; it may stick out)
+  rotate:D     rotate by a random angle in -D..D degrees about the centre, zero fill
+  zoom:P       scale by a random factor in 1-P/100..1+P/100 about the centre, zero fill
   resize:HxW   resize (antialiased bilinear) to H x W (or resize:S for S x S)
+Adjacent rotate and zoom are drawn per image and applied in one resampling (bilinear), so the
+image is interpolated once.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
@@ -62,6 +67,28 @@ def cutout(x, size: int, generator=None):
     return x.masked_fill(hole.unsqueeze(1), 0)
 
 
+def random_affine(x, degrees: float = 0.0, zoom: float = 0.0, generator=None):
+    """Rotate each image by U(-degrees, degrees) and scale it by U(1 - zoom, 1 + zoom) about its
+    centre, one bilinear resampling of the whole uint8 batch (zero outside the image)."""
+    n = x.shape[0]
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(degrees)
+    scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * zoom
+    return rotate_scale(x, angle, scale)
+
+
+def rotate_scale(x, angle: torch.Tensor, scale: torch.Tensor):
+    """Rotate image n by angle[n] radians and scale it by scale[n] about its centre (bilinear)."""
+    n = x.shape[0]
+    # affine_grid maps output coordinates to input ones: the inverse of the wanted transform.
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = cos, -sin
+    theta[:, 1, 0], theta[:, 1, 1] = sin, cos
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    y = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return y.round_().clamp_(0, 255).to(x.dtype)
+
+
 def resize(x, size: tuple[int, int], generator=None):
     if tuple(x.shape[-2:]) == tuple(size):
         return x
@@ -79,6 +106,17 @@ def _int_arg(op, arg, low=1):
     return v
 
 
+def _float_arg(op, arg):
+    try:
+        v = float(arg)
+    except (TypeError, ValueError):
+        raise ConfigError(f"augment: {op} needs a number, e.g. {op}:10, got {op}:{arg}") from None
+    if not (0 < v < (180 if op == "rotate" else 100)):
+        limit = "0 < D < 180 degrees" if op == "rotate" else "0 < P < 100 percent"
+        raise ConfigError(f"augment: {op}:{arg} is out of range ({limit})")
+    return v
+
+
 def _size_arg(arg):
     try:
         parts = [int(p) for p in str(arg).lower().split("x")]
@@ -91,7 +129,7 @@ def _size_arg(arg):
     return tuple(parts)
 
 
-OPS = ("crop", "translate", "flip", "cutout", "resize")
+OPS = ("crop", "translate", "flip", "cutout", "rotate", "zoom", "resize")
 
 
 def parse(spec: Optional[str]) -> list[tuple[str, object]]:
@@ -109,6 +147,8 @@ def parse(spec: Optional[str]) -> list[tuple[str, object]]:
             raise unknown_name("augmentation", op, OPS)
         if op in ("crop", "translate", "cutout"):
             ops.append((op, _int_arg(op, arg)))
+        elif op in ("rotate", "zoom"):
+            ops.append((op, _float_arg(op, arg)))
         elif op == "flip":
             if arg:
                 raise ConfigError(f"augment: flip takes no argument, got {part!r}")
@@ -131,9 +171,23 @@ def make_augment(spec: Optional[str]) -> Optional[Callable]:
     if not ops:
         return None
 
+    # Fold each run of adjacent rotate/zoom ops into one ("affine", (degrees, zoom)) step.
+    steps: list = []
+    for op, arg in ops:
+        if op in ("rotate", "zoom"):
+            deg, zoom = (0.0, arg / 100) if op == "zoom" else (arg, 0.0)
+            if steps and steps[-1][0] == "affine":
+                prev = steps.pop()[1]
+                deg, zoom = deg or prev[0], zoom or prev[1]
+            steps.append(("affine", (deg, zoom)))
+        else:
+            steps.append((op, arg))
+
     def augment(x: torch.Tensor, generator=None) -> torch.Tensor:
-        for op, arg in ops:
-            if op in ("crop", "translate"):
+        for op, arg in steps:
+            if op == "affine":
+                x = random_affine(x, arg[0], arg[1], generator)
+            elif op in ("crop", "translate"):
                 x = random_crop(x, arg, generator)
             elif op == "flip":
                 x = hflip(x, generator)
