@@ -100,12 +100,6 @@ class FakeTrain:
         self.calls.append(dict(config))
         return SimpleNamespace(summary=self.table(config), model=self.model(config) if self.model else None)
 
-    def by(self, key):
-        out = {}
-        for c in self.calls:
-            out.setdefault(c[key], []).append(c)
-        return out
-
 
 @pytest.fixture
 def fake(monkeypatch):
@@ -158,7 +152,7 @@ def test_gn_batch_size_pairs_four_cells_and_takes_the_difference_of_drops(fake, 
     assert cells == set(GN_TABLE)
     for cell in cells:
         assert sorted(c["seed"] for c in f.calls if (c["norm"], c["batch_size"]) == cell) == list(range(seeds))
-    assert {strip(c, "norm", "batch_size") == strip(f.calls[0], "norm", "batch_size") for c in f.calls} == {True}
+    assert all(strip(c, "norm", "batch_size") == strip(f.calls[0], "norm", "batch_size") for c in f.calls)
     assert f.calls[0]["dataset"] == "mnist5k" and f.calls[0]["model"] == "lenet-bn"
     assert f.calls[0]["epochs"] == epochs and f.calls[0]["optimizer"] == "adam" and f.calls[0]["lr"] == 1e-3
     per_seed = [0.29 + 0.01 * s for s in range(seeds)]
