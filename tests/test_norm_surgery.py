@@ -183,3 +183,23 @@ def test_freeze_bn_checks_rank_and_needs_statistics():
         frozen(torch.randn(2, 3, 4))
     with pytest.raises(ConfigError, match="track_running_stats=False"):
         freeze_bn(nn.BatchNorm2d(3, track_running_stats=False))
+
+
+def test_fuse_bn_linear_bn1d_on_3d_input_is_never_silently_wrong():
+    # BatchNorm1d on (N, C, L) normalizes dim 1, the Linear maps the last dim: with C == L the
+    # shapes fit, but folding would mix the wrong axes (max error ~1 here).
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8))
+    m[1].running_mean.normal_()
+    m[1].running_var.uniform_(0.5, 2.0)
+    m.eval()
+    x3, x2 = torch.randn(4, 8, 8), torch.randn(4, 8)
+    with pytest.raises(ConfigError, match=r"^fuse_bn folded BatchNorm1d '1' into the Linear before it, "
+                                          r"which is right only for 2-D \(N, features\) inputs; it got a 3-D"):
+        fuse_bn(m)(x3)
+    kept = fuse_bn(m, example=x3)  # observed 3-D input: left unfolded, exact
+    assert isinstance(kept[1], nn.BatchNorm1d) and torch.equal(kept(x3), m(x3))
+    folded = fuse_bn(m, example=x2)  # observed 2-D input: folded
+    assert isinstance(folded[1], nn.Identity)
+    torch.testing.assert_close(folded(x2), m(x2))
+    torch.testing.assert_close(fuse_bn(m)(x2), m(x2))

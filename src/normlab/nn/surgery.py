@@ -254,17 +254,39 @@ def _pairs_from_sequentials(model: nn.Module) -> list[tuple[str, str]]:
     return pairs
 
 
-def fuse_bn(model: nn.Module, inplace: bool = False) -> nn.Module:
+class FoldedFeatureNorm(nn.Identity):
+    """Stands where a BatchNorm1d after a Linear was folded. The fold is right only for (N, F)
+    inputs: on (N, C, L) BatchNorm1d normalizes dim 1 while the Linear maps the last dim, so a
+    3-D input here means the folded model computes something else. Say so instead."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.folded_from = name
+
+    def forward(self, input: Tensor) -> Tensor:
+        if input.dim() != 2:
+            raise ConfigError(f"fuse_bn folded BatchNorm1d {self.folded_from!r} into the Linear before it, "
+                              f"which is right only for 2-D (N, features) inputs; it got a {input.dim()}-D "
+                              "input. Fuse with fuse_bn(model, example=<an input batch>) so that such layers "
+                              "are left unfolded")
+        return input
+
+
+def fuse_bn(model: nn.Module, inplace: bool = False, example: Tensor | None = None) -> nn.Module:
     """Fold each BatchNorm into the Conv/Linear feeding it; the model must be in eval mode.
 
     The data flow comes from torch.fx tracing; a model fx cannot trace (data-dependent control
     flow) is fused only where nn.Sequential makes the order certain. Returns the fused model
-    (a copy unless inplace=True); folded BatchNorms become nn.Identity.
+    (a copy unless inplace=True); folded BatchNorms become nn.Identity. A Linear -> BatchNorm1d
+    pair folds only for 2-D inputs: with `example` (an input batch) the input of every
+    BatchNorm is observed and other pairs are left alone; without it they are folded and a
+    3-D input at that point raises a clear error rather than a wrong result.
     """
     if model.training:
         raise ConfigError("fuse_bn is for inference: call model.eval() first (training needs the live BatchNorm)")
     if not inplace:
         model = copy.deepcopy(model)
+    seen = _observed_dims(model, example)
     try:
         pairs = _pairs_from_graph(model)
     except Exception:  # noqa: BLE001 - any tracing failure means "order unknown"
@@ -273,9 +295,13 @@ def fuse_bn(model: nn.Module, inplace: bool = False) -> nn.Module:
         layer, bn = model.get_submodule(layer_name), model.get_submodule(bn_name)
         if not _can_fold(layer, bn):
             continue
+        feature_pair = isinstance(layer, nn.Linear)
+        if feature_pair and seen.get(bn, 0) != 0:
+            continue  # observed (N, C, L) input: BatchNorm1d's channels are not the Linear's outputs
         _fold(layer, bn)
         parent, _, attr = bn_name.rpartition(".")
-        setattr(model.get_submodule(parent), attr, nn.Identity())
+        stand_in = FoldedFeatureNorm(bn_name) if feature_pair and bn not in seen else nn.Identity()
+        setattr(model.get_submodule(parent), attr, stand_in)
     return model
 
 
