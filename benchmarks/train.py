@@ -2,8 +2,9 @@
 
 The tutorials' way: a Dataset of PIL images converted per sample with ToTensor() + Normalize in
 a DataLoader with 2 workers, a Python loop with Adam(lr=1e-3), evaluation after every epoch
-(d2l's train_ch5). normlab's way: `normlab.train` with its defaults (uint8 data resident on the
-device, batched normalization, Adam lr 0.01 with linear decay).
+(d2l's train_ch5). normlab's way: `normlab.train` (uint8 data resident on the device, batched
+normalization); for time to 96% the `fast` recipe, for throughput the same model and optimizer
+as the tutorial with normlab's input pipeline, in NCHW and in channels_last.
 
   1. time to 96% test accuracy on mnist5k with lenet-bn (and the final accuracy);
   2. training throughput (images/s) per tutorial model, same model, same batch size.
@@ -86,9 +87,19 @@ def tutorial_time_to(target: float, epochs: int, batch: int):
     return reached, acc
 
 
-def normlab_time_to(target: float, epochs: int):
+# normlab's ways to 96%: the `fast` recipe as it is (tuned for 99%: 24 epochs, so its first
+# epochs run at a high lr with heavy augmentation), and the same recipe cut down for the
+# lower target (half the width, one epoch, no augmentation): a shorter run is what one
+# would pick for 96%.
+NORMLAB_WAYS = {
+    "fast recipe": {"recipe": "fast"},
+    "fast recipe, cut for 96%": {"recipe": "fast", "width": 16, "epochs": 1, "augment": "", "warmup": 0.0},
+}
+
+
+def normlab_time_to(target: float, options: dict):
     with tempfile.TemporaryDirectory() as tmp:
-        r = normlab.train({"epochs": epochs, "out": str(Path(tmp) / "run"), "progress": False}, log=lambda *a: None)
+        r = normlab.train({**options, "out": str(Path(tmp) / "run"), "progress": False}, log=lambda *a: None)
     hit = next((row["elapsed_seconds"] for row in r.metrics if row["test_acc"] >= target), None)
     return hit, r.summary["final_test_acc"]
 
@@ -147,12 +158,15 @@ def main(argv=None):
                        "platform": platform.platform()}}
     epochs = 5 if args.quick else 10
     t_tut, acc_tut = tutorial_time_to(0.96, epochs, 256)
-    t_nl, acc_nl = normlab_time_to(0.96, 10)
-    res["time_to_96"] = {"tutorial_s": t_tut, "tutorial_acc": acc_tut, "normlab_s": t_nl, "normlab_final_acc": acc_nl,
-                         "ratio": (t_nl / t_tut) if (t_nl and t_tut) else None}
-    print(f"time to 96% on mnist5k (lenet-bn): tutorial loop {t_tut and f'{t_tut:.1f} s'} "
-          f"(acc {acc_tut:.3f}), normlab {t_nl and f'{t_nl:.1f} s'} (final acc {acc_nl:.3f})"
-          + (f", normlab/tutorial = {t_nl / t_tut:.2f}" if t_nl and t_tut else ""))
+    res["time_to_96"] = {"tutorial_s": t_tut, "tutorial_acc": acc_tut, "normlab": {}}
+    print(f"time to 96% on mnist5k: tutorial loop (lenet-bn, Adam 1e-3, batch 256) "
+          f"{t_tut and f'{t_tut:.2f} s'} (acc {acc_tut:.3f})")
+    for way, options in NORMLAB_WAYS.items():
+        t_nl, acc_nl = normlab_time_to(0.96, options)
+        ratio = (t_nl / t_tut) if (t_nl and t_tut) else None
+        res["time_to_96"]["normlab"][way] = {"options": options, "seconds": t_nl, "final_acc": acc_nl, "ratio": ratio}
+        print(f"  normlab, {way}: {t_nl and f'{t_nl:.2f} s'} (final acc {acc_nl:.3f})"
+              + (f", normlab/tutorial = {ratio:.2f}" if ratio else ""))
     steps = 5 if args.quick else 20
     rows = []
     print(f"{'model':<16}{'px':>5}{'batch':>7}{'tutorial img/s':>16}{'normlab img/s':>15}{'ratio':>8}"

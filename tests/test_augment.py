@@ -120,7 +120,7 @@ def test_rotate_scale_against_exact_geometry():
     # pixel centres of a square image land on pixel centres: bilinear is exact here
     assert torch.equal(quarter[0], torch.rot90(x[0], 1, (1, 2)))
     assert torch.equal(quarter[1], torch.rot90(x[1], -1, (1, 2)))
-    assert torch.equal(augment.random_affine(x, 0.0, 0.0), x)
+    assert torch.equal(augment.random_warp(x, 0.0, 0.0), x)
     # zoom 2 about the centre: output pixel (i, j) samples input (i/2 + 1.5, ...) on a 6x6 grid;
     # the centre 2x2 of a constant-per-quadrant image keeps its values
     q = torch.zeros(1, 1, 6, 6, dtype=torch.uint8)
@@ -137,4 +137,30 @@ def test_rotate_and_zoom_are_drawn_in_range_and_fused():
     assert torch.all(out[:, 0, 4, 4] > 0)
     g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
     fused = augment.make_augment("rotate:30,zoom:10")(x, g1)
-    assert torch.equal(fused, augment.random_affine(x, 30.0, 0.10, g2))  # one resampling, same draws
+    assert torch.equal(fused, augment.random_warp(x, 30.0, 0.10, 0.0, g2))  # one resampling, same draws
+
+
+def test_elastic_field_has_the_asked_rms_and_is_smooth():
+    field = augment.elastic_field((16, 1, 28, 28), 1.5, torch.Generator().manual_seed(0))
+    assert field.shape == (16, 28, 28, 2)
+    pixels = torch.stack([field[..., 0] * 14, field[..., 1] * 14], -1)  # [-1, 1] units -> pixels
+    rms = pixels.pow(2).mean(dim=(1, 2, 3)).sqrt()
+    assert torch.allclose(rms, torch.full((16,), 1.5), rtol=1e-4)
+    # smooth: neighbouring displacements differ far less than the displacements themselves
+    step = (pixels[:, 1:] - pixels[:, :-1]).pow(2).mean().sqrt()
+    assert step < 0.2 * 1.5
+
+
+def test_elastic_moves_pixels_by_the_field_and_fuses_with_rotate():
+    x = torch.randint(0, 256, (4, 1, 12, 12), dtype=torch.uint8)
+    ones = torch.ones(4)
+    # a constant field of +1 pixel in x: each output pixel samples its right neighbour in the input
+    shift = torch.zeros(4, 12, 12, 2)
+    shift[..., 0] = 2 / 12
+    moved = augment.rotate_scale(x, torch.zeros(4), ones, shift)
+    assert torch.equal(moved[..., :, :-1], x[..., :, 1:]) and torch.all(moved[..., :, -1] == 0)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    fused = augment.make_augment("rotate:10,elastic:2")(x, g1)
+    assert torch.equal(fused, augment.random_warp(x, 10.0, 0.0, 2.0, g2))
+    with pytest.raises(ConfigError, match=r"^augment: elastic:12 is out of range \(0 < A < 10 pixels\)$"):
+        augment.parse("elastic:12")

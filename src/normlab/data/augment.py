@@ -11,9 +11,10 @@ Spec strings (`--augment`): comma-separated ops applied in order, e.g. "crop:4,f
   cutout:S     zero a random S x S square (its centre anywhere in the image; it may stick out)
   rotate:D     rotate by a random angle in -D..D degrees about the centre, zero fill
   zoom:P       scale by a random factor in 1-P/100..1+P/100 about the centre, zero fill
+  elastic:A    a smooth random displacement field with RMS A pixels (Simard et al. 2003)
   resize:HxW   resize (antialiased bilinear) to H x W (or resize:S for S x S)
-Adjacent rotate and zoom are drawn per image and applied in one resampling (bilinear), so the
-image is interpolated once.
+Adjacent rotate, zoom and elastic ops are drawn per image and applied in one resampling
+(bilinear), so the image is interpolated once.
 """
 
 from __future__ import annotations
@@ -67,17 +68,41 @@ def cutout(x, size: int, generator=None):
     return x.masked_fill(hole.unsqueeze(1), 0)
 
 
-def random_affine(x, degrees: float = 0.0, zoom: float = 0.0, generator=None):
-    """Rotate each image by U(-degrees, degrees) and scale it by U(1 - zoom, 1 + zoom) about its
-    centre, one bilinear resampling of the whole uint8 batch (zero outside the image)."""
+def random_warp(x, degrees: float = 0.0, zoom: float = 0.0, elastic: float = 0.0, generator=None):
+    """Rotate each image by U(-degrees, degrees), scale it by U(1 - zoom, 1 + zoom) about its
+    centre and, with `elastic` > 0, add a smooth random displacement field of RMS `elastic`
+    pixels (Simard et al. 2003); one bilinear resampling of the whole uint8 batch, zero fill."""
     n = x.shape[0]
     angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(degrees)
     scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * zoom
-    return rotate_scale(x, angle, scale)
+    field = elastic_field(x.shape, elastic, generator).to(x.device) if elastic else None
+    return rotate_scale(x, angle, scale, field)
 
 
-def rotate_scale(x, angle: torch.Tensor, scale: torch.Tensor):
-    """Rotate image n by angle[n] radians and scale it by scale[n] about its centre (bilinear)."""
+def elastic_field(shape, rms_pixels: float, generator=None) -> torch.Tensor:
+    """(N, H, W, 2) displacements in affine_grid's [-1, 1] units: uniform noise blurred by a
+    Gaussian of sigma H/7 (4 px at 28, as in Simard et al.), rescaled to RMS `rms_pixels`."""
+    n, _, h, w = shape
+    sigma = max(h, w) / 7
+    radius = int(2 * sigma)
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    g = torch.exp(-0.5 * (t / sigma) ** 2)
+    g = g / g.sum()
+    noise = torch.rand(n * 2, 1, h, w, generator=generator) * 2 - 1
+    # separable blur: rows then columns
+    noise = F.conv2d(F.pad(noise, (radius, radius, 0, 0), mode="reflect" if radius < w else "replicate"),
+                     g.view(1, 1, 1, -1))
+    noise = F.conv2d(F.pad(noise, (0, 0, radius, radius), mode="reflect" if radius < h else "replicate"),
+                     g.view(1, 1, -1, 1))
+    noise = noise.view(n, 2, h, w)
+    noise = noise * (rms_pixels / noise.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12))
+    # pixels -> normalized coordinates (x spans w pixels over 2 units, y spans h)
+    return torch.stack([noise[:, 0] * (2 / w), noise[:, 1] * (2 / h)], dim=-1)
+
+
+def rotate_scale(x, angle: torch.Tensor, scale: torch.Tensor, field: Optional[torch.Tensor] = None):
+    """Rotate image n by angle[n] radians and scale it by scale[n] about its centre, then
+    displace by `field` (N, H, W, 2) in [-1, 1] units if given (bilinear, zero fill)."""
     n = x.shape[0]
     # affine_grid maps output coordinates to input ones: the inverse of the wanted transform.
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
@@ -85,6 +110,8 @@ def rotate_scale(x, angle: torch.Tensor, scale: torch.Tensor):
     theta[:, 0, 0], theta[:, 0, 1] = cos, -sin
     theta[:, 1, 0], theta[:, 1, 1] = sin, cos
     grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    if field is not None:
+        grid = grid + field
     y = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return y.round_().clamp_(0, 255).to(x.dtype)
 
@@ -111,8 +138,9 @@ def _float_arg(op, arg):
         v = float(arg)
     except (TypeError, ValueError):
         raise ConfigError(f"augment: {op} needs a number, e.g. {op}:10, got {op}:{arg}") from None
-    if not (0 < v < (180 if op == "rotate" else 100)):
-        limit = "0 < D < 180 degrees" if op == "rotate" else "0 < P < 100 percent"
+    limit, high = {"rotate": ("0 < D < 180 degrees", 180), "zoom": ("0 < P < 100 percent", 100),
+                   "elastic": ("0 < A < 10 pixels", 10)}[op]
+    if not (0 < v < high):
         raise ConfigError(f"augment: {op}:{arg} is out of range ({limit})")
     return v
 
@@ -129,7 +157,8 @@ def _size_arg(arg):
     return tuple(parts)
 
 
-OPS = ("crop", "translate", "flip", "cutout", "rotate", "zoom", "resize")
+OPS = ("crop", "translate", "flip", "cutout", "rotate", "zoom", "elastic", "resize")
+WARPS = ("rotate", "zoom", "elastic")  # adjacent ones share one resampling
 
 
 def parse(spec: Optional[str]) -> list[tuple[str, object]]:
@@ -147,7 +176,7 @@ def parse(spec: Optional[str]) -> list[tuple[str, object]]:
             raise unknown_name("augmentation", op, OPS)
         if op in ("crop", "translate", "cutout"):
             ops.append((op, _int_arg(op, arg)))
-        elif op in ("rotate", "zoom"):
+        elif op in WARPS:
             ops.append((op, _float_arg(op, arg)))
         elif op == "flip":
             if arg:
@@ -171,22 +200,21 @@ def make_augment(spec: Optional[str]) -> Optional[Callable]:
     if not ops:
         return None
 
-    # Fold each run of adjacent rotate/zoom ops into one ("affine", (degrees, zoom)) step.
+    # Fold each run of adjacent rotate/zoom/elastic ops into one ("warp", {...}) step.
     steps: list = []
     for op, arg in ops:
-        if op in ("rotate", "zoom"):
-            deg, zoom = (0.0, arg / 100) if op == "zoom" else (arg, 0.0)
-            if steps and steps[-1][0] == "affine":
-                prev = steps.pop()[1]
-                deg, zoom = deg or prev[0], zoom or prev[1]
-            steps.append(("affine", (deg, zoom)))
+        if op in WARPS:
+            if not (steps and steps[-1][0] == "warp"):
+                steps.append(("warp", {}))
+            steps[-1][1][op] = arg
         else:
             steps.append((op, arg))
 
     def augment(x: torch.Tensor, generator=None) -> torch.Tensor:
         for op, arg in steps:
-            if op == "affine":
-                x = random_affine(x, arg[0], arg[1], generator)
+            if op == "warp":
+                x = random_warp(x, arg.get("rotate", 0.0), arg.get("zoom", 0.0) / 100, arg.get("elastic", 0.0),
+                                generator)
             elif op in ("crop", "translate"):
                 x = random_crop(x, arg, generator)
             elif op == "flip":

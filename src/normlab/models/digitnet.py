@@ -9,6 +9,9 @@ Two choices from the speed-run literature (e.g. Keller Jordan's airbench) matter
     conv-norm-act-pool, with the same accuracy in our runs (docs/recipes.md);
   - no conv bias: the norm's shift replaces it.
 `depth` adds conv3x3 -> norm -> act layers (no pooling) after the first in each stage.
+
+Source: normlab's own small net; the layout ideas follow K. Jordan, "94% on CIFAR-10 in 3.29
+seconds on a single GPU" (airbench, 2024), adapted to 28x28 digits.
 """
 
 from __future__ import annotations
