@@ -147,8 +147,9 @@ def test_elastic_field_has_the_asked_rms_and_is_smooth():
     rms = pixels.pow(2).mean(dim=(1, 2, 3)).sqrt()
     assert torch.allclose(rms, torch.full((16,), 1.5), rtol=1e-4)
     # smooth: neighbouring displacements differ far less than the displacements themselves
+    # (for independent per-pixel noise the ratio would be sqrt(2))
     step = (pixels[:, 1:] - pixels[:, :-1]).pow(2).mean().sqrt()
-    assert step < 0.2 * 1.5
+    assert step < 0.25 * 1.5
 
 
 def test_elastic_moves_pixels_by_the_field_and_fuses_with_rotate():
