@@ -167,29 +167,37 @@ def _dataset_from_splits(name, splits, classes, info) -> Dataset:
     return Dataset(name, trx, try_, tex, tey, [str(c) for c in classes], info)
 
 
-def _register_vision():
+def _tv_class(name):
+    # torchvision is imported on first use: it costs about a second at start-up, which every run
+    # on the offline sets (mnist5k, digits) would otherwise pay.
     from torchvision import datasets as tvd
 
+    return getattr(tvd, name)
+
+
+def _register_vision():
     from . import vision
 
-    for name, cls, desc in (("mnist", tvd.MNIST, "MNIST handwritten digits"),
-                            ("fashion-mnist", tvd.FashionMNIST, "Fashion-MNIST clothing images"),
-                            ("kmnist", tvd.KMNIST, "Kuzushiji-MNIST cursive Japanese characters")):
+    for name, cls, desc in (("mnist", "MNIST", "MNIST handwritten digits"),
+                            ("fashion-mnist", "FashionMNIST", "Fashion-MNIST clothing images"),
+                            ("kmnist", "KMNIST", "Kuzushiji-MNIST cursive Japanese characters")):
         def load(data_dir=None, _cls=cls, _name=name, **_):
-            splits, classes = vision._load_mnist_like(_cls, _name, data_dir)
-            return _dataset_from_splits(_name, splits, classes, {"origin": f"torchvision.datasets.{_cls.__name__}"})
+            splits, classes = vision._load_mnist_like(_tv_class(_cls), _name, data_dir)
+            return _dataset_from_splits(_name, splits, classes, {"origin": f"torchvision.datasets.{_cls}"})
 
-        register(Source(name, f"{desc}, 28x28 grayscale (ROOT/{cls.__name__}/raw/*-ubyte.gz)", load,
+        register(Source(name, f"{desc}, 28x28 grayscale (ROOT/{cls}/raw/*-ubyte.gz)", load,
                         (1, 28, 28), 10, (60000, 10000), offline=False,
-                        present=lambda d, _cls=cls: vision.mnist_present(_cls, Path(d))))
-    for name, cls, k in (("cifar10", tvd.CIFAR10, 10), ("cifar100", tvd.CIFAR100, 100)):
+                        present=lambda d, _cls=cls: vision.mnist_present(_tv_class(_cls), Path(d))))
+    for name, cls, k, folder, archive in (
+            ("cifar10", "CIFAR10", 10, "cifar-10-batches-py", "cifar-10-python.tar.gz"),
+            ("cifar100", "CIFAR100", 100, "cifar-100-python", "cifar-100-python.tar.gz")):
         def load(data_dir=None, _cls=cls, _name=name, **_):
-            splits, classes = vision._load_cifar(_cls, _name, data_dir)
-            return _dataset_from_splits(_name, splits, classes, {"origin": f"torchvision.datasets.{_cls.__name__}"})
+            splits, classes = vision._load_cifar(_tv_class(_cls), _name, data_dir)
+            return _dataset_from_splits(_name, splits, classes, {"origin": f"torchvision.datasets.{_cls}"})
 
-        register(Source(name, f"CIFAR-{k}, 32x32 colour, {k} classes (ROOT/{cls.base_folder}/ or ROOT/{cls.filename})",
+        register(Source(name, f"CIFAR-{k}, 32x32 colour, {k} classes (ROOT/{folder}/ or ROOT/{archive})",
                         load, (3, 32, 32), k, (50000, 10000), offline=False,
-                        present=lambda d, _cls=cls: vision.cifar_present(_cls, Path(d))))
+                        present=lambda d, _cls=cls: vision.cifar_present(_tv_class(_cls), Path(d))))
 
     def load_svhn(data_dir=None, **_):
         splits, classes = vision._load_svhn("svhn", data_dir)
