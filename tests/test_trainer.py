@@ -1,5 +1,6 @@
 """Optimizers, regularizers, schedules, checkpoints, exact resume, safety."""
 
+import copy
 import math
 import os
 import pickle
@@ -311,3 +312,35 @@ def test_tensorboard_logs_the_metrics(tmp_path):
     acc.Reload()
     got = [(e.step, e.value) for e in acc.Scalars("test_acc")]
     assert got == [(row["epoch"], pytest.approx(row["test_acc"])) for row in r.metrics]
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_fused_optimizers_match_torch_reference_steps(name):
+    """normlab picks torch's fused kernels where the device has them; the updates must match
+    the reference (for-loop) implementation to rounding, over several steps."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
+    ref_model = copy.deepcopy(model)
+    cfg = make_config({"optimizer": name, "lr": 0.05, "weight_decay": 0.01})
+    opt = make_optimizer(model, cfg)
+    assert opt.param_groups[0]["fused"] is True  # this machine's torch has CPU kernels
+    kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+    ref = kind(ref_model.parameters(), lr=0.05, weight_decay=0.01, foreach=False)
+    x, y = torch.randn(16, 5), torch.randint(0, 3, (16,))
+    for _ in range(5):
+        for m, o in ((model, opt), (ref_model, ref)):
+            o.zero_grad()
+            torch.nn.functional.cross_entropy(m(x), y).backward()
+            o.step()
+    for a, b in zip(model.parameters(), ref_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_only_where_the_device_has_kernels():
+    model = torch.nn.Linear(3, 2).to(torch.float64)  # fused kernels do take float64 on CPU
+    opt = make_optimizer(model, make_config({"optimizer": "adam"}))
+    assert opt.param_groups[0]["fused"] is True
+    meta = torch.nn.Linear(3, 2, device="meta")  # not a device with fused kernels
+    opt = make_optimizer(meta, make_config({"optimizer": "adam"}))
+    assert not opt.param_groups[0]["fused"]
+    assert not make_optimizer(model, make_config({"optimizer": "nadam"})).param_groups[0].get("fused")
