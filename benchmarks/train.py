@@ -112,7 +112,7 @@ def normlab_time_to(target: float, options: dict):
     return hit, r.summary["final_test_acc"]
 
 
-def throughput(model_name: str, size: int, batch: int, steps: int) -> dict:
+def throughput(model_name: str, size: int, batch: int, steps: int, options: dict) -> dict:
     """Training images/s for the same model on synthetic digits: tutorial loop vs device loop."""
     # synthetic keeps 80% for training: ask for enough that warm-up + timed steps fit in it
     d = load_dataset("synthetic", size=int(batch * (steps + 2) / 0.8) + batch)
@@ -120,7 +120,7 @@ def throughput(model_name: str, size: int, batch: int, steps: int) -> dict:
     out = {}
     for way in ("tutorial", "normlab", "normlab_cl", "normlab_cl_bf16"):
         torch.manual_seed(0)
-        model = normlab.create_model(model_name, num_classes=10, in_channels=1, input_size=(size, size))
+        model = normlab.create_model(model_name, num_classes=10, in_channels=1, input_size=(size, size), **options)
         cl = way.startswith("normlab_cl")  # --channels-last: NHWC model and batches
         # --precision bf16: autocast, as the trainer does (bf16 matmuls/convs, fp32 weights)
         bf16 = torch.autocast("cpu", dtype=torch.bfloat16, enabled=way.endswith("bf16"))
@@ -160,8 +160,9 @@ def throughput(model_name: str, size: int, batch: int, steps: int) -> dict:
     return out
 
 
-MODELS = [("lenet-bn", 28, 64), ("resnet18-d2l", 28, 64), ("resnet18-d2l", 96, 16), ("densenet-d2l", 96, 16),
-          ("googlenet-mini", 28, 64), ("resnet20", 32, 64)]
+MODELS = [("lenet-bn", 28, 64, {}), ("resnet18-d2l", 28, 64, {}), ("resnet18-d2l", 96, 16, {}),
+          ("densenet-d2l", 96, 16, {}), ("googlenet-mini", 28, 64, {}), ("resnet20", 32, 64, {}),
+          ("digitnet", 28, 64, {"width": 32})]  # not a tutorial model: the fast recipe's, for its layout
 
 
 def main(argv=None):
@@ -187,8 +188,8 @@ def main(argv=None):
     rows = []
     print(f"{'model':<16}{'px':>5}{'batch':>7}{'tutorial img/s':>16}{'normlab img/s':>15}{'ratio':>8}"
           f"{'+channels_last':>16}{'ratio':>8}{'+bf16':>9}{'ratio':>8}")
-    for name, size, batch in MODELS:
-        r = throughput(name, size, batch, steps)
+    for name, size, batch, options in MODELS:
+        r = throughput(name, size, batch, steps, options)
         rows.append({"model": name, "size": size, "batch": batch, **r})
         print(f"{name:<16}{size:>5}{batch:>7}{r['tutorial']:>16,.0f}{r['normlab']:>15,.0f}{r['ratio']:>8.2f}"
               f"{r['normlab_cl']:>16,.0f}{r['ratio_cl']:>8.2f}{r['normlab_cl_bf16']:>9,.0f}{r['ratio_cl_bf16']:>8.2f}")
