@@ -4,8 +4,9 @@
     python benchmarks/infer.py --quick       # fewer repeats, shorter cells
     python benchmarks/infer.py --threads 1   # default: all cores
     python benchmarks/infer.py --compile     # also torch.compile (slow to compile on CPU)
+    python benchmarks/infer.py --device cuda # the torch variants on a GPU (onnx stays CPU-only: skipped)
 
-Variants, all on CPU in float32:
+Variants, all in float32 (on the CPU unless --device says otherwise):
   eager      model.eval() under torch.inference_mode()
   eager_cl   eager with the model and the input in channels_last: separates what folding gains
              from what the layout gains
@@ -175,14 +176,22 @@ def check(variants: dict, rel_tol: float = REL_TOL) -> dict:
     return diffs
 
 
-def time_variants(variants: dict, rounds: int, seconds: float, warmup: int = 2) -> dict:
+def _sync(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # CUDA calls return before the work is done
+
+
+def time_variants(variants: dict, rounds: int, seconds: float, warmup: int = 2,
+                  device: torch.device = torch.device("cpu")) -> dict:
     """Median seconds per call of each variant, interleaved round by round."""
     chunk = {}
     for name, v in variants.items():
         for _ in range(max(0, warmup - 1)):
             v()
+        _sync(device)
         t0 = time.perf_counter()
         v()
+        _sync(device)
         one = time.perf_counter() - t0
         chunk[name] = max(1, round(seconds / rounds / max(one, 1e-6)))
     names = list(variants)
@@ -193,16 +202,18 @@ def time_variants(variants: dict, rounds: int, seconds: float, warmup: int = 2) 
             t0 = time.perf_counter()
             for _ in range(n):
                 v()
+            _sync(device)
             v.times.append((time.perf_counter() - t0) / n)
     return {name: statistics.median(v.times) for name, v in variants.items()}
 
 
-def run_cell(name: str, size: int, batch: int, names, rounds: int, seconds: float, threads: int) -> dict:
-    model = build_model(name, size)
-    x = torch.randn(batch, 1, size, size, generator=torch.Generator().manual_seed(1))
+def run_cell(name: str, size: int, batch: int, names, rounds: int, seconds: float, threads: int,
+             device: torch.device = torch.device("cpu")) -> dict:
+    model = build_model(name, size).to(device)
+    x = torch.randn(batch, 1, size, size, generator=torch.Generator().manual_seed(1)).to(device)
     variants = make_variants(model, x, names, threads)
     diffs = check(variants)
-    per_call = time_variants(variants, rounds, seconds)
+    per_call = time_variants(variants, rounds, seconds, device=device)
     row = {"model": name, "size": size, "batch": batch, "rounds": rounds,
            "bn_layers": count_bn(model), "bn_left_after_fuse": count_bn(fuse_bn(model)),
            "img_s": {k: batch / t for k, t in per_call.items()},
@@ -230,12 +241,17 @@ def main(argv=None) -> None:
                         help="torch and ORT intra-op threads (default: all cores)")
     parser.add_argument("--compile", action="store_true", help="add torch.compile (minutes of compiling on CPU)")
     parser.add_argument("--models", nargs="*", help="only these model names")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (onnx runs on the CPU only: "
+                        "it is left out on other devices)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "infer.json"))
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     names = VARIANTS + (("compiled",) if args.compile else ())
+    if device.type != "cpu":
+        names = tuple(n for n in names if n != "onnx")
     rounds, seconds = (3, 0.3) if args.quick else (5, 1.0)
     cols = [n for n in names if n != "eager"]
     head = f"{'model':<15}{'px':>4}{'batch':>6}{'eager':>9}" + "".join(f"{n:>10}" for n in cols)
@@ -247,7 +263,7 @@ def main(argv=None) -> None:
         for batch in (1, LARGE_BATCH_96 if size >= 96 else LARGE_BATCH):
             # a 96px large-batch call is ~1 s: fewer rounds, one call per chunk
             r_rounds = 3 if size >= 96 and batch > 1 else rounds
-            row = run_cell(name, size, batch, names, r_rounds, seconds, args.threads)
+            row = run_cell(name, size, batch, names, r_rounds, seconds, args.threads, device)
             rows.append(row)
             s = row["img_s"]
             print(f"{name:<15}{size:>4}{batch:>6}{s['eager']:>9,.0f}"
@@ -271,7 +287,8 @@ def main(argv=None) -> None:
 
     meta = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "threads": args.threads,
             "cpu_count": os.cpu_count(), "machine": platform.machine(), "platform": platform.platform(),
-            "quick": args.quick, "target": TARGET, "rel_tol": REL_TOL}
+            "quick": args.quick, "target": TARGET, "rel_tol": REL_TOL, "device": str(device),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     print(f"wrote {out}")
 
