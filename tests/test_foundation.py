@@ -204,3 +204,24 @@ def test_default_lr_is_the_models():
     # the tutorial's norm-free GoogLeNet dies at 0.01 with Adam (chance accuracy); it gets 0.001
     assert make_config({"model": "googlenet-mini"}).lr == 0.001
     assert make_config({"model": "googlenet-mini", "lr": 0.05}).lr == 0.05
+
+
+def test_fuse_bn_inference_matches_the_trained_model(tmp_path):
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    run = normlab.train(dict(TINY, norm="bn", out=str(tmp_path / "bn")), log=lambda *a: None)
+    plain, fused = normlab.load(run.run_dir), normlab.load(run.run_dir, fuse_bn=True)
+    assert any(isinstance(m, _BatchNorm) for m in plain.model.modules())
+    assert not any(isinstance(m, _BatchNorm) for m in fused.model.modules())
+    x = plain.transform(load_dataset("digits").test_x)
+    with torch.no_grad():
+        torch.testing.assert_close(fused.model(x), plain.model(x), rtol=1e-5, atol=1e-5)
+    same = normlab.evaluate_run(run.run_dir)
+    assert same["test_acc"] == run.summary["final_test_acc"]
+    folded = normlab.evaluate_run(run.run_dir, fuse_bn=True)
+    assert abs(folded["test_acc"] - same["test_acc"]) <= 1 / same["test_size"]  # at most a near-tie moves
+    img = tmp_path / "d.png"
+    Image.fromarray(load_dataset("digits").test_x[0, 0].numpy(), "L").save(img)
+    a = normlab.predict(run.run_dir, [str(img)])
+    b = normlab.predict(run.run_dir, [str(img)], fuse_bn=False)
+    assert a[0]["class"] == b[0]["class"] and a[0]["probability"] == pytest.approx(b[0]["probability"], abs=1e-5)

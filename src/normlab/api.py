@@ -30,10 +30,12 @@ class LoadedRun:
     device: torch.device
 
 
-def load(run_dir, device: str = "cpu") -> LoadedRun:
+def load(run_dir, device: str = "cpu", fuse_bn: bool = False) -> LoadedRun:
     """Rebuild a run's model from config.json and weights.safetensors, in eval mode.
 
     Nothing in a run directory is executed: the config is JSON, the weights safetensors.
+    fuse_bn=True folds each BatchNorm into the conv/linear before it (the same function to
+    rounding, 1.1-1.8x faster on a CPU with channels_last, which the run's own setting picks).
     """
     run = RunDir.open(run_dir)
     try:
@@ -51,16 +53,24 @@ def load(run_dir, device: str = "cpu") -> LoadedRun:
         raise CheckpointError(f"weights in {str(run.path)!r} do not fit model {cfg.model!r}: "
                               f"{str(exc).splitlines()[0]}") from None
     model.to(dev).eval()
+    if fuse_bn:
+        from .nn.surgery import fuse_bn as fold
+
+        example = torch.zeros((1, *pre.get("model_input_shape", shape)), device=dev)
+        model = fold(model, inplace=True, example=example)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     summary = run.read_json("summary.json") if (run / "summary.json").is_file() else {}
     return LoadedRun(run.path, cfg, model, pipeline.input_transform(pre), pre, pre["classes"],
                      shape, summary, dev)
 
 
-def evaluate_run(run_dir, device: str = "cpu") -> dict:
-    """Recompute test loss and accuracy from the saved weights."""
-    r = load(run_dir, device)
+def evaluate_run(run_dir, device: str = "cpu", fuse_bn: bool = False) -> dict:
+    """Recompute test loss and accuracy from the saved weights (as trained: fuse_bn=False
+    reproduces the run's own score exactly; True is faster and may move a near-tie)."""
+    r = load(run_dir, device, fuse_bn)
     loader = pipeline.test_loader(r.config, r.preprocess, r.device)
-    res = evaluate(r.model, loader, tta=r.config.tta)
+    res = evaluate(r.model, loader, r.config.precision, r.config.channels_last, r.config.tta)
     return {"run_dir": str(r.run_dir), "test_loss": res["loss"], "test_acc": res["acc"], "test_top5": res.get("top5"),
             "summary_test_acc": r.summary.get("final_test_acc"), "test_size": loader.num_samples}
 
@@ -91,9 +101,10 @@ def read_image(path, shape) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(run_dir, images: Sequence, device: str = "cpu", run: Optional[LoadedRun] = None) -> list[dict]:
-    """Class and probability for each image file."""
-    r = run or load(run_dir, device)
+def predict(run_dir, images: Sequence, device: str = "cpu", run: Optional[LoadedRun] = None,
+            fuse_bn: bool = True) -> list[dict]:
+    """Class and probability for each image file (BatchNorm folded unless fuse_bn=False)."""
+    r = run or load(run_dir, device, fuse_bn)
     x = torch.stack([read_image(p, r.input_shape) for p in images]).to(r.device)
     probs = predict_proba(r.model, r.transform(x), parse_tta(r.config.tta))
     p, k = probs.max(1)

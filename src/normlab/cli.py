@@ -96,7 +96,7 @@ def _(p):
 def run_eval(args) -> int:
     from .api import evaluate_run
 
-    res = evaluate_run(args.run_dir, device=args.device)
+    res = evaluate_run(args.run_dir, device=args.device, fuse_bn=args.fuse_bn)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -113,6 +113,9 @@ def run_eval(args) -> int:
 def _(p):
     p.add_argument("run_dir", help="a run directory written by `normlab train`")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps (default: cpu)")
+    p.add_argument("--fuse-bn", action="store_true",
+                   help="fold BatchNorm into the layer before it: faster, equal to rounding (default: off, so the "
+                        "score reproduces the run's exactly)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -121,7 +124,7 @@ def _(p):
 def run_predict(args) -> int:
     from .api import predict
 
-    preds = predict(args.run_dir, args.images, device=args.device)
+    preds = predict(args.run_dir, args.images, device=args.device, fuse_bn=args.fuse_bn)
     if args.json:
         print(json.dumps(preds, indent=2))
     else:
@@ -136,6 +139,8 @@ def _(p):
     p.add_argument("run_dir", help="a run directory written by `normlab train`")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files, any size, grayscale or colour")
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps (default: cpu)")
+    p.add_argument("--fuse-bn", action=argparse.BooleanOptionalAction, default=True,
+                   help="fold BatchNorm into the layer before it, the same function to rounding (default: on)")
     p.add_argument("--json", action="store_true", help='print a JSON list of {"file", "class", "probability"}')
 
 
