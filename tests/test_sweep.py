@@ -3,6 +3,7 @@
 import base64
 import csv
 import json
+import os
 import shutil
 from html.parser import HTMLParser
 
@@ -250,3 +251,44 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
     assert resumed.skipped == done_before
     assert sorted(resumed.ran + resumed.skipped) == ["norm=bn-s0", "norm=bn-s1", "norm=none-s0", "norm=none-s1"]
     assert all(r["status"] == "ok" for r in sweep.collect(out))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="finds the worker processes through Linux's /proc")
+def test_a_dead_worker_fails_its_runs_instead_of_hanging_and_a_rerun_finishes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    yml = tmp_path / "e.yaml"
+    yml.write_text("base: {dataset: digits, model: mlp, epochs: 3, width: 16, depth: 1, device: cpu, "
+                   "batch_size: 8}\nfactors: {norm: [bn, none]}\nseeds: 2\n")
+    out = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-m", "normlab", "compare", str(yml), "--out", str(out), "--jobs", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    def workers():
+        kids = []
+        for task in os.listdir(f"/proc/{proc.pid}/task"):
+            with open(f"/proc/{proc.pid}/task/{task}/children") as f:
+                kids += [int(k) for k in f.read().split()]
+        cmd = lambda pid: open(f"/proc/{pid}/cmdline", "rb").read()  # noqa: E731
+        return [k for k in kids if b"spawn_main" in cmd(k) and b"resource_tracker" not in cmd(k)]
+
+    deadline = time.monotonic() + 60
+    while not list(out.glob("runs/*/config.json")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victims = workers()
+    assert victims, "no worker process found"
+    os.kill(victims[0], signal.SIGKILL)
+    try:
+        log, _ = proc.communicate(timeout=120)  # multiprocessing.Pool would hang here forever
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("compare hung after a worker died")
+    assert proc.returncode == 1
+    assert "a worker process died" in log and "run the same command again" in log and "Traceback" not in log
+    exp = sweep.load_experiment(yml)
+    resumed = sweep.run_sweep(exp, out, log=quiet)
+    assert sorted(resumed.ran + resumed.skipped) == ["norm=bn-s0", "norm=bn-s1", "norm=none-s0", "norm=none-s1"]
+    assert resumed.ran and all(r["status"] == "ok" for r in sweep.collect(out))

@@ -266,20 +266,29 @@ def run_sweep(exp: Experiment, out, jobs: int = 1, shard: Optional[tuple[int, in
             outcome.ran.append(name)
             log(f"  {name}: done in {secs:.1f} s")
 
-    names = {cfg["out"]: name for name, cfg in todo}
     if jobs == 1 or len(todo) <= 1:
         for name, cfg in todo:
             _, err, secs = run_job(cfg)
             record(name, err, secs)
     else:
         import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures.process import BrokenProcessPool
 
         # spawn: a fresh interpreter per worker, safe with torch's threads (fork is not).
-        with mp.get_context("spawn").Pool(min(jobs, len(todo)), initializer=_worker_init, initargs=(1,)) as pool:
-            for run_out, err, secs in pool.imap_unordered(run_job, [cfg for _, cfg in todo]):
-                record(names[run_out], err, secs)
-            pool.close()  # let the workers exit cleanly rather than be terminated by the with-block
-            pool.join()
+        # An executor, not multiprocessing.Pool: when a worker dies (killed, out of memory) a
+        # Pool waits forever for its task, while the executor fails the pending runs at once.
+        died = ("a worker process died (killed, or out of memory?) before this run finished; "
+                "run the same command again to train only the missing runs")
+        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn"),
+                                 initializer=_worker_init, initargs=(1,)) as pool:
+            futures = {pool.submit(run_job, cfg): name for name, cfg in todo}
+            for fut in as_completed(futures):
+                try:
+                    _, err, secs = fut.result()
+                except BrokenProcessPool:
+                    err, secs = died, 0.0
+                record(futures[fut], err, secs)
     write_results(out)
     return outcome
 
