@@ -334,3 +334,14 @@ def test_catalog_and_cli_models(capsys):
     assert any(line.split()[:3] == ["resnet110", "resnet-cifar", "1,727,962"] for line in out)
     assert cli.main(["models", "--family", "resnets"]) == 2
     assert "unknown model family 'resnets'" in capsys.readouterr().err
+
+
+def test_instance_norm_on_a_1x1_map_is_a_clear_error_at_build_time():
+    with pytest.raises(ConfigError) as e:
+        create_model("resnet18-d2l", in_channels=1, input_size=(28, 28), norm="in")
+    assert str(e.value) == ("norm 'in': resnet18-d2l at input size 28x28 feeds instance norm 'b5.0.bn1' a 1x1 "
+                            "map, one value per channel, which it cannot normalize; give a larger input "
+                            "(e.g. --resize 64) or use --norm gn, ln or bn")
+    # large enough: builds, and the probe leaves the model in training mode
+    model = create_model("resnet18-d2l", in_channels=1, input_size=(64, 64), norm="in")
+    assert model.training and all(m.training for m in model.modules())

@@ -71,7 +71,35 @@ def create_model(name: str, num_classes: int = 10, in_channels: Optional[int] = 
     model = spec.builder(num_classes=num_classes, in_channels=in_channels, input_size=input_size,
                          norm=norm or spec.default_norm, act=act or spec.default_act,
                          dropout=dropout, norm_impl=norm_impl, **kw)
+    if (norm or spec.default_norm) == "in":
+        _check_instance_norm_inputs(model, name, (in_channels, *input_size))
     return init_weights(model, init)
+
+
+def _check_instance_norm_inputs(model: tnn.Module, name: str, input_shape) -> None:
+    """Instance norm over a 1x1 map normalizes one value per channel: its output would be all
+    zeros (its shift) and torch refuses it. Find that here, by one probe forward, rather than
+    as a ValueError from inside torch in the first training step."""
+    import torch
+
+    layers = {m: n for n, m in model.named_modules() if "InstanceNorm" in type(m).__name__}
+
+    def look(mod, args):
+        if args[0][0, 0].numel() <= 1:
+            size = "x".join(map(str, args[0].shape[2:]))
+            raise ConfigError(
+                f"norm 'in': {name} at input size {input_shape[1]}x{input_shape[2]} feeds instance norm "
+                f"{layers[mod]!r} a {size} map, one value per channel, which it cannot normalize; "
+                f"give a larger input (e.g. --resize 64) or use --norm gn, ln or bn")
+
+    hooks = [m.register_forward_pre_hook(look) for m in layers]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train()
 
 
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
