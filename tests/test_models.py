@@ -345,3 +345,14 @@ def test_instance_norm_on_a_1x1_map_is_a_clear_error_at_build_time():
     # large enough: builds, and the probe leaves the model in training mode
     model = create_model("resnet18-d2l", in_channels=1, input_size=(64, 64), norm="in")
     assert model.training and all(m.training for m in model.modules())
+
+
+def test_dropout_none_is_the_models_own_and_zero_turns_it_off():
+    ps = lambda m: [d.p for d in m.modules() if isinstance(d, torch.nn.Dropout)]  # noqa: E731
+    assert ps(create_model("nin", input_size=(96, 96))) == [0.5]  # the paper's
+    assert ps(create_model("googlenet", input_size=(96, 96))) == [0.2]  # torchvision's
+    # an ablation's `dropout: [0, 0.5]` must really compare none with some
+    assert ps(create_model("nin", input_size=(96, 96), dropout=0.0)) == [0.0]
+    assert ps(create_model("googlenet", input_size=(96, 96), dropout=0.0)) == [0.0]
+    assert ps(create_model("lenet-bn", dropout=0.3)) == [0.3] and ps(create_model("lenet-bn")) == []
+    assert get_spec("nin").default_dropout == 0.5 and get_spec("mlp").default_dropout == 0.0

@@ -106,7 +106,9 @@ class TrainConfig:
     norm_impl: str = opt("native", "norm implementation: native (torch kernels) or reference "
                          "(normlab's tensor-op layers)", choices=("native", "reference"))
     act: Optional[str] = opt(None, "activation (default: the model's own), e.g. relu, sigmoid, tanh")
-    dropout: float = opt(0.0, "dropout probability before the classifier", check=probability)
+    dropout: Optional[float] = opt(None, "dropout probability before the classifier (default: the model's own, "
+                                         "0.2 for googlenet, 0.5 for nin, 0 for the others)",
+                                   check=optional(probability))
     depth: Optional[int] = opt(None, "where the model has that knob: hidden layers (mlp), convs per stage "
                                "(digitnet)",
                                check=optional(at_least_one))

@@ -117,6 +117,6 @@ class GoogLeNet(tnn.Module):
 
 @register("googlenet", "googlenet", "GoogLeNet / Inception v1, torchvision-compatible weights",
           default_input=(3, 224, 224), aux_logits=False)
-def googlenet(dropout=0.0, **kw):
-    # torchvision's dropout before the classifier is 0.2; a user's --dropout replaces it.
-    return GoogLeNet(dropout=dropout or 0.2, **kw)
+def googlenet(dropout=0.2, **kw):
+    # torchvision's dropout before the classifier; a user's --dropout (0 included) replaces it.
+    return GoogLeNet(dropout=dropout, **kw)

@@ -43,5 +43,5 @@ class NiN(tnn.Module):
 
 @register("nin", "nin", "Network in Network: 1x1 convs and global pooling instead of dense layers",
           default_norm="none", default_input=(1, 224, 224))
-def nin(dropout=0.0, **kw):
-    return NiN(dropout=dropout or 0.5, **kw)
+def nin(dropout=0.5, **kw):
+    return NiN(dropout=dropout, **kw)

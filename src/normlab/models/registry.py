@@ -29,6 +29,14 @@ class ModelSpec:
     # norm-free ReLU nets such as the tutorial's GoogLeNet die at it and get a lower one.
     default_lr: float = 0.01
 
+    @property
+    def default_dropout(self) -> float:
+        """The builder's own dropout before the classifier (what a run without --dropout gets)."""
+        import inspect
+
+        p = inspect.signature(self.builder).parameters.get("dropout")
+        return 0.0 if p is None or p.default is inspect.Parameter.empty else float(p.default)
+
 
 MODELS: dict[str, ModelSpec] = {}
 
@@ -55,9 +63,11 @@ def list_models() -> list[str]:
 
 def create_model(name: str, num_classes: int = 10, in_channels: Optional[int] = None,
                  input_size: Optional[Sequence[int]] = None, norm: Optional[str] = None,
-                 act: Optional[str] = None, dropout: float = 0.0, init: str = "default",
+                 act: Optional[str] = None, dropout: Optional[float] = None, init: str = "default",
                  norm_impl: str = "native", **model_kw) -> tnn.Module:
     """Build model `name`; None arguments take the model's own defaults (see `normlab models`)."""
+    if dropout is not None:
+        model_kw["dropout"] = dropout
     spec = get_spec(name)
     if in_channels is None:
         in_channels = spec.default_input[0]
@@ -70,7 +80,7 @@ def create_model(name: str, num_classes: int = 10, in_channels: Optional[int] = 
     kw.update({k: v for k, v in model_kw.items() if v is not None})
     model = spec.builder(num_classes=num_classes, in_channels=in_channels, input_size=input_size,
                          norm=norm or spec.default_norm, act=act or spec.default_act,
-                         dropout=dropout, norm_impl=norm_impl, **kw)
+                         norm_impl=norm_impl, **kw)
     if (norm or spec.default_norm) == "in":
         _check_instance_norm_inputs(model, name, (in_channels, *input_size))
     return init_weights(model, init)

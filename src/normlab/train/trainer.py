@@ -75,7 +75,9 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     """Fill the model's own defaults (norm, act) and the run directory into the config."""
     spec = get_spec(cfg.model)
     out = cfg.out or str(Path("runs") / f"{cfg.model}-{cfg.dataset}-{datetime.now():%Y%m%d-%H%M%S}")
-    return cfg.replace(norm=cfg.norm or spec.default_norm, act=cfg.act or spec.default_act, out=out)
+    dropout = spec.default_dropout if cfg.dropout is None else cfg.dropout
+    return cfg.replace(norm=cfg.norm or spec.default_norm, act=cfg.act or spec.default_act, dropout=dropout,
+                       out=out)
 
 
 def build_model(cfg: TrainConfig, input_shape, num_classes: int) -> torch.nn.Module:
