@@ -344,3 +344,34 @@ def test_fused_only_where_the_device_has_kernels():
     opt = make_optimizer(meta, make_config({"optimizer": "adam"}))
     assert not opt.param_groups[0]["fused"]
     assert not make_optimizer(model, make_config({"optimizer": "nadam"})).param_groups[0].get("fused")
+
+
+@pytest.mark.parametrize("check_every", [1, 4])
+def test_nan_is_named_at_its_step_when_checked_every_step_or_in_batches(check_every):
+    """The GPU path reads the first bad step from the device every few steps; it must still
+    name the exact step (6 here), not the step where it looked (8)."""
+    import threading
+
+    from normlab.data.loader import DeviceLoader, Normalize
+    from normlab.train.trainer import train_epoch
+
+    class FakeStep:
+        model = torch.nn.Linear(1, 2)
+        calls = 0
+
+        def __call__(self, xb, yb):
+            self.calls += 1
+            loss = torch.tensor(float("inf") if self.calls == 7 else float("nan") if self.calls == 6 else 1.0)
+            return torch.zeros(len(yb), 2), loss
+
+    x = torch.zeros(40, 1, 2, 2, dtype=torch.uint8)
+    loader = DeviceLoader(x, torch.zeros(40, dtype=torch.long), 4, Normalize([0.5], [0.2]))
+
+    class Bar:
+        def update(self, n):
+            pass
+
+    step = FakeStep()
+    with pytest.raises(TrainingError, match=r"^the loss became nan at epoch 3, step 6$"):
+        train_epoch(step, loader, 3, Bar(), threading.Event(), check_every=check_every)
+    assert step.calls == (6 if check_every == 1 else 8)

@@ -191,17 +191,34 @@ class Step:
         return out, loss
 
 
-def train_epoch(step: Step, loader: DeviceLoader, epoch: int, bar, stop: threading.Event):
+def train_epoch(step: Step, loader: DeviceLoader, epoch: int, bar, stop: threading.Event,
+                check_every: Optional[int] = None):
+    """One pass over the training batches; (mean loss, accuracy, examples).
+
+    A non-finite loss stops training, naming the step. On a CPU each step's loss is read at
+    once (cheap); on a GPU reading it would stall the queue of kernels every step, so the first
+    bad step is recorded on the device and read every `check_every` steps (default 32).
+    """
     step.model.train()
     dev = loader.x.device
+    if check_every is None:
+        check_every = 1 if dev.type == "cpu" else 32
     loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
     correct = torch.zeros((), dtype=torch.int64, device=dev)
-    seen = 0
+    bad_step = torch.full((), -1, dtype=torch.int64, device=dev)
+    bad_loss = torch.zeros((), device=dev)
+    seen, last = 0, len(loader)
     for i, (xb, yb) in enumerate(loader, start=1):
         out, loss = step(xb, yb)
-        # One host sync per step: the price of naming the exact step where training diverged.
-        if not math.isfinite(loss.item()):
-            raise TrainingError(f"the loss became {loss.item()} at epoch {epoch}, step {i}")
+        if check_every == 1:
+            if not math.isfinite(loss.item()):
+                raise TrainingError(f"the loss became {loss.item()} at epoch {epoch}, step {i}")
+        else:
+            first = (bad_step < 0) & ~torch.isfinite(loss.detach())
+            bad_step = torch.where(first, i, bad_step)
+            bad_loss = torch.where(first, loss.detach().float(), bad_loss)
+            if (i % check_every == 0 or i == last) and int(bad_step) >= 0:
+                raise TrainingError(f"the loss became {bad_loss.item()} at epoch {epoch}, step {int(bad_step)}")
         loss_sum += loss.detach().double() * len(yb)
         correct += (out.detach().argmax(1) == yb).sum()
         seen += len(yb)
@@ -217,12 +234,17 @@ def epoch_line(row: dict, epochs: int) -> str:
 
 
 def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
     import numpy
-    import torchvision
 
     from .. import __version__
 
-    return {"normlab": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+    try:  # from the package metadata: importing torchvision would cost a second per run
+        tv = version("torchvision")
+    except PackageNotFoundError:
+        tv = None
+    return {"normlab": __version__, "torch": torch.__version__, "torchvision": tv,
             "numpy": numpy.__version__, "python": platform.python_version()}
 
 
