@@ -224,24 +224,39 @@ def test_every_shipped_experiment_file_is_valid():
         assert exp.factors and len(exp.seeds) >= 3, f.name
 
 
-def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
-    import os
-    import signal
+ALL_FOUR = ["norm=bn-s0", "norm=bn-s1", "norm=none-s0", "norm=none-s1"]
+
+
+def start_compare(tmp_path, epochs, batch_size, **popen):
+    """`normlab compare --jobs 2` of a 2 x 2 grid in its own process group; (yml, out, process)."""
     import subprocess
     import sys
-    import time
 
     yml = tmp_path / "e.yaml"
-    yml.write_text("base: {dataset: digits, model: mlp, epochs: 2, width: 16, depth: 1, device: cpu, "
-                   "batch_size: 16}\nfactors: {norm: [bn, none]}\nseeds: 2\n")
+    yml.write_text(f"base: {{dataset: digits, model: mlp, epochs: {epochs}, width: 16, depth: 1, device: cpu, "
+                   f"batch_size: {batch_size}}}\nfactors: {{norm: [bn, none]}}\nseeds: 2\n")
     out = tmp_path / "sweep"
-    # Two worker processes; the kill takes the parent and both workers down mid-sweep.
     proc = subprocess.Popen([sys.executable, "-m", "normlab", "compare", str(yml), "--out", str(out), "--jobs", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    first = out / "runs" / "norm=bn-s0" / "summary.json"
-    deadline = time.monotonic() + 60
-    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+                            start_new_session=True, **popen)
+    return yml, out, proc
+
+
+def wait_for(path_glob, out, proc, seconds=60):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not list(out.glob(path_glob)) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
+    import signal
+    import subprocess
+
+    # Two worker processes; the kill takes the parent and both workers down mid-sweep.
+    yml, out, proc = start_compare(tmp_path, 2, 16, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out / "runs" / "norm=bn-s0" / "summary.json"
+    wait_for("runs/norm=bn-s0/summary.json", out, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done_before = sorted(p.parent.name for p in out.glob("runs/*/summary.json"))
@@ -249,7 +264,7 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
     exp = sweep.load_experiment(yml)
     resumed = sweep.run_sweep(exp, out, log=quiet)
     assert resumed.skipped == done_before
-    assert sorted(resumed.ran + resumed.skipped) == ["norm=bn-s0", "norm=bn-s1", "norm=none-s0", "norm=none-s1"]
+    assert sorted(resumed.ran + resumed.skipped) == ALL_FOUR
     assert all(r["status"] == "ok" for r in sweep.collect(out))
 
 
@@ -257,15 +272,8 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
 def test_a_dead_worker_fails_its_runs_instead_of_hanging_and_a_rerun_finishes(tmp_path):
     import signal
     import subprocess
-    import sys
-    import time
 
-    yml = tmp_path / "e.yaml"
-    yml.write_text("base: {dataset: digits, model: mlp, epochs: 3, width: 16, depth: 1, device: cpu, "
-                   "batch_size: 8}\nfactors: {norm: [bn, none]}\nseeds: 2\n")
-    out = tmp_path / "sweep"
-    proc = subprocess.Popen([sys.executable, "-m", "normlab", "compare", str(yml), "--out", str(out), "--jobs", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    yml, out, proc = start_compare(tmp_path, 3, 8, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def workers():
         kids = []
@@ -275,9 +283,7 @@ def test_a_dead_worker_fails_its_runs_instead_of_hanging_and_a_rerun_finishes(tm
         cmd = lambda pid: open(f"/proc/{pid}/cmdline", "rb").read()  # noqa: E731
         return [k for k in kids if b"spawn_main" in cmd(k) and b"resource_tracker" not in cmd(k)]
 
-    deadline = time.monotonic() + 60
-    while not list(out.glob("runs/*/config.json")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for("runs/*/config.json", out, proc)
     victims = workers()
     assert victims, "no worker process found"
     os.kill(victims[0], signal.SIGKILL)
@@ -290,5 +296,5 @@ def test_a_dead_worker_fails_its_runs_instead_of_hanging_and_a_rerun_finishes(tm
     assert "a worker process died" in log and "run the same command again" in log and "Traceback" not in log
     exp = sweep.load_experiment(yml)
     resumed = sweep.run_sweep(exp, out, log=quiet)
-    assert sorted(resumed.ran + resumed.skipped) == ["norm=bn-s0", "norm=bn-s1", "norm=none-s0", "norm=none-s1"]
+    assert sorted(resumed.ran + resumed.skipped) == ALL_FOUR
     assert resumed.ran and all(r["status"] == "ok" for r in sweep.collect(out))
