@@ -375,3 +375,14 @@ def test_nan_is_named_at_its_step_when_checked_every_step_or_in_batches(check_ev
     with pytest.raises(TrainingError, match=r"^the loss became nan at epoch 3, step 6$"):
         train_epoch(step, loader, 3, Bar(), threading.Event(), check_every=check_every)
     assert step.calls == (6 if check_every == 1 else 8)
+
+
+def test_channels_last_with_group_norm_on_cpu_says_it_is_slower(tmp_path):
+    lines = []
+    normlab.train(dict(TINY, model="lenet-bn", dataset="synthetic", norm="gn", channels_last=True, epochs=1,
+                       out=str(tmp_path / "gn")), log=lines.append)
+    assert any("--channels-last makes 'gn' layers slower on a CPU" in line for line in lines)
+    lines.clear()
+    normlab.train(dict(TINY, model="lenet-bn", dataset="synthetic", norm="bn", channels_last=True, epochs=1,
+                       out=str(tmp_path / "bn")), log=lines.append)
+    assert not any("slower" in line for line in lines)

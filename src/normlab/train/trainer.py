@@ -383,6 +383,10 @@ def _train(config, log, resume, _stop_after_epoch, d: distributed.Dist) -> Resul
     if resume is not None and step.ema is not None:
         step.ema.shadow.load_state_dict(run.load_weights("ema.safetensors"))
     columns = metric_columns(pipe.val is not None, data.num_classes > 5)
+    if cfg.channels_last and device.type == "cpu" and cfg.norm in ("gn", "in"):
+        # measured in benchmarks/norms.py: 2x (gn) and 3x (in) slower per layer in NHWC on CPU
+        log(f"normlab: note: --channels-last makes {cfg.norm!r} layers slower on a CPU "
+            f"(docs/norms.md); it pays for conv-heavy nets with bn, ln or no norm")
     log(f"normlab: {cfg.model} (norm={cfg.norm}, act={cfg.act}, {count_params(model):,} parameters) "
         f"on {cfg.dataset} ({len(pipe.train.y):,} train / {len(pipe.test.y):,} test), device {device}, "
         f"run dir {run.path}")
