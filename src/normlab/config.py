@@ -162,6 +162,8 @@ class TrainConfig:
                          "scaling); norm layers run in fp32 under autocast", choices=("fp32", "bf16", "fp16"))
     channels_last: bool = opt(False, "NHWC memory format for model and inputs (faster for some convs)")
     compile: bool = opt(False, "torch.compile the model (slow first epoch, faster after, mainly on CUDA)")
+    deterministic: bool = opt(False, "deterministic kernels only (bit-identical reruns on CUDA; slower; "
+                              "docs/training.md)")
     tensorboard: bool = opt(False, "also log metrics to RUN_DIR/tensorboard (needs the tensorboard package)")
     sync_bn: bool = opt(False, "under torchrun: synchronize BatchNorm statistics across processes")
     dist_backend: Optional[str] = opt(None, "under torchrun: process-group backend (default nccl on CUDA, "

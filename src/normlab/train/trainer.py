@@ -30,7 +30,7 @@ from ..data.tta import parse as parse_tta, predict_proba
 from ..data.loader import DeviceLoader
 from ..errors import ConfigError, TrainingError
 from ..models.registry import create_model, get_spec
-from . import checkpoint, distributed, regularize
+from . import checkpoint, determinism, distributed, regularize
 from .ema import EMA
 from .optim import make_optimizer
 from .plots import plot_curves
@@ -307,7 +307,8 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
     """
     d = distributed.Dist()
     try:
-        return _train(config, log, resume, _stop_after_epoch, d)
+        with determinism.restored():
+            return _train(config, log, resume, _stop_after_epoch, d)
     finally:
         distributed.teardown(d)
 
@@ -325,6 +326,8 @@ def _train(config, log, resume, _stop_after_epoch, d: distributed.Dist) -> Resul
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    if cfg.deterministic:
+        determinism.enable(device)
     dd, device = distributed.setup(cfg, device)
     d.rank, d.world, d.local_rank = dd.rank, dd.world, dd.local_rank
     if not d.main:

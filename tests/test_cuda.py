@@ -1,0 +1,152 @@
+"""CUDA paths, checked on a real GPU (benchmarks/gpu_check.sh runs this file on one).
+
+Skipped where torch sees no CUDA device (CI has none). Everything goes through the public API or
+the command line, so the checks outlive refactors of the trainer. Runs are tiny: the point is
+that each CUDA path works and gives the same numbers as its reference, not speed.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import normlab
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run benchmarks/gpu_check.sh)")
+
+quiet = lambda *a: None  # noqa: E731
+# constant lr so that "2 epochs, then resume to 3" is the same run as "3 epochs"
+BASE = dict(dataset="digits", epochs=3, batch_size=64, lr=0.05, optimizer="momentum", schedule="constant",
+            progress=False, device="cuda")
+
+
+def timeless(rows):
+    return [{k: v for k, v in r.items() if "second" not in k and "per_s" not in k} for r in rows]
+
+
+def run(tmp_path, name, **kw):
+    return normlab.train(dict(BASE, out=str(tmp_path / name), **kw), log=quiet)
+
+
+def assert_same_weights(a, b):
+    for (k, wa), wb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(wa, wb), k
+
+
+# dropout draws from the CUDA generator and augmentation runs on the device: both must be
+# restored from the checkpoint for the resumed epoch to repeat the uninterrupted one
+@pytest.mark.parametrize("model,extra", [
+    ("mlp", dict(dropout=0.3)),
+    ("lenet-bn", dict(augment="translate:1", dataset="mnist5k", batch_size=256, deterministic=True)),
+])
+def test_resume_on_cuda_is_bit_for_bit(tmp_path, model, extra):
+    full = run(tmp_path, "full", model=model, **extra)
+    run(tmp_path, "cut", model=model, **dict(extra, epochs=2))
+    resumed = normlab.train({"epochs": 3}, log=quiet, resume=tmp_path / "cut")
+    assert timeless(resumed.metrics) == timeless(full.metrics)
+    assert_same_weights(full, resumed)
+
+
+def test_a_cuda_run_repeats_exactly_with_deterministic(tmp_path):
+    kw = dict(model="lenet-bn", dataset="mnist5k", batch_size=256, epochs=1, deterministic=True)
+    a, b = run(tmp_path, "a", **kw), run(tmp_path, "b", **kw)
+    assert timeless(a.metrics) == timeless(b.metrics)
+    assert_same_weights(a, b)
+
+
+@pytest.mark.parametrize("name", ["mlp", "lenet-bn", "resnet20", "densenet-d2l", "googlenet-mini", "digitnet"])
+def test_cuda_forward_and_backward_match_cpu(name):
+    torch.manual_seed(0)
+    size = 32 if name == "resnet20" else 28
+    model = normlab.create_model(name, num_classes=10, in_channels=1, input_size=(size, size))
+    gpu = normlab.create_model(name, num_classes=10, in_channels=1, input_size=(size, size)).cuda()
+    gpu.load_state_dict(model.state_dict())
+    x = torch.randn(8, 1, size, size)
+    y = torch.arange(8) % 10
+    prev = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # compare fp32 with fp32
+    try:
+        for m, xx, yy in ((model, x, y), (gpu, x.cuda(), y.cuda())):
+            torch.nn.functional.cross_entropy(m(xx), yy).backward()
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = prev
+    torch.testing.assert_close(gpu(x.cuda()).cpu(), model(x), rtol=1e-4, atol=1e-4)
+    for (k, p), q in zip(model.named_parameters(), gpu.parameters()):
+        torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-3, atol=1e-4, msg=k)
+    for (k, b), c in zip(model.named_buffers(), gpu.buffers()):
+        torch.testing.assert_close(c.cpu(), b, rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_fused_adam_on_cuda_matches_torch_reference_on_cpu():
+    from normlab.config import make_config
+    from normlab.train.optim import make_optimizer
+
+    torch.manual_seed(0)
+    ref = torch.nn.Linear(20, 5)
+    gpu = torch.nn.Linear(20, 5).cuda()
+    gpu.load_state_dict(ref.state_dict())
+    opt = make_optimizer(gpu, make_config({"optimizer": "adam", "lr": 1e-2}))
+    assert opt.param_groups[0]["fused"]
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=1e-2, foreach=False)
+    for i in range(5):
+        x = torch.randn(16, 20, generator=torch.Generator().manual_seed(i))
+        for m, o, xx in ((ref, ref_opt, x), (gpu, opt, x.cuda())):
+            o.zero_grad()
+            m(xx).square().mean().backward()
+            o.step()
+    for p, q in zip(ref.parameters(), gpu.parameters()):
+        torch.testing.assert_close(q.detach().cpu(), p.detach(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_autocast_trains_as_well_as_fp32(tmp_path, precision):
+    kw = dict(model="lenet-bn", dataset="mnist5k", epochs=3, batch_size=128, optimizer="adam", lr=0.01)
+    fp32 = run(tmp_path, "fp32", **kw).summary["final_test_acc"]
+    mixed = run(tmp_path, precision, precision=precision, **kw)
+    assert mixed.summary["final_test_acc"] >= fp32 - 0.02
+    assert mixed.summary["final_test_acc"] > 0.85
+    # weights stay fp32 under autocast; fp16 trains through the grad scaler without inf/nan
+    assert all(p.dtype == torch.float32 for p in mixed.model.parameters())
+
+
+def test_compile_and_channels_last_train_like_eager(tmp_path):
+    kw = dict(model="digitnet", width=16, dataset="mnist5k", epochs=2, batch_size=128, optimizer="adam", lr=0.01)
+    eager = run(tmp_path, "eager", **kw).summary["final_test_acc"]
+    compiled = run(tmp_path, "compiled", compile=True, channels_last=True, **kw)
+    assert abs(compiled.summary["final_test_acc"] - eager) < 0.02
+    assert compiled.summary["final_test_acc"] > 0.9
+    # weights saved from a compiled model load into a plain one (no `_orig_mod.` prefixes)
+    loaded = normlab.load(tmp_path / "compiled")
+    assert not any(k.startswith("_orig_mod") for k in loaded.model.state_dict())
+    assert normlab.evaluate_run(tmp_path / "compiled")["test_acc"] == pytest.approx(
+        compiled.summary["final_test_acc"], abs=1e-3)
+
+
+def test_fast_recipe_reaches_99_percent_on_cuda(tmp_path):
+    r = normlab.train({"recipe": "fast", "device": "cuda", "out": str(tmp_path / "fast"), "progress": False},
+                      log=quiet)
+    assert r.summary["final_test_acc"] >= 0.99
+
+
+def test_nan_on_cuda_is_named_at_its_exact_step(tmp_path):
+    from normlab.errors import TrainingError
+
+    with pytest.raises(TrainingError, match=r"the loss became (nan|inf) at epoch 1, step \d+"):
+        run(tmp_path, "nan", model="mlp", optimizer="sgd", lr=1e6)
+
+
+def test_torchrun_nccl_single_gpu_equals_a_plain_run(tmp_path):
+    """NCCL needs one GPU per rank, so on one GPU: world size 1 through DDP equals no DDP."""
+    args = ["--dataset", "digits", "--model", "mlp", "--optimizer", "sgd", "--lr", "0.1", "--epochs", "2",
+            "--no-progress", "--device", "cuda", "--schedule", "constant"]
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1",
+                        "-m", "normlab", "train", *args, "--out", str(tmp_path / "ddp")],
+                       capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    plain = normlab.train(dict(dataset="digits", model="mlp", optimizer="sgd", lr=0.1, epochs=2, progress=False,
+                               device="cuda", schedule="constant", out=str(tmp_path / "plain")), log=quiet)
+    ddp = normlab.load(tmp_path / "ddp")
+    for (k, a), b in zip(plain.model.state_dict().items(), ddp.model.state_dict().values()):
+        torch.testing.assert_close(b.cpu(), a.cpu(), rtol=1e-5, atol=1e-6, msg=k)
