@@ -10,6 +10,7 @@
    only: what the tensor cores do), times images/s of normlab's step (device-resident batches,
    fused Adam, channels_last + bf16 autocast), over the bf16 peak.
 4. A torch.profiler table of the model with the lowest utilization.
+5. lenet-bn's step eager, under torch.compile and with CUDA graphs (mode reduce-overhead).
 
 Prints tables; writes JSON (--out).
 """
@@ -31,12 +32,13 @@ import normlab
 from normlab.config import make_config
 from normlab.train.optim import make_optimizer
 
+# (recipe, options over it, pageable copies of the augmentation's random numbers as before)
 FAST_WAYS = {
-    "fast (batch 64, as shipped)": {},
-    "fast, batch 256": {"batch_size": 256},
-    "fast, batch 256, lr 0.02": {"batch_size": 256, "lr": 0.02},
-    "fast, batch 512, lr 0.02": {"batch_size": 512, "lr": 0.02},
-    "fast, batch 512, lr 0.02, 40 epochs": {"batch_size": 512, "lr": 0.02, "epochs": 40},
+    "fast (CPU recipe, batch 64)": ("fast", {}, False),
+    "fast-gpu, pageable copies (before)": ("fast-gpu", {}, True),
+    "fast-gpu": ("fast-gpu", {}, False),
+    "fast-gpu, 28 epochs": ("fast-gpu", {"epochs": 28}, False),
+    "fast-gpu, batch 512, lr 0.03, 40 epochs": ("fast-gpu", {"batch_size": 512, "lr": 0.03, "epochs": 40}, False),
 }
 
 MODELS = [("lenet-bn", 28, {}), ("resnet18-d2l", 28, {}), ("resnet18-d2l", 96, {}), ("densenet-d2l", 96, {}),
@@ -48,20 +50,25 @@ def sync():
 
 
 def fast_recipe(seeds, ways):
+    from normlab.data import augment
+
     out = {}
-    for way, extra in ways.items():
+    pinned = augment._to_device
+    for way, (recipe, extra, pageable) in ways.items():
         runs = []
+        augment._to_device = (lambda t, device: t.to(device)) if pageable else pinned
         for seed in seeds:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
-                r = normlab.train({"recipe": "fast", "device": "cuda", "seed": seed, "progress": False,
+                r = normlab.train({"recipe": recipe, "device": "cuda", "seed": seed, "progress": False,
                                    "out": str(Path(tmp) / "r"), **extra}, log=lambda *a: None)
                 wall = time.perf_counter() - t0
             runs.append({"seed": seed, "acc": r.summary["final_test_acc"], "train_s": r.metrics[-1]["elapsed_seconds"],
                          "wall_s": wall})
         med_t = statistics.median(x["train_s"] for x in runs)
         med_a = statistics.median(x["acc"] for x in runs)
-        out[way] = {"options": extra, "runs": runs, "median_train_s": med_t, "median_acc": med_a}
+        augment._to_device = pinned
+        out[way] = {"recipe": recipe, "options": extra, "pageable_copies": pageable, "runs": runs, "median_train_s": med_t, "median_acc": med_a}
         accs = " ".join(f"{x['acc']:.4f}" for x in runs)
         secs = " ".join(f"{x['train_s']:.2f}" for x in runs)
         print(f"{way:<40} acc {accs} (median {med_a:.4f})  train s {secs} (median {med_t:.2f})", flush=True)
@@ -159,6 +166,35 @@ def profile(name, size, options, batch=256):
     return table
 
 
+def compile_modes(name="lenet-bn", size=28, batch=64, steps=50):
+    """Where the time of a small model's step goes: eager vs torch.compile vs CUDA graphs."""
+    res = {}
+    for mode in ("eager", "default", "reduce-overhead"):
+        torch.compiler.reset()
+        model, x, y, _ = make_step(name, size, batch, {}, bf16=False, cl=False)
+        opt = make_optimizer(model, make_config({"optimizer": "adam", "lr": 1e-3}))
+        fwd = model if mode == "eager" else torch.compile(model, mode=mode)
+
+        def step():
+            loss = F.cross_entropy(fwd(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        t0 = time.perf_counter()
+        for _ in range(5):
+            step()
+        sync()
+        warm = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        sync()
+        res[mode] = {"images_per_s": batch * steps / (time.perf_counter() - t0), "warmup_s": warm}
+        print(f"{name} batch {batch} fp32, {mode:<16} {res[mode]['images_per_s']:>10,.0f} img/s "
+              f"(first 5 steps incl. compilation {warm:.1f} s)", flush=True)
+    return res
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/results/gpu_check.json")
@@ -176,6 +212,7 @@ def main(argv=None):
     print(f"profile of the lowest utilization at batch 256: {worst['model']} @ {worst['size']} px")
     opts = next(o for n, s, o in MODELS if n == worst["model"] and s == worst["size"])
     res["profile"] = {"model": worst["model"], "size": worst["size"], "table": profile(worst["model"], worst["size"], opts)}
+    res["compile_modes"] = compile_modes()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))
     print(f"wrote {args.out}")

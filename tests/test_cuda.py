@@ -56,10 +56,10 @@ def test_a_cuda_run_repeats_exactly_with_deterministic(tmp_path):
     assert_same_weights(a, b)
 
 
-@pytest.mark.parametrize("name", ["mlp", "lenet-bn", "resnet20", "densenet-d2l", "googlenet-mini", "digitnet"])
-def test_cuda_forward_and_backward_match_cpu(name):
+@pytest.mark.parametrize("name,size", [("mlp", 28), ("lenet-bn", 28), ("resnet20", 32), ("densenet-d2l", 96),
+                                       ("googlenet-mini", 28), ("digitnet", 28)])
+def test_cuda_forward_and_backward_match_cpu(name, size):
     torch.manual_seed(0)
-    size = 32 if name == "resnet20" else 28
     model = normlab.create_model(name, num_classes=10, in_channels=1, input_size=(size, size))
     gpu = normlab.create_model(name, num_classes=10, in_channels=1, input_size=(size, size)).cuda()
     gpu.load_state_dict(model.state_dict())
@@ -68,13 +68,17 @@ def test_cuda_forward_and_backward_match_cpu(name):
     prev = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # compare fp32 with fp32
     try:
+        outs = []
         for m, xx, yy in ((model, x, y), (gpu, x.cuda(), y.cuda())):
-            torch.nn.functional.cross_entropy(m(xx), yy).backward()
+            out = m(xx)
+            torch.nn.functional.cross_entropy(out, yy).backward()
+            outs.append(out.detach().cpu())
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = prev
-    torch.testing.assert_close(gpu(x.cuda()).cpu(), model(x), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-4)
     for (k, p), q in zip(model.named_parameters(), gpu.parameters()):
         torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-3, atol=1e-4, msg=k)
+    # running statistics after one training-mode batch
     for (k, b), c in zip(model.named_buffers(), gpu.buffers()):
         torch.testing.assert_close(c.cpu(), b, rtol=1e-4, atol=1e-5, msg=k)
 
@@ -124,10 +128,23 @@ def test_compile_and_channels_last_train_like_eager(tmp_path):
         compiled.summary["final_test_acc"], abs=1e-3)
 
 
-def test_fast_recipe_reaches_99_percent_on_cuda(tmp_path):
-    r = normlab.train({"recipe": "fast", "device": "cuda", "out": str(tmp_path / "fast"), "progress": False},
+@pytest.mark.parametrize("recipe", ["fast", "fast-gpu"])
+def test_fast_recipes_reach_99_percent_on_cuda(tmp_path, recipe):
+    r = normlab.train({"recipe": recipe, "device": "cuda", "out": str(tmp_path / "fast"), "progress": False},
                       log=quiet)
     assert r.summary["final_test_acc"] >= 0.99
+
+
+def test_augmentation_on_cuda_draws_what_it_draws_on_cpu():
+    """Random numbers come from the CPU generator whatever the device (pinned, queued copies
+    on CUDA): the same seed gives the same shifted and flipped images on both."""
+    from normlab.data.augment import make_augment
+
+    x = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
+    aug = make_augment("translate:2,flip")
+    cpu = aug(x, torch.Generator().manual_seed(3))
+    gpu = aug(x.cuda(), torch.Generator().manual_seed(3))
+    assert torch.equal(gpu.cpu(), cpu)
 
 
 def test_nan_on_cuda_is_named_at_its_exact_step(tmp_path):

@@ -151,7 +151,8 @@ class Step:
 
     def __init__(self, model, optimizer, scheduler, cfg: TrainConfig, forward=None):
         self.model, self.optimizer, self.scheduler, self.cfg = model, optimizer, scheduler, cfg
-        self.forward = forward or model  # a torch.compile'd view of the model, when asked for
+        # `is None`, not `or`: a torch.compile'd module proxies len() and raises in a truth test
+        self.forward = model if forward is None else forward  # a compiled view of the model, when asked for
         self.penalized = regularize.penalized_params(model, cfg)
         self.ema = EMA(model, cfg.ema) if cfg.ema is not None else None
         device = next(model.parameters()).device
