@@ -4,8 +4,10 @@ import json
 from html.parser import HTMLParser
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
+from scipy import stats as st
 
 from normlab.analysis import claims
 from normlab.cli import main
@@ -163,7 +165,8 @@ def test_gn_batch_size_pairs_four_cells_and_takes_the_difference_of_drops(fake, 
     assert r["baseline"] == pytest.approx([0.01] * seeds)  # GN's drop
     assert r["numbers"]["effect_per_seed"] == pytest.approx(per_seed)
     assert r["effect"] == pytest.approx(sum(per_seed) / seeds)
-    assert r["ci"][0] >= min(per_seed) - 1e-12 and r["ci"][1] <= max(per_seed) + 1e-12
+    half = st.t.ppf(0.975, seeds - 1) * np.std(per_seed, ddof=1) / np.sqrt(seeds)  # paired t interval
+    assert r["ci"] == pytest.approx([np.mean(per_seed) - half, np.mean(per_seed) + half])
     assert r["verdict"] == claims.HOLDS
     assert r["numbers"]["cells"]["gn@32"] == pytest.approx(0.85)
 

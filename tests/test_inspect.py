@@ -7,7 +7,7 @@ import torch
 
 import normlab
 from normlab import cli
-from normlab.analysis.summary import format_table, inspect_model, parse_shape, summarize
+from normlab.analysis.layer_table import format_table, inspect_model, parse_shape, summarize
 from normlab.errors import ConfigError
 from normlab.models import create_model
 

@@ -6,7 +6,7 @@ import torch
 import torchvision
 
 import normlab
-from normlab.analysis.summary import summarize
+from normlab.analysis.layer_table import summarize
 from normlab.errors import ConfigError
 from normlab.models import MODELS, catalog, create_model, get_spec
 from normlab.nn.blocks import D2LResidual, DenseBlock, Transition

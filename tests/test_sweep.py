@@ -1,4 +1,4 @@
-"""Ablation sweeps: grid expansion, pairing, shards, resume, bootstrap intervals, the report."""
+"""Ablation sweeps: grid expansion, pairing, shards, resume, the report (its statistics: test_paired.py)."""
 
 import base64
 import csv
@@ -128,38 +128,6 @@ def test_a_diverging_run_is_recorded_not_fatal(tmp_path):
     assert sweep.run_sweep(exp, tmp_path, log=quiet).skipped == ["lr=0.01-s0", "lr=1e+20-s0"]
 
 
-# ------------------------------------------------------------------ statistics
-def test_bootstrap_ci_matches_a_numpy_computation():
-    rng = np.random.default_rng(5)
-    a = rng.normal(0.9, 0.02, size=12)
-    b = a + rng.normal(0.01, 0.005, size=12)
-    mean, lo, hi = report.paired_bootstrap_ci(a, b, n_boot=4000, level=0.9, seed=3)
-    d = b - a
-    g = np.random.default_rng(3)
-    boot = d[g.integers(0, 12, size=(4000, 12))].mean(axis=1)
-    assert mean == pytest.approx(d.mean())
-    assert (lo, hi) == pytest.approx(tuple(np.percentile(boot, [5, 95])))
-    # The interval approaches the normal-theory one for the mean difference.
-    se = d.std(ddof=0) / np.sqrt(12)
-    assert lo == pytest.approx(d.mean() - 1.645 * se, abs=0.6 * se)
-    assert hi == pytest.approx(d.mean() + 1.645 * se, abs=0.6 * se)
-
-
-def test_bootstrap_ci_known_cases():
-    # A constant shift: every resample has the same mean difference.
-    assert report.paired_bootstrap_ci([0.5, 0.6, 0.7], [0.6, 0.7, 0.8]) == pytest.approx((0.1, 0.1, 0.1))
-    # Pairing matters: a large seed-to-seed spread shared by both arms cancels out.
-    base = [0.1, 0.9, 0.5, 0.3]
-    _, lo, hi = report.paired_bootstrap_ci(base, [x + 0.02 for x in base])
-    assert lo == pytest.approx(0.02) and hi == pytest.approx(0.02)
-    # Differences {0, 1}: resample means are 0, .5, 1 with probability 1/4, 1/2, 1/4, so a 90%
-    # interval reaches both ends and a 40% one holds only the middle.
-    assert report.paired_bootstrap_ci([0, 0], [0, 1], level=0.9) == (0.5, 0.0, 1.0)
-    assert report.paired_bootstrap_ci([0, 0], [0, 1], level=0.4) == (0.5, 0.5, 0.5)
-    with pytest.raises(ValueError, match="need two equally long, non-empty 1-D samples"):
-        report.paired_bootstrap_ci([1, 2], [1])
-
-
 # ------------------------------------------------------------------ report
 class _Checker(HTMLParser):
     VOID = {"meta", "img", "br", "hr", "link", "input"}
@@ -210,6 +178,16 @@ def test_cli_compare_report_html_is_self_contained(tmp_path, capsys):
     assert f"{accs.mean():.4f} ± {accs.std(ddof=1):.4f}" in html
     gaps = np.array([float(r["final_train_acc"]) - float(r["final_test_acc"]) for r in rows])
     assert f"{gaps.mean():.4f} ± {gaps.std(ddof=1):.4f}" in html
+    # differences.csv: the paired difference in accuracy points; 2 seeds are too few for a verdict
+    base = {r["seed"]: float(r["final_test_acc"]) for r in csv.DictReader(open(out / "results.csv"))
+            if r["norm"] == "bn"}
+    d = 100 * np.array([float(r["final_test_acc"]) - base[r["seed"]] for r in rows])
+    [diff] = list(csv.DictReader(open(out / "differences.csv")))
+    assert (diff["cell"], diff["baseline"], diff["unit"], diff["n"]) == ("norm=none", "norm=bn", "accuracy points", "2")
+    assert float(diff["mean_difference"]) == pytest.approx(d.mean())
+    half = 12.706204736174703 * d.std(ddof=1) / np.sqrt(2)  # t(0.975, 1)
+    assert (float(diff["low"]), float(diff["high"])) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert diff["verdict"] == "too few seeds" and diff["p_holm"] == "" and "no verdict (n &lt; 3)" in html
     assert main(["report", str(tmp_path)]) == 2
     assert "is not a sweep directory (no experiment.json)" in capsys.readouterr().err
 

@@ -149,28 +149,28 @@ def _(p):
 def run_stats_cmd(args) -> int:
     from pathlib import Path
 
-    from .analysis import stats
+    from .analysis import activations
 
     if Path(args.target).is_dir():
-        reports = {args.target: stats.run_stats(args.target, batch=args.batch, seed=args.seed,
-                                                mode=args.mode or "eval")}
+        reports = {args.target: activations.run_stats(args.target, batch=args.batch, seed=args.seed,
+                                                      mode=args.mode or "eval")}
     else:
-        shape = stats.parse_shape(args.input) if args.input else None
+        shape = activations.parse_shape(args.input) if args.input else None
         reports = {}
         for init in args.init or ["default"]:
             label = f"init={init}" + (f", norm={args.norm}" if args.norm else "")
-            reports[label] = stats.model_stats(args.target, init=init, norm=args.norm, act=args.act,
-                                               depth=args.depth, width=args.width, input_shape=shape,
-                                               data=args.data, batch=args.batch, seed=args.seed,
-                                               mode=args.mode or "train")
+            reports[label] = activations.model_stats(args.target, init=init, norm=args.norm, act=args.act,
+                                                     depth=args.depth, width=args.width, input_shape=shape,
+                                                     data=args.data, batch=args.batch, seed=args.seed,
+                                                     mode=args.mode or "train")
     if args.json:
         print(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=2))
     else:
         for label, rep in reports.items():
             print(f"== {label}")
-            print(stats.format_table(rep))
+            print(activations.format_table(rep))
     if args.plot:
-        stats.plot_stats(reports, args.plot)
+        activations.plot_stats(reports, args.plot)
         print(f"plot -> {args.plot}", file=sys.stderr)
     return 0
 
@@ -353,7 +353,7 @@ def _(p):
 def run_inspect(args) -> int:
     from pathlib import Path
 
-    from .analysis import summary
+    from .analysis import layer_table
 
     if Path(args.target).is_dir():
         given = [f"--{k}" for k in ("input", "norm", "act") if getattr(args, k)]
@@ -362,12 +362,12 @@ def run_inspect(args) -> int:
 
             raise ConfigError(f"{', '.join(given)}: only for a model name; a run directory is "
                               f"inspected as it was trained (drop {' '.join(given)})")
-        s = summary.inspect_run(args.target, batch=args.batch)
+        s = layer_table.inspect_run(args.target, batch=args.batch)
     else:
-        shape = summary.parse_shape(args.input) if args.input else None
-        s = summary.inspect_model(args.target, shape, num_classes=args.num_classes, batch=args.batch,
-                                  norm=args.norm, act=args.act)
-    print(json.dumps(s.to_dict(), indent=2) if args.json else summary.format_table(s, args.depth))
+        shape = layer_table.parse_shape(args.input) if args.input else None
+        s = layer_table.inspect_model(args.target, shape, num_classes=args.num_classes, batch=args.batch,
+                                      norm=args.norm, act=args.act)
+    print(json.dumps(s.to_dict(), indent=2) if args.json else layer_table.format_table(s, args.depth))
     return 0
 
 

@@ -2,7 +2,7 @@
 
 A claim function takes `quick` (fewer seeds/epochs) and a scratch folder for run directories and
 returns a dict: the measured numbers, the effect (arm - baseline, paired by seed) with its paired
-bootstrap interval where two arms are compared, and a verdict:
+t interval (analysis/paired.py) where two arms are compared, and a verdict:
 
   holds              the interval excludes 0 on the side the claim predicts (or, for an exact
                      claim, the counted/compared numbers say so)
@@ -26,7 +26,7 @@ import torch
 import torch.nn as tnn
 
 from ..train.io import atomic_write_text
-from .report import paired_bootstrap_ci
+from . import paired
 
 HOLDS = "holds"
 FAILS = "does not hold here"
@@ -47,8 +47,9 @@ def verdict_from_ci(lo: float, hi: float, direction: int) -> str:
 
 
 def compare_arms(baseline: list, arm: list, direction: int) -> dict:
-    """Paired effect arm - baseline with its bootstrap interval and the verdict."""
-    d, lo, hi = paired_bootstrap_ci(baseline, arm)
+    """Paired effect arm - baseline with its paired t interval (analysis/paired.py) and the verdict."""
+    c = paired.compare(baseline, arm, better=direction)
+    d, lo, hi = c.mean, c.low, c.high
     return {"baseline": list(map(float, baseline)), "arm": list(map(float, arm)),
             "effect": d, "ci": [lo, hi], "direction": direction, "verdict": verdict_from_ci(lo, hi, direction)}
 
@@ -76,9 +77,9 @@ INCEPTION_3A = {"cin": 192, "c1": 64, "c3r": 96, "c3": 128, "c5r": 16, "c5": 32,
 
 def inception_mult_adds(cin, c1, c3r, c3, c5r, c5, pool_proj, hw) -> dict:
     """Mult-adds of one image through the Inception module with and without 1x1 reductions,
-    counted by analysis.summary's hooks on the real modules."""
+    counted by analysis.layer_table's hooks on the real modules."""
     from ..nn.blocks import Inception
-    from .summary import summarize
+    from .layer_table import summarize
 
     with_red = Inception(cin, c1, c3r, c3, c5r, c5, pool_proj, kernel5=5, norm="none", act="relu")
     naive = NaiveInception(cin, c1, c3, c5, pool_proj, kernel5=5)
@@ -230,7 +231,7 @@ def _interaction_claim(setting: str, cells: dict, arm: tuple, baseline: tuple, m
     """A claim about a difference of differences: the arm's drop between two conditions
     (arm[0] - arm[1], cells by name) against the baseline's drop between the same conditions
     (baseline[0] - baseline[1]), all four cells on the same seeds. The interval is the paired
-    bootstrap of the per-seed differences of the two drops."""
+    t interval of the per-seed differences of the two drops."""
     seeds = _seeds(quick)
     vals = {name: _per_seed(work, seeds, cfg, measure) for name, cfg in cells.items()}
     arm_drop = [h - lo for h, lo in zip(vals[arm[0]], vals[arm[1]])]
@@ -369,7 +370,7 @@ def claim_preact(quick: bool, work: Path) -> dict:
 
 def _grad_ratio(act: str, seed: int, depth: int) -> float:
     """log10 of first-layer / last-hidden-layer weight-gradient norm of a fresh deep MLP."""
-    from .stats import model_stats
+    from .activations import model_stats
 
     rep = model_stats("mlp", act=act, norm="none", depth=depth, width=64, data="digits", batch=128, seed=seed)
     g = [l.grad_norm for l in rep.layers]
@@ -451,7 +452,7 @@ def _title(doc: dict) -> str:
 
 INTRO = ("Verdicts are about this small setting (tiny models, few epochs and seeds); effect = arm - "
          "baseline (for the two-factor claims, the arm's drop minus the baseline's drop) paired by seed, "
-         "with a 95% paired bootstrap interval.")
+         "with a 95% paired t interval over the seeds.")
 
 
 def _tally(doc: dict) -> str:

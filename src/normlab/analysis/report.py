@@ -1,7 +1,8 @@
-"""The report of a sweep: tables, paired differences with bootstrap intervals, learning curves.
+"""The report of a sweep: tables, paired differences (analysis/paired.py), learning curves.
 
 `write_report(SWEEP_DIR)` reads experiment.json and the run directories (whichever shards wrote
 them), rewrites results.csv, and writes report.md (with its plots as PNG files beside it) and
+differences.csv (one row per comparison, the numbers behind the verdicts) and
 report.html, a single self-contained file whose plots are embedded as base64 data URIs, so it
 opens offline and can be mailed around.
 """
@@ -20,30 +21,15 @@ import numpy as np
 
 from ..train.io import atomic_write_bytes, atomic_write_text
 from ..train.rundir import RunDir
+from . import paired
 from .sweep import Experiment, collect, expand, finite, read_experiment, write_results
 
-N_BOOT = 10_000
-LEVEL = 0.95
-
-
-def paired_bootstrap_ci(baseline: Sequence[float], arm: Sequence[float], n_boot: int = N_BOOT,
-                        level: float = LEVEL, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of the paired differences arm - baseline and its percentile bootstrap interval.
-
-    The pairs (same seed) are resampled together, so what the seed shares between the arms (the
-    initial weights, the data order) cancels in each difference instead of widening the interval.
-    """
-    a = np.asarray(baseline, dtype=np.float64)
-    b = np.asarray(arm, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
-        raise ValueError(f"need two equally long, non-empty 1-D samples, got shapes {a.shape} and {b.shape}")
-    d = b - a
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(d), size=(n_boot, len(d)))
-    means = d[idx].mean(axis=1)
-    alpha = 1.0 - level
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(d.mean()), float(lo), float(hi)
+# The compared metric in the unit the report shows it in: (unit, factor from the stored value,
+# which sign is better).
+METRIC_UNITS = {"final_test_acc": ("accuracy points", 100.0, +1), "best_test_acc": ("accuracy points", 100.0, +1),
+                "final_train_acc": ("accuracy points", 100.0, +1),
+                "final_test_loss": ("cross-entropy (nats)", 1.0, -1),
+                "final_train_loss": ("cross-entropy (nats)", 1.0, -1)}
 
 
 def mean_std(values) -> tuple[float, float, int]:
@@ -80,16 +66,18 @@ def summarize(exp: Experiment, rows: list[dict]) -> dict:
         entry["gap"] = mean_std(r["final_train_acc"] - r["final_test_acc"] for r in ok
                                 if finite(r["final_train_acc"]) and finite(r["final_test_acc"]))
         table.append(entry)
-    diffs = []
+    unit, scale, better = METRIC_UNITS[exp.metric]
     base_by_seed = {r["seed"]: r[exp.metric] for r in by_cell[base.id] if r["status"] == "ok" and finite(r[exp.metric])}
+    pairs = []
     for c in cells[1:]:
         arm = {r["seed"]: r[exp.metric] for r in by_cell[c.id] if r["status"] == "ok" and finite(r[exp.metric])}
         seeds = sorted(set(arm) & set(base_by_seed))
-        entry = {"cell": c.id, "pairs": len(seeds), "diff": math.nan, "lo": math.nan, "hi": math.nan}
-        if seeds:
-            entry["diff"], entry["lo"], entry["hi"] = paired_bootstrap_ci([base_by_seed[s] for s in seeds],
-                                                                         [arm[s] for s in seeds])
-        diffs.append(entry)
+        pairs.append((c.id, seeds, [base_by_seed[s] for s in seeds], [arm[s] for s in seeds]))
+    # One Holm family: every comparison of this report.
+    done = paired.decide([paired.compare(b, a, better=better) for _, seeds, b, a in pairs if seeds])
+    done_iter = iter(done)
+    diffs = [{"cell": cid, "pairs": len(seeds), "unit": unit, "scale": scale,
+              "comparison": next(done_iter) if seeds else None} for cid, seeds, _, _ in pairs]
     missing = sum(r["status"] == "missing" for r in rows)
     return {"experiment": exp, "baseline": base.id, "table": table, "diffs": diffs, "missing": missing,
             "failed": [(r["cell"], r["seed"], r["error"]) for r in rows if r["status"] == "failed"]}
@@ -151,17 +139,56 @@ def _sections(s: dict) -> list[tuple[str, list[list[str]], str]]:
                    _fmt(*e[m][:2]), _fmt(*e["best_test_acc"][:2]), _fmt(*e["final_train_acc"][:2]),
                    _fmt(*e["gap"][:2]),
                    _fmt(*e["wall_seconds"][:2], digits=1), _fmt(e["parameters"][0], digits=0)])
-    t2 = [["cell", "paired seeds", f"Δ {m}", f"{LEVEL:.0%} bootstrap CI", "excludes 0"]]
-    for d in s["diffs"]:
-        excl = "–" if not math.isfinite(d["lo"]) else "yes" if d["lo"] > 0 or d["hi"] < 0 else "no"
-        t2.append([d["cell"], str(d["pairs"]), _fmt(d["diff"], digits=4) if math.isfinite(d["diff"]) else "–",
-                   f"[{d['lo']:+.4f}, {d['hi']:+.4f}]" if math.isfinite(d["lo"]) else "–", excl])
-    note2 = (f"Difference of each cell to the baseline cell `{s['baseline']}` (the first level of every factor), "
-             f"over the seeds both finished; interval: percentile bootstrap of the paired differences, "
-             f"{N_BOOT:,} resamples. With few seeds the interval is rough: more seeds narrow it.")
+    t2 = [diff_header(s)] + [diff_cells(d) for d in s["diffs"]]
+    note2 = diff_note(s)
     return [("Results per cell (mean ± std over seeds)", t1, ""),
             ("Difference to the baseline", t2, note2),
             ("Factor on/off matrix (· = baseline level)", on_off_matrix(exp), "")]
+
+
+def diff_header(s: dict) -> list[str]:
+    unit = METRIC_UNITS[s["experiment"].metric][0]
+    return ["cell", "n", f"Δ {s['experiment'].metric} ({unit})", f"{paired.LEVEL:.0%} interval", "p", "p (Holm)",
+            "arm better in", "verdict"]
+
+
+def _p(p: float) -> str:
+    return "–" if not math.isfinite(p) else "< 0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def verdict_text(c: paired.Comparison) -> str:
+    if c.verdict == paired.INCONCLUSIVE and c.seeds_needed:
+        return f"inconclusive (~{c.seeds_needed:,} seeds for this size)"
+    if c.verdict == paired.INCONCLUSIVE:
+        return "inconclusive"
+    if c.verdict == paired.TOO_FEW:
+        return f"no verdict (n < {paired.MIN_N})"
+    return c.verdict
+
+
+def diff_cells(d: dict) -> list[str]:
+    c, k = d["comparison"], d["scale"]
+    if c is None:
+        return [d["cell"], "0", "–", "–", "–", "–", "–", "no paired seeds"]
+    interval = "–" if not math.isfinite(c.low) else f"[{c.low * k:+.2f}, {c.high * k:+.2f}]"
+    return [d["cell"], str(c.n), f"{c.mean * k:+.2f}", interval, _p(c.p), _p(c.p_holm),
+            f"{round(c.prob_better * c.n):g} of {c.n} seeds", verdict_text(c)]
+
+
+def diff_note(s: dict) -> str:
+    return (f"Difference of each cell to the baseline cell `{s['baseline']}` (the first level of every factor), "
+            f"paired by seed over the seeds both finished. Interval: {paired.LEVEL:.0%} paired t interval; p: "
+            f"two-sided paired t-test; p (Holm): adjusted with Holm-Bonferroni over the {len(s['diffs'])} "
+            f"comparisons of this report, and the verdict uses it (higher / lower at p (Holm) < "
+            f"{paired.ALPHA:g}). Below {paired.MIN_N} paired seeds no verdict is given. For an inconclusive "
+            f"difference, the seeds a paired t-test would need to detect one of the observed size (power "
+            f"{paired.POWER:g}) is a rough guide. Every number is in differences.csv.")
+
+
+def differences_rows(s: dict) -> list[dict]:
+    exp = s["experiment"]
+    return [paired.difference_row(d["cell"], s["baseline"], exp.metric, d["unit"], d["comparison"], d["scale"])
+            for d in s["diffs"] if d["comparison"] is not None]
 
 
 def _md_table(rows: list[list[str]]) -> str:
@@ -236,7 +263,7 @@ def render_html(s: dict, pngs: dict) -> str:
 
 
 def write_report(out) -> dict:
-    """Write results.csv, report.md (+ curves-*.png) and report.html into SWEEP_DIR; return
+    """Write results.csv, differences.csv, report.md (+ curves-*.png) and report.html into SWEEP_DIR; return
     the summary and the paths written."""
     out = Path(out)
     exp = read_experiment(out)
@@ -251,7 +278,8 @@ def write_report(out) -> dict:
                 name = f"curves-{factor}.png"
                 atomic_write_bytes(out / name, pngs[factor])
                 files[factor] = name
+    atomic_write_text(out / "differences.csv", paired.differences_csv(differences_rows(s)))
     atomic_write_text(out / "report.md", render_markdown(s, files))
     atomic_write_text(out / "report.html", render_html(s, pngs))
-    s["paths"] = {"results": out / "results.csv", "markdown": out / "report.md", "html": out / "report.html"}
+    s["paths"] = {"results": out / "results.csv", "differences": out / "differences.csv", "markdown": out / "report.md", "html": out / "report.html"}
     return s

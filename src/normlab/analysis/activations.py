@@ -23,7 +23,7 @@ import torch.nn as tnn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .summary import parse_shape  # noqa: F401  (re-exported: `stats.parse_shape`)
+from .layer_table import parse_shape  # noqa: F401  (re-exported: `activations.parse_shape`)
 
 WEIGHTED = (tnn.Linear, tnn.Conv1d, tnn.Conv2d, tnn.Conv3d)
 ACTIVATIONS = (tnn.ReLU, tnn.Sigmoid, tnn.Tanh, tnn.GELU, tnn.SiLU, tnn.LeakyReLU, tnn.ELU, tnn.ReLU6,

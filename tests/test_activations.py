@@ -7,12 +7,12 @@ import torch
 import torch.nn as tnn
 
 from normlab import ConfigError, create_model
-from normlab.analysis import stats
+from normlab.analysis import activations
 from normlab.cli import main
 
 
 def deep(init, norm=None, depth=50, width=128, batch=32):
-    return stats.model_stats("mlp", init=init, norm=norm, depth=depth, width=width,
+    return activations.model_stats("mlp", init=init, norm=norm, depth=depth, width=width,
                              input_shape=(1, 8, 8), data="normal", batch=batch, seed=0)
 
 
@@ -50,7 +50,7 @@ def test_first_layer_and_grad_norm_match_a_hand_computation():
     model = create_model("mlp", in_channels=1, input_size=(4, 4), depth=2, width=8, act="tanh")
     x = torch.randn(16, 1, 4, 4)
     y = torch.arange(16) % 10
-    rep = stats.activation_stats(model, x, y)
+    rep = activations.activation_stats(model, x, y)
     lin1 = model.features[1]
     h = torch.tanh(lin1(x.flatten(1))).detach().double()
     assert rep.layers[0].name == "features.1" and rep.layers[0].kind == "Linear"
@@ -65,7 +65,7 @@ def test_first_layer_and_grad_norm_match_a_hand_computation():
 
 def test_tensor_stats_counts_nan_inf_and_near_zero():
     t = torch.tensor([0.0, 1e-5, 2.0, -2.0, math.nan, math.inf, -math.inf, 4.0])
-    s = stats.tensor_stats(t)
+    s = activations.tensor_stats(t)
     fin = torch.tensor([0.0, 1e-5, 2.0, -2.0, 4.0], dtype=torch.float64)
     assert (s["nan"], s["inf"], s["numel"]) == (1, 2, 8)
     assert s["mean"] == pytest.approx(float(fin.mean()))
@@ -78,18 +78,18 @@ def test_mode_buffers_and_grads_of_the_callers_model_are_unchanged():
     model.eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(32, 1, 8, 8)
-    train_rep = stats.activation_stats(model, x, mode="train")
+    train_rep = activations.activation_stats(model, x, mode="train")
     assert train_rep.mode == "train"
     assert not any(m.training for m in model.modules())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
     # The mode asked for is the one used: eval-mode BN with fresh running stats is the identity,
     # so it differs from the batch-normalized train pass.
-    eval_rep = stats.activation_stats(model, x)
+    eval_rep = activations.activation_stats(model, x)
     assert eval_rep.mode == "eval"
     assert eval_rep.layers[0].std != pytest.approx(train_rep.layers[0].std, rel=1e-3)
     model.train()
-    stats.activation_stats(model, x, mode="eval")
+    activations.activation_stats(model, x, mode="eval")
     assert all(m.training for m in model.modules())
 
 
@@ -104,7 +104,7 @@ def test_cli_table_plot_and_errors(tmp_path, capsys):
     assert main(["stats", "mlp", "--input", "28x28"]) == 2
     assert "input shape must be CxHxW with positive sizes, e.g. 1x28x28, got '28x28'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="--depth: model 'lenet' has no such option"):
-        stats.model_stats("lenet", depth=3, data="normal")
+        activations.model_stats("lenet", depth=3, data="normal")
 
 
 def test_stats_of_a_trained_run(tmp_path):
@@ -112,6 +112,6 @@ def test_stats_of_a_trained_run(tmp_path):
 
     res = train({"dataset": "digits", "model": "mlp", "depth": 2, "width": 16, "epochs": 1,
                  "out": str(tmp_path / "run"), "progress": False, "device": "cpu"}, log=lambda *a: None)
-    rep = stats.run_stats(res.run_dir, batch=64)
+    rep = activations.run_stats(res.run_dir, batch=64)
     assert rep.mode == "eval" and len(rep.layers) == 3
     assert "digits training images" in rep.input_desc

@@ -1,0 +1,152 @@
+"""The paired statistics of reports and claims (analysis/paired.py), checked against hand
+computations, scipy's own t-test and a simulation of the method's coverage."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from normlab.analysis import paired
+
+# The committed plain-vs-residual report (3 seeds): final test accuracy per seed.
+PLAIN20 = [0.9749303621169917, 0.9860724233983287, 0.9721448467966574]
+RESNET56 = [0.9693593314763231, 0.9220055710306406, 0.9665738161559888]
+
+
+def test_t_interval_by_hand_on_the_issue_example():
+    c = paired.compare(PLAIN20, RESNET56)
+    d = np.subtract(RESNET56, PLAIN20)
+    half = 4.302652729911275 * d.std(ddof=1) / math.sqrt(3)  # t(0.975, 2) from a table
+    assert c.n == 3 and c.mean == pytest.approx(-0.0251, abs=5e-5)
+    assert (c.low, c.high) == pytest.approx((d.mean() - half, d.mean() + half))
+    # The issue's numbers: the old bootstrap said [-0.0641, -0.0056] "excludes 0"; the t interval does not.
+    assert round(c.low, 3) == -0.109 and round(c.high, 3) == 0.059
+    assert c.p == pytest.approx(st.ttest_rel(RESNET56, PLAIN20).pvalue)
+    assert c.prob_better == 0.0 and c.method == "paired t" and c.level == 0.95
+
+
+def test_compare_against_scipy_and_edge_cases():
+    rng = np.random.default_rng(1)
+    a = rng.normal(0.9, 0.02, 7)
+    b = a + rng.normal(0.01, 0.01, 7)
+    c = paired.compare(a, b, level=0.9)
+    ci = st.ttest_rel(b, a).confidence_interval(0.9)
+    assert (c.low, c.high) == pytest.approx((ci.low, ci.high))
+    assert c.p == pytest.approx(st.ttest_rel(b, a).pvalue)
+    # prob_better counts seeds, ties half; better=-1 for a loss
+    assert paired.compare([1, 1, 1, 1], [2, 0, 1, 3]).prob_better == pytest.approx(2.5 / 4)
+    assert paired.compare([1, 1, 1, 1], [2, 0, 1, 3], better=-1).prob_better == pytest.approx(1.5 / 4)
+    # identical differences: a zero-width interval; p 0 (a shift) or 1 (no difference)
+    shift = paired.compare([0.5, 0.6, 0.7], [0.6, 0.7, 0.8])
+    assert (shift.mean, shift.low, shift.high, shift.p) == pytest.approx((0.1, 0.1, 0.1, 0.0))
+    assert paired.compare([1, 2, 3], [1, 2, 3]).p == 1.0
+    one = paired.compare([1.0], [2.0])
+    assert one.n == 1 and one.mean == 1.0 and math.isnan(one.low) and math.isnan(one.p)
+    with pytest.raises(ValueError, match="need two equally long, non-empty 1-D samples paired by seed"):
+        paired.compare([1, 2], [1])
+    with pytest.raises(ValueError, match="better must be"):
+        paired.compare([1, 2], [1, 2], better=0)
+
+
+def test_holm_by_hand():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 = .02, .03, .06, .04 -> monotone .02 .03 .06 .06
+    assert paired.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert paired.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    out = paired.holm([0.01, math.nan, 0.02])  # NaN is not a test: family of 2
+    assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.02)
+    assert paired.holm([]) == []
+
+
+def test_decide_verdicts_use_the_adjusted_p():
+    sure = paired.compare([0, 0, 0, 0, 0], [1.0, 1.1, 0.9, 1.05, 0.95])     # p ~ 1e-5
+    borderline = paired.compare([0, 0, 0], [0.25, 0.4, 0.55])                 # p = 0.044 alone
+    two = paired.compare([0, 0], [1, 1.1])
+    noise = paired.compare([0, 0, 0], [0.1, -0.1, 0.05])
+    assert 0.025 < borderline.p < 0.05
+    out = paired.decide([sure, borderline, two, noise], directions=[-1, +1, 0, 0])
+    assert out[0].verdict == paired.FAILS                 # the claim predicted a decrease
+    assert out[1].verdict == paired.INCONCLUSIVE          # second smallest of 3: 0.044 x 2 = 0.09
+    assert out[1].p_holm == pytest.approx(2 * borderline.p)
+    assert out[1].seeds_needed == paired.seeds_needed(0.4, 0.15, 0.05 / 3)
+    assert out[2].verdict == paired.TOO_FEW and math.isnan(out[2].p_holm)  # n = 2: no verdict
+    assert out[3].verdict == paired.INCONCLUSIVE and out[0].family == 3
+    alone = paired.decide([sure])[0]
+    assert alone.verdict == paired.HIGHER and alone.seeds_needed is None
+    assert paired.decide([paired.compare([0, 0, 0], [-1, -1.2, -0.9])])[0].verdict == paired.LOWER
+    with pytest.raises(ValueError, match="directions"):
+        paired.decide([sure], directions=[2])
+
+
+def test_seeds_needed_matches_the_power_tables_and_a_simulation():
+    # G*Power / Cohen: paired t, two-sided alpha 0.05, power 0.8: dz 0.5 -> 34 pairs, dz 1 -> 10.
+    assert paired.seeds_needed(0.5, 1.0) == 34
+    assert paired.seeds_needed(-1.0, 1.0) == 10
+    assert paired.seeds_needed(0.0, 1.0) is None and paired.seeds_needed(1.0, 0.0) is None
+    assert paired.seeds_needed(1e-6, 1.0) is None  # beyond the limit
+    # Simulated: at the returned n the test detects the effect about 80% of the time, at n - 1 less.
+    rng = np.random.default_rng(7)
+    n = paired.seeds_needed(0.8, 1.0)
+
+    def power(k):
+        d = rng.normal(0.8, 1.0, (20000, k))
+        t = d.mean(1) / (d.std(1, ddof=1) / math.sqrt(k))
+        return np.mean(np.abs(t) > st.t.ppf(0.975, k - 1))
+
+    assert 0.8 <= power(n) < 0.83 and power(n - 1) < 0.8
+
+
+def _percentile_bootstrap_coverage(d, n_boot, rng, level=0.95):
+    """The interval the reports used before: percentile bootstrap of the mean difference."""
+    reps, n = d.shape
+    idx = rng.integers(0, n, size=(reps, n_boot, n))
+    means = np.take_along_axis(np.broadcast_to(d[:, None, :], idx.shape), idx, axis=2).mean(axis=2)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2], axis=1)
+    return float(np.mean((lo <= 0) & (0 <= hi)))
+
+
+NOISE = {
+    "normal": lambda rng, shape: rng.normal(0.0, 1.0, shape),
+    # gamma(8) centred: skewness 0.71
+    "skewed": lambda rng, shape: rng.gamma(8.0, 1.0, shape) - 8.0,
+}
+
+
+@pytest.mark.parametrize("noise", NOISE)
+def test_t_interval_covers_the_true_mean_95_percent_of_the_time(noise):
+    rng = np.random.default_rng(2026)
+    for n in (3, 5, 10, 30):
+        d = 0.3 + NOISE[noise](rng, (20000, n))  # true mean difference 0.3
+        _, lo, hi = paired.t_interval(d)
+        coverage = float(np.mean((lo <= 0.3) & (0.3 <= hi)))
+        assert 0.93 <= coverage <= 0.97, (noise, n, coverage)
+
+
+def test_the_old_percentile_bootstrap_undercovers_at_three_seeds():
+    rng = np.random.default_rng(3)
+    for noise in NOISE.values():
+        d = noise(rng, (4000, 3))
+        assert _percentile_bootstrap_coverage(d, 1000, rng) < 0.80  # about 0.75
+        _, lo, hi = paired.t_interval(d)
+        assert np.mean((lo <= 0) & (0 <= hi)) > 0.93
+
+
+def test_the_documented_limit_strong_skew():
+    # paired.py says: under exponential noise the t interval covers about 88-90% at n <= 10.
+    rng = np.random.default_rng(4)
+    d = rng.exponential(1.0, (20000, 3)) - 1.0
+    _, lo, hi = paired.t_interval(d)
+    assert 0.86 < np.mean((lo <= 0) & (0 <= hi)) < 0.92
+
+
+def test_differences_csv_columns_and_values():
+    c = paired.decide([paired.compare(PLAIN20, RESNET56)])[0]
+    text = paired.differences_csv([paired.difference_row("model=resnet56", "model=plain20", "final_test_acc",
+                                                         "accuracy points", c, scale=100)])
+    lines = text.splitlines()
+    assert lines[0].split(",") == list(paired.DIFFERENCE_COLUMNS)
+    row = dict(zip(paired.DIFFERENCE_COLUMNS, next(iter(__import__("csv").reader(lines[1:])))))
+    assert float(row["mean_difference"]) == pytest.approx(100 * c.mean)
+    assert float(row["low"]) == pytest.approx(100 * c.low) and row["verdict"] == "inconclusive"
+    assert row["method"] == "paired t, 95% interval, 3 seeds; p Holm-adjusted over 1"
+    assert int(row["seeds_needed"]) == c.seeds_needed > 3
