@@ -17,14 +17,14 @@ RECIPES: dict[str, dict] = {
             "channels_last": True, "precision": "bf16",
         },
     },
-    # The same training for one GPU: a GPU step costs about the same at batch 64 and 256, so
-    # 4x the batch is about 4x fewer steps; the lr doubles with it, and 8 more epochs keep 99%.
-    # Measured on an H100 and an H200 (docs/recipes.md).
+    # The same training for one GPU: a small net's GPU step costs about the same at batch 64 and
+    # 256 (the time is Python and kernel launches), so 4x the batch is 4x fewer steps; the lr
+    # doubles with it. Measured on an H100 and an H200 (docs/gpu.md).
     "fast-gpu": {
         "goal": "time to >= 99% test accuracy on mnist5k on one GPU",
         "options": {
             "dataset": "mnist5k", "model": "digitnet", "width": 32, "norm": "bn", "act": "relu",
-            "epochs": 36, "batch_size": 256, "optimizer": "adam", "lr": 0.02, "schedule": "linear",
+            "epochs": 28, "batch_size": 256, "optimizer": "adam", "lr": 0.02, "schedule": "linear",
             "warmup": 1.0, "label_smoothing": 0.1, "augment": "translate:2,rotate:8,zoom:5",
             "channels_last": True, "precision": "bf16",
         },
