@@ -11,7 +11,7 @@ from normlab.errors import ConfigError
 from normlab.models import MODELS, catalog, create_model, get_spec
 from normlab.nn.blocks import D2LResidual, DenseBlock, Transition
 
-NORMS = ("bn", "gn", "ln", "in", "none")
+NORMS = ("bn", "gn", "ln", "ln-chw", "in", "none")
 
 
 def count(m):
@@ -305,7 +305,7 @@ def test_option_a_shortcut_zero_pads_channels():
 def test_preact_block_leaves_identity_untouched_with_no_norm():
     from normlab.nn.blocks import PreActBlock
 
-    blk = PreActBlock(4, 4, norm="none")
+    blk = PreActBlock(4, 4, norm_layer=lambda c: torch.nn.Identity())
     x = torch.randn(2, 4, 5, 5)
     keep = x.clone()
     out = blk(x)

@@ -41,7 +41,8 @@ def test_convert_to_group_norm_replaces_every_layer_and_warns_about_lost_stats()
         convert_norm(model, "gn")
     assert len(record) == 3  # three BatchNorms had statistics
     assert _norms(model) == ["GroupNorm", "GroupNorm", "GroupNorm"]
-    assert [m.num_groups for m in model.modules() if isinstance(m, nn.GroupNorm)] == [8, 8, 6]
+    # 8, 8 and 6 channels: the default keeps 2 channels per group (never instance norm)
+    assert [m.num_groups for m in model.modules() if isinstance(m, nn.GroupNorm)] == [4, 4, 3]
     assert model(torch.randn(2, 3, 4, 4, dtype=torch.float64)).shape == (2, 3)
     assert all(p.dtype == torch.float64 for p in model.parameters())
 
@@ -85,7 +86,7 @@ def test_convert_a_bare_norm_layer_returns_the_new_layer():
 
 
 def test_unknown_kind_is_a_config_error():
-    with pytest.raises(ConfigError, match="unknown norm 'gm'.*Valid choices: bn, gn, in, ln, none"):
+    with pytest.raises(ConfigError, match="unknown norm .gm.*Valid choices: bn, gn, gn:G, in, ln, ln-chw, none"):
         convert_norm(_small_net(), "gm")
 
 

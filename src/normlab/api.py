@@ -30,18 +30,21 @@ class LoadedRun:
     device: torch.device
 
 
-def load(run_dir, device: str = "cpu", fuse_bn: bool = False) -> LoadedRun:
+def load(run_dir, device: str = "cpu", fuse_bn: bool = False, norm=None, act=None) -> LoadedRun:
     """Rebuild a run's model from config.json and weights.safetensors, in eval mode.
 
     Nothing in a run directory is executed: the config is JSON, the weights safetensors.
     fuse_bn=True folds each BatchNorm into the conv/linear before it (the same function to
     rounding, 1.1-1.8x faster on a CPU with channels_last, which the run's own setting picks).
+    norm/act: the callables a run trained with from Python (its config.json records only
+    their names, "custom:...", since nothing in a run directory is executed).
     """
     run = RunDir.open(run_dir)
     try:
         cfg = make_config(run.read_json("config.json"))
     except NormlabError as exc:
         raise CheckpointError(f"{str(run / 'config.json')!r} is not a valid normlab config: {exc}") from None
+    cfg = cfg.replace(**{k: v for k, v in (("norm", norm), ("act", act)) if v is not None})
     pre = run.read_json("preprocess.json")
     shape = tuple(pre["input_shape"])
     dev = resolve_device(device)

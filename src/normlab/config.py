@@ -102,9 +102,16 @@ class TrainConfig:
                       choices=("auto", "on", "off"))
     # --- the model
     model: str = opt("lenet-bn", "model name (see `normlab models`)")
-    norm: Optional[str] = opt(None, "normalization: bn, gn, ln, in, none (default: the model's own)")
+    norm: Optional[str] = opt(None, "normalization: bn, gn (Wu & He's default groups), gn:G (G groups), ln "
+                              "(GroupNorm(1, C)), ln-chw (LayerNorm over C,H,W, element-wise affine), in, none "
+                              "(default: the model's own); from Python also a callable num_channels -> nn.Module")
     norm_impl: str = opt("native", "norm implementation: native (torch kernels) or reference "
-                         "(normlab's tensor-op layers)", choices=("native", "reference"))
+                         "(normlab's tensor-op layers) or tutorial (seed 000's from-scratch BatchNorm)",
+                         choices=("native", "reference", "tutorial"))
+    bn_eps: Optional[float] = opt(None, "batch norm's eps (default: torch's 1e-5; googlenet's 1e-3)",
+                                  check=optional(positive))
+    bn_momentum: Optional[float] = opt(None, "batch norm's running-average momentum in torch's convention, the "
+                                       "weight of the new batch (default 0.1)", check=optional(probability))
     act: Optional[str] = opt(None, "activation (default: the model's own), e.g. relu, sigmoid, tanh")
     dropout: Optional[float] = opt(None, "dropout probability before the classifier (default: the model's own, "
                                          "0.2 for googlenet, 0.5 for nin, 0 for the others)",
@@ -175,7 +182,12 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        from .nn.factory import describe
+
+        # A norm or act given from Python as a callable is recorded by name ("custom:...").
+        d["norm"], d["act"] = describe(d["norm"]), describe(d["act"])
+        return d
 
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
@@ -194,6 +206,8 @@ def _coerce(name: str, value):
     """Convert a value from a file or a string to the field's type, or raise ConfigError."""
     if value is None:
         return None
+    if name in ("norm", "act") and callable(value):
+        return value  # from Python: the user's own layer, used as it is
     t = field_type(name)
     try:
         if t is bool:
@@ -238,7 +252,7 @@ def make_config(*sources: Union[dict, TrainConfig, None]) -> TrainConfig:
         if src is None:
             continue
         if isinstance(src, TrainConfig):
-            src = src.to_dict()
+            src = dataclasses.asdict(src)  # not to_dict: a callable norm stays a callable here
         if not isinstance(src, dict):
             raise ConfigError(f"a config must be a mapping of option names to values, got {type(src).__name__}")
         for key, value in src.items():
@@ -287,9 +301,9 @@ def validate(cfg: TrainConfig) -> None:
     from .train import schedule
 
     schedule.check_schedule(cfg.schedule)
-    if cfg.norm is not None:
+    if isinstance(cfg.norm, str) and not cfg.norm.startswith("custom:"):
         factory.check_norm_kind(cfg.norm)
-    if cfg.act is not None:
+    if isinstance(cfg.act, str) and not cfg.act.startswith("custom:"):
         factory.check_act(cfg.act)
     from .nn import init as init_mod
 

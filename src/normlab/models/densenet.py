@@ -18,37 +18,36 @@ from collections import OrderedDict
 import torch.nn as tnn
 
 from ..nn.blocks import DenseBlock, Transition
-from ..nn.factory import make_act, make_norm
 from .registry import register
 
 
 class DenseNet(tnn.Module):
     """features (stem, dense blocks, transitions, final norm) -> act -> global pooling -> classifier."""
 
-    def __init__(self, num_classes, in_channels, norm, act, norm_impl="native", dropout=0.0, *,
+    def __init__(self, num_classes, in_channels, *, norm_layer, act_layer, dropout=0.0,
                  growth, blocks, init_features, bn_size, compression=0.5, stem="imagenet",
                  bias=False, **_):
         super().__init__()
         if stem == "imagenet":
             layers = [("conv0", tnn.Conv2d(in_channels, init_features, 7, 2, 3, bias=bias)),
-                      ("norm0", make_norm(norm, init_features, 2, norm_impl)),
-                      ("relu0", make_act(act)),
+                      ("norm0", norm_layer(init_features)),
+                      ("relu0", act_layer()),
                       ("pool0", tnn.MaxPool2d(3, 2, 1))]
         else:  # CIFAR: a single 3x3 conv, the first block normalizes its output
             layers = [("conv0", tnn.Conv2d(in_channels, init_features, 3, 1, 1, bias=bias))]
         c = init_features
         for i, n in enumerate(blocks):
-            block = DenseBlock(n, c, growth, bn_size=bn_size, norm=norm, act=act, norm_impl=norm_impl,
+            block = DenseBlock(n, c, growth, bn_size=bn_size, norm_layer=norm_layer, act_layer=act_layer,
                                dropout=dropout, bias=bias)
             layers.append((f"denseblock{i + 1}", block))
             c = block.out_channels
             if i != len(blocks) - 1:
                 out = int(c * compression)
-                layers.append((f"transition{i + 1}", Transition(c, out, norm, act, norm_impl, bias=bias)))
+                layers.append((f"transition{i + 1}", Transition(c, out, norm_layer=norm_layer, act_layer=act_layer, bias=bias)))
                 c = out
-        layers.append((f"norm{len(blocks) + 1}", make_norm(norm, c, 2, norm_impl)))
+        layers.append((f"norm{len(blocks) + 1}", norm_layer(c)))
         self.features = tnn.Sequential(OrderedDict(layers))
-        self.relu = make_act(act)
+        self.relu = act_layer()
         self.avgpool = tnn.AdaptiveAvgPool2d(1)
         self.classifier = tnn.Linear(c, num_classes)
 

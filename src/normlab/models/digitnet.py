@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import torch.nn as tnn
 
-from ..nn.factory import make_act, make_norm
 from .registry import conv_output_size, register, require_min_size
 
 
-def _stage(cin, cout, extra, norm, act, norm_impl):
-    layers = [tnn.Conv2d(cin, cout, 3, padding=1, bias=False), tnn.MaxPool2d(2),
-              make_norm(norm, cout, 2, norm_impl), make_act(act)]
+def _stage(cin, cout, extra, norm_layer, act_layer):
+    layers = [tnn.Conv2d(cin, cout, 3, padding=1, bias=False), tnn.MaxPool2d(2), norm_layer(cout), act_layer()]
     for _ in range(extra):
-        layers += [tnn.Conv2d(cout, cout, 3, padding=1, bias=False), make_norm(norm, cout, 2, norm_impl),
-                   make_act(act)]
+        layers += [tnn.Conv2d(cout, cout, 3, padding=1, bias=False), norm_layer(cout), act_layer()]
     return tnn.Sequential(*layers)
 
 
 class DigitNet(tnn.Module):
-    def __init__(self, num_classes, in_channels, input_size, norm, act, width=16, depth=1,
-                 dropout=0.0, norm_impl="native"):
+    def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, width=16, depth=1,
+                 dropout=0.0):
         super().__init__()
         require_min_size("digitnet", input_size, 8)  # three 2x2 poolings leave at least 1 pixel
         if depth < 1:
@@ -42,7 +39,7 @@ class DigitNet(tnn.Module):
             raise ConfigError(f"depth: digitnet needs at least 1 conv per stage, got {depth}")
         widths = (width, 2 * width, 4 * width)
         cins = (in_channels,) + widths[:2]
-        self.features = tnn.Sequential(*(_stage(ci, co, depth - 1, norm, act, norm_impl)
+        self.features = tnn.Sequential(*(_stage(ci, co, depth - 1, norm_layer, act_layer)
                                          for ci, co in zip(cins, widths)))
         h, w = input_size
         for _ in widths:

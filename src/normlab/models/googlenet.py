@@ -19,23 +19,21 @@ import torch.nn as tnn
 import torch.nn.functional as F
 
 from ..nn.blocks import ConvNormAct, Inception, InceptionMini
-from ..nn.factory import make_act, make_norm
+from ..nn.factory import NormLayer
 from .registry import conv_output_size, register, require_min_size
 
 
 class GoogLeNetMini(tnn.Module):
-    def __init__(self, num_classes, in_channels, input_size, norm, act, norm_impl="native", dropout=0.0, **_):
+    def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, dropout=0.0, **_):
         super().__init__()
         require_min_size("googlenet-mini", input_size, 16)
         h, w = input_size
         for _k in range(2):  # conv5x5 (no padding) then 2x2 pooling, twice
             h, w = conv_output_size(h, 5) // 2, conv_output_size(w, 5) // 2
-        self.conv1 = tnn.Sequential(tnn.Conv2d(in_channels, 10, 5), make_norm(norm, 10, 2, norm_impl),
-                                    tnn.MaxPool2d(2), make_act(act))
-        self.incep1 = InceptionMini(10, norm, norm_impl)
-        self.conv2 = tnn.Sequential(tnn.Conv2d(88, 20, 5), make_norm(norm, 20, 2, norm_impl),
-                                    tnn.MaxPool2d(2), make_act(act))
-        self.incep2 = InceptionMini(20, norm, norm_impl)
+        self.conv1 = tnn.Sequential(tnn.Conv2d(in_channels, 10, 5), norm_layer(10), tnn.MaxPool2d(2), act_layer())
+        self.incep1 = InceptionMini(10, norm_layer=norm_layer)
+        self.conv2 = tnn.Sequential(tnn.Conv2d(88, 20, 5), norm_layer(20), tnn.MaxPool2d(2), act_layer())
+        self.incep2 = InceptionMini(20, norm_layer=norm_layer)
         self.dropout = tnn.Dropout(dropout) if dropout else tnn.Identity()
         self.fc = tnn.Linear(88 * h * w, num_classes)
 
@@ -73,10 +71,12 @@ _CFG = {
 
 
 class GoogLeNet(tnn.Module):
-    def __init__(self, num_classes, in_channels, norm, act, norm_impl="native", dropout=0.2,
+    def __init__(self, num_classes, in_channels, *, norm_layer, act_layer, dropout=0.2,
                  aux_logits=False, kernel5=3, **_):
         super().__init__()
-        cna = dict(norm=norm, act=act, norm_impl=norm_impl)
+        if isinstance(norm_layer, NormLayer) and norm_layer.kind != "none" and "eps" not in norm_layer.kw:
+            norm_layer = norm_layer.with_kw(eps=1e-3)  # torchvision's BasicConv2d eps
+        cna = dict(norm_layer=norm_layer, act_layer=act_layer)
         self.conv1 = ConvNormAct(in_channels, 64, 7, 2, 3, **cna)
         self.maxpool1 = tnn.MaxPool2d(3, 2, ceil_mode=True)
         self.conv2 = ConvNormAct(64, 64, 1, **cna)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import torch.nn as tnn
 
-from ..nn.factory import make_act, make_norm
-from .mlp import feature_norm
+from ..nn.factory import feature_norm
 from .registry import conv_output_size, register, require_min_size
 
 
@@ -18,8 +17,8 @@ class LeNet(tnn.Module):
     """conv5(6) -> norm -> act -> pool -> conv5(16) -> norm -> act -> pool
     -> fc120 -> norm -> act -> fc84 -> norm -> act -> (dropout) -> fc(classes)."""
 
-    def __init__(self, num_classes, in_channels, input_size, norm, act, pool="max", padding=0,
-                 dropout=0.0, norm_impl="native", name="lenet"):
+    def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, pool="max", padding=0,
+                 dropout=0.0, name="lenet"):
         super().__init__()
         # The tutorial keeps the conv/linear biases before BN (redundant, harmless); so do we, so
         # parameter counts match it.
@@ -31,14 +30,14 @@ class LeNet(tnn.Module):
             h, w = conv_output_size(h, k, s, p), conv_output_size(w, k, s, p)
         self.features = tnn.Sequential(
             tnn.Conv2d(in_channels, 6, 5, padding=padding),
-            make_norm(norm, 6, 2, norm_impl), make_act(act), pool_cls(2, 2),
+            norm_layer(6), act_layer(), pool_cls(2, 2),
             tnn.Conv2d(6, 16, 5),
-            make_norm(norm, 16, 2, norm_impl), make_act(act), pool_cls(2, 2),
+            norm_layer(16), act_layer(), pool_cls(2, 2),
             tnn.Flatten(),
         )
         self.fc = tnn.Sequential(
-            tnn.Linear(16 * h * w, 120), feature_norm(norm, 120, norm_impl), make_act(act),
-            tnn.Linear(120, 84), feature_norm(norm, 84, norm_impl), make_act(act),
+            tnn.Linear(16 * h * w, 120), feature_norm(norm_layer, 120), act_layer(),
+            tnn.Linear(120, 84), feature_norm(norm_layer, 84), act_layer(),
         )
         self.dropout = tnn.Dropout(dropout) if dropout else tnn.Identity()
         self.classifier = tnn.Linear(84, num_classes)

@@ -10,13 +10,8 @@ import math
 
 import torch.nn as tnn
 
-from ..nn.factory import make_act, make_norm
+from ..nn.factory import feature_norm
 from .registry import register
-
-
-def feature_norm(kind: str, n: int, impl: str) -> tnn.Module:
-    """Norm for (N, C) features; instance norm has no spatial dims to normalize there, so none."""
-    return make_norm("none" if kind == "in" else kind, n, dims=0, impl=impl)
 
 
 @register("logistic", "linear", "multinomial logistic regression: flatten -> Linear",
@@ -37,15 +32,15 @@ class MLP(tnn.Module):
     With depth=100, width=256 it is the deep MLP of the BatchNorm-and-initialization experiment.
     """
 
-    def __init__(self, num_classes, in_channels, input_size, depth=2, width=256, norm="none",
-                 act="relu", dropout=0.0, norm_impl="native"):
+    def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, depth=2, width=256,
+                 dropout=0.0):
         super().__init__()
         n = in_channels * math.prod(input_size)
         layers = [tnn.Flatten()]
         for _ in range(depth):
-            # A norm layer follows, so a bias here would be cancelled by its mean subtraction.
-            layers += [tnn.Linear(n, width, bias=norm in ("none", "in")),
-                       feature_norm(norm, width, norm_impl), make_act(act)]
+            norm = feature_norm(norm_layer, width)
+            # A norm layer's mean subtraction would cancel a bias here, so only a bare Linear has one.
+            layers += [tnn.Linear(n, width, bias=isinstance(norm, tnn.Identity)), norm, act_layer()]
             n = width
         self.features = tnn.Sequential(*layers)
         self.dropout = tnn.Dropout(dropout) if dropout else tnn.Identity()

@@ -10,25 +10,24 @@ from __future__ import annotations
 
 import torch.nn as tnn
 
-from ..nn.factory import make_act, make_norm
 from .registry import register, require_min_size
 
 
-def nin_block(cin, cout, kernel, stride, padding, norm, act, norm_impl):
+def nin_block(cin, cout, kernel, stride, padding, *, norm_layer, act_layer):
     layers = [tnn.Conv2d(cin, cout, kernel, stride, padding)]
     for i in range(3):
         if i:
             layers.append(tnn.Conv2d(cout, cout, 1))
-        layers += [make_norm(norm, cout, 2, norm_impl), make_act(act)]
+        layers += [norm_layer(cout), act_layer()]
     return tnn.Sequential(*layers)
 
 
 class NiN(tnn.Module):
-    def __init__(self, num_classes, in_channels, input_size, norm, act, norm_impl="native", dropout=0.5, **_):
+    def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, dropout=0.5, **_):
         super().__init__()
         # 11x11/4 conv then three 3x3/2 pools need at least 67 pixels to keep one.
         require_min_size("nin", input_size, 67)
-        blk = dict(norm=norm, act=act, norm_impl=norm_impl)
+        blk = dict(norm_layer=norm_layer, act_layer=act_layer)
         self.net = tnn.Sequential(
             nin_block(in_channels, 96, 11, 4, 0, **blk), tnn.MaxPool2d(3, 2),
             nin_block(96, 256, 5, 1, 2, **blk), tnn.MaxPool2d(3, 2),

@@ -1,7 +1,9 @@
 """The model registry: every model is a named builder with one uniform signature.
 
 `create_model(name, num_classes, in_channels, input_size, norm, act, dropout, init, norm_impl,
-**model_kw)` builds any registered model; families register with `@register(...)`.
+**model_kw)` builds any registered model; families register with `@register(...)`. Builders
+receive `norm_layer` and `act_layer` callables (names are resolved here, once) and never see
+a norm name.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Callable, Optional, Sequence
 import torch.nn as tnn
 
 from ..errors import ConfigError, unknown_name
+from ..nn.factory import NormSpec, get_act_layer, get_norm_layer
 from ..nn.init import init_weights
 
 
@@ -62,10 +65,17 @@ def list_models() -> list[str]:
 
 
 def create_model(name: str, num_classes: int = 10, in_channels: Optional[int] = None,
-                 input_size: Optional[Sequence[int]] = None, norm: Optional[str] = None,
-                 act: Optional[str] = None, dropout: Optional[float] = None, init: str = "default",
-                 norm_impl: str = "native", **model_kw) -> tnn.Module:
-    """Build model `name`; None arguments take the model's own defaults (see `normlab models`)."""
+                 input_size: Optional[Sequence[int]] = None, norm: NormSpec = None,
+                 act=None, dropout: Optional[float] = None, init: str = "default",
+                 norm_impl: str = "native", bn_eps: Optional[float] = None,
+                 bn_momentum: Optional[float] = None, **model_kw) -> tnn.Module:
+    """Build model `name`; None arguments take the model's own defaults (see `normlab models`).
+
+    norm: a name (bn, gn, gn:8, ln, ln-chw, in, none) or a callable `num_channels -> nn.Module`
+    such as `functools.partial(torch.nn.GroupNorm, 4)` or your own module class; act: a name or a
+    callable `() -> nn.Module` such as `torch.nn.GELU`. bn_eps/bn_momentum set batch norm's eps
+    and momentum (torch's convention) when the norm is given by name.
+    """
     if dropout is not None:
         model_kw["dropout"] = dropout
     spec = get_spec(name)
@@ -76,14 +86,25 @@ def create_model(name: str, num_classes: int = 10, in_channels: Optional[int] = 
     input_size = tuple(int(s) for s in input_size)
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+    norm_layer = get_norm_layer(spec.default_norm if norm is None else norm, norm_impl,
+                                bn_eps=bn_eps, bn_momentum=bn_momentum)
+    act_layer = get_act_layer(spec.default_act if act is None else act)
     kw = dict(spec.defaults)
     kw.update({k: v for k, v in model_kw.items() if v is not None})
     model = spec.builder(num_classes=num_classes, in_channels=in_channels, input_size=input_size,
-                         norm=norm or spec.default_norm, act=act or spec.default_act,
-                         norm_impl=norm_impl, **kw)
-    if (norm or spec.default_norm) == "in":
-        _check_instance_norm_inputs(model, name, (in_channels, *input_size))
+                         norm_layer=norm_layer, act_layer=act_layer, **kw)
+    _probe(model, name, (in_channels, *input_size))
     return init_weights(model, init)
+
+
+def _probe(model: tnn.Module, name: str, input_shape) -> None:
+    """One forward pass on zeros, only for models that need it: it sizes layers whose shape is
+    set by their input (ln-chw) and checks instance norm's inputs."""
+    from torch.nn.modules.lazy import LazyModuleMixin
+
+    lazy = any(isinstance(m, LazyModuleMixin) for m in model.modules())
+    if lazy or any("InstanceNorm" in type(m).__name__ for m in model.modules()):
+        _check_instance_norm_inputs(model, name, input_shape)
 
 
 def _check_instance_norm_inputs(model: tnn.Module, name: str, input_shape) -> None:
@@ -93,6 +114,7 @@ def _check_instance_norm_inputs(model: tnn.Module, name: str, input_shape) -> No
     import torch
 
     layers = {m: n for n, m in model.named_modules() if "InstanceNorm" in type(m).__name__}
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
 
     def look(mod, args):
         if args[0][0, 0].numel() <= 1:
@@ -105,7 +127,7 @@ def _check_instance_norm_inputs(model: tnn.Module, name: str, input_shape) -> No
     hooks = [m.register_forward_pre_hook(look) for m in layers]
     try:
         with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_shape))
+            model.eval()(torch.zeros(1, *input_shape, device=device))
     finally:
         for h in hooks:
             h.remove()

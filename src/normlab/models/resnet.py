@@ -22,7 +22,6 @@ from __future__ import annotations
 import torch.nn as tnn
 
 from ..nn.blocks import BasicBlock, Bottleneck, D2LResidual, PreActBlock
-from ..nn.factory import make_act, make_norm
 from .registry import register
 
 
@@ -30,19 +29,18 @@ from .registry import register
 class ResNet(tnn.Module):
     """ImageNet-style ResNet with torchvision's attribute names (conv1, bn1, layer1..4, fc)."""
 
-    def __init__(self, block, layers, num_classes, in_channels, norm, act, norm_impl="native",
-                 dropout=0.0, **_):
+    def __init__(self, block, layers, num_classes, in_channels, *, norm_layer, act_layer, dropout=0.0, **_):
         super().__init__()
         self.conv1 = tnn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
-        self.bn1 = make_norm(norm, 64, 2, norm_impl)
-        self.relu = make_act(act)
+        self.bn1 = norm_layer(64)
+        self.relu = act_layer()
         self.maxpool = tnn.MaxPool2d(3, 2, 1)
         cin = 64
         for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
             blocks = []
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(block(cin, planes, stride, norm, act, norm_impl, "conv"))
+                blocks.append(block(cin, planes, stride, norm_layer=norm_layer, act_layer=act_layer))
                 cin = planes * block.expansion
             setattr(self, f"layer{i + 1}", tnn.Sequential(*blocks))
         self.avgpool = tnn.AdaptiveAvgPool2d(1)
@@ -78,15 +76,15 @@ class ResNetD2L(tnn.Module):
     Residual blocks (64, 128, 256, 512; the first block of stages 2-4 halves the size and uses a
     1x1-conv shortcut), global average pooling, linear."""
 
-    def __init__(self, num_classes, in_channels, norm, act, norm_impl="native", dropout=0.0, **_):
+    def __init__(self, num_classes, in_channels, *, norm_layer, act_layer, dropout=0.0, **_):
         super().__init__()
-        self.b1 = tnn.Sequential(tnn.Conv2d(in_channels, 64, 7, 2, 3), make_norm(norm, 64, 2, norm_impl),
-                                 make_act(act), tnn.MaxPool2d(3, 2, 1))
+        self.b1 = tnn.Sequential(tnn.Conv2d(in_channels, 64, 7, 2, 3), norm_layer(64), act_layer(),
+                                 tnn.MaxPool2d(3, 2, 1))
+        layers = dict(norm_layer=norm_layer, act_layer=act_layer)
         cin = 64
         for i, c in enumerate((64, 128, 256, 512)):
-            first = D2LResidual(cin, c, use_1x1conv=i > 0, stride=2 if i > 0 else 1, norm=norm, act=act,
-                                norm_impl=norm_impl)
-            setattr(self, f"b{i + 2}", tnn.Sequential(first, D2LResidual(c, c, norm=norm, act=act, norm_impl=norm_impl)))
+            first = D2LResidual(cin, c, use_1x1conv=i > 0, stride=2 if i > 0 else 1, **layers)
+            setattr(self, f"b{i + 2}", tnn.Sequential(first, D2LResidual(c, c, **layers)))
             cin = c
         self.head = tnn.Sequential(tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Dropout(dropout) if dropout
                                    else tnn.Identity(), tnn.Linear(512, num_classes))
@@ -108,7 +106,7 @@ class CifarResNet(tnn.Module):
     global average pooling -> linear. `preact=True` uses full pre-activation blocks and adds the
     final norm+act; `shortcut=False` gives the plain net."""
 
-    def __init__(self, depth, num_classes, in_channels, norm, act, norm_impl="native", dropout=0.0,
+    def __init__(self, depth, num_classes, in_channels, *, norm_layer, act_layer, dropout=0.0,
                  shortcut=True, preact=False, shortcut_kind="zero-pad", **_):
         super().__init__()
         if (depth - 2) % 6:
@@ -117,18 +115,18 @@ class CifarResNet(tnn.Module):
         block = PreActBlock if preact else BasicBlock
         self.conv1 = tnn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
         # The pre-activation net normalizes inside its first block, so its stem is the conv alone.
-        self.bn1 = tnn.Identity() if preact else make_norm(norm, 16, 2, norm_impl)
-        self.relu = tnn.Identity() if preact else make_act(act)
+        self.bn1 = tnn.Identity() if preact else norm_layer(16)
+        self.relu = tnn.Identity() if preact else act_layer()
         cin = 16
         for i, planes in enumerate((16, 32, 64)):
             blocks = []
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(block(cin, planes, stride, norm, act, norm_impl, shortcut_kind, shortcut))
+                blocks.append(block(cin, planes, stride, norm_layer=norm_layer, act_layer=act_layer,
+                                    shortcut_kind=shortcut_kind, shortcut=shortcut))
                 cin = planes
             setattr(self, f"layer{i + 1}", tnn.Sequential(*blocks))
-        self.final = (tnn.Sequential(make_norm(norm, 64, 2, norm_impl), make_act(act)) if preact
-                      else tnn.Identity())
+        self.final = tnn.Sequential(norm_layer(64), act_layer()) if preact else tnn.Identity()
         self.avgpool = tnn.AdaptiveAvgPool2d(1)
         self.dropout = tnn.Dropout(dropout) if dropout else tnn.Identity()
         self.fc = tnn.Linear(64, num_classes)
@@ -176,17 +174,17 @@ class PreActResNet18(tnn.Module):
     """18-layer full pre-activation ResNet for small images: conv3x3(64), stages of two PreActBlocks
     at 64/128/256/512 (1x1-conv shortcuts where the shape changes), final norm+act, pooling, linear."""
 
-    def __init__(self, num_classes, in_channels, norm, act, norm_impl="native", dropout=0.0, **_):
+    def __init__(self, num_classes, in_channels, *, norm_layer, act_layer, dropout=0.0, **_):
         super().__init__()
         self.conv1 = tnn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        layers = dict(norm_layer=norm_layer, act_layer=act_layer)
         cin = 64
         for i, planes in enumerate((64, 128, 256, 512)):
             stride = 1 if i == 0 else 2
-            setattr(self, f"layer{i + 1}", tnn.Sequential(
-                PreActBlock(cin, planes, stride, norm, act, norm_impl, "conv"),
-                PreActBlock(planes, planes, 1, norm, act, norm_impl, "conv")))
+            setattr(self, f"layer{i + 1}", tnn.Sequential(PreActBlock(cin, planes, stride, **layers),
+                                                          PreActBlock(planes, planes, 1, **layers)))
             cin = planes
-        self.final = tnn.Sequential(make_norm(norm, 512, 2, norm_impl), make_act(act))
+        self.final = tnn.Sequential(norm_layer(512), act_layer())
         self.avgpool = tnn.AdaptiveAvgPool2d(1)
         self.dropout = tnn.Dropout(dropout) if dropout else tnn.Identity()
         self.fc = tnn.Linear(512, num_classes)

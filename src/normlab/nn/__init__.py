@@ -1,7 +1,7 @@
 """Building blocks: normalization layers, the norm/activation factory, initialization."""
 
 from . import functional
-from .factory import NORM_KINDS, check_act, check_norm_kind, make_act, make_norm
+from .factory import NORM_KINDS, NormLayer, check_act, check_norm_kind, get_act_layer, get_norm_layer, make_act, make_norm
 from .norm import (
     BatchNorm1d,
     BatchNorm2d,
@@ -18,6 +18,9 @@ from .surgery import FrozenBatchNorm, convert_norm, freeze_bn, fuse_bn
 
 __all__ = [
     "NORM_KINDS",
+    "NormLayer",
+    "get_act_layer",
+    "get_norm_layer",
     "BatchNorm1d",
     "BatchNorm2d",
     "BatchNorm3d",

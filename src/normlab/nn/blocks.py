@@ -1,7 +1,8 @@
 """Building blocks of the residual, dense and inception families.
 
-Every norm layer comes from `make_norm` and every activation from `make_act`, so `norm=` and
-`act=` swap them in all models. Attribute names follow torchvision where a torchvision model uses
+Blocks take `norm_layer` (a callable `num_channels -> nn.Module`) and `act_layer` (a callable
+`() -> nn.Module`) by keyword, as torchvision's blocks take `norm_layer`; names such as "gn"
+are resolved into these callables once, in `create_model` (see nn/factory.py). Attribute names follow torchvision where a torchvision model uses
 the block (BasicBlock, Bottleneck, DenseLayer, Transition, Inception), so state_dicts are
 interchangeable.
 """
@@ -12,17 +13,16 @@ import torch
 import torch.nn as tnn
 import torch.nn.functional as F
 
-from .factory import make_act, make_norm
+from .factory import fresh_act
 
 
-def fresh_act(name: str) -> tnn.Module:
-    """An activation that never works in place: for inputs that another path still reads (the
-    identity of a pre-activation block, the concatenated features of a dense block) when the norm
-    before it is the identity."""
-    m = make_act(name)
-    if hasattr(m, "inplace"):
-        m.inplace = False
-    return m
+def _relu():
+    return tnn.ReLU(inplace=True)
+
+
+def _defaults(norm_layer, act_layer):
+    """torchvision's defaults: BatchNorm2d and an in-place ReLU."""
+    return norm_layer or tnn.BatchNorm2d, act_layer or _relu
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1, bias: bool = False) -> tnn.Conv2d:
@@ -49,12 +49,12 @@ class ZeroPadShortcut(tnn.Module):
         return x
 
 
-def projection(cin, cout, stride, norm, norm_impl) -> tnn.Sequential:
+def projection(cin, cout, stride, norm_layer) -> tnn.Sequential:
     """Option B: 1x1 conv + norm, used where the shape changes (torchvision's `downsample`)."""
-    return tnn.Sequential(conv1x1(cin, cout, stride), make_norm(norm, cout, 2, norm_impl))
+    return tnn.Sequential(conv1x1(cin, cout, stride), norm_layer(cout))
 
 
-def make_shortcut(kind: str, cin: int, cout: int, stride: int, norm: str, norm_impl: str):
+def make_shortcut(kind: str, cin: int, cout: int, stride: int, norm_layer):
     """None when the shape does not change (identity); else option A ("zero-pad"), B ("conv": 1x1
     conv + norm) or the tutorial's 3x3 conv + norm ("conv3x3")."""
     if stride == 1 and cin == cout:
@@ -62,8 +62,8 @@ def make_shortcut(kind: str, cin: int, cout: int, stride: int, norm: str, norm_i
     if kind == "zero-pad":
         return ZeroPadShortcut(cin, cout, stride)
     if kind == "conv3x3":
-        return tnn.Sequential(conv3x3(cin, cout, stride), make_norm(norm, cout, 2, norm_impl))
-    return projection(cin, cout, stride, norm, norm_impl)
+        return tnn.Sequential(conv3x3(cin, cout, stride), norm_layer(cout))
+    return projection(cin, cout, stride, norm_layer)
 
 
 class BasicBlock(tnn.Module):
@@ -74,18 +74,18 @@ class BasicBlock(tnn.Module):
 
     expansion = 1
 
-    def __init__(self, cin, planes, stride=1, norm="bn", act="relu", norm_impl="native",
-                 shortcut_kind="conv", shortcut=True):
+    def __init__(self, cin, planes, stride=1, *, norm_layer=None, act_layer=None, shortcut_kind="conv",
+                 shortcut=True):
         super().__init__()
+        norm_layer, act_layer = _defaults(norm_layer, act_layer)
         self.conv1 = conv3x3(cin, planes, stride)
-        self.bn1 = make_norm(norm, planes, 2, norm_impl)
-        self.relu = make_act(act)
+        self.bn1 = norm_layer(planes)
+        self.relu = act_layer()
         self.conv2 = conv3x3(planes, planes)
-        self.bn2 = make_norm(norm, planes, 2, norm_impl)
+        self.bn2 = norm_layer(planes)
         self.use_shortcut = shortcut
-        sc = make_shortcut(shortcut_kind, cin, planes, stride, norm, norm_impl) if shortcut else None
         # torchvision calls the projection `downsample`; keep the name for state_dict compatibility.
-        self.downsample = sc
+        self.downsample = make_shortcut(shortcut_kind, cin, planes, stride, norm_layer) if shortcut else None
 
     def forward(self, x):
         out = self.relu(self.bn1(self.conv1(x)))
@@ -100,19 +100,20 @@ class Bottleneck(tnn.Module):
 
     expansion = 4
 
-    def __init__(self, cin, planes, stride=1, norm="bn", act="relu", norm_impl="native",
-                 shortcut_kind="conv", shortcut=True):
+    def __init__(self, cin, planes, stride=1, *, norm_layer=None, act_layer=None, shortcut_kind="conv",
+                 shortcut=True):
         super().__init__()
+        norm_layer, act_layer = _defaults(norm_layer, act_layer)
         cout = planes * self.expansion
         self.conv1 = conv1x1(cin, planes)
-        self.bn1 = make_norm(norm, planes, 2, norm_impl)
+        self.bn1 = norm_layer(planes)
         self.conv2 = conv3x3(planes, planes, stride)
-        self.bn2 = make_norm(norm, planes, 2, norm_impl)
+        self.bn2 = norm_layer(planes)
         self.conv3 = conv1x1(planes, cout)
-        self.bn3 = make_norm(norm, cout, 2, norm_impl)
-        self.relu = make_act(act)
+        self.bn3 = norm_layer(cout)
+        self.relu = act_layer()
         self.use_shortcut = shortcut
-        self.downsample = make_shortcut(shortcut_kind, cin, cout, stride, norm, norm_impl) if shortcut else None
+        self.downsample = make_shortcut(shortcut_kind, cin, cout, stride, norm_layer) if shortcut else None
 
     def forward(self, x):
         out = self.relu(self.bn1(self.conv1(x)))
@@ -130,14 +131,15 @@ class PreActBlock(tnn.Module):
 
     expansion = 1
 
-    def __init__(self, cin, planes, stride=1, norm="bn", act="relu", norm_impl="native",
-                 shortcut_kind="conv", shortcut=True):
+    def __init__(self, cin, planes, stride=1, *, norm_layer=None, act_layer=None, shortcut_kind="conv",
+                 shortcut=True):
         super().__init__()
-        self.bn1 = make_norm(norm, cin, 2, norm_impl)
-        self.act1 = fresh_act(act)
+        norm_layer, act_layer = _defaults(norm_layer, act_layer)
+        self.bn1 = norm_layer(cin)
+        self.act1 = fresh_act(act_layer)
         self.conv1 = conv3x3(cin, planes, stride)
-        self.bn2 = make_norm(norm, planes, 2, norm_impl)
-        self.act2 = make_act(act)
+        self.bn2 = norm_layer(planes)
+        self.act2 = act_layer()
         self.conv2 = conv3x3(planes, planes)
         self.shortcut = None
         if stride != 1 or cin != planes:
@@ -154,20 +156,20 @@ class PreActBlock(tnn.Module):
 
 
 class D2LResidual(tnn.Module):
-    """The tutorial's (d2l "残差网络") Residual block: conv3x3 -> norm -> act -> conv3x3 -> norm,
+    """Seed 000's (d2l "残差网络") `Residual` block: conv3x3 -> norm -> act -> conv3x3 -> norm,
     plus an optional 1x1 conv on the shortcut, act after the sum. Convs keep their biases as in
-    the tutorial. Unlike the 16/32-channel tutorial block, conv1/conv2 and their norms are
-    distinct layers (the tutorial reused one conv and one BN twice, a bug)."""
+    d2l; conv1/conv2 and bn1/bn2 are distinct layers, as d2l has them."""
 
-    def __init__(self, cin, cout, use_1x1conv=False, stride=1, norm="bn", act="relu", norm_impl="native"):
+    def __init__(self, cin, cout, use_1x1conv=False, stride=1, *, norm_layer=None, act_layer=None):
         super().__init__()
+        norm_layer, act_layer = _defaults(norm_layer, act_layer)
         self.conv1 = conv3x3(cin, cout, stride, bias=True)
         self.conv2 = conv3x3(cout, cout, bias=True)
         self.conv3 = conv1x1(cin, cout, stride, bias=True) if use_1x1conv else None
-        self.bn1 = make_norm(norm, cout, 2, norm_impl)
-        self.bn2 = make_norm(norm, cout, 2, norm_impl)
-        self.act1 = make_act(act)
-        self.act2 = make_act(act)
+        self.bn1 = norm_layer(cout)
+        self.bn2 = norm_layer(cout)
+        self.act1 = act_layer()
+        self.act2 = act_layer()
 
     def forward(self, x):
         y = self.act1(self.bn1(self.conv1(x)))
@@ -185,15 +187,15 @@ class DenseLayer(tnn.Module):
     only the new `growth` channels; DenseBlock concatenates.
     """
 
-    def __init__(self, cin, growth, bn_size=4, norm="bn", act="relu", norm_impl="native",
-                 dropout=0.0, bias=False):
+    def __init__(self, cin, growth, bn_size=4, *, norm_layer=None, act_layer=None, dropout=0.0, bias=False):
         super().__init__()
-        self.norm1 = make_norm(norm, cin, 2, norm_impl)
-        self.relu1 = fresh_act(act)
+        norm_layer, act_layer = _defaults(norm_layer, act_layer)
+        self.norm1 = norm_layer(cin)
+        self.relu1 = fresh_act(act_layer)
         if bn_size:
             self.conv1 = conv1x1(cin, bn_size * growth, bias=bias)
-            self.norm2 = make_norm(norm, bn_size * growth, 2, norm_impl)
-            self.relu2 = make_act(act)
+            self.norm2 = norm_layer(bn_size * growth)
+            self.relu2 = act_layer()
             self.conv2 = conv3x3(bn_size * growth, growth, bias=bias)
         else:
             self.conv1 = conv3x3(cin, growth, bias=bias)
@@ -229,10 +231,11 @@ class DenseBlock(tnn.ModuleDict):
 class Transition(tnn.Sequential):
     """norm -> act -> 1x1 conv (compress channels) -> 2x2 average pool (halve the size)."""
 
-    def __init__(self, cin, cout, norm="bn", act="relu", norm_impl="native", bias=False):
+    def __init__(self, cin, cout, *, norm_layer=None, act_layer=None, bias=False):
         super().__init__()
-        self.add_module("norm", make_norm(norm, cin, 2, norm_impl))
-        self.add_module("relu", fresh_act(act))
+        norm_layer, act_layer = _defaults(norm_layer, act_layer)
+        self.add_module("norm", norm_layer(cin))
+        self.add_module("relu", fresh_act(act_layer))
         self.add_module("conv", conv1x1(cin, cout, bias=bias))
         self.add_module("pool", tnn.AvgPool2d(2, 2))
 
@@ -241,12 +244,12 @@ class Transition(tnn.Sequential):
 class ConvNormAct(tnn.Module):
     """conv (no bias) -> norm -> act: torchvision's BasicConv2d (keys conv.*, bn.*)."""
 
-    def __init__(self, cin, cout, kernel, stride=1, padding=0, norm="bn", act="relu",
-                 norm_impl="native", eps=1e-3):
+    def __init__(self, cin, cout, kernel, stride=1, padding=0, *, norm_layer=None, act_layer=None):
         super().__init__()
+        norm_layer, act_layer = _defaults(norm_layer, act_layer)
         self.conv = tnn.Conv2d(cin, cout, kernel, stride, padding, bias=False)
-        self.bn = make_norm(norm, cout, 2, norm_impl, **({"eps": eps} if norm != "none" else {}))
-        self.act = make_act(act)
+        self.bn = norm_layer(cout)
+        self.act = act_layer()
 
     def forward(self, x):
         return self.act(self.bn(self.conv(x)))
@@ -273,20 +276,21 @@ class Inception(tnn.Module):
 
 
 class InceptionMini(tnn.Module):
-    """The tutorial's ("GoogleNet" for MNIST) module: avgpool->1x1(24) | 1x1(16) | 1x1(16)->5x5(24)
+    """Seed 003's Inception module for MNIST: avgpool->1x1(24) | 1x1(16) | 1x1(16)->5x5(24)
     | 1x1(16)->3x3(24)->3x3(24), concatenated to 88 channels, no activation inside.
 
-    The tutorial applies one shared 1x1 conv in three branches; here each branch has its own 1x1
-    conv, as in Inception v1. A norm layer follows every conv (identity for norm="none").
+    The seed applies one shared 1x1 conv in three branches (`InceptionSeed003` keeps that); here
+    each branch has its own 1x1 conv, as in Inception v1. A norm layer follows every conv.
     """
 
     out_channels = 88
 
-    def __init__(self, cin, norm="none", norm_impl="native"):
+    def __init__(self, cin, *, norm_layer=None):
         super().__init__()
+        norm_layer = norm_layer or (lambda c: tnn.Identity())
 
         def cn(ci, co, k):
-            return tnn.Sequential(tnn.Conv2d(ci, co, k, padding=k // 2), make_norm(norm, co, 2, norm_impl))
+            return tnn.Sequential(tnn.Conv2d(ci, co, k, padding=k // 2), norm_layer(co))
 
         self.pool_proj = cn(cin, 24, 1)
         self.branch1x1 = cn(cin, 16, 1)

@@ -1,17 +1,26 @@
-"""Choose normalization and activation layers by name.
+"""Norm and activation layers: names at the edge, callables inside.
 
-Models never build a norm layer themselves: they call `make_norm(kind, channels, dims)`, so one
-string swaps BatchNorm for GroupNorm in every model, with no argument-order traps.
+A model never reads a norm name. `get_norm_layer("gn:8")` turns the name into a callable
+`norm_layer(num_channels) -> nn.Module` once, at the edge (`create_model`, the config); models
+receive `norm_layer=` and `act_layer=` by keyword and call them, as torchvision's `norm_layer=`
+and timm's `get_norm_layer`. A callable passes through untouched, so
+`functools.partial(torch.nn.GroupNorm, 4)` or a user's own module class works in every model.
+
+Names: bn, gn (groups by `default_groups`), gn:G (G groups), ln (GroupNorm with one group:
+statistics over C, H, W, one scale and shift per channel), ln-chw (torch.nn.LayerNorm over
+(C, H, W): one scale and shift per element, so its shape is fixed by the first input), in, none.
 """
 
 from __future__ import annotations
+
+from typing import Callable, Union
 
 import torch.nn as tnn
 
 from ..errors import ConfigError, unknown_name
 
-NORM_KINDS = ("bn", "gn", "ln", "in", "none")
-IMPLS = ("native", "reference")
+NORM_KINDS = ("bn", "gn", "ln", "ln-chw", "in", "none")
+IMPLS = ("native", "reference", "tutorial")
 
 _ACTS = {
     "relu": lambda: tnn.ReLU(inplace=True),
@@ -25,10 +34,23 @@ _ACTS = {
 }
 
 
-def check_norm_kind(kind: str) -> str:
+def parse_norm(spec: str) -> tuple[str, int | None]:
+    """'gn:8' -> ('gn', 8); 'bn' -> ('bn', None). Only gn takes a number (its group count)."""
+    kind, _, arg = str(spec).partition(":")
     if kind not in NORM_KINDS:
-        raise unknown_name("norm", kind, NORM_KINDS)
-    return kind
+        raise unknown_name("norm", spec, NORM_KINDS + ("gn:G",))
+    if not arg:
+        return kind, None
+    if kind != "gn":
+        raise ConfigError(f"norm {spec!r}: only gn takes a number (its groups, e.g. gn:8); use {kind!r}")
+    if not arg.isdigit() or int(arg) < 1:
+        raise ConfigError(f"norm {spec!r}: the group count must be a whole number >= 1, e.g. gn:8")
+    return kind, int(arg)
+
+
+def check_norm_kind(spec: str) -> str:
+    parse_norm(spec)
+    return spec
 
 
 def check_act(name: str) -> str:
@@ -42,8 +64,10 @@ def make_act(name: str) -> tnn.Module:
 
 
 def default_groups(num_channels: int) -> int:
-    """32 groups as in Wu & He (2018), or the largest divisor of the channels below that."""
-    for g in range(min(32, num_channels), 0, -1):
+    """Wu & He (2018): 32 groups, or fewer when there are fewer channels, but never one channel
+    per group (that would be instance norm): the largest divisor of the channels that is at most
+    32 and leaves at least 2 channels in each group (1 group for 1 channel or a prime count)."""
+    for g in range(min(32, num_channels // 2), 0, -1):
         if num_channels % g == 0:
             return g
     return 1
@@ -53,29 +77,39 @@ def make_norm(kind: str, num_features: int, dims: int = 2, impl: str = "native",
     """A normalization layer for `num_features` channels of `dims`-D feature maps.
 
     dims: 0 for (N, C) features after a Linear layer, 1/2/3 for (N, C, L)/(N, C, H, W)/(N, C, D, H, W).
-    kind: bn (batch), gn (group; num_groups defaults to `default_groups`), ln (layer norm over
-    the channel and spatial dims, as GroupNorm with one group so it works at any input size),
-    in (instance), none (identity).
+    kind: a name of NORM_KINDS or "gn:G". impl: native (torch.nn), reference (normlab's layers,
+    same arguments), tutorial (seed 000's from-scratch BatchNorm; bn only).
     """
-    check_norm_kind(kind)
+    kind, groups = parse_norm(kind)
     if impl not in IMPLS:
         raise unknown_name("norm implementation", impl, IMPLS)
     if dims not in (0, 1, 2, 3):
         raise ConfigError(f"dims must be 0 (features), 1, 2 or 3 (spatial dims), got {dims}")
+    if kind == "none":
+        return tnn.Identity()
+    if impl == "tutorial":
+        return _tutorial_norm(kind, num_features, dims, **kw)
     mod = tnn
     if impl == "reference":
         from . import norm as mod  # normlab's own layers, same constructor arguments
-    if kind == "none":
-        return tnn.Identity()
     if kind == "bn":
         cls = {0: mod.BatchNorm1d, 1: mod.BatchNorm1d, 2: mod.BatchNorm2d, 3: mod.BatchNorm3d}[dims]
         return cls(num_features, **kw)
+    kw.pop("momentum", None)  # a running-average speed only batch norm has
     if kind == "gn":
-        groups = kw.pop("num_groups", None) or default_groups(num_features)
+        groups = kw.pop("num_groups", None) or groups or default_groups(num_features)
+        if num_features % groups:
+            raise ConfigError(f"norm gn:{groups}: a layer has {num_features} channels, which do not split "
+                              f"into {groups} groups; give a group count that divides every layer's "
+                              f"channels, or plain gn for the default")
         return mod.GroupNorm(groups, num_features, **kw)
-    if kind == "ln":
+    if kind in ("ln", "ln-chw"):
         if dims == 0:
             return mod.LayerNorm(num_features, **kw)
+        if kind == "ln-chw":
+            from .layers import LayerNormCHW
+
+            return LayerNormCHW(num_features, reference=impl == "reference", **kw)
         return mod.GroupNorm(1, num_features, **kw)
     # Instance norm over a single value per channel is undefined, so for features it has no dims.
     if dims == 0:
@@ -83,3 +117,120 @@ def make_norm(kind: str, num_features: int, dims: int = 2, impl: str = "native",
     kw.setdefault("affine", True)
     cls = {1: mod.InstanceNorm1d, 2: mod.InstanceNorm2d, 3: mod.InstanceNorm3d}[dims]
     return cls(num_features, **kw)
+
+
+def _tutorial_norm(kind, num_features, dims, momentum=None, eps=1e-5, **kw):
+    if kind != "bn":
+        raise ConfigError(f"norm implementation 'tutorial' is seed 000's from-scratch BatchNorm; it has no "
+                          f"{kind!r}: use --norm bn, or --norm-impl native/reference for {kind}")
+    if dims not in (0, 2):
+        raise ConfigError("norm implementation 'tutorial' handles (N, C) features and (N, C, H, W) maps only")
+    from .tutorial import BatchNormTutorial
+
+    # The tutorial's momentum weights the old value (0.9); torch's weights the new one (0.1).
+    return BatchNormTutorial(num_features, 2 if dims == 0 else 4, eps=eps,
+                             momentum=0.9 if momentum is None else 1.0 - momentum)
+
+
+class NormLayer:
+    """A norm named by a string, resolved once; `NormLayer("gn:8")(64)` is GroupNorm(8, 64).
+
+    `features()` gives the same norm for (N, C) features after a Linear layer (instance norm has
+    no spatial dims there, so it becomes the identity). `bn_eps`/`bn_momentum` reach batch norm
+    only (momentum in torch's convention: the weight of the new batch); `kw` goes to every layer.
+    """
+
+    def __init__(self, spec: str = "bn", impl: str = "native", dims: int = 2, *, bn_eps=None,
+                 bn_momentum=None, **kw):
+        self.kind, self.groups = parse_norm(spec)
+        if self.kind == "bn":  # eps and momentum settable for batch norm (the others keep torch's eps)
+            kw = {"eps": bn_eps, "momentum": bn_momentum, **kw}
+        if impl not in IMPLS:
+            raise unknown_name("norm implementation", impl, IMPLS)
+        if impl == "tutorial" and self.kind not in ("bn", "none"):
+            raise ConfigError(f"norm implementation 'tutorial' is seed 000's from-scratch BatchNorm; it has "
+                              f"no {self.kind!r}: use --norm bn, or --norm-impl native/reference")
+        self.spec, self.impl, self.dims, self.kw = spec, impl, dims, {k: v for k, v in kw.items() if v is not None}
+
+    def __call__(self, num_channels: int) -> tnn.Module:
+        return make_norm(self.spec, num_channels, self.dims, self.impl, **self.kw)
+
+    def features(self) -> "NormLayer":
+        return NormLayer("none" if self.kind == "in" else self.spec, self.impl, 0, **self.kw)
+
+    def with_kw(self, **kw) -> "NormLayer":
+        return NormLayer(self.spec, self.impl, self.dims, **{**self.kw, **kw})
+
+    def __repr__(self):
+        extra = "".join(f", {k}={v!r}" for k, v in self.kw.items())
+        return f"NormLayer({self.spec!r}, impl={self.impl!r}{extra})"
+
+
+NormSpec = Union[str, Callable[[int], tnn.Module], None]
+
+
+def get_norm_layer(norm: NormSpec, impl: str = "native", **kw) -> Callable[[int], tnn.Module]:
+    """A name ("bn", "gn:8", ...) becomes a NormLayer; a callable (a class, a partial, a function
+    of the channel count) is returned as it is: the user's own layer in any zoo model."""
+    if norm is None:
+        norm = "bn"
+    if isinstance(norm, str):
+        _refuse_custom("norm", norm)
+        return NormLayer(norm, impl, **kw)
+    if callable(norm):
+        return norm
+    raise ConfigError(f"norm must be a name ({', '.join(NORM_KINDS)}, gn:G) or a callable "
+                      f"num_channels -> nn.Module, got {type(norm).__name__}")
+
+
+def feature_norm(norm_layer: Callable[[int], tnn.Module], num_features: int) -> tnn.Module:
+    """The norm for (N, C) features. A name-resolved NormLayer switches to its 1-D form; a user's
+    callable is called as it is, so it must accept (N, C) input (GroupNorm and LayerNorm do)."""
+    if isinstance(norm_layer, NormLayer):
+        return norm_layer.features()(num_features)
+    return norm_layer(num_features)
+
+
+def get_act_layer(act: Union[str, Callable[[], tnn.Module], None]) -> Callable[[], tnn.Module]:
+    """A name ("relu", ...) becomes a constructor of that activation; a callable (torch.nn.GELU,
+    a partial, a user's class) is returned as it is."""
+    if act is None:
+        act = "relu"
+    if isinstance(act, str):
+        _refuse_custom("act", act)
+        check_act(act)
+        return _ACTS[act]
+    if callable(act):
+        return act
+    raise ConfigError(f"act must be a name ({', '.join(_ACTS)}) or a callable returning an nn.Module, "
+                      f"got {type(act).__name__}")
+
+
+def _refuse_custom(what: str, name: str) -> None:
+    if name.startswith("custom:"):
+        raise ConfigError(f"{what} {name!r} was a callable given from Python, which a config file cannot hold; "
+                          f"pass the callable again, e.g. normlab.load(run_dir, {what}=...) or "
+                          f"create_model(..., {what}=...)")
+
+
+def fresh_act(act_layer: Callable[[], tnn.Module]) -> tnn.Module:
+    """An activation that never works in place: for inputs that another path still reads (the
+    identity of a pre-activation block, the concatenated features of a dense block)."""
+    m = act_layer()
+    if getattr(m, "inplace", False):
+        m.inplace = False
+    return m
+
+
+def describe(layer) -> str:
+    """A short label for a norm or act given by name or callable (for logs and config.json)."""
+    if layer is None or isinstance(layer, str):
+        return layer
+    if isinstance(layer, NormLayer):
+        return layer.spec
+    import functools
+
+    if isinstance(layer, functools.partial):
+        args = ", ".join([*map(repr, layer.args), *(f"{k}={v!r}" for k, v in layer.keywords.items())])
+        return f"custom:{describe(layer.func).removeprefix('custom:')}({args})"
+    return f"custom:{getattr(layer, '__module__', '?')}.{getattr(layer, '__qualname__', type(layer).__name__)}"

@@ -91,7 +91,8 @@ def build_model(cfg: TrainConfig, input_shape, num_classes: int) -> torch.nn.Mod
     torch.manual_seed(cfg.seed)
     return create_model(cfg.model, num_classes=num_classes, in_channels=input_shape[0],
                         input_size=input_shape[1:], norm=cfg.norm, act=cfg.act, dropout=cfg.dropout,
-                        init=cfg.init, norm_impl=cfg.norm_impl, **model_kw)
+                        init=cfg.init, norm_impl=cfg.norm_impl, bn_eps=cfg.bn_eps,
+                        bn_momentum=cfg.bn_momentum, **model_kw)
 
 
 def has_batchnorm(model: torch.nn.Module) -> bool:
