@@ -81,7 +81,9 @@ def inception_mult_adds(cin, c1, c3r, c3, c5r, c5, pool_proj, hw) -> dict:
     from ..nn.blocks import Inception
     from .layer_table import summarize
 
-    with_red = Inception(cin, c1, c3r, c3, c5r, c5, pool_proj, kernel5=5, norm="none", act="relu")
+    from ..nn.factory import get_norm_layer
+
+    with_red = Inception(cin, c1, c3r, c3, c5r, c5, pool_proj, kernel5=5, norm_layer=get_norm_layer("none"))
     naive = NaiveInception(cin, c1, c3, c5, pool_proj, kernel5=5)
     a = summarize(with_red.eval(), (cin, hw, hw)).mult_adds
     b = summarize(naive.eval(), (cin, hw, hw)).mult_adds

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from . import densenet, digitnet, googlenet, lenet, mlp, nin, resnet  # noqa: F401  (registration side effects)
+from . import densenet, digitnet, googlenet, lenet, mlp, nin, resnet, rnn  # noqa: F401  (registration side effects)
 from .registry import MODELS, ModelSpec, create_model, get_spec, list_models, register
 
 
