@@ -50,7 +50,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 import normlab
 from normlab.errors import NormlabError
 from normlab.nn.surgery import fuse_bn
-from normlab.train.export import _onnx_bytes
+from normlab.export import _onnx_bytes
 
 # (model, input size): the tutorials' models at the sizes the tutorials train them
 MODELS = [("lenet-bn", 28), ("resnet18-d2l", 28), ("resnet18-d2l", 96), ("densenet-d2l", 96),

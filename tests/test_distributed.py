@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import normlab
-from normlab.train.rundir import RunDir
+from normlab.rundir import RunDir
 
 BASE = ["--dataset", "digits", "--model", "mlp", "--optimizer", "sgd", "--lr", "0.1", "--no-progress",
         "--threads", "1"]

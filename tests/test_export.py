@@ -5,7 +5,7 @@ import torch
 
 import normlab
 from normlab import cli
-from normlab.train.export import export_run
+from normlab.export import export_run
 
 
 @pytest.fixture(scope="module")

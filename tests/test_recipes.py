@@ -12,7 +12,7 @@ from normlab.data import tta
 from normlab.data.loader import DeviceLoader, Normalize
 from normlab.errors import ConfigError
 from normlab.recipes import RECIPES
-from normlab.train.trainer import evaluate
+from normlab.evaluation import evaluate
 
 
 # ---------------------------------------------------------------- test-time augmentation

@@ -15,11 +15,12 @@ import torch
 import normlab
 from normlab.config import make_config
 from normlab.errors import CheckpointError, TrainingError
-from normlab.train import checkpoint, io as nio, regularize
+from normlab import fileio as nio
+from normlab.train import checkpoint, regularize
 from normlab.train.optim import make_optimizer
-from normlab.train.rundir import RunDir
+from normlab.rundir import RunDir
 from normlab.train.schedule import lr_factor
-from normlab.train.trainer import Step
+from normlab.train.step import Step
 
 TINY = dict(dataset="digits", model="mlp", epochs=3, batch_size=64, lr=0.05, optimizer="momentum",
             progress=False, dropout=0.2)

@@ -1,7 +1,7 @@
 """normlab: build, train, inspect and compare classic image classifiers, with normalization,
 regularization and residual connections as first-class, swappable parts."""
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402,F401
 
 from .api import LoadedRun, evaluate_run, load, predict  # noqa: E402
 from .config import TrainConfig, make_config  # noqa: E402

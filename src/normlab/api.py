@@ -13,8 +13,10 @@ from .config import TrainConfig, make_config
 from .data import pipeline
 from .data.tta import parse as parse_tta, predict_proba
 from .errors import CheckpointError, DataError, NormlabError
-from .train.rundir import RunDir
-from .train.trainer import build_model, evaluate, resolve_device
+from .device import resolve_device
+from .evaluation import evaluate
+from .rundir import RunDir
+from .train.build import build_model
 
 
 @dataclass

@@ -246,7 +246,7 @@ def _(p):
 # ---------------------------------------------------------------- export
 @command("export", "export a trained run to ONNX or TorchScript, checked against PyTorch")
 def run_export(args) -> int:
-    from .train.export import export_run
+    from .export import export_run
 
     res = export_run(args.run_dir, args.format, args.out, fuse_bn=args.fuse_bn, check=args.check)
     diff = "" if res["max_abs_diff"] is None else f" (max |diff| vs PyTorch {res['max_abs_diff']:.2e})"
@@ -385,7 +385,7 @@ def _(p):
 
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="normlab",

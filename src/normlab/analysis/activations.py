@@ -222,7 +222,7 @@ def format_table(rep: StatsReport) -> str:
 def plot_stats(reports: dict, path) -> None:
     """std of the activations and weight-gradient norm against depth, one line per report
     (log scale; a non-finite std is drawn as a gap)."""
-    from ..train.plots import new_figure, save_figure
+    from ..plots import new_figure, save_figure
 
     fig, (a1, a2) = new_figure(1, 2, (11, 4))
     for label, rep in reports.items():

@@ -25,7 +25,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn as tnn
 
-from ..train.io import atomic_write_text
+from ..fileio import atomic_write_text
 from . import paired
 
 HOLDS = "holds"

@@ -19,8 +19,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..train.io import atomic_write_bytes, atomic_write_text
-from ..train.rundir import RunDir
+from ..fileio import atomic_write_bytes, atomic_write_text
+from ..rundir import RunDir
 from . import paired
 from .sweep import Experiment, collect, expand, finite, read_experiment, write_results
 
@@ -96,7 +96,7 @@ def on_off_matrix(exp: Experiment) -> list[list[str]]:
 def curves_png(exp: Experiment, rows: list[dict], out: Path, factor: str) -> bytes:
     """Test accuracy and train loss per epoch, one line per level of `factor` (mean over every
     finished run at that level, the other factors and the seeds pooled)."""
-    from ..train.plots import new_figure
+    from ..plots import new_figure
 
     fig, (a1, a2) = new_figure(1, 2, (10, 3.8))
     for level in exp.factors[factor]:

@@ -33,7 +33,7 @@ from typing import Callable, Optional, Sequence
 
 from ..config import FIELDS, load_config_file, make_config, normalize_key
 from ..errors import ConfigError, NormlabError, unknown_name
-from ..train.io import atomic_write_json, atomic_write_text
+from ..fileio import atomic_write_json, atomic_write_text
 
 TOP_KEYS = ("base", "factors", "seeds", "metric", "name", "description")
 RESERVED = {"out": "each run's directory is chosen by the sweep",

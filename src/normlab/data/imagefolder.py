@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .split import stratified_split
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".gif", ".webp"}
 
@@ -125,8 +126,6 @@ def target_format(images, resize) -> tuple[int, tuple[int, int]]:
 
 def load_in_memory(root, resize=None, strict=False, split_seed=0, test_fraction=0.2, log=None):
     """(classes, (train_x, train_y), (test_x, test_y), info) with all images decoded."""
-    from .sources import stratified_split
-
     classes, train, test = scan(root)
     report = Report(strict, log)
     imgs, labels = _decode_all(train + (test or []), report)
@@ -228,8 +227,6 @@ def plan_stream(root, resize=None, split_seed=0, test_fraction=0.2, log=None):
 
     The channel count is RGB if any sampled image is in colour; the size is `resize` or the first
     sampled image's. Returns (classes, train files, test files, channels, size, estimated bytes)."""
-    from .sources import stratified_split
-
     classes, train, test = scan(root)
     everything = train + (test or [])
     rng = np.random.default_rng(split_seed)

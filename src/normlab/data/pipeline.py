@@ -16,7 +16,8 @@ import torch
 from . import augment as augment_mod
 from . import preprocess as preprocess_mod
 from .loader import DeviceLoader, Normalize
-from .sources import Dataset, load_dataset, stratified_split
+from .sources import Dataset, load_dataset
+from .split import stratified_split
 
 VAL_SEED_OFFSET = 7919
 STREAM_FIT_SAMPLE = 2048  # images decoded to fit preprocessing on a streamed folder

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, unknown_name
+from .split import stratified_split
 
 # The offline sets are split once, with this seed, whatever the run's own seed is, so every run
 # and every tool (eval, compare, claims) sees the same test set.
@@ -81,23 +82,6 @@ def list_datasets() -> list[Source]:
 
 def load_dataset(name: str, data_dir: Optional[str] = None, **kw) -> Dataset:
     return get_source(name).load(data_dir=data_dir, **kw)
-
-
-def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, test) with each class split in the same proportion, reproducibly.
-
-    Per class, a seeded permutation puts round(n_c * test_fraction) samples in the test split;
-    the indices are returned sorted so the split does not depend on the order classes are seen.
-    """
-    rng = np.random.default_rng(seed)
-    train_idx, test_idx = [], []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        idx = idx[rng.permutation(len(idx))]
-        n_test = int(round(len(idx) * test_fraction))
-        test_idx.append(idx[:n_test])
-        train_idx.append(idx[n_test:])
-    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
 
 
 def _from_arrays(name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, classes, info) -> Dataset:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
-from .io import atomic_write_bytes
+from ..fileio import atomic_write_bytes
 
 STATE_FILE = "state.pt"
 

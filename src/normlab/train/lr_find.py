@@ -15,9 +15,11 @@ import torch
 
 from ..config import make_config
 from ..data import pipeline
+from ..device import resolve_device
+from ..plots import new_figure, save_figure
+from .build import build_model, has_batchnorm, resolve_config
 from .optim import make_optimizer
-from .plots import new_figure, save_figure
-from .trainer import Step, build_model, has_batchnorm, resolve_config, resolve_device
+from .step import Step
 
 
 def lr_find(config, start: float = 1e-6, end: float = 10.0, steps: int = 100, smooth: float = 0.9) -> dict:

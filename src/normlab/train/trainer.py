@@ -14,28 +14,27 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Optional, Union
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig, make_config
 from ..data import pipeline
-from ..data.tta import parse as parse_tta, predict_proba
 from ..data.loader import DeviceLoader
+from ..device import resolve_device
 from ..errors import ConfigError, TrainingError
-from ..models.registry import create_model, get_spec
-from . import checkpoint, determinism, distributed, regularize
-from .ema import EMA
+from ..evaluation import evaluate
+from ..plots import plot_curves
+from ..rundir import METRIC_COLUMNS, RunDir
+from . import checkpoint, determinism, distributed
+from .build import build_model, has_batchnorm, resolve_config
 from .optim import make_optimizer
-from .plots import plot_curves
-from .rundir import METRIC_COLUMNS, RunDir
 from .schedule import make_scheduler
+from .step import Step
 
 
 @dataclass
@@ -51,146 +50,8 @@ class Interrupted(Exception):
     """SIGINT/SIGTERM arrived; the run stops at the next step boundary."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device: unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("device: mps was asked for but is not available here; use --device cpu or auto")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"device: unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
-    return dev
-
-
-def resolve_config(cfg: TrainConfig) -> TrainConfig:
-    """Fill the model's own defaults (norm, act) and the run directory into the config."""
-    spec = get_spec(cfg.model)
-    out = cfg.out or str(Path("runs") / f"{cfg.model}-{cfg.dataset}-{datetime.now():%Y%m%d-%H%M%S}")
-    dropout = spec.default_dropout if cfg.dropout is None else cfg.dropout
-    return cfg.replace(norm=cfg.norm or spec.default_norm, act=cfg.act or spec.default_act, dropout=dropout,
-                       out=out)
-
-
-def build_model(cfg: TrainConfig, input_shape, num_classes: int) -> torch.nn.Module:
-    """The model a config describes, with the seed applied so initial weights are reproducible."""
-    spec = get_spec(cfg.model)
-    model_kw = {k: getattr(cfg, k) for k in ("depth", "width") if getattr(cfg, k) is not None}
-    unknown = [k for k in model_kw if k not in spec.defaults]
-    if unknown:
-        raise ConfigError(f"{', '.join(unknown)}: model {cfg.model!r} has no such option "
-                          f"(it takes: {', '.join(sorted(spec.defaults)) or 'none'})")
-    torch.manual_seed(cfg.seed)
-    return create_model(cfg.model, num_classes=num_classes, in_channels=input_shape[0],
-                        input_size=input_shape[1:], norm=cfg.norm, act=cfg.act, dropout=cfg.dropout,
-                        init=cfg.init, norm_impl=cfg.norm_impl, bn_eps=cfg.bn_eps,
-                        bn_momentum=cfg.bn_momentum, **model_kw)
-
-
-def has_batchnorm(model: torch.nn.Module) -> bool:
-    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) or type(m).__name__.startswith("BatchNorm")
-               for m in model.modules())
-
-
 def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def autocast(device: torch.device, precision: str):
-    """Mixed precision context; autocast keeps batch/group/layer norm in fp32 by itself."""
-    if precision == "fp32":
-        return nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: DeviceLoader, precision: str = "fp32",
-             channels_last: bool = False, tta: str = "") -> dict:
-    """Mean cross-entropy, top-1 and (with more than 5 classes) top-5 accuracy, in eval mode.
-
-    With `tta` views (data/tta.py) the prediction is the mean probability over the views and
-    the loss is the cross-entropy of that mean.
-    """
-    was_training = model.training
-    model.eval()
-    dev = loader.x.device
-    views = parse_tta(tta)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
-    correct = torch.zeros((), dtype=torch.int64, device=dev)
-    top5 = torch.zeros((), dtype=torch.int64, device=dev)
-    for xb, yb in loader:
-        if channels_last and xb.dim() == 4:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        with autocast(dev, precision):
-            if views:
-                out = predict_proba(model, xb, views).clamp_min(1e-12).log()
-            else:
-                out = model(xb).float()
-        loss_sum += F.cross_entropy(out, yb, reduction="sum").double()
-        correct += (out.argmax(1) == yb).sum()
-        if out.shape[1] > 5:
-            top5 += (out.topk(5, dim=1).indices == yb[:, None]).any(1).sum()
-    model.train(was_training)
-    n = loader.num_samples
-    res = {"loss": loss_sum.item() / n, "acc": correct.item() / n}
-    if out.shape[1] > 5:
-        res["top5"] = top5.item() / n
-    return res
-
-
-class Step:
-    """One optimizer step with the config's loss terms and post-step constraints."""
-
-    def __init__(self, model, optimizer, scheduler, cfg: TrainConfig, forward=None):
-        self.model, self.optimizer, self.scheduler, self.cfg = model, optimizer, scheduler, cfg
-        # `is None`, not `or`: a torch.compile'd module proxies len() and raises in a truth test
-        self.forward = model if forward is None else forward  # a compiled view of the model, when asked for
-        self.penalized = regularize.penalized_params(model, cfg)
-        self.ema = EMA(model, cfg.ema) if cfg.ema is not None else None
-        device = next(model.parameters()).device
-        self.autocast = lambda: autocast(device, cfg.precision)
-        # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
-        self.scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
-
-    def __call__(self, xb, yb):
-        cfg = self.cfg
-        if cfg.channels_last and xb.dim() == 4:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        with self.autocast():
-            out = self.forward(xb).float()
-        loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
-        total = loss + regularize.l2_penalty(self.penalized, cfg.l2) if cfg.l2 else loss
-        self.optimizer.zero_grad(set_to_none=True)
-        lr = self.optimizer.param_groups[0]["lr"]
-        if self.scaler is not None:
-            self.scaler.scale(total).backward()
-            self.scaler.unscale_(self.optimizer)
-            if cfg.clip_grad:
-                regularize.clip_gradients(self.model, cfg.clip_grad, cfg.clip_mode)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            total.backward()
-            if cfg.clip_grad:
-                regularize.clip_gradients(self.model, cfg.clip_grad, cfg.clip_mode)
-            self.optimizer.step()
-        if cfg.l1:
-            regularize.l1_proximal(self.penalized, cfg.l1, lr)
-        if cfg.max_norm:
-            regularize.apply_max_norm(self.model, cfg.max_norm)
-        self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update()
-        return out, loss
 
 
 def train_epoch(step: Step, loader: DeviceLoader, epoch: int, bar, stop: threading.Event,
@@ -240,7 +101,7 @@ def versions() -> dict:
 
     import numpy
 
-    from .. import __version__
+    from .._version import __version__
 
     try:  # from the package metadata: importing torchvision would cost a second per run
         tv = version("torchvision")

@@ -15,24 +15,21 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..errors import ConfigError, NormlabError
-from .io import atomic_write_bytes
+from .api import load
+from .errors import ConfigError, NormlabError, unknown_name
+from .fileio import atomic_write_bytes
 
 FORMATS = ("onnx", "torchscript")
 
 
 def export_run(run_dir, fmt: str = "onnx", out: Optional[str] = None, fuse_bn: bool = False,
                check: bool = True) -> dict:
-    from ..api import load
-
     if fmt not in FORMATS:
-        from ..errors import unknown_name
-
         raise unknown_name("export format", fmt, FORMATS)
     r = load(run_dir)
     model = r.model.eval()
     if fuse_bn:
-        from ..nn.surgery import fuse_bn as fuse
+        from .nn.surgery import fuse_bn as fuse
 
         model = fuse(model)
     example = torch.randn(2, *r.input_shape, generator=torch.Generator().manual_seed(0))

@@ -23,8 +23,8 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from ..errors import CheckpointError, ConfigError
-from .io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from .errors import CheckpointError, ConfigError
+from .fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr",
                   "epoch_seconds", "elapsed_seconds", "examples_per_s"]

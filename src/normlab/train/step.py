@@ -1,0 +1,58 @@
+"""One optimizer step: forward under autocast, the loss with its penalties, backward, the
+update and the post-step constraints (L1 proximal step, max-norm, EMA)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..config import TrainConfig
+from ..device import autocast
+from . import regularize
+from .ema import EMA
+
+
+class Step:
+    """One optimizer step with the config's loss terms and post-step constraints."""
+
+    def __init__(self, model, optimizer, scheduler, cfg: TrainConfig, forward=None):
+        self.model, self.optimizer, self.scheduler, self.cfg = model, optimizer, scheduler, cfg
+        # `is None`, not `or`: a torch.compile'd module proxies len() and raises in a truth test
+        self.forward = model if forward is None else forward  # a compiled view of the model, when asked for
+        self.penalized = regularize.penalized_params(model, cfg)
+        self.ema = EMA(model, cfg.ema) if cfg.ema is not None else None
+        device = next(model.parameters()).device
+        self.autocast = lambda: autocast(device, cfg.precision)
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
+        self.scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
+
+    def __call__(self, xb, yb):
+        cfg = self.cfg
+        if cfg.channels_last and xb.dim() == 4:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        with self.autocast():
+            out = self.forward(xb).float()
+        loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
+        total = loss + regularize.l2_penalty(self.penalized, cfg.l2) if cfg.l2 else loss
+        self.optimizer.zero_grad(set_to_none=True)
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.optimizer)
+            if cfg.clip_grad:
+                regularize.clip_gradients(self.model, cfg.clip_grad, cfg.clip_mode)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            total.backward()
+            if cfg.clip_grad:
+                regularize.clip_gradients(self.model, cfg.clip_grad, cfg.clip_mode)
+            self.optimizer.step()
+        if cfg.l1:
+            regularize.l1_proximal(self.penalized, cfg.l1, lr)
+        if cfg.max_norm:
+            regularize.apply_max_norm(self.model, cfg.max_norm)
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update()
+        return out, loss
