@@ -219,7 +219,7 @@ def start_compare(tmp_path, epochs, batch_size, **popen):
     return yml, out, proc
 
 
-def wait_for(path_glob, out, proc, seconds=60):
+def wait_for(path_glob, out, proc, seconds=600):  # generous: a loaded machine is slow, not stuck
     import time
 
     deadline = time.monotonic() + seconds
