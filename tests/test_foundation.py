@@ -135,8 +135,10 @@ def test_config_file_and_cli_override(tmp_path):
     ({"bach_size": 3}, "unknown config key 'bach_size'. Did you mean 'batch_size'?"),
 ])
 def test_bad_values_fail_before_work(values, message):
+    from normlab.train.build import resolve_config
+
     with pytest.raises(ConfigError) as e:
-        make_config(values)
+        resolve_config(make_config(values))  # types and ranges in make_config, names in resolve_config
     assert message in str(e.value)
 
 
@@ -200,10 +202,13 @@ def test_cli_train_prints_epoch_lines(tmp_path, capsys):
 
 
 def test_default_lr_is_the_models():
-    assert make_config({"model": "lenet-bn"}).lr == 0.01
+    from normlab.train.build import resolve_config
+
+    assert make_config({"model": "lenet-bn"}).lr is None  # unset until the run is built
+    assert resolve_config(make_config({"model": "lenet-bn"})).lr == 0.01
     # the tutorial's norm-free GoogLeNet dies at 0.01 with Adam (chance accuracy); it gets 0.001
-    assert make_config({"model": "googlenet-mini"}).lr == 0.001
-    assert make_config({"model": "googlenet-mini", "lr": 0.05}).lr == 0.05
+    assert resolve_config(make_config({"model": "googlenet-mini"})).lr == 0.001
+    assert resolve_config(make_config({"model": "googlenet-mini", "lr": 0.05})).lr == 0.05
 
 
 def test_fuse_bn_inference_matches_the_trained_model(tmp_path):

@@ -97,8 +97,9 @@ def test_bad_init_names_and_options():
         init_weights(layers(), "normal:sd=1")
     with pytest.raises(ConfigError, match="init option std of 'normal:std=big' must be a number, got 'big'"):
         init_weights(layers(), "normal:std=big")
-    # The config check catches a bad option before training starts.
+    # Resolving the config, the first step of building a run, catches a bad option before training starts.
     from normlab.config import make_config
+    from normlab.train.build import resolve_config
 
     with pytest.raises(ConfigError, match="init scheme 'uniform' has no option 'std'; it takes a"):
-        make_config({"init": "uniform:std=1"})
+        resolve_config(make_config({"init": "uniform:std=1"}))

@@ -14,6 +14,8 @@ import torch
 
 import normlab
 from normlab.config import make_config
+from normlab.train.build import resolve_config
+from normlab.train.hooks import EMAHook, StopAfter
 from normlab.errors import CheckpointError, TrainingError
 from normlab import fileio as nio
 from normlab.train import checkpoint, regularize
@@ -21,6 +23,11 @@ from normlab.train.optim import make_optimizer
 from normlab.rundir import RunDir
 from normlab.train.schedule import lr_factor
 from normlab.train.step import Step
+
+def resolved(*sources):
+    """A config as a run uses it: the model's defaults (here lr) filled in."""
+    return resolve_config(make_config(*sources))
+
 
 TINY = dict(dataset="digits", model="mlp", epochs=3, batch_size=64, lr=0.05, optimizer="momentum",
             progress=False, dropout=0.2)
@@ -44,7 +51,7 @@ def timeless(rows):
 ])
 def test_optimizer_names(name, cls, expect):
     model = torch.nn.Linear(3, 2)
-    opt = make_optimizer(model, make_config({"optimizer": name, "lr": 0.123, "weight_decay": 0.01}))
+    opt = make_optimizer(model, resolved({"optimizer": name, "lr": 0.123, "weight_decay": 0.01}))
     assert type(opt) is cls
     g = opt.param_groups[0]
     assert g["lr"] == 0.123 and g["weight_decay"] == 0.01
@@ -54,7 +61,7 @@ def test_optimizer_names(name, cls, expect):
 
 def test_no_decay_norm_bias_groups():
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
-    opt = make_optimizer(model, make_config({"optimizer": "sgd", "weight_decay": 0.1, "decay_norm_bias": False}))
+    opt = make_optimizer(model, resolved({"optimizer": "sgd", "weight_decay": 0.1, "decay_norm_bias": False}))
     decayed, plain = opt.param_groups
     assert decayed["weight_decay"] == 0.1 and [p.shape for p in decayed["params"]] == [(4, 3), (2, 4)]
     assert plain["weight_decay"] == 0.0 and len(plain["params"]) == 4
@@ -150,7 +157,7 @@ def test_onecycle_matches_torch():
 def test_resume_is_bit_for_bit(tmp_path):
     full = normlab.train(dict(TINY, out=str(tmp_path / "full")), log=quiet)
     with pytest.raises(KeyboardInterrupt):
-        normlab.train(dict(TINY, out=str(tmp_path / "cut")), log=quiet, _stop_after_epoch=1)
+        normlab.train(dict(TINY, out=str(tmp_path / "cut")), log=quiet, hooks=[StopAfter(1)])
     assert not (tmp_path / "cut" / "summary.json").exists()
     resumed = normlab.train(None, log=quiet, resume=tmp_path / "cut")
     for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
@@ -283,22 +290,25 @@ def test_ema_by_hand():
     cfg = make_config({"optimizer": "sgd", "lr": 0.5, "ema": 0.75})
     opt = make_optimizer(model, cfg)
     step = Step(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), cfg)
+    hook = EMAHook(model, cfg.ema)
     w0 = model[0].weight.detach().clone()
     x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
     step(x, y)
+    hook.on_step_end(None)
     w1 = model[0].weight.detach().clone()
     step(x, y)
+    hook.on_step_end(None)
     w2 = model[0].weight.detach().clone()
     want = 0.75 * (0.75 * w0 + 0.25 * w1) + 0.25 * w2
-    torch.testing.assert_close(step.ema.shadow[0].weight, want)
-    assert torch.equal(step.ema.shadow[1].running_mean, model[1].running_mean)
+    torch.testing.assert_close(hook.ema.shadow[0].weight, want)
+    assert torch.equal(hook.ema.shadow[1].running_mean, model[1].running_mean)
 
 
 def test_ema_run_resumes_exactly(tmp_path):
     cfg = dict(TINY, ema=0.9, norm="bn")
     full = normlab.train(dict(cfg, out=str(tmp_path / "full")), log=quiet)
     with pytest.raises(KeyboardInterrupt):
-        normlab.train(dict(cfg, out=str(tmp_path / "cut")), log=quiet, _stop_after_epoch=2)
+        normlab.train(dict(cfg, out=str(tmp_path / "cut")), log=quiet, hooks=[StopAfter(2)])
     resumed = normlab.train(None, log=quiet, resume=tmp_path / "cut")
     assert timeless(resumed.metrics) == timeless(full.metrics)
     saved = RunDir(tmp_path / "cut").load_weights()
@@ -339,12 +349,12 @@ def test_fused_optimizers_match_torch_reference_steps(name):
 
 def test_fused_only_where_the_device_has_kernels():
     model = torch.nn.Linear(3, 2).to(torch.float64)  # fused kernels do take float64 on CPU
-    opt = make_optimizer(model, make_config({"optimizer": "adam"}))
+    opt = make_optimizer(model, resolved({"optimizer": "adam"}))
     assert opt.param_groups[0]["fused"] is True
     meta = torch.nn.Linear(3, 2, device="meta")  # not a device with fused kernels
-    opt = make_optimizer(meta, make_config({"optimizer": "adam"}))
+    opt = make_optimizer(meta, resolved({"optimizer": "adam"}))
     assert not opt.param_groups[0]["fused"]
-    assert not make_optimizer(model, make_config({"optimizer": "nadam"})).param_groups[0].get("fused")
+    assert not make_optimizer(model, resolved({"optimizer": "nadam"})).param_groups[0].get("fused")
 
 
 @pytest.mark.parametrize("check_every", [1, 4])
@@ -368,13 +378,9 @@ def test_nan_is_named_at_its_step_when_checked_every_step_or_in_batches(check_ev
     x = torch.zeros(40, 1, 2, 2, dtype=torch.uint8)
     loader = DeviceLoader(x, torch.zeros(40, dtype=torch.long), 4, Normalize([0.5], [0.2]))
 
-    class Bar:
-        def update(self, n):
-            pass
-
     step = FakeStep()
     with pytest.raises(TrainingError, match=r"^the loss became nan at epoch 3, step 6$"):
-        train_epoch(step, loader, 3, Bar(), threading.Event(), check_every=check_every)
+        train_epoch(step, loader, 3, lambda: None, threading.Event(), check_every=check_every)
     assert step.calls == (6 if check_every == 1 else 8)
 
 
@@ -387,3 +393,87 @@ def test_channels_last_with_group_norm_on_cpu_says_it_is_slower(tmp_path):
     normlab.train(dict(TINY, model="lenet-bn", dataset="synthetic", norm="bn", channels_last=True, epochs=1,
                        out=str(tmp_path / "bn")), log=lines.append)
     assert not any("slower" in line for line in lines)
+
+
+# ---------------------------------------------------------------- one run builder, hooks (issue 13)
+def test_lr_find_builds_the_model_for_the_preprocessed_input(tmp_path):
+    """lr-find once built its model from the raw 1x8x8 shape while the pipeline fed it 20 PCA
+    features, and died in a matmul (`64x20 and 64x256`); it now builds through build_run."""
+    from normlab import cli
+
+    plot = tmp_path / "lr.png"
+    code = cli.main(["lr-find", "--dataset", "digits", "--model", "mlp", "--preprocess", "pca:20",
+                     "--steps", "12", "--no-progress", "--plot", str(plot)])
+    assert code == 0 and plot.is_file()
+
+
+def test_build_run_is_what_training_starts_from(tmp_path):
+    """The model lr-find and the trainer start from is one build: same initial weights."""
+    from normlab.train.build import build_run
+
+    cfg = dict(TINY, preprocess="pca:20", epochs=1)
+    built = build_run(make_config(cfg))
+    assert built.cfg.lr == 0.05 and built.cfg.norm == "none" and built.cfg.act == "relu"
+    assert next(built.model.parameters()).shape[1] == 20
+    again = build_run(make_config(cfg))
+    for (k, a), b in zip(built.model.state_dict().items(), again.model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+class Recorder(normlab.Hook):
+    def __init__(self):
+        self.events = []
+
+    def on_start(self, loop):
+        self.events.append("start")
+
+    def on_epoch_start(self, loop):
+        self.events.append(f"epoch {loop.epoch}")
+
+    def on_step_end(self, loop):
+        if self.events[-1] != "step":
+            self.events.append("step")
+
+    def on_train_end(self, loop, stats):
+        self.events.append(f"trained {stats['seen']}")
+
+    def on_epoch_end(self, loop, row):
+        self.events.append(f"row {row['epoch']}")
+
+    def on_end(self, loop, summary):
+        self.events.append(f"end {summary['epochs']}")
+
+    def close(self, loop):
+        self.events.append("close")
+
+
+def test_hooks_are_called_in_order_and_may_stop_the_run(tmp_path):
+    rec = Recorder()
+    r = normlab.train(dict(TINY, epochs=2, out=str(tmp_path / "a")), log=quiet, hooks=[rec])
+    n = rec.events[3].split()[1]  # examples seen in the epoch
+    assert rec.events == ["start", "epoch 1", "step", f"trained {n}", "row 1",
+                          "epoch 2", "step", f"trained {n}", "row 2", "end 2", "close"]
+
+    class StopNow(normlab.Hook):
+        def on_epoch_end(self, loop, row):
+            loop.should_stop = True
+
+    r = normlab.train(dict(TINY, epochs=3, out=str(tmp_path / "b")), log=quiet, hooks=[StopNow()])
+    assert [row["epoch"] for row in r.metrics] == [1] and r.summary["epochs"] == 1
+
+
+def test_close_runs_after_an_error(tmp_path):
+    import signal
+
+    rec = Recorder()
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        normlab.train(dict(TINY, out=str(tmp_path / "cut")), log=quiet, hooks=[StopAfter(1), rec])
+    assert rec.events[-1] == "close" and "end 1" not in "".join(rec.events)
+    assert signal.getsignal(signal.SIGINT) is before  # the Signals hook put the handler back
+
+
+def test_train_signature_has_no_test_switches():
+    import inspect
+
+    assert list(inspect.signature(normlab.train).parameters) == ["config", "log", "resume", "hooks"]

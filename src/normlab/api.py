@@ -13,10 +13,9 @@ from .config import TrainConfig, make_config
 from .data import pipeline
 from .data.tta import parse as parse_tta, predict_proba
 from .errors import CheckpointError, DataError, NormlabError
-from .device import resolve_device
 from .evaluation import evaluate
 from .rundir import RunDir
-from .train.build import build_model
+from .train.build import build_run, model_input_shape, resolve_config
 
 
 @dataclass
@@ -44,13 +43,12 @@ def load(run_dir, device: str = "cpu", fuse_bn: bool = False, norm=None, act=Non
     run = RunDir.open(run_dir)
     try:
         cfg = make_config(run.read_json("config.json"))
+        cfg = resolve_config(cfg.replace(**{k: v for k, v in (("norm", norm), ("act", act)) if v is not None}))
     except NormlabError as exc:
         raise CheckpointError(f"{str(run / 'config.json')!r} is not a valid normlab config: {exc}") from None
-    cfg = cfg.replace(**{k: v for k, v in (("norm", norm), ("act", act)) if v is not None})
     pre = run.read_json("preprocess.json")
-    shape = tuple(pre["input_shape"])
-    dev = resolve_device(device)
-    model = build_model(cfg, tuple(pre.get("model_input_shape", shape)), len(pre["classes"]))
+    built = build_run(cfg, preprocess=pre, device=device)
+    model, dev, shape = built.model, built.device, tuple(pre["input_shape"])
     state = run.load_weights()
     try:
         model.load_state_dict(state)
@@ -61,7 +59,7 @@ def load(run_dir, device: str = "cpu", fuse_bn: bool = False, norm=None, act=Non
     if fuse_bn:
         from .nn.surgery import fuse_bn as fold
 
-        example = torch.zeros((1, *pre.get("model_input_shape", shape)), device=dev)
+        example = torch.zeros((1, *model_input_shape(pre)), device=dev)
         model = fold(model, inplace=True, example=example)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -74,7 +72,7 @@ def evaluate_run(run_dir, device: str = "cpu", fuse_bn: bool = False) -> dict:
     """Recompute test loss and accuracy from the saved weights (as trained: fuse_bn=False
     reproduces the run's own score exactly; True is faster and may move a near-tie)."""
     r = load(run_dir, device, fuse_bn)
-    loader = pipeline.test_loader(r.config, r.preprocess, r.device)
+    loader = pipeline.test_loader(r.config.section("data"), r.preprocess, r.device)
     res = evaluate(r.model, loader, r.config.precision, r.config.channels_last, r.config.tta)
     return {"run_dir": str(r.run_dir), "test_loss": res["loss"], "test_acc": res["acc"], "test_top5": res.get("top5"),
             "summary_test_acc": r.summary.get("final_test_acc"), "test_size": loader.num_samples}

@@ -62,18 +62,14 @@ def config_from_args(args: argparse.Namespace, extra: Optional[dict] = None):
 
 
 # ---------------------------------------------------------------- train
-# What may change when a run is resumed: how long, and how it is shown and where it runs.
-RESUME_OPTIONS = {"epochs", "progress", "device", "threads"}
-
-
 @command("train", "train a model and write a run directory")
 def run_train(args) -> int:
-    from .config import FIELDS
+    from .config import FIELDS, RESUME_OPTIONS
     from .train.trainer import train
 
     if args.resume:
         typed = {k for k in vars(args) if k in FIELDS}
-        bad = typed - RESUME_OPTIONS
+        bad = typed - set(RESUME_OPTIONS)
         if bad or args.config:
             raise ConfigError(f"--resume continues a run with its own config; only "
                               f"{', '.join('--' + k for k in sorted(RESUME_OPTIONS))} may be given "

@@ -4,6 +4,12 @@
 default, its help text and its check. The command line (`normlab train --help`), the Python API
 (`normlab.train(TrainConfig(...))` or a dict) and experiment files (YAML/JSON) are all spellings
 of this dataclass, so adding a field here adds the option everywhere.
+
+Stored and spelled flat (the command line, YAML/JSON files and a run's config.json), a config is
+read in sections: `cfg.section("optim")` is an `OptimConfig` holding only the fields the
+optimizer and schedule read, so each subsystem's signature says what it depends on (SECTIONS).
+This module knows types, ranges and coercion only; names (model, dataset, optimizer, ...) are
+checked against their registries when a run is built (train/build.py).
 """
 
 from __future__ import annotations
@@ -189,9 +195,47 @@ class TrainConfig:
         d["norm"], d["act"] = describe(d["norm"]), describe(d["act"])
         return d
 
+    def section(self, name: str):
+        """The fields of section `name` (see SECTIONS) as a frozen `<Name>Config`."""
+        if name not in SECTION_TYPES:
+            raise unknown_name("config section", name, SECTION_TYPES)
+        cls = SECTION_TYPES[name]
+        return cls(**{f.name: getattr(self, f.name) for f in fields(cls)})
+
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
+# What may change when a run is resumed: how long, and how it is shown and where it runs.
+RESUME_OPTIONS = ("epochs", "progress", "device", "threads")
 _HINTS = get_type_hints(TrainConfig)
+
+# Which fields each subsystem reads. A field may sit in several sections (the seed drives the
+# data order, the initial weights and the run); `recipe` is in none: it only fills the others.
+SECTIONS = {
+    "data": ("dataset", "data_dir", "val_split", "augment", "preprocess", "resize", "strict", "stream",
+             "batch_size", "eval_batch_size", "tta", "seed"),
+    "model": ("model", "norm", "norm_impl", "bn_eps", "bn_momentum", "act", "dropout", "depth", "width", "init",
+              "seed"),
+    "optim": ("optimizer", "lr", "momentum", "beta1", "beta2", "eps", "weight_decay", "decay_norm_bias",
+              "schedule", "warmup", "lr_step", "lr_gamma", "milestones", "epochs", "patience"),
+    "regularization": ("l1", "l2", "max_norm", "label_smoothing", "clip_grad", "clip_mode", "ema",
+                       "decay_norm_bias"),
+    "runtime": ("seed", "device", "threads", "precision", "channels_last", "compile", "deterministic",
+                "tensorboard", "sync_bn", "dist_backend", "out", "progress"),
+}
+
+
+def _section_type(name: str, names: tuple) -> type:
+    cls = dataclasses.make_dataclass(
+        f"{name.capitalize()}Config", [(n, _HINTS[n]) for n in names], frozen=True,
+        namespace={"replace": lambda self, **changes: dataclasses.replace(self, **changes)})
+    cls.__doc__ = f"The {name} section of a TrainConfig: {', '.join(names)}."
+    cls.__module__ = __name__
+    return cls
+
+
+SECTION_TYPES = {name: _section_type(name, names) for name, names in SECTIONS.items()}
+DataConfig, ModelConfig, OptimConfig = SECTION_TYPES["data"], SECTION_TYPES["model"], SECTION_TYPES["optim"]
+RegularizationConfig, RuntimeConfig = SECTION_TYPES["regularization"], SECTION_TYPES["runtime"]
 
 
 def field_type(name: str):
@@ -268,15 +312,13 @@ def make_config(*sources: Union[dict, TrainConfig, None]) -> TrainConfig:
         values = {**RECIPES[values["recipe"]]["options"], **values}
     cfg = TrainConfig(**values)
     validate(cfg)
-    if cfg.lr is None:
-        from .models.registry import get_spec
-
-        cfg.lr = get_spec(cfg.model).default_lr
     return cfg
 
 
 def validate(cfg: TrainConfig) -> None:
-    """Check every field before any work is done; the message names the field and the fix."""
+    """Check every field's type and range before any work is done; the message names the field
+    and the fix. Names (model, dataset, optimizer, ...) are checked against their registries
+    when the run is built (train/build.py `resolve_config`)."""
     for f in fields(cfg):
         value = getattr(cfg, f.name)
         if isinstance(value, float) and not math.isfinite(value):
@@ -289,25 +331,6 @@ def validate(cfg: TrainConfig) -> None:
             problem = check(value)
             if problem:
                 raise ConfigError(f"{f.name}: {problem}, got {value!r}")
-    # Names are checked against the registries, which list what is valid.
-    from .models import registry as model_registry
-    from .data import sources
-    from .train import optim
-    from .nn import factory
-
-    model_registry.get_spec(cfg.model)
-    sources.get_source(cfg.dataset)
-    optim.check_optimizer(cfg.optimizer)
-    from .train import schedule
-
-    schedule.check_schedule(cfg.schedule)
-    if isinstance(cfg.norm, str) and not cfg.norm.startswith("custom:"):
-        factory.check_norm_kind(cfg.norm)
-    if isinstance(cfg.act, str) and not cfg.act.startswith("custom:"):
-        factory.check_act(cfg.act)
-    from .nn import init as init_mod
-
-    init_mod.check_init(cfg.init)
 
 
 def load_config_file(path: Union[str, os.PathLike]) -> dict:

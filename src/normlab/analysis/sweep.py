@@ -34,6 +34,7 @@ from typing import Callable, Optional, Sequence
 from ..config import FIELDS, load_config_file, make_config, normalize_key
 from ..errors import ConfigError, NormlabError, unknown_name
 from ..fileio import atomic_write_json, atomic_write_text
+from ..train.build import resolve_config
 
 TOP_KEYS = ("base", "factors", "seeds", "metric", "name", "description")
 RESERVED = {"out": "each run's directory is chosen by the sweep",
@@ -124,7 +125,7 @@ def parse_experiment(data, source: str = "experiment") -> Experiment:
     exp = Experiment(base, factors, seeds, metric, str(data.get("name") or source), str(data.get("description") or ""))
     for cell in expand(exp):  # every cell must be a valid config, checked now, not mid-sweep
         try:
-            make_config(cell_config(exp, cell, seeds[0]))
+            resolve_config(make_config(cell_config(exp, cell, seeds[0])))
         except ConfigError as exc:
             raise ConfigError(f"{source}: cell {cell.id}: {exc}") from None
     return exp

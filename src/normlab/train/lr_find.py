@@ -14,24 +14,15 @@ from pathlib import Path
 import torch
 
 from ..config import make_config
-from ..data import pipeline
-from ..device import resolve_device
 from ..plots import new_figure, save_figure
-from .build import build_model, has_batchnorm, resolve_config
-from .optim import make_optimizer
-from .step import Step
+from .build import build_run
 
 
 def lr_find(config, start: float = 1e-6, end: float = 10.0, steps: int = 100, smooth: float = 0.9) -> dict:
-    cfg = resolve_config(make_config(config, {"schedule": "constant", "lr": start}))
-    device = resolve_device(cfg.device)
-    data, preprocess = pipeline.load(cfg)
-    model = build_model(cfg, data.shape, data.num_classes).to(device)
-    pipe = pipeline.build(cfg, device, drop_single=has_batchnorm(model), data=data, preprocess=preprocess)
-    optimizer = make_optimizer(model, cfg)
     gamma = (end / start) ** (1.0 / max(1, steps - 1))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: gamma ** i)
-    step = Step(model, optimizer, scheduler, cfg)
+    exponential = lambda opt, _: torch.optim.lr_scheduler.LambdaLR(opt, lambda i: gamma ** i)  # noqa: E731
+    run = build_run(make_config(config, {"schedule": "constant", "lr": start}), make_schedule=exponential)
+    model, optimizer, step, pipe = run.model, run.optimizer, run.step, run.pipe
     lrs, losses = [], []
     avg, best = 0.0, math.inf
     model.train()
@@ -55,7 +46,8 @@ def lr_find(config, start: float = 1e-6, end: float = 10.0, steps: int = 100, sm
         if smoothed > 4 * best and i > 10:
             break
     suggestion = _steepest(lrs, losses)
-    return {"lrs": lrs, "losses": losses, "suggested_lr": suggestion, "model": cfg.model, "dataset": cfg.dataset}
+    return {"lrs": lrs, "losses": losses, "suggested_lr": suggestion, "model": run.cfg.model,
+            "dataset": run.cfg.dataset}
 
 
 def _steepest(lrs, losses) -> float:

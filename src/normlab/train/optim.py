@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from ..config import OptimConfig
 from ..errors import unknown_name
 
 FUSABLE = ("adam", "adamw")
@@ -58,7 +59,7 @@ def decay_groups(model: torch.nn.Module, cfg) -> list[dict]:
     return [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
-def make_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
     build = OPTIMIZERS[check_optimizer(cfg.optimizer)]
     groups = decay_groups(model, cfg)
     params = [p for g in groups for p in g["params"]]

@@ -18,6 +18,7 @@ import math
 
 import torch
 
+from ..config import OptimConfig
 from ..errors import unknown_name
 
 NAMES = ("constant", "linear", "cosine", "step", "multistep", "onecycle")
@@ -50,7 +51,7 @@ def shape(name: str, cfg):
     return lambda t, e: _cos(1 / 25, 1.0, t / 0.3) if t < 0.3 else _cos(1.0, 1 / 25e4, (t - 0.3) / 0.7)
 
 
-def lr_factor(cfg, steps_per_epoch: int):
+def lr_factor(cfg: OptimConfig, steps_per_epoch: int):
     """step index -> multiplier of the base lr."""
     f = shape(check_schedule(cfg.schedule), cfg)
     total = cfg.epochs * steps_per_epoch
@@ -66,5 +67,5 @@ def lr_factor(cfg, steps_per_epoch: int):
     return factor
 
 
-def make_scheduler(optimizer, cfg, steps_per_epoch: int):
+def make_scheduler(optimizer, cfg: OptimConfig, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, steps_per_epoch))

@@ -1,34 +1,38 @@
 """One optimizer step: forward under autocast, the loss with its penalties, backward, the
-update and the post-step constraints (L1 proximal step, max-norm, EMA)."""
+update, the post-step constraints (L1 proximal step, max-norm) and the schedule's step.
+(The weights' moving average, --ema, is a hook: train/hooks.py EMAHook.)"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from ..config import TrainConfig
+from ..config import RegularizationConfig
 from ..device import autocast
 from . import regularize
-from .ema import EMA
 
 
 class Step:
-    """One optimizer step with the config's loss terms and post-step constraints."""
+    """One optimizer step with the config's loss terms and post-step constraints.
 
-    def __init__(self, model, optimizer, scheduler, cfg: TrainConfig, forward=None):
-        self.model, self.optimizer, self.scheduler, self.cfg = model, optimizer, scheduler, cfg
+    `reg` is the config's regularization section (a whole TrainConfig also serves);
+    `precision` and `channels_last` come from its runtime section."""
+
+    def __init__(self, model, optimizer, scheduler, reg: RegularizationConfig, forward=None, *,
+                 precision: str = "fp32", channels_last: bool = False):
+        self.model, self.optimizer, self.scheduler, self.cfg = model, optimizer, scheduler, reg
+        self.channels_last = channels_last
         # `is None`, not `or`: a torch.compile'd module proxies len() and raises in a truth test
         self.forward = model if forward is None else forward  # a compiled view of the model, when asked for
-        self.penalized = regularize.penalized_params(model, cfg)
-        self.ema = EMA(model, cfg.ema) if cfg.ema is not None else None
+        self.penalized = regularize.penalized_params(model, reg)
         device = next(model.parameters()).device
-        self.autocast = lambda: autocast(device, cfg.precision)
+        self.autocast = lambda: autocast(device, precision)
         # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
-        self.scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
     def __call__(self, xb, yb):
         cfg = self.cfg
-        if cfg.channels_last and xb.dim() == 4:
+        if self.channels_last and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with self.autocast():
             out = self.forward(xb).float()
@@ -53,6 +57,4 @@ class Step:
         if cfg.max_norm:
             regularize.apply_max_norm(self.model, cfg.max_norm)
         self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update()
         return out, loss

@@ -1,0 +1,266 @@
+"""Hooks: each concern of a training run beside the loop, in a small object of its own.
+
+The loop (trainer.fit) calls every hook's methods at fixed points, in list order:
+
+  on_start(loop)              once, after the run is built and its directory exists
+  on_epoch_start(loop)        before each epoch's training pass
+  on_step_end(loop)           after each optimizer step
+  on_train_end(loop, stats)   after the training pass; stats = {"loss", "acc", "seen"}, may be changed
+  on_epoch_end(loop, row)     after evaluation; row is the epoch's metrics row
+  on_end(loop, summary)       once, after the last epoch, with the run's summary
+  close(loop)                 always, last, also when the run stops with an error
+
+A hook may set `loop.should_stop = True` (the loop ends after the current epoch) or raise.
+`Loop` (trainer.py) is what they see: the built run, the run directory, the metrics rows so far,
+the best epoch, and `evaluated`, the model that is scored and saved (the EMA's, with --ema).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+from ..errors import ConfigError, TrainingError
+from ..plots import plot_curves
+from . import checkpoint, distributed
+from .ema import EMA
+
+
+class Hook:
+    """The base: every method does nothing, so a hook overrides only what it needs."""
+
+    def on_start(self, loop) -> None: ...
+
+    def on_epoch_start(self, loop) -> None: ...
+
+    def on_step_end(self, loop) -> None: ...
+
+    def on_train_end(self, loop, stats: dict) -> None: ...
+
+    def on_epoch_end(self, loop, row: dict) -> None: ...
+
+    def on_end(self, loop, summary: dict) -> None: ...
+
+    def close(self, loop) -> None: ...
+
+
+class Checkpoint(Hook):
+    """Restores a resumed run's state at the start; writes each epoch's state at its end.
+
+    `save_epoch` is the one place an epoch's state reaches the disk: weights first, then state.pt,
+    so whatever state.pt says, the weights it refers to exist. Only rank 0 writes (`write`)."""
+
+    def __init__(self, write: bool = True):
+        self.write = write
+
+    def on_start(self, loop) -> None:
+        if loop.resume:
+            self.restore(loop)
+
+    def restore(self, loop) -> None:
+        run, r = loop.run_dir, loop.run
+        state = checkpoint.load_state(run / checkpoint.STATE_FILE)
+        r.model.load_state_dict(run.load_weights("last.safetensors"))
+        r.optimizer.load_state_dict(state["optimizer"])
+        r.scheduler.load_state_dict(state["scheduler"])
+        checkpoint.set_rng_state(state["rng"], r.pipe.train.generator)
+        if loop.ema is not None:
+            loop.ema.shadow.load_state_dict(run.load_weights("ema.safetensors"))
+        loop.start_epoch, loop.elapsed0 = state["epoch"] + 1, state["elapsed"]
+        loop.best_score, loop.best_epoch = state["best_score"], state["best_epoch"]
+        loop.rows = [row for row in run.read_metrics() if row["epoch"] <= state["epoch"]]
+        if loop.start_epoch > r.cfg.epochs:
+            raise ConfigError(f"{str(run.path)!r} already finished {state['epoch']} epochs; "
+                              f"to train longer pass --epochs N with N > {state['epoch']}")
+        if self.write:
+            run.write_json("config.json", r.cfg.to_dict())
+        loop.log(f"normlab: resuming {run.path} after epoch {state['epoch']}")
+
+    def on_epoch_end(self, loop, row: dict) -> None:
+        if self.write:
+            self.save_epoch(loop, row)
+
+    def save_epoch(self, loop, row: dict) -> None:
+        run, r = loop.run_dir, loop.run
+        if loop.improved:
+            run.save_weights(loop.evaluated.state_dict(), "best.safetensors")
+        run.save_weights(r.model.state_dict(), "last.safetensors")
+        if loop.ema is not None:
+            run.save_weights(loop.evaluated.state_dict(), "ema.safetensors")
+        checkpoint.save_state(run / checkpoint.STATE_FILE, {
+            "epoch": loop.epoch, "step": loop.epoch * r.steps_per_epoch, "elapsed": row["elapsed_seconds"],
+            "optimizer": r.optimizer.state_dict(), "scheduler": r.scheduler.state_dict(),
+            "rng": checkpoint.rng_state(r.pipe.train.generator),
+            "best_score": loop.best_score, "best_epoch": loop.best_epoch})
+
+    def on_end(self, loop, summary: dict) -> None:
+        if self.write:
+            loop.run_dir.save_weights(loop.evaluated.state_dict())
+            loop.run_dir.write_json("summary.json", summary)
+
+
+class MetricsCSV(Hook):
+    """metrics.csv rewritten after every epoch; curves.png at the end."""
+
+    def __init__(self, columns: list[str]):
+        self.columns = columns
+
+    def on_epoch_end(self, loop, row: dict) -> None:
+        loop.run_dir.write_metrics(loop.rows, self.columns)
+
+    def on_end(self, loop, summary: dict) -> None:
+        cfg = loop.run.cfg
+        plot_curves(loop.rows, loop.run_dir / "curves.png", title=f"{cfg.model} on {cfg.dataset}")
+
+
+class TensorBoard(Hook):
+    """The metrics row of each epoch as scalars in RUN_DIR/tensorboard (--tensorboard)."""
+
+    def __init__(self, columns: list[str]):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ConfigError("tensorboard: the tensorboard package is not installed; "
+                              "pip install 'normlab[tensorboard]' or drop --tensorboard") from None
+        self.columns, self.writer_class, self.writer = columns, SummaryWriter, None
+
+    def on_start(self, loop) -> None:
+        self.writer = self.writer_class(log_dir=str(loop.run_dir / "tensorboard"))
+
+    def on_epoch_end(self, loop, row: dict) -> None:
+        for k in self.columns[1:]:
+            if row.get(k) is not None:
+                self.writer.add_scalar(k, row[k], loop.epoch)
+        self.writer.flush()
+
+    def close(self, loop) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class EarlyStopping(Hook):
+    """Stop after `patience` epochs without a better validation score (--patience)."""
+
+    def __init__(self, patience: int):
+        self.patience = patience
+
+    def on_epoch_end(self, loop, row: dict) -> None:
+        if loop.epoch - loop.best_epoch >= self.patience:
+            loop.log(f"early stopping: no validation improvement for {self.patience} epochs "
+                     f"(best epoch {loop.best_epoch})")
+            loop.should_stop = True
+
+
+class EMAHook(Hook):
+    """An exponential moving average of the weights (--ema), updated after every step; the loop
+    evaluates, selects and saves the average (`loop.evaluated = hook.ema.shadow`)."""
+
+    def __init__(self, model, decay: float):
+        self.ema = EMA(model, decay)
+
+    def on_step_end(self, loop) -> None:
+        self.ema.update()
+
+
+class Console(Hook):
+    """The printed lines: what is trained where, one line per epoch, and the result."""
+
+    def on_start(self, loop) -> None:
+        r, cfg = loop.run, loop.run.cfg
+        if cfg.channels_last and r.device.type == "cpu" and cfg.norm in ("gn", "in"):
+            # measured in benchmarks/norms.py: 2x (gn) and 3x (in) slower per layer in NHWC on CPU
+            loop.log(f"normlab: note: --channels-last makes {cfg.norm!r} layers slower on a CPU "
+                     f"(docs/norms.md); it pays for conv-heavy nets with bn, ln or no norm")
+        params = sum(p.numel() for p in r.model.parameters())
+        loop.log(f"normlab: {cfg.model} (norm={cfg.norm}, act={cfg.act}, {params:,} parameters) "
+                 f"on {cfg.dataset} ({len(r.pipe.train.y):,} train / {len(r.pipe.test.y):,} test), "
+                 f"device {r.device}, run dir {loop.run_dir.path}")
+
+    def on_epoch_end(self, loop, row: dict) -> None:
+        loop.log(epoch_line(row, loop.run.cfg.epochs))
+
+    def on_end(self, loop, summary: dict) -> None:
+        loop.log(f"done: test acc {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f}) "
+                 f"in {summary['wall_seconds']:.1f} s -> {loop.run_dir.path}")
+
+
+def epoch_line(row: dict, epochs: int) -> str:
+    return (f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.3f}  train acc {row['train_acc']:.3f}  "
+            f"test acc {row['test_acc']:.3f}  {row['examples_per_s']:,.0f} ex/s  {row['epoch_seconds']:.1f} s")
+
+
+class ProgressBar(Hook):
+    """A tqdm bar per epoch on stderr (--progress; off where stderr is not a terminal)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.bar = enabled, None
+
+    def on_epoch_start(self, loop) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=loop.run.steps_per_epoch, desc=f"epoch {loop.epoch}/{loop.run.cfg.epochs}",
+                        leave=False, disable=None if self.enabled else True, file=sys.stderr)
+
+    def on_step_end(self, loop) -> None:
+        self.bar.update(1)
+
+    def on_train_end(self, loop, stats: dict) -> None:
+        self.close(loop)
+
+    def close(self, loop) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class Signals(Hook):
+    """SIGINT/SIGTERM set `loop.stop_event`, which the loop checks after each step; the checkpoint
+    of the last complete epoch is on disk, so the run can be resumed from there."""
+
+    def __init__(self):
+        self.old = {}
+
+    def on_start(self, loop) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self.old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        for s in self.old:
+            signal.signal(s, lambda *_: loop.stop_event.set())
+
+    def close(self, loop) -> None:
+        for s, h in self.old.items():
+            signal.signal(s, h)
+        self.old = {}
+
+
+class Distributed(Hook):
+    """Under torchrun: the training pass's loss and accuracy summed over the processes, and a
+    check at the end that the model replicas stayed identical."""
+
+    def __init__(self, dist: distributed.Dist):
+        self.dist = dist
+
+    def on_train_end(self, loop, stats: dict) -> None:
+        loss_sum, correct, seen = distributed.all_sum(
+            [stats["loss"] * stats["seen"], stats["acc"] * stats["seen"], stats["seen"]], self.dist, loop.run.device)
+        stats.update(loss=loss_sum / seen, acc=correct / seen, seen=int(seen))
+
+    def on_end(self, loop, summary: dict) -> None:
+        identical = distributed.replicas_identical(loop.run.model, self.dist)
+        summary["replicas_identical"] = identical
+        if not identical:
+            raise TrainingError("the processes' model replicas diverged (their parameters differ); "
+                                "please report this with the run's config.json")
+
+
+class StopAfter(Hook):
+    """Raise KeyboardInterrupt after epoch `epoch`'s checkpoint is written, as Ctrl-C would
+    between epochs (for tests of --resume)."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, loop, row: dict) -> None:
+        if loop.epoch == self.epoch:
+            raise KeyboardInterrupt
