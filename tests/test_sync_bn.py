@@ -33,6 +33,10 @@ MOMENTA = (0.1, None)  # None: cumulative average
 
 
 def _worker(rank, world, store_path, out_dir):
+    import warnings
+
+    # torch.distributed.nn's deprecated all_reduce warned on every call: none may remain
+    warnings.simplefilter("error", FutureWarning)
     # One spawn for every case: starting processes is the slow part.
     dist.init_process_group("gloo", init_method=f"file://{store_path}", rank=rank, world_size=world)
     try:

@@ -15,12 +15,36 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.distributed.nn.functional import all_reduce
 
 from . import norm as ref
 from .functional import _affine, _channel_view, _update_running
 
 __all__ = ["SyncBatchNorm"]
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes whose backward sums the gradients over processes too.
+
+    torch.distributed.nn.functional.all_reduce did this and is deprecated (a FutureWarning per
+    call); this uses only the supported dist.all_reduce.
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: Tensor, group) -> Tensor:
+        ctx.group = group
+        out = tensor.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        grad = grad.clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
+        return grad, None
+
+
+def all_reduce(tensor: Tensor, group=None) -> Tensor:
+    return _AllReduceSum.apply(tensor, group)
 
 
 def _world(process_group) -> int:
@@ -65,8 +89,8 @@ class SyncBatchNorm(ref._BatchNorm):
         channels = input.size(1)
         reduce_dims = [0] + list(range(2, input.dim()))
         # One all_reduce for the sums and the element count, a second for the squared
-        # deviations from the global mean (more accurate than summing squares). all_reduce from
-        # torch.distributed.nn is differentiable: its backward sums the gradients over processes.
+        # deviations from the global mean (more accurate than summing squares). all_reduce
+        # here is differentiable: its backward sums the gradients over processes.
         count = torch.full((1,), input.numel() // channels, dtype=input.dtype, device=input.device)
         totals = all_reduce(torch.cat([input.sum(reduce_dims), count]), group=self.process_group)
         n = int(totals[-1].item())
