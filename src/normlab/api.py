@@ -78,15 +78,18 @@ def evaluate_run(run_dir, device: str = "cpu", fuse_bn: bool = False) -> dict:
             "summary_test_acc": r.summary.get("final_test_acc"), "test_size": loader.num_samples}
 
 
-def read_image(path, shape) -> torch.Tensor:
+def read_image(path, shape, invert: bool = False) -> torch.Tensor:
     """An image file as uint8 (C, H, W), converted the way the training data was: to the
-    model's channel count (grayscale or RGB) and resized (antialiased) to its input size."""
-    from PIL import Image, UnidentifiedImageError
+    model's channel count (grayscale or RGB), inverted if asked (before resizing, as if the file
+    had been inverted) and resized (antialiased) to its input size."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     c, h, w = shape
     try:
         with Image.open(path) as img:
             img = img.convert("L" if c == 1 else "RGB")
+            if invert:
+                img = ImageOps.invert(img)
             if img.size != (w, h):
                 img = img.resize((w, h), Image.BILINEAR, reducing_gap=None)
             arr = np.array(img, dtype=np.uint8)  # a writable copy: torch refuses read-only arrays
@@ -105,10 +108,14 @@ def read_image(path, shape) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(run_dir, images: Sequence, device: str = "cpu", run: Optional[LoadedRun] = None,
-            fuse_bn: bool = True) -> list[dict]:
-    """Class and probability for each image file (BatchNorm folded unless fuse_bn=False)."""
+            fuse_bn: bool = True, invert: bool = False) -> list[dict]:
+    """Class and probability for each image file (BatchNorm folded unless fuse_bn=False).
+
+    invert: use 255 - pixel, for dark-on-light images given to a model trained on light-on-dark
+    ones (MNIST's digits are white on black; a scan of ink on paper is the opposite).
+    """
     r = run or load(run_dir, device, fuse_bn)
-    x = torch.stack([read_image(p, r.input_shape) for p in images]).to(r.device)
+    x = torch.stack([read_image(p, r.input_shape, invert) for p in images]).to(r.device)
     probs = predict_proba(r.model, r.transform(x), parse_tta(r.config.tta))
     p, k = probs.max(1)
     return [{"file": str(f), "class": r.classes[int(ki)], "probability": float(pi)}

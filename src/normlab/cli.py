@@ -120,7 +120,7 @@ def _(p):
 def run_predict(args) -> int:
     from .api import predict
 
-    preds = predict(args.run_dir, args.images, device=args.device, fuse_bn=args.fuse_bn)
+    preds = predict(args.run_dir, args.images, device=args.device, fuse_bn=args.fuse_bn, invert=args.invert)
     if args.json:
         print(json.dumps(preds, indent=2))
     else:
@@ -138,6 +138,8 @@ def _(p):
     p.add_argument("--fuse-bn", action=argparse.BooleanOptionalAction, default=True,
                    help="fold BatchNorm into the layer before it, the same function to rounding (default: on)")
     p.add_argument("--json", action="store_true", help='print a JSON list of {"file", "class", "probability"}')
+    p.add_argument("--invert", action="store_true",
+                   help="invert the images first (black-on-white scans for a model trained on MNIST's white on black)")
 
 
 # ---------------------------------------------------------------- stats
