@@ -58,7 +58,8 @@ def _onnx_bytes(model, example) -> bytes:
     try:
         import onnx  # noqa: F401
     except ImportError:
-        raise ConfigError("ONNX export needs the onnx package: pip install 'normlab[onnx]'") from None
+        raise ConfigError("ONNX export needs the onnx package: pip install onnx onnxruntime "
+                          "(the [onnx] extra; from a clone: pip install -e \".[onnx]\")") from None
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
@@ -76,7 +77,7 @@ def _run_exported(path: Path, fmt: str, example: torch.Tensor) -> np.ndarray:
     try:
         import onnxruntime as ort
     except ImportError:
-        raise ConfigError("checking the ONNX file needs onnxruntime: pip install 'normlab[onnx]', "
+        raise ConfigError("checking the ONNX file needs onnxruntime: pip install onnxruntime, "
                           "or pass --no-check") from None
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return sess.run(None, {"input": example.numpy()})[0]
