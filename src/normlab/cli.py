@@ -43,7 +43,9 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else f.default_factory()
-        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        help_text = f.metadata.get("help", "")
+        if "default:" not in help_text:  # some helps say their default in words ("the model's own")
+            help_text = f"{help_text} (default: {default})"
         t = field_type(f.name)
         if t is bool:
             g.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import io
 import json
 from pathlib import Path
@@ -44,6 +45,9 @@ class RunDir:
         p = Path(path)
         if p.exists() and not p.is_dir():
             raise ConfigError(f"out: {str(p)!r} exists and is not a directory; choose another --out")
+        if p.is_dir() and (p / "config.json").is_file() and not (p / "summary.json").is_file():
+            raise ConfigError(f"out: {str(p)!r} holds an interrupted run; continue it with "
+                              f"`normlab train --resume {p}` or choose another --out (nothing there was changed)")
         if p.is_dir() and any(p.iterdir()):
             raise ConfigError(f"out: run directory {str(p)!r} already exists and is not empty; "
                               f"choose another --out (nothing there was changed)")
@@ -117,3 +121,22 @@ def _parse(v: Optional[str]):
         return int(v)
     except ValueError:
         return float(v)
+
+
+def link_latest(path) -> None:
+    """Point PARENT/latest at a new run folder, so the newest run made without --out is always
+    `runs/latest`. A relative symlink, swapped in by rename (a reader never sees it missing);
+    where the file system has no symlinks, or a real `latest` is there, nothing is done."""
+    path = Path(path)
+    link = path.parent / "latest"
+    if link.exists() and not link.is_symlink():
+        return
+    tmp = path.parent / f".latest.{os.getpid()}.tmp"
+    try:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(path.name, tmp)
+        os.replace(tmp, link)
+    except OSError:
+        if tmp.is_symlink():
+            tmp.unlink()

@@ -53,7 +53,15 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
 
 
 def default_out(cfg: TrainConfig) -> str:
-    return cfg.out or str(Path("runs") / f"{cfg.model}-{cfg.dataset}-{datetime.now():%Y%m%d-%H%M%S}")
+    if cfg.out:
+        return cfg.out
+    base = Path("runs") / f"{cfg.model}-{cfg.dataset}-{datetime.now():%Y%m%d-%H%M%S}"
+    # two runs started in the same second get -2, -3, ... rather than a refusal
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return str(out)
 
 
 def model_input_shape(preprocess: dict) -> tuple:

@@ -122,7 +122,7 @@ class TensorBoard(Hook):
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ConfigError("tensorboard: the tensorboard package is not installed; "
-                              "pip install 'normlab[tensorboard]' or drop --tensorboard") from None
+                              "pip install tensorboard or drop --tensorboard") from None
         self.columns, self.writer_class, self.writer = columns, SummaryWriter, None
 
     def on_start(self, loop) -> None:

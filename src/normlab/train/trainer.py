@@ -22,7 +22,7 @@ from ..config import RESUME_OPTIONS, TrainConfig, make_config
 from ..data.loader import DeviceLoader
 from ..errors import TrainingError
 from ..evaluation import evaluate
-from ..rundir import METRIC_COLUMNS, RunDir
+from ..rundir import METRIC_COLUMNS, RunDir, link_latest
 from . import checkpoint, determinism, distributed, hooks as H
 from .build import Run, build_run, count_params, default_out
 from .step import Step
@@ -87,14 +87,18 @@ def _train(config, log, resume, extra_hooks: list, d: distributed.Dist) -> Resul
                                                 checkpoint.STATE_FILE))
         changes = {k: v for k, v in config.items() if k in RESUME_OPTIONS} if isinstance(config, dict) else {}
         cfg = make_config(run_dir.read_json("config.json"), changes)
+        latest = False
     else:
         cfg = make_config(config)
+        latest = cfg.out is None  # a default folder under runs/: runs/latest will point to it
         cfg = cfg.replace(out=default_out(cfg))
     run = build_run(cfg, dist=d)
     if not d.main:
         log = lambda *a: None  # noqa: E731  (rank 0 speaks for all)
     if resume is None and d.main:
         run_dir = RunDir.create(run.cfg.out)
+        if latest:
+            link_latest(run_dir.path)
         run_dir.write_json("config.json", run.cfg.to_dict())
         run_dir.write_json("preprocess.json", run.preprocess)
     elif resume is None:
