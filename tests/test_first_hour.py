@@ -58,3 +58,52 @@ def test_an_interrupted_out_folder_is_refused_with_the_resume_command(tmp_path):
     assert str(e.value) == (f"out: {str(out)!r} holds an interrupted run; continue it with "
                             f"`normlab train --resume {out}` or choose another --out (nothing there was changed)")
     assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+
+
+def test_run_time_left_is_the_mean_epoch_time_times_the_epochs_to_go():
+    from normlab.train.hooks import ProgressBar
+
+    bar = ProgressBar(enabled=False)
+    assert bar.run_left(1, 10, now=100.0) is None          # nothing measured yet
+    assert bar.run_left(3, 10, now=120.0) == 20 / 2 * 8    # 2 epochs in 20 s; epochs 3..10 to go
+
+
+def test_interrupt_clears_the_progress_bar_before_its_message(tmp_path):
+    import normlab
+    from normlab.train import hooks as H
+
+    events = []
+
+    class StopAtSecondStep(H.Hook):
+        steps = 0
+
+        def on_step_end(self, loop):
+            self.steps += 1
+            if self.steps == 2:
+                loop.stop_event.set()
+
+        def close(self, loop):
+            events.append("close")
+
+    with pytest.raises(KeyboardInterrupt):
+        normlab.train({"dataset": "digits", "model": "mlp", "epochs": 2, "progress": False,
+                       "out": str(tmp_path / "r")}, log=lambda msg: events.append(msg), hooks=[StopAtSecondStep()])
+    said = next(i for i, e in enumerate(events) if "interrupted in epoch 1" in e)
+    assert "close" in events[:said]
+
+
+def test_an_extended_run_continues_on_the_longer_schedule_at_once(tmp_path):
+    """Resuming a finished 2-epoch linear run with --epochs 4 trains epochs 3-4 exactly as a
+    4-epoch run would from the same weights: lr = base * (1 - step / total) from the first step."""
+    import normlab
+
+    said = []
+    cfg = {"dataset": "digits", "model": "mlp", "epochs": 2, "progress": False, "optimizer": "sgd", "lr": 0.1,
+           "schedule": "linear", "out": str(tmp_path / "r")}
+    normlab.train(cfg, log=lambda *a: None)
+    more = normlab.train({"epochs": 4}, log=said.append, resume=tmp_path / "r")
+    note = next(m for m in said if "re-planned" in m)
+    assert note == ("normlab: the linear schedule is re-planned for 4 epochs (it was 2), as if the run had "
+                    "started with --epochs 4: lr 0 -> 0.05")
+    # the lr column is the lr at each epoch's first step: epoch 3 of 4 starts half-way down
+    assert more.metrics[2]["lr"] == pytest.approx(0.1 * (1 - 2 / 4))

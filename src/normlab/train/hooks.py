@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 import threading
 
 from ..errors import ConfigError, TrainingError
@@ -64,6 +65,7 @@ class Checkpoint(Hook):
         r.model.load_state_dict(run.load_weights("last.safetensors"))
         r.optimizer.load_state_dict(state["optimizer"])
         r.scheduler.load_state_dict(state["scheduler"])
+        replan_schedule(loop, run.read_json("config.json").get("epochs"))
         checkpoint.set_rng_state(state["rng"], r.pipe.train.generator)
         if loop.ema is not None:
             loop.ema.shadow.load_state_dict(run.load_weights("ema.safetensors"))
@@ -190,17 +192,49 @@ def epoch_line(row: dict, epochs: int) -> str:
             f"test acc {row['test_acc']:.3f}  {row['examples_per_s']:,.0f} ex/s  {row['epoch_seconds']:.1f} s")
 
 
+def replan_schedule(loop, planned) -> None:
+    """A run extended with --resume --epochs M (it was planned for N) continues on the schedule
+    of an M-epoch run: the lr is where an M-epoch run is at this step, at once (not from the
+    next step on), and the log says so. For a linear or cosine schedule that is a jump up from
+    about 0 at the end of the old plan: extending a decayed run warms it up again."""
+    r = loop.run
+    if planned is None or planned == r.cfg.epochs or r.cfg.schedule == "constant":
+        return
+    sched = r.scheduler
+    old = r.optimizer.param_groups[0]["lr"]
+    for group, base, factor in zip(r.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
+        group["lr"] = base * factor(sched.last_epoch)
+    sched._last_lr = [g["lr"] for g in r.optimizer.param_groups]
+    loop.log(f"normlab: the {r.cfg.schedule} schedule is re-planned for {r.cfg.epochs} epochs (it was {planned}), "
+             f"as if the run had started with --epochs {r.cfg.epochs}: lr {old:.3g} -> "
+             f"{r.optimizer.param_groups[0]['lr']:.3g}")
+
+
 class ProgressBar(Hook):
-    """A tqdm bar per epoch on stderr (--progress; off where stderr is not a terminal)."""
+    """A tqdm bar per epoch on stderr (--progress; off where stderr is not a terminal), with
+    the whole run's remaining time beside the epoch's own ETA from the second epoch on."""
 
     def __init__(self, enabled: bool):
         self.enabled, self.bar = enabled, None
+        self.started, self.first_epoch = None, None
 
     def on_epoch_start(self, loop) -> None:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=loop.run.steps_per_epoch, desc=f"epoch {loop.epoch}/{loop.run.cfg.epochs}",
                         leave=False, disable=None if self.enabled else True, file=sys.stderr)
+        left = self.run_left(loop.epoch, loop.run.cfg.epochs, time.perf_counter())
+        if left is not None:
+            self.bar.set_postfix_str(f"run {tqdm.format_interval(left)} left", refresh=False)
+
+    def run_left(self, epoch: int, epochs: int, now: float):
+        """Seconds left in the run at the start of `epoch`: the mean epoch time so far (this
+        session's epochs; a resumed run starts counting again) times the epochs still to go."""
+        if self.started is None:
+            self.started, self.first_epoch = now, epoch
+            return None
+        done = epoch - self.first_epoch
+        return (now - self.started) / done * (epochs - epoch + 1)
 
     def on_step_end(self, loop) -> None:
         self.bar.update(1)

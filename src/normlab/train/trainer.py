@@ -212,6 +212,9 @@ def _train_pass(loop: Loop, step_hooks: list[H.Hook]) -> dict:
         raise TrainingError(f"training stopped: {exc}. Lower --lr, add normalization or "
                             f"--clip-grad; {last}") from None
     except Interrupted:
+        for h in step_hooks:  # clear the progress bar first, so the message gets its own line
+            if hasattr(h, "close"):
+                h.close(loop)
         loop.log(f"normlab: interrupted in epoch {epoch}; resume with "
                  f"`normlab train --resume {path}` (continues after epoch {epoch - 1})")
         raise KeyboardInterrupt from None
