@@ -107,3 +107,11 @@ def test_an_extended_run_continues_on_the_longer_schedule_at_once(tmp_path):
                     "started with --epochs 4: lr 0 -> 0.05")
     # the lr column is the lr at each epoch's first step: epoch 3 of 4 starts half-way down
     assert more.metrics[2]["lr"] == pytest.approx(0.1 * (1 - 2 / 4))
+
+
+def test_lr_find_plot_goes_under_runs_by_default(tmp_path, monkeypatch):
+    from normlab import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["lr-find", "--dataset", "digits", "--model", "mlp", "--steps", "20"]) == 0
+    assert (tmp_path / "runs" / "lr_find.png").is_file() and not (tmp_path / "lr_find.png").exists()

@@ -239,7 +239,7 @@ def _(p):
     p.add_argument("--start", type=float, default=1e-6, help="first lr (default 1e-6)")
     p.add_argument("--end", type=float, default=10.0, help="last lr (default 10)")
     p.add_argument("--steps", type=int, default=100, help="number of batches (default 100)")
-    p.add_argument("--plot", default="lr_find.png", help="where to write the plot (default lr_find.png)")
+    p.add_argument("--plot", default="runs/lr_find.png", help="where to write the plot (default runs/lr_find.png)")
     add_config_options(p)
 
 

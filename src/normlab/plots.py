@@ -17,6 +17,7 @@ def new_figure(rows: int, cols: int, size):
 def save_figure(fig, path: Path) -> None:
     fig.tight_layout()
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # default plots go under runs/, which may not exist yet
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=100)
     tmp.replace(path)
