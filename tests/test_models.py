@@ -22,6 +22,10 @@ def count(m):
 # at its deepest layer, so every size here leaves at least 2x2 there.
 def tiny_size(name, norm):
     spec = get_spec(name)
+    if name == "alexnet":
+        return 63
+    if name in ("vgg11", "vgg16", "resnet14-tutorial-avgpool8") or (name == "vgg11-small" and norm == "in"):
+        return 32
     if name == "nin":
         return 99 if norm == "in" else 67
     if spec.family in ("resnet", "densenet", "googlenet") and spec.default_input[1] >= 96:
@@ -33,18 +37,28 @@ def tiny_size(name, norm):
     return 28
 
 
+# Their 4096-wide heads hold 100M+ parameters at any input size: too slow for every norm on a CPU;
+# tests/test_models_seeds.py runs them at 224 px against torchvision, and their -small variants run here.
+BIG = ("alexnet", "vgg11", "vgg16")
+
+
 @pytest.mark.parametrize("norm", NORMS)
 def test_every_model_forward_backward(norm):
     for name in normlab.list_models():
+        if name in BIG:
+            continue
         size = tiny_size(name, norm)
         chans = 1 if get_spec(name).default_input[0] == 1 else 3
         torch.manual_seed(0)
-        model = create_model(name, num_classes=3, in_channels=chans, input_size=(size, size), norm=norm)
+        k = get_spec(name).num_classes or 3
+        model = create_model(name, num_classes=k, in_channels=chans, input_size=(size, size), norm=norm)
         model.train()
         out = model(torch.randn(2, chans, size, size))
-        assert out.shape == (2, 3), name
+        assert out.shape == (2, k), name
         out.square().mean().backward()
-        grads = [p.grad for p in model.parameters()]
+        # resnet-simple-seed003 keeps seed 003's bug: its blocks' conv2 is built but never used.
+        grads = [p.grad for n, p in model.named_parameters()
+                 if not (name == "resnet-simple-seed003" and ".conv2." in n)]
         assert all(g is not None and torch.isfinite(g).all() for g in grads), name
 
 
@@ -330,7 +344,7 @@ def test_catalog_and_cli_models(capsys):
     assert rows["resnet20"]["params"] == 269_722
     assert cli.main(["models", "--family", "resnet-cifar"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 11 and all(line.split()[1] == "resnet-cifar" for line in out)
+    assert len(out) == 12 and all(line.split()[1] == "resnet-cifar" for line in out)  # 5 resnet, 5 plain, 2 tutorial
     assert any(line.split()[:3] == ["resnet110", "resnet-cifar", "1,727,962"] for line in out)
     assert cli.main(["models", "--family", "resnets"]) == 2
     assert "unknown model family 'resnets'" in capsys.readouterr().err

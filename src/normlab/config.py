@@ -97,10 +97,12 @@ class TrainConfig:
     val_split: float = opt(0.0, "fraction of the training split held out (stratified, seeded) for "
                            "validation; 0 for none", check=probability)
     augment: str = opt("", "batched on-device augmentation, e.g. crop:4,flip (ops: crop:P, translate:T, "
-                       "flip, cutout:S, resize:HxW; see docs/data.md)", check=_check_augment)
+                       "flip, cutout:S, resize:HxW, pad:P, randcrop:S; see docs/data.md)", check=_check_augment)
     preprocess: str = opt("channel", "input preprocessing fitted on the training split: channel, "
                           "standardize, minmax, robust, maxabs, pca:D, pca-whiten:D, zca[:EPS], zca-patch:K[:EPS]",
                           check=_check_preprocess)
+    classes: Optional[str] = opt(None, "keep only these classes, by name or index, e.g. 3,8 (relabelled 0, 1, ... "
+                                 "in this order); two classes for binary logistic regression")
     resize: Optional[str] = opt(None, "resize every image to HxW (or S for SxS) when loading", check=optional(_check_resize))
     strict: bool = opt(False, "stop at the first image that cannot be decoded instead of skipping it")
     stream: str = opt("auto", "imagefolder: stream batches from disk through DataLoader workers (on), "
@@ -128,13 +130,20 @@ class TrainConfig:
     width: Optional[int] = opt(None, "where the model has that knob: hidden width (mlp), first stage's "
                                "channels (digitnet)",
                                check=optional(at_least_one))
+    hidden_dropout: Optional[float] = opt(None, "dropout after every hidden layer's activation (mlp, lenet, lenet-bn, "
+                                          "maxout-mlp), as the tutorials place it", check=optional(probability))
+    dropout_mode: str = opt("inverted", "inverted (scale kept units by 1/(1-p) in training, torch's) or "
+                            "non-inverted (no scaling in training, multiply by 1-p at test, seed 002's)",
+                            choices=("inverted", "non-inverted"))
+    block_order: Optional[str] = opt(None, "CIFAR resnetN: where norm and act sit in a block (He et al. 2016 "
+                                     "fig. 4): original, bn-after-add, relu-before-add, relu-preact, full-preact")
     init: str = opt("default", "weight initialization scheme (default: torch's)")
     # --- optimization
     epochs: int = opt(10, "number of passes over the training set", check=at_least_one)
     batch_size: int = opt(64, "training batch size", check=at_least_one)
     eval_batch_size: int = opt(1000, "evaluation batch size", check=at_least_one)
     optimizer: str = opt("adam", "optimizer: sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam, "
-                         "adamw, nadam")
+                         "adamw, nadam, lbfgs (full-step L-BFGS with a strong-Wolfe line search per batch)")
     lr: Optional[float] = opt(None, "learning rate (default: the model's, 0.01 for most; see `normlab models`)",
                               check=optional(positive))
     momentum: float = opt(0.9, "momentum of the momentum and nesterov optimizers", check=probability)
@@ -183,6 +192,8 @@ class TrainConfig:
                                       "gloo on CPU)", choices=("gloo", "nccl", "mpi"))
     out: Optional[str] = opt(None, "run directory (default: runs/MODEL-DATASET-TIMESTAMP)")
     progress: bool = opt(True, "show a progress bar per epoch")
+    log_every: Optional[int] = opt(None, "also print the training loss every N steps (seed 001 prints every 100)",
+                                   check=optional(at_least_one))
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -211,16 +222,16 @@ _HINTS = get_type_hints(TrainConfig)
 # Which fields each subsystem reads. A field may sit in several sections (the seed drives the
 # data order, the initial weights and the run); `recipe` is in none: it only fills the others.
 SECTIONS = {
-    "data": ("dataset", "data_dir", "val_split", "augment", "preprocess", "resize", "strict", "stream",
+    "data": ("dataset", "data_dir", "val_split", "augment", "preprocess", "classes", "resize", "strict", "stream",
              "batch_size", "eval_batch_size", "tta", "seed"),
-    "model": ("model", "norm", "norm_impl", "bn_eps", "bn_momentum", "act", "dropout", "depth", "width", "init",
-              "seed"),
+    "model": ("model", "norm", "norm_impl", "bn_eps", "bn_momentum", "act", "dropout", "hidden_dropout",
+              "dropout_mode", "block_order", "depth", "width", "init", "seed"),
     "optim": ("optimizer", "lr", "momentum", "beta1", "beta2", "eps", "weight_decay", "decay_norm_bias",
               "schedule", "warmup", "lr_step", "lr_gamma", "milestones", "epochs", "patience"),
     "regularization": ("l1", "l2", "max_norm", "label_smoothing", "clip_grad", "clip_mode", "ema",
                        "decay_norm_bias"),
     "runtime": ("seed", "device", "threads", "precision", "channels_last", "compile", "deterministic",
-                "tensorboard", "sync_bn", "dist_backend", "out", "progress"),
+                "tensorboard", "sync_bn", "dist_backend", "out", "progress", "log_every"),
 }
 
 

@@ -13,6 +13,11 @@ Spec strings (`--augment`): comma-separated ops applied in order, e.g. "crop:4,f
   zoom:P       scale by a random factor in 1-P/100..1+P/100 about the centre, zero fill
   elastic:A    a smooth random displacement field with RMS A pixels (Simard et al. 2003)
   resize:HxW   resize (antialiased bilinear) to H x W (or resize:S for S x S)
+  pad:P        pad P zero pixels on each side: the image grows by 2P (torchvision Pad(P))
+  randcrop:S   a random S x S window (torchvision RandomCrop(S)); seed 001's augmentation is
+               "pad:4,flip,randcrop:32": 28x28 digits become random 32x32 crops of the 36x36 pad
+Test and validation images get the deterministic part of the spec: pad stays, randcrop becomes
+the centre S x S window, resize stays (then a resize to the final size if they still differ).
 Adjacent rotate, zoom and elastic ops are drawn per image and applied in one resampling
 (bilinear), so the image is interpolated once.
 """
@@ -48,6 +53,30 @@ def random_crop(x, pad: int, generator=None):
     dy = _uniform_int(n, -pad, pad, generator, x.device)
     dx = _uniform_int(n, -pad, pad, generator, x.device)
     return shift(x, dy, dx, pad)
+
+
+def pad(x, p: int, generator=None):
+    return F.pad(x, (p, p, p, p))
+
+
+def crop_windows(x, size: int, oy: torch.Tensor, ox: torch.Tensor) -> torch.Tensor:
+    """out[n] = x[n, :, oy[n]:oy[n]+S, ox[n]:ox[n]+S], one gather for the batch."""
+    windows = x.unfold(2, size, 1).unfold(3, size, 1).permute(0, 2, 3, 1, 4, 5)
+    return windows[torch.arange(x.shape[0], device=x.device), oy, ox]
+
+
+def random_crop_to(x, size: int, generator=None):
+    n, _, h, w = x.shape
+    if size > min(h, w):
+        raise ConfigError(f"augment: randcrop:{size} is larger than the {h}x{w} image; pad first (pad:P)")
+    return crop_windows(x, size, _uniform_int(n, 0, h - size, generator, x.device),
+                        _uniform_int(n, 0, w - size, generator, x.device))
+
+
+def center_crop(x, size: int):
+    _, _, h, w = x.shape
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[:, :, top:top + size, left:left + size]
 
 
 def hflip(x, generator=None, p: float = 0.5):
@@ -157,7 +186,7 @@ def _size_arg(arg):
     return tuple(parts)
 
 
-OPS = ("crop", "translate", "flip", "cutout", "rotate", "zoom", "elastic", "resize")
+OPS = ("crop", "translate", "flip", "cutout", "rotate", "zoom", "elastic", "resize", "pad", "randcrop")
 WARPS = ("rotate", "zoom", "elastic")  # adjacent ones share one resampling
 
 
@@ -174,7 +203,7 @@ def parse(spec: Optional[str]) -> list[tuple[str, object]]:
             from ..errors import unknown_name
 
             raise unknown_name("augmentation", op, OPS)
-        if op in ("crop", "translate", "cutout"):
+        if op in ("crop", "translate", "cutout", "pad", "randcrop"):
             ops.append((op, _int_arg(op, arg)))
         elif op in WARPS:
             ops.append((op, _float_arg(op, arg)))
@@ -191,7 +220,27 @@ def output_size(spec, size: tuple[int, int]) -> tuple[int, int]:
     for op, arg in parse(spec):
         if op == "resize":
             size = arg
+        elif op == "pad":
+            size = (size[0] + 2 * arg, size[1] + 2 * arg)
+        elif op == "randcrop":
+            if arg > min(size):
+                raise ConfigError(f"augment: randcrop:{arg} is larger than the {size[0]}x{size[1]} image at that "
+                                  f"point; pad first (e.g. pad:4,randcrop:{arg})")
+            size = (arg, arg)
     return tuple(size)
+
+
+def deterministic(spec, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """What test and validation images get: pad as in training, a centre crop for randcrop,
+    resize; then a resize to the training size `size` if they still differ."""
+    for op, arg in parse(spec):
+        if op == "pad":
+            x = pad(x, arg)
+        elif op == "randcrop" and arg <= min(x.shape[-2:]):
+            x = center_crop(x, arg)
+        elif op == "resize":
+            x = resize(x, arg)
+    return resize(x, size)
 
 
 def make_augment(spec: Optional[str]) -> Optional[Callable]:
@@ -221,6 +270,10 @@ def make_augment(spec: Optional[str]) -> Optional[Callable]:
                 x = hflip(x, generator)
             elif op == "cutout":
                 x = cutout(x, arg, generator)
+            elif op == "pad":
+                x = pad(x, arg)
+            elif op == "randcrop":
+                x = random_crop_to(x, arg, generator)
             else:
                 x = resize(x, arg)
         return x

@@ -59,12 +59,45 @@ def _load_data(cfg) -> Dataset:
     if cfg.dataset == "imagefolder":
         kw = {"resize": size, "strict": getattr(cfg, "strict", False), "stream": getattr(cfg, "stream", "auto")}
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, **kw)
+    if getattr(cfg, "classes", None):
+        keep_classes(data, cfg.classes)
     if "stream" in data.info:
         return data
     if size and tuple(data.train_x.shape[-2:]) != tuple(size):
         data.train_x = augment_mod.resize(data.train_x, size)
         data.test_x = augment_mod.resize(data.test_x, size)
     return data
+
+
+def keep_classes(data: Dataset, spec: str) -> None:
+    """Keep only the listed classes (names, or indices when no class has that name), relabelled
+    0, 1, ... in the order given; "3,8" on MNIST keeps the digits 3 and 8 as labels 0 and 1."""
+    from ..errors import ConfigError
+
+    wanted = [s.strip() for s in str(spec).split(",") if s.strip()]
+    index = []
+    for w in wanted:
+        if w in data.classes:
+            index.append(data.classes.index(w))
+        elif w.isdigit() and int(w) < len(data.classes):
+            index.append(int(w))
+        else:
+            raise ConfigError(f"classes: {w!r} is neither a class of {data.name} nor an index below "
+                              f"{len(data.classes)}; its classes are {', '.join(data.classes[:20])}")
+    if len(set(index)) != len(index) or len(index) < 2:
+        raise ConfigError(f"classes: give at least two different classes, e.g. --classes 3,8; got {spec!r}")
+    if "stream" in data.info:
+        raise ConfigError("classes: not available for a streamed image folder; use --stream off")
+    lut = torch.full((len(data.classes),), -1, dtype=torch.int64)
+    lut[torch.tensor(index)] = torch.arange(len(index))
+    for split in ("train", "test"):
+        y = getattr(data, f"{split}_y")
+        sel = lut[y] >= 0
+        setattr(data, f"{split}_x", getattr(data, f"{split}_x")[sel])
+        setattr(data, f"{split}_y", lut[y[sel]])
+    data.classes = [data.classes[i] for i in index]
+    data.info = dict(data.info, classes_kept=list(data.classes), train_size=len(data.train_y),
+                     test_size=len(data.test_y))
 
 
 def split_val(data: Dataset, fraction: float, seed: int) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
@@ -109,7 +142,7 @@ def load(cfg) -> tuple[Dataset, dict]:
                                           cfg.seed, imagefolder.Report(False))
         fit_x = augment_mod.resize(fit_x, image_shape[1:])
     else:
-        fit_x = augment_mod.resize(data.train_x, image_shape[1:])
+        fit_x = augment_mod.deterministic(aug, data.train_x, image_shape[1:])
     transform = preprocess_mod.fit(getattr(cfg, "preprocess", "channel"), fit_x)
     preprocess = {"input_shape": list(image_shape), "classes": data.classes,
                   "transform": transform.to_dict(), "dataset": data.info,
@@ -122,9 +155,10 @@ def load(cfg) -> tuple[Dataset, dict]:
 
 
 def _eval_resize(preprocess: dict):
-    """Test/val images get the augmentation's deterministic part only: its final size."""
+    """Test/val images get the augmentation's deterministic part only (pad, centre crop, resize)."""
     size = tuple(preprocess["input_shape"][1:])
-    return lambda x, generator=None: augment_mod.resize(x, size)
+    spec = preprocess.get("augment", "")
+    return lambda x, generator=None: augment_mod.deterministic(spec, x, size)
 
 
 def build(cfg, device: torch.device, drop_single: bool, data: Optional[Dataset] = None,

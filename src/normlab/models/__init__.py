@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from . import densenet, digitnet, googlenet, lenet, mlp, nin, resnet, rnn  # noqa: F401  (registration side effects)
+from . import classic, densenet, digitnet, googlenet, lenet, mlp, nin, resnet, rnn, seed003  # noqa: F401  (registration side effects)
 from .registry import MODELS, ModelSpec, create_model, get_spec, list_models, register
 
 
@@ -31,7 +31,7 @@ def catalog(family: Optional[str] = None) -> list[dict]:
         if family is not None and spec.family != family:
             continue
         with torch.device("meta"):
-            model = create_model(name)
+            model = create_model(name, num_classes=spec.num_classes or 10)
         rows.append({"name": name, "family": spec.family, "params": sum(p.numel() for p in model.parameters()),
                      "input": list(spec.default_input), "description": spec.description})
     return rows

@@ -18,7 +18,7 @@ class LeNet(tnn.Module):
     -> fc120 -> norm -> act -> fc84 -> norm -> act -> (dropout) -> fc(classes)."""
 
     def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, pool="max", padding=0,
-                 dropout=0.0, name="lenet"):
+                 dropout=0.0, hidden_dropout=0.0, name="lenet"):
         super().__init__()
         # The tutorial keeps the conv/linear biases before BN (redundant, harmless); so do we, so
         # parameter counts match it.
@@ -35,9 +35,12 @@ class LeNet(tnn.Module):
             norm_layer(16), act_layer(), pool_cls(2, 2),
             tnn.Flatten(),
         )
+        def drop():  # after each hidden activation, as the tutorials place dropout
+            return [tnn.Dropout(hidden_dropout)] if hidden_dropout else []
+
         self.fc = tnn.Sequential(
-            tnn.Linear(16 * h * w, 120), feature_norm(norm_layer, 120), act_layer(),
-            tnn.Linear(120, 84), feature_norm(norm_layer, 84), act_layer(),
+            tnn.Linear(16 * h * w, 120), feature_norm(norm_layer, 120), act_layer(), *drop(),
+            tnn.Linear(120, 84), feature_norm(norm_layer, 84), act_layer(), *drop(),
         )
         self.dropout = tnn.Dropout(dropout) if dropout else tnn.Identity()
         self.classifier = tnn.Linear(84, num_classes)
@@ -47,12 +50,12 @@ class LeNet(tnn.Module):
 
 
 @register("lenet", "lenet", "LeNet-5 (sigmoid, average pooling, padded first conv), no norm",
-          default_norm="none", default_act="sigmoid")
+          default_norm="none", default_act="sigmoid", hidden_dropout=0.0)
 def lenet(**kw):
     return LeNet(pool="avg", padding=2, name="lenet", **kw)
 
 
 @register("lenet-bn", "lenet", "the tutorial's LeNet with BatchNorm before each sigmoid",
-          default_norm="bn", default_act="sigmoid")
+          default_norm="bn", default_act="sigmoid", hidden_dropout=0.0)
 def lenet_bn(**kw):
     return LeNet(pool="max", padding=0, name="lenet-bn", **kw)

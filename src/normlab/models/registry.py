@@ -31,6 +31,7 @@ class ModelSpec:
     # The lr `normlab train` uses when none is given: 0.01 suits the normalized models with Adam;
     # norm-free ReLU nets such as the tutorial's GoogLeNet die at it and get a lower one.
     default_lr: float = 0.01
+    num_classes: Optional[int] = None  # a model that only takes this many classes (logistic-binary: 2)
 
     @property
     def default_dropout(self) -> float:
@@ -45,10 +46,11 @@ MODELS: dict[str, ModelSpec] = {}
 
 
 def register(name: str, family: str, description: str, default_norm: str = "bn",
-             default_act: str = "relu", default_input=(1, 28, 28), default_lr: float = 0.01, **defaults):
+             default_act: str = "relu", default_input=(1, 28, 28), default_lr: float = 0.01,
+             num_classes: Optional[int] = None, **defaults):
     def wrap(builder):
         MODELS[name] = ModelSpec(name, family, description, builder, default_norm, default_act,
-                                 tuple(default_input), defaults, default_lr)
+                                 tuple(default_input), defaults, default_lr, num_classes)
         return builder
 
     return wrap
@@ -68,13 +70,14 @@ def create_model(name: str, num_classes: int = 10, in_channels: Optional[int] = 
                  input_size: Optional[Sequence[int]] = None, norm: NormSpec = None,
                  act=None, dropout: Optional[float] = None, init: str = "default",
                  norm_impl: str = "native", bn_eps: Optional[float] = None,
-                 bn_momentum: Optional[float] = None, **model_kw) -> tnn.Module:
+                 bn_momentum: Optional[float] = None, dropout_mode: str = "inverted", **model_kw) -> tnn.Module:
     """Build model `name`; None arguments take the model's own defaults (see `normlab models`).
 
     norm: a name (bn, gn, gn:8, ln, ln-chw, in, none) or a callable `num_channels -> nn.Module`
     such as `functools.partial(torch.nn.GroupNorm, 4)` or your own module class; act: a name or a
     callable `() -> nn.Module` such as `torch.nn.GELU`. bn_eps/bn_momentum set batch norm's eps
-    and momentum (torch's convention) when the norm is given by name.
+    and momentum (torch's convention) when the norm is given by name. dropout_mode
+    "non-inverted" turns every dropout layer into seed 002's form (scale at test time).
     """
     if dropout is not None:
         model_kw["dropout"] = dropout
@@ -94,6 +97,12 @@ def create_model(name: str, num_classes: int = 10, in_channels: Optional[int] = 
     model = spec.builder(num_classes=num_classes, in_channels=in_channels, input_size=input_size,
                          norm_layer=norm_layer, act_layer=act_layer, **kw)
     _probe(model, name, (in_channels, *input_size))
+    if dropout_mode not in ("inverted", "non-inverted"):
+        raise unknown_name("dropout mode", dropout_mode, ("inverted", "non-inverted"))
+    if dropout_mode == "non-inverted":
+        from ..nn.layers import use_non_inverted_dropout
+
+        use_non_inverted_dropout(model)
     return init_weights(model, init)
 
 

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import torch.nn as tnn
 
-from ..nn.blocks import BasicBlock, Bottleneck, D2LResidual, PreActBlock
+import functools
+
+from ..errors import ConfigError, unknown_name
+from ..nn.blocks import BLOCK_ORDERS, BasicBlock, Bottleneck, D2LResidual, OrderedBasicBlock, PreActBlock
 from .registry import register
 
 
@@ -104,19 +107,28 @@ def resnet18_d2l(**kw):
 class CifarResNet(tnn.Module):
     """He et al. (2015) CIFAR net, depth 6n+2: conv3x3(16) -> 3 stages x n blocks (16/32/64) ->
     global average pooling -> linear. `preact=True` uses full pre-activation blocks and adds the
-    final norm+act; `shortcut=False` gives the plain net."""
+    final norm+act; `shortcut=False` gives the plain net; `block_order` picks one of He et al.
+    (2016)'s Fig. 4 arrangements (OrderedBasicBlock): "original" is BasicBlock, "full-preact"
+    the pre-activation net; "relu-preact" (whose blocks start with act) has a stem of conv+norm
+    and a final act. `head="avgpool8"` replaces global pooling by seed 001's fixed AvgPool2d(8)."""
 
     def __init__(self, depth, num_classes, in_channels, *, norm_layer, act_layer, dropout=0.0,
-                 shortcut=True, preact=False, shortcut_kind="zero-pad", **_):
+                 shortcut=True, preact=False, shortcut_kind="zero-pad", block_order=None, head="global",
+                 input_size=None, name="resnet", **_):
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
         n = (depth - 2) // 6
+        if block_order is not None and block_order not in BLOCK_ORDERS:
+            raise unknown_name("block order", block_order, BLOCK_ORDERS)
+        preact = preact or block_order == "full-preact"
         block = PreActBlock if preact else BasicBlock
+        if block_order in ("bn-after-add", "relu-before-add", "relu-preact"):
+            block = functools.partial(OrderedBasicBlock, order=block_order)
         self.conv1 = tnn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
         # The pre-activation net normalizes inside its first block, so its stem is the conv alone.
         self.bn1 = tnn.Identity() if preact else norm_layer(16)
-        self.relu = tnn.Identity() if preact else act_layer()
+        self.relu = tnn.Identity() if preact or block_order == "relu-preact" else act_layer()
         cin = 16
         for i, planes in enumerate((16, 32, 64)):
             blocks = []
@@ -127,7 +139,17 @@ class CifarResNet(tnn.Module):
                 cin = planes
             setattr(self, f"layer{i + 1}", tnn.Sequential(*blocks))
         self.final = tnn.Sequential(norm_layer(64), act_layer()) if preact else tnn.Identity()
+        if block_order == "relu-preact":
+            self.final = act_layer()
         self.avgpool = tnn.AdaptiveAvgPool2d(1)
+        if head == "avgpool8":
+            # Seed 001's AvgPool2d(8) fits only a final map of 8..15 pixels, one output pixel.
+            final = [-(-(-(-s // 2)) // 2) for s in input_size]
+            if not all(8 <= s <= 15 for s in final):
+                raise ConfigError(f"{name}: its AvgPool2d(8) head (seed 001's) needs inputs of 29 to 60 pixels, "
+                                  f"got {input_size[0]}x{input_size[1]}; use 32x32 (--augment pad:2 or --resize 32) "
+                                  f"or resnet14-tutorial, which pools globally")
+            self.avgpool = tnn.AvgPool2d(8)
         self.dropout = tnn.Dropout(dropout) if dropout else tnn.Identity()
         self.fc = tnn.Linear(64, num_classes)
 
@@ -141,7 +163,7 @@ def _register_cifar(depth):
     n = (depth - 2) // 6
 
     @register(f"resnet{depth}", "resnet-cifar", f"CIFAR ResNet-{depth} (He et al. 2015, n={n}, option-A shortcuts)",
-              default_input=(3, 32, 32))
+              default_input=(3, 32, 32), block_order="original")
     def _res(**kw):
         return CifarResNet(depth, **kw)
 
@@ -168,6 +190,15 @@ def resnet14_tutorial(**kw):
     channels, `downsample` = 3x3 conv + BN where the shape changes). Its fixed AvgPool2d(8) only
     fits 32x32 inputs; global average pooling is the same there and also fits 28x28 MNIST."""
     return CifarResNet(14, shortcut_kind="conv3x3", **kw)
+
+
+@register("resnet14-tutorial-avgpool8", "resnet-cifar",
+          "resnet14-tutorial with seed 001's fixed AvgPool2d(8) head: 29-60 px inputs (32 as the seed)",
+          default_input=(1, 32, 32))
+def resnet14_tutorial_avgpool8(**kw):
+    """Source: seed 001's `ResNet(ResidualBlock, [2, 2, 2])` as written, `self.avg_pool =
+    nn.AvgPool2d(8)` included: it trains on Pad(4)+RandomCrop(32) crops, so its last map is 8x8."""
+    return CifarResNet(14, shortcut_kind="conv3x3", head="avgpool8", name="resnet14-tutorial-avgpool8", **kw)
 
 
 class PreActResNet18(tnn.Module):

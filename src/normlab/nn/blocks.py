@@ -300,3 +300,75 @@ class InceptionMini(tnn.Module):
     def forward(self, x):
         pooled = self.pool_proj(F.avg_pool2d(x, 3, 1, 1))
         return torch.cat([pooled, self.branch1x1(x), self.branch5x5(x), self.branch3x3(x)], 1)
+
+
+# ------------------------------------------------------------------ ResNet v2 orderings
+BLOCK_ORDERS = ("original", "bn-after-add", "relu-before-add", "relu-preact", "full-preact")
+
+
+class OrderedBasicBlock(tnn.Module):
+    """The five arrangements of norm and act in a two-conv residual block compared by He et al.
+    (2016), "Identity Mappings in Deep Residual Networks", Fig. 4 (each `+` adds the shortcut):
+
+      (a) original          conv-N-act-conv-N  +  act
+      (b) bn-after-add      conv-N-act-conv    +  N-act
+      (c) relu-before-add   conv-N-act-conv-N-act  +
+      (d) relu-preact       act-conv-N-act-conv-N  +
+      (e) full-preact       N-act-conv-N-act-conv  +
+
+    (a) is BasicBlock (same parameters and names) and (e) PreActBlock with an identity shortcut;
+    the shortcut reads the block's input `x` in every arrangement (a projection is 1x1 conv +
+    norm for a-c, as BasicBlock's, and a bare 1x1 conv for d-e, as PreActBlock's).
+    """
+
+    expansion = 1
+
+    def __init__(self, cin, planes, stride=1, *, order="original", norm_layer=None, act_layer=None,
+                 shortcut_kind="conv", shortcut=True):
+        super().__init__()
+        if order not in BLOCK_ORDERS:
+            from ..errors import unknown_name
+
+            raise unknown_name("block order", order, BLOCK_ORDERS)
+        norm_layer, act_layer = _defaults(norm_layer, act_layer)
+        self.order = order
+        self.conv1 = conv3x3(cin, planes, stride)
+        self.conv2 = conv3x3(planes, planes)
+        # the channels each norm sees, in its position of the arrangement
+        n1, n2 = (cin, planes) if order == "full-preact" else (planes, planes)
+        self.bn1 = norm_layer(n1)
+        self.bn2 = norm_layer(n2)
+        # Pre-activation arrangements must not overwrite `x`, which the shortcut still reads.
+        self.act1 = fresh_act(act_layer) if order in ("relu-preact", "full-preact") else act_layer()
+        self.act2 = act_layer()
+        self.downsample = None
+        if shortcut and order in ("relu-preact", "full-preact"):
+            if stride != 1 or cin != planes:  # as PreActBlock: no norm on a pre-activation projection
+                self.downsample = (ZeroPadShortcut(cin, planes, stride) if shortcut_kind == "zero-pad"
+                                   else conv1x1(cin, planes, stride))
+        elif shortcut:
+            self.downsample = make_shortcut(shortcut_kind, cin, planes, stride, norm_layer)
+        self.use_shortcut = shortcut
+
+    def _residual(self, x):
+        o = self.order
+        if o == "full-preact":
+            return self.conv2(self.act2(self.bn2(self.conv1(self.act1(self.bn1(x))))))
+        if o == "relu-preact":
+            return self.bn2(self.conv2(self.act2(self.bn1(self.conv1(self.act1(x))))))
+        y = self.conv2(self.act1(self.bn1(self.conv1(x))))
+        if o == "original":
+            return self.bn2(y)
+        if o == "relu-before-add":
+            return self.act2(self.bn2(y))
+        return y  # bn-after-add: the norm comes after the sum
+
+    def forward(self, x):
+        out = self._residual(x)
+        if self.use_shortcut:
+            out = out + (x if self.downsample is None else self.downsample(x))
+        if self.order == "original":
+            return self.act2(out)
+        if self.order == "bn-after-add":
+            return self.act2(self.bn2(out))
+        return out

@@ -55,3 +55,56 @@ class LayerNormCHW(LazyModuleMixin, nn.Module):
     def extra_repr(self) -> str:
         shape = "uninitialized" if self.has_uninitialized_params() else tuple(self.weight.shape)
         return f"{self.num_channels}, normalized_shape={shape}, eps={self.eps}"
+
+
+class NonInvertedDropout(nn.Module):
+    """Dropout as seed 002 describes it: in training each unit is zeroed with probability p and
+    the rest pass unscaled; at test time every unit is kept and multiplied by 1 - p. Its
+    expected training output equals its test output, (1 - p) x, as inverted dropout's
+    (torch.nn.Dropout: kept units scaled by 1/(1 - p) in training, identity at test) equals x;
+    tests/test_layers.py checks both by enumerating every mask."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def mask(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.empty_like(x).bernoulli_(1 - self.p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.p:
+            return x
+        return x * self.mask(x) if self.training else x * (1 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, non-inverted"
+
+
+def use_non_inverted_dropout(model: nn.Module) -> nn.Module:
+    """Replace every torch.nn.Dropout of `model` (in place) by NonInvertedDropout with its p."""
+    for name, child in model.named_children():
+        if type(child) is nn.Dropout:
+            setattr(model, name, NonInvertedDropout(child.p))
+        else:
+            use_non_inverted_dropout(child)
+    return model
+
+
+class Maxout(nn.Module):
+    """Maxout unit (Goodfellow et al. 2013; seed 002's activation list): `pieces` affine maps
+    of the input, and the largest of them, for each of `out_features` units."""
+
+    def __init__(self, in_features: int, out_features: int, pieces: int = 2):
+        super().__init__()
+        if pieces < 1:
+            raise ValueError(f"maxout needs at least one piece, got {pieces}")
+        self.out_features, self.pieces = out_features, pieces
+        self.linear = nn.Linear(in_features, out_features * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).view(*x.shape[:-1], self.out_features, self.pieces).amax(-1)
+
+    def extra_repr(self) -> str:
+        return f"pieces={self.pieces}"

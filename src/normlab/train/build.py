@@ -73,7 +73,8 @@ def build_model(cfg: ModelConfig, input_shape, num_classes: int) -> torch.nn.Mod
     """The model a config's model section describes, with the seed applied so initial weights
     are reproducible."""
     spec = get_spec(cfg.model)
-    model_kw = {k: getattr(cfg, k) for k in ("depth", "width") if getattr(cfg, k) is not None}
+    model_kw = {k: getattr(cfg, k) for k in ("depth", "width", "hidden_dropout", "block_order")
+                if getattr(cfg, k) is not None}
     unknown = [k for k in model_kw if k not in spec.defaults]
     if unknown:
         raise ConfigError(f"{', '.join(unknown)}: model {cfg.model!r} has no such option "
@@ -82,7 +83,7 @@ def build_model(cfg: ModelConfig, input_shape, num_classes: int) -> torch.nn.Mod
     return create_model(cfg.model, num_classes=num_classes, in_channels=input_shape[0],
                         input_size=input_shape[1:], norm=cfg.norm, act=cfg.act, dropout=cfg.dropout,
                         init=cfg.init, norm_impl=cfg.norm_impl, bn_eps=cfg.bn_eps,
-                        bn_momentum=cfg.bn_momentum, **model_kw)
+                        bn_momentum=cfg.bn_momentum, dropout_mode=cfg.dropout_mode, **model_kw)
 
 
 def has_batchnorm(model: torch.nn.Module) -> bool:

@@ -38,7 +38,18 @@ OPTIMIZERS = {
     "adam": lambda p, c, wd, **kw: torch.optim.Adam(p, lr=c.lr, betas=_betas(c), eps=c.eps, weight_decay=wd, **kw),
     "adamw": lambda p, c, wd, **kw: torch.optim.AdamW(p, lr=c.lr, betas=_betas(c), eps=c.eps, weight_decay=wd, **kw),
     "nadam": lambda p, c, wd: torch.optim.NAdam(p, lr=c.lr, betas=_betas(c), eps=c.eps, weight_decay=wd),
+    # The second-order method seed 002 mentions; each step runs the trainer's closure (Step).
+    "lbfgs": lambda p, c, wd: _lbfgs(p, c, wd),
 }
+
+
+def _lbfgs(groups, cfg, wd):
+    from ..errors import ConfigError
+
+    if wd:
+        raise ConfigError("optimizer lbfgs: torch's L-BFGS has no weight decay; use --l2 for an L2 penalty")
+    params = [p for g in groups for p in g["params"]]  # L-BFGS takes one parameter group
+    return torch.optim.LBFGS(params, lr=cfg.lr, max_iter=20, history_size=10, line_search_fn="strong_wolfe")
 
 
 def check_optimizer(name: str) -> str:

@@ -29,11 +29,17 @@ class Step:
         self.autocast = lambda: autocast(device, precision)
         # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+        if self.scaler is not None and isinstance(optimizer, torch.optim.LBFGS):
+            from ..errors import ConfigError
+
+            raise ConfigError("optimizer lbfgs: fp16 loss scaling does not fit its closure; use --precision fp32 or bf16")
 
     def __call__(self, xb, yb):
         cfg = self.cfg
         if self.channels_last and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
+        if isinstance(self.optimizer, torch.optim.LBFGS):
+            return self._closure_step(xb, yb)
         with self.autocast():
             out = self.forward(xb).float()
         loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
@@ -58,3 +64,31 @@ class Step:
             regularize.apply_max_norm(self.model, cfg.max_norm)
         self.scheduler.step()
         return out, loss
+
+    def _closure_step(self, xb, yb):
+        """L-BFGS re-evaluates the loss during its line search, so it takes the whole forward and
+        backward pass as a closure; the step reports the first evaluation (the batch's loss before
+        the step, as the other optimizers do)."""
+        cfg, first = self.cfg, []
+
+        def closure():
+            self.optimizer.zero_grad(set_to_none=True)
+            with self.autocast():
+                out = self.forward(xb).float()
+            loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
+            total = loss + regularize.l2_penalty(self.penalized, cfg.l2) if cfg.l2 else loss
+            total.backward()
+            if cfg.clip_grad:
+                regularize.clip_gradients(self.model, cfg.clip_grad, cfg.clip_mode)
+            if not first:
+                first.append((out.detach(), loss.detach()))
+            return total
+
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step(closure)
+        if cfg.l1:
+            regularize.l1_proximal(self.penalized, cfg.l1, lr)
+        if cfg.max_norm:
+            regularize.apply_max_norm(self.model, cfg.max_norm)
+        self.scheduler.step()
+        return first[0]

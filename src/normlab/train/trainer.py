@@ -205,7 +205,8 @@ def _train_pass(loop: Loop, step_hooks: list[H.Hook]) -> dict:
         for h in step_hooks:
             h.on_step_end(loop)
     try:
-        loss, acc, seen = train_epoch(loop.run.step, loop.run.pipe.train, epoch, on_step, loop.stop_event)
+        loss, acc, seen = train_epoch(loop.run.step, loop.run.pipe.train, epoch, on_step, loop.stop_event,
+                                      log_every=loop.run.cfg.log_every, log=loop.log)
     except TrainingError as exc:
         last = f"the last good checkpoint (epoch {epoch - 1}) is in {path}" if epoch > 1 \
             else f"no epoch finished; {path} holds the config only"
@@ -222,7 +223,8 @@ def _train_pass(loop: Loop, step_hooks: list[H.Hook]) -> dict:
 
 
 def train_epoch(step: Step, loader: DeviceLoader, epoch: int, on_step: Callable[[], object],
-                stop: threading.Event, check_every: Optional[int] = None):
+                stop: threading.Event, check_every: Optional[int] = None, log_every: Optional[int] = None,
+                log=print):
     """One pass over the training batches; (mean loss, accuracy, examples).
 
     A non-finite loss stops training, naming the step. On a CPU each step's loss is read at
@@ -253,6 +255,8 @@ def train_epoch(step: Step, loader: DeviceLoader, epoch: int, on_step: Callable[
         correct += (out.detach().argmax(1) == yb).sum()
         seen += len(yb)
         on_step()
+        if log_every and i % log_every == 0:  # reads the loss: a sync on a GPU, so only every N steps
+            log(f"epoch {epoch}, step {i}/{last}, loss {loss.item():.4f}")
         if stop.is_set():
             raise Interrupted()
     return loss_sum.item() / seen, correct.item() / seen, seen
