@@ -115,3 +115,17 @@ def test_stats_of_a_trained_run(tmp_path):
     rep = activations.run_stats(res.run_dir, batch=64)
     assert rep.mode == "eval" and len(rep.layers) == 3
     assert "digits training images" in rep.input_desc
+
+
+def test_plot_marks_where_an_exploding_net_stops_being_finite(tmp_path):
+    rep = activations.model_stats("mlp", init="normal:std=3", act="relu", depth=40, width=64, data="normal",
+                                  batch=32)
+    stds = [layer.std for layer in rep.layers]
+    first = next(i for i, v in enumerate(stds) if not math.isfinite(v))
+    assert all(math.isfinite(v) for v in stds[:first])
+    png = tmp_path / "explode.png"
+    activations.plot_stats({"std 3": rep}, png)
+    svg = (tmp_path / "explode.svg").read_text()
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"std 3 (not finite from layer {rep.layers[first].index})" in svg
+    assert "activation std (log scale)" in svg and "layer (depth)" in svg

@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from normlab import ConfigError, NormlabError
@@ -134,15 +135,22 @@ class _Checker(HTMLParser):
 
     def __init__(self):
         super().__init__()
-        self.stack, self.errors, self.imgs, self.external = [], [], [], []
+        self.stack, self.errors, self.imgs, self.external, self.links = [], [], [], [], []
+        self.text = []
+
+    def handle_data(self, data):
+        if self.stack and self.stack[-1] not in ("style", "script"):
+            self.text.append(data)
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if tag == "img":
             self.imgs.append(a.get("src", ""))
         for k in ("src", "href"):
-            if k in a and not a[k].startswith(("data:", "#")):
-                self.external.append(a[k])
+            if k in a and (":" in a[k].split("/")[0] and not a[k].startswith("data:")):
+                self.external.append(a[k])  # another site or scheme; relative links to run files are fine
+        if tag == "a":
+            self.links.append(a.get("href", ""))
         if tag not in self.VOID:
             self.stack.append(tag)
 
@@ -163,21 +171,32 @@ def test_cli_compare_report_html_is_self_contained(tmp_path, capsys):
     assert "Incomplete: 2 runs have not finished" in (out / "report.md").read_text()
     assert main(["compare", str(yml), "--out", str(out), "--shard", "2/2"]) == 0
     md = (out / "report.md").read_text()
-    assert "Incomplete" not in md and "| norm=none | 2 |" in md and "![norm](curves-norm.png)" in md
+    assert "Incomplete" not in md and "| norm=none | 2 |" in md and "![learning curves by norm](curves-norm.png)" in md
+    assert (out / "curves-norm.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
     html = (out / "report.html").read_text()
     chk = _Checker()
     chk.feed(html)
     chk.close()
     assert html.startswith("<!DOCTYPE html>") and not chk.errors and not chk.stack
     assert not chk.external and len(chk.imgs) == 1
+    # a phone can read it: viewport, tables scroll in their own box, no raw Markdown left over
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    assert html.count('<div class="scroll"') == html.count("<table>") >= 4 and ".scroll{overflow-x:auto" in html
+    assert "`" not in "".join(chk.text) and "**" not in "".join(chk.text)
+    # each cell links to its config (written beside the report) and each run to its folder
+    assert "configs/norm=none.yaml" in chk.links and "runs/norm=none-s1/config.json" in chk.links
+    cfg = yaml.safe_load((out / "configs" / "norm=none.yaml").read_text())
+    assert cfg["norm"] == "none" and cfg["seed"] == [0, 1] and cfg["width"] == 16 and "out" not in cfg
+    assert all((out / link).exists() for link in chk.links if link.startswith(("configs/", "runs/")))
+    assert "torch " + torch.__version__ in html and "Runs trained on cpu" in html
     png = base64.b64decode(chk.imgs[0].removeprefix("data:image/png;base64,"))
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and png == (out / "curves-norm.png").read_bytes()
     # The table's numbers are those of results.csv.
     rows = [r for r in csv.DictReader(open(out / "results.csv")) if r["norm"] == "none"]
     accs = np.array([float(r["final_test_acc"]) for r in rows])
-    assert f"{accs.mean():.4f} ± {accs.std(ddof=1):.4f}" in html
-    gaps = np.array([float(r["final_train_acc"]) - float(r["final_test_acc"]) for r in rows])
-    assert f"{gaps.mean():.4f} ± {gaps.std(ddof=1):.4f}" in html
+    assert f"{100 * accs.mean():.2f} ± {100 * accs.std(ddof=1):.2f}" in html  # in %
+    gaps = 100 * np.array([float(r["final_train_acc"]) - float(r["final_test_acc"]) for r in rows])
+    assert f"{gaps.mean():.2f} ± {gaps.std(ddof=1):.2f}" in html
     # differences.csv: the paired difference in accuracy points; 2 seeds are too few for a verdict
     base = {r["seed"]: float(r["final_test_acc"]) for r in csv.DictReader(open(out / "results.csv"))
             if r["norm"] == "bn"}

@@ -291,20 +291,61 @@ def _(p):
     p.add_argument("--shard", metavar="I/N", help="run only the I-th of N slices of the cells (1-based), e.g. 2/4")
 
 
-@command("report", "write results.csv, report.md and report.html for a sweep folder")
+@command("report", "write the report of a sweep folder, or of run folders side by side")
 def run_report(args) -> int:
-    from .analysis import report
+    from pathlib import Path
 
-    s = report.write_report(args.sweep_dir)
-    if s["missing"]:
-        print(f"warning: {s['missing']} runs of the grid have not finished; the report says so", file=sys.stderr)
+    from .analysis import report, runs
+
+    paths = [Path(p) for p in args.folders]
+    if len(paths) == 1 and not (paths[0] / "config.json").is_file():  # a sweep folder, or the error saying so
+        if args.out:
+            raise ConfigError("--out: a sweep's report is written into the sweep folder itself (drop --out)")
+        s = report.write_report(paths[0])
+        if s["missing"]:
+            print(f"warning: {s['missing']} runs of the grid have not finished; the report says so", file=sys.stderr)
+    elif all((p / "config.json").is_file() for p in paths):
+        if not args.out:
+            raise ConfigError("--out DIR is needed to compare run folders side by side (where the report goes)")
+        s = runs.compare_runs(paths, args.out)
+    else:
+        bad = next(p for p in paths if not (p / "config.json").is_file())
+        raise ConfigError(f"{str(bad)!r} is not a run folder (no config.json); give one sweep folder written by "
+                          f"`normlab compare`, or run folders (`normlab runs DIR` lists them)")
     print(f"report -> {s['paths']['markdown']} and {s['paths']['html']}")
     return 0
 
 
 @run_report.arguments
 def _(p):
-    p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="a folder written by `normlab compare`")
+    p.add_argument("folders", nargs="+", metavar="FOLDER",
+                   help="a sweep folder written by `normlab compare`, or run folders to compare side by side")
+    p.add_argument("--out", metavar="DIR", help="where the side-by-side report of run folders goes")
+
+
+# ---------------------------------------------------------------- runs
+@command("runs", "list the run folders under a folder: model, data, accuracy, time, status")
+def run_runs(args) -> int:
+    from .analysis import runs
+
+    rows = runs.list_runs(args.folder, sort=args.sort, reverse=args.reverse)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(f"no run folders under {args.folder}")
+    else:
+        print(runs.text_table(rows))
+    return 0
+
+
+@run_runs.arguments
+def _(p):
+    p.add_argument("folder", nargs="?", default="runs", metavar="DIR", help="where to look, recursively (default: runs)")
+    p.add_argument("--sort", default="path", metavar="COLUMN",
+                   help="path, model, dataset, norm, epochs, final_test_acc, best_test_acc, seconds, date or status "
+                        "(default: path)")
+    p.add_argument("--reverse", action="store_true", help="sort in descending order")
+    p.add_argument("--json", action="store_true", help="print a JSON list of the rows")
 
 
 # ---------------------------------------------------------------- claims

@@ -220,20 +220,31 @@ def format_table(rep: StatsReport) -> str:
 
 
 def plot_stats(reports: dict, path) -> None:
-    """std of the activations and weight-gradient norm against depth, one line per report
-    (log scale; a non-finite std is drawn as a gap)."""
-    from ..plots import new_figure, save_figure
+    """std of the activations and weight-gradient norm against depth, one line per report, log
+    scale; written as PATH (150 dpi PNG) and an SVG beside it. Where a curve stops being finite
+    (NaN or inf: an exploding net), a cross marks the last finite layer and the legend names the
+    first layer that is not; a zero std (nothing left to draw on a log axis) is a gap."""
+    from . import figures
 
-    fig, (a1, a2) = new_figure(1, 2, (11, 4))
-    for label, rep in reports.items():
+    fig, (a1, a2) = figures.new_figure(1, 2, (11, 4.2))
+    for i, (label, rep) in enumerate(reports.items()):
         d = [r.index for r in rep.layers]
-        std = [r.std if math.isfinite(r.std) and r.std > 0 else math.nan for r in rep.layers]
-        gn = [r.grad_norm if math.isfinite(r.grad_norm) and r.grad_norm > 0 else math.nan for r in rep.layers]
-        a1.plot(d, std, label=label)
-        a2.plot(d, gn, label=label)
-    a1.set_yscale("log"), a1.set_xlabel("layer (depth)"), a1.set_ylabel("activation std")
-    a2.set_yscale("log"), a2.set_xlabel("layer (depth)"), a2.set_ylabel("weight-gradient norm")
+        st = figures.style(i)
+        for ax, vals in ((a1, [r.std for r in rep.layers]), (a2, [r.grad_norm for r in rep.layers])):
+            stop = figures.first_nonfinite(vals)
+            shown = [v if math.isfinite(v) and v > 0 else math.nan for v in vals]
+            text = label if stop is None else f"{label} (not finite from layer {d[stop]})"
+            ax.plot(d, shown, label=text, lw=1.5, ms=4, markevery=max(1, len(d) // 12), **st)
+            last = next((k for k in range(len(shown[:stop]) - 1, -1, -1) if math.isfinite(shown[k])), None)
+            if stop is not None and last is not None:
+                ax.plot([d[last]], [shown[last]], marker="X", ms=11, color=st["color"], mec="black", ls="none")
+    a1.set_ylabel("activation std (log scale)"), a2.set_ylabel("weight-gradient norm (log scale)")
     for a in (a1, a2):
+        a.set_yscale("log")
+        a.set_xlabel("layer (depth)")
+        from matplotlib.ticker import MaxNLocator
+
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
-    save_figure(fig, Path(path))
+    figures.save(fig, Path(path))

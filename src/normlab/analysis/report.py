@@ -1,27 +1,28 @@
 """The report of a sweep: tables, paired differences (analysis/paired.py), learning curves.
 
 `write_report(SWEEP_DIR)` reads experiment.json and the run directories (whichever shards wrote
-them), rewrites results.csv, and writes report.md (with its plots as PNG files beside it) and
-differences.csv (one row per comparison, the numbers behind the verdicts) and
-report.html, a single self-contained file whose plots are embedded as base64 data URIs, so it
-opens offline and can be mailed around.
+them) and writes, into SWEEP_DIR:
+  results.csv        one row per run of the grid
+  differences.csv    one row per comparison with the baseline: the numbers behind the verdicts
+  configs/CELL.yaml  each cell's resolved config (what its runs' config.json hold, seed aside)
+  curves-F.png/.svg  learning curves by factor F
+  report.md          the report in Markdown, the figures beside it
+  report.html        the same as one self-contained page (figures embedded), readable on a phone
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
+import json
 import math
-import re
+import time
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
-from ..fileio import atomic_write_bytes, atomic_write_text
+from ..fileio import atomic_write_text
 from ..rundir import RunDir
-from . import paired
+from . import figures, paired, render
+from .render import Link, mean_sd, num
 from .sweep import Experiment, collect, expand, finite, read_experiment, write_results
 
 # The compared metric in the unit the report shows it in: (unit, factor from the stored value,
@@ -32,41 +33,42 @@ METRIC_UNITS = {"final_test_acc": ("accuracy points", 100.0, +1), "best_test_acc
                 "final_train_loss": ("cross-entropy (nats)", 1.0, -1)}
 
 
-def mean_std(values) -> tuple[float, float, int]:
-    v = np.asarray([x for x in values if finite(x)], dtype=np.float64)
+def mean_std(values, scale: float = 1.0) -> tuple[float, float, int]:
+    v = np.asarray([x * scale for x in values if finite(x)], dtype=np.float64)
     if len(v) == 0:
         return math.nan, math.nan, 0
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
 
 
-def _fmt(m: float, s: Optional[float] = None, digits: int = 4) -> str:
-    if not math.isfinite(m):
-        return "–"
-    return f"{m:.{digits}f}" if s is None else f"{m:.{digits}f} ± {s:.{digits}f}"
+_inline = render.inline  # the claims page imports it from here until it renders through render.py
 
 
 def _level(v) -> str:
     return "none" if v is None else str(v)
 
 
-# ------------------------------------------------------------------ tables
+# ------------------------------------------------------------------ numbers
 def summarize(exp: Experiment, rows: list[dict]) -> dict:
-    """Everything the report shows, as plain data (also handy from Python)."""
+    """Everything the report shows, as plain data (also handy from Python). Accuracies are in %,
+    the gap in accuracy points."""
     cells = expand(exp)
     base = cells[0]
     by_cell = {c.id: [r for r in rows if r["cell"] == c.id] for c in cells}
+    unit, scale, better = METRIC_UNITS[exp.metric]
     table = []
     for c in cells:
         ok = [r for r in by_cell[c.id] if r["status"] == "ok"]
         entry = {"cell": c.id, "factors": c.factors, "runs": len(ok), "of": len(by_cell[c.id]),
                  "failed": sum(r["status"] == "failed" for r in by_cell[c.id])}
-        for k in (exp.metric, "best_test_acc", "final_train_acc", "wall_seconds", "parameters"):
+        entry[exp.metric] = mean_std((r[exp.metric] for r in ok), scale)
+        for k in ("best_test_acc", "final_test_acc", "final_train_acc"):
+            entry[k] = mean_std((r[k] for r in ok), 100.0)
+        for k in ("wall_seconds", "parameters"):
             entry[k] = mean_std(r[k] for r in ok)
         # The generalization gap per run, then averaged: what regularization is meant to shrink.
-        entry["gap"] = mean_std(r["final_train_acc"] - r["final_test_acc"] for r in ok
-                                if finite(r["final_train_acc"]) and finite(r["final_test_acc"]))
+        entry["gap"] = mean_std((r["final_train_acc"] - r["final_test_acc"] for r in ok
+                                 if finite(r["final_train_acc"]) and finite(r["final_test_acc"])), 100.0)
         table.append(entry)
-    unit, scale, better = METRIC_UNITS[exp.metric]
     base_by_seed = {r["seed"]: r[exp.metric] for r in by_cell[base.id] if r["status"] == "ok" and finite(r[exp.metric])}
     pairs = []
     for c in cells[1:]:
@@ -74,84 +76,21 @@ def summarize(exp: Experiment, rows: list[dict]) -> dict:
         seeds = sorted(set(arm) & set(base_by_seed))
         pairs.append((c.id, seeds, [base_by_seed[s] for s in seeds], [arm[s] for s in seeds]))
     # One Holm family: every comparison of this report.
-    done = paired.decide([paired.compare(b, a, better=better) for _, seeds, b, a in pairs if seeds])
-    done_iter = iter(done)
+    done = iter(paired.decide([paired.compare(b, a, better=better) for _, seeds, b, a in pairs if seeds]))
     diffs = [{"cell": cid, "pairs": len(seeds), "unit": unit, "scale": scale,
-              "comparison": next(done_iter) if seeds else None} for cid, seeds, _, _ in pairs]
+              "comparison": next(done) if seeds else None} for cid, seeds, _, _ in pairs]
     missing = sum(r["status"] == "missing" for r in rows)
     return {"experiment": exp, "baseline": base.id, "table": table, "diffs": diffs, "missing": missing,
-            "failed": [(r["cell"], r["seed"], r["error"]) for r in rows if r["status"] == "failed"]}
+            "rows": rows, "failed": [(r["cell"], r["seed"], r["error"]) for r in rows if r["status"] == "failed"]}
 
 
-def on_off_matrix(exp: Experiment) -> list[list[str]]:
-    """Header + one row per cell: for each factor, its level where it differs from the baseline
-    ("on"), a dot where the cell keeps the baseline level."""
-    rows = [["cell", *exp.factors]]
-    for c in expand(exp):
-        rows.append([c.id] + [_level(v) if v != exp.factors[k][0] else "·" for k, v in c.levels])
-    return rows
-
-
-# ------------------------------------------------------------------ plots
-def curves_png(exp: Experiment, rows: list[dict], out: Path, factor: str) -> bytes:
-    """Test accuracy and train loss per epoch, one line per level of `factor` (mean over every
-    finished run at that level, the other factors and the seeds pooled)."""
-    from ..plots import new_figure
-
-    fig, (a1, a2) = new_figure(1, 2, (10, 3.8))
-    for level in exp.factors[factor]:
-        runs = [r for r in rows if r["status"] == "ok" and r.get(factor) == level]
-        curves = [RunDir(out / r["run_dir"]).read_metrics() for r in runs]
-        curves = [c for c in curves if c]
-        if not curves:
-            continue
-        n = min(len(c) for c in curves)
-        ep = np.arange(1, n + 1)
-        for ax, key in ((a1, "test_acc"), (a2, "train_loss")):
-            m = np.array([[row[key] for row in c[:n]] for c in curves], dtype=np.float64)
-            mu = m.mean(0)
-            line, = ax.plot(ep, mu, "o-", ms=3, label=f"{factor}={_level(level)} ({len(curves)} runs)")
-            if len(curves) > 1:
-                sd = m.std(0, ddof=1)
-                ax.fill_between(ep, mu - sd, mu + sd, color=line.get_color(), alpha=0.15)
-    a1.set_title("test accuracy (mean ± std)"), a1.set_xlabel("epoch")
-    a2.set_title("train loss (mean ± std)"), a2.set_xlabel("epoch")
-    for a in (a1, a2):
-        a.grid(alpha=0.3)
-        if a.get_legend_handles_labels()[0]:
-            a.legend(fontsize=8)
-    fig.suptitle(f"{exp.name}: by {factor}")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    return buf.getvalue()
-
-
-# ------------------------------------------------------------------ writers
-def _sections(s: dict) -> list[tuple[str, list[list[str]], str]]:
-    """(title, table rows with a header row, note) for both output formats."""
+def differences_rows(s: dict) -> list[dict]:
     exp = s["experiment"]
-    m = exp.metric
-    t1 = [["cell", *exp.factors, "runs", m, "best_test_acc", "final_train_acc", "train-test gap", "seconds",
-           "parameters"]]
-    for e in s["table"]:
-        t1.append([e["cell"], *(_level(v) for v in e["factors"].values()), f"{e['runs']}/{e['of']}",
-                   _fmt(*e[m][:2]), _fmt(*e["best_test_acc"][:2]), _fmt(*e["final_train_acc"][:2]),
-                   _fmt(*e["gap"][:2]),
-                   _fmt(*e["wall_seconds"][:2], digits=1), _fmt(e["parameters"][0], digits=0)])
-    t2 = [diff_header(s)] + [diff_cells(d) for d in s["diffs"]]
-    note2 = diff_note(s)
-    return [("Results per cell (mean ± std over seeds)", t1, ""),
-            ("Difference to the baseline", t2, note2),
-            ("Factor on/off matrix (· = baseline level)", on_off_matrix(exp), "")]
+    return [paired.difference_row(d["cell"], s["baseline"], exp.metric, d["unit"], d["comparison"], d["scale"])
+            for d in s["diffs"] if d["comparison"] is not None]
 
 
-def diff_header(s: dict) -> list[str]:
-    unit = METRIC_UNITS[s["experiment"].metric][0]
-    return ["cell", "n", f"Δ {s['experiment'].metric} ({unit})", f"{paired.LEVEL:.0%} interval", "p", "p (Holm)",
-            "arm better in", "verdict"]
-
-
+# ------------------------------------------------------------------ tables
 def _p(p: float) -> str:
     return "–" if not math.isfinite(p) else "< 0.0001" if p < 1e-4 else f"{p:.4f}"
 
@@ -166,42 +105,124 @@ def verdict_text(c: paired.Comparison) -> str:
     return c.verdict
 
 
-def diff_cells(d: dict) -> list[str]:
-    c, k = d["comparison"], d["scale"]
-    if c is None:
-        return [d["cell"], "0", "–", "–", "–", "–", "–", "no paired seeds"]
-    interval = "–" if not math.isfinite(c.low) else f"[{c.low * k:+.2f}, {c.high * k:+.2f}]"
-    return [d["cell"], str(c.n), f"{c.mean * k:+.2f}", interval, _p(c.p), _p(c.p_holm),
-            f"{round(c.prob_better * c.n):g} of {c.n} seeds", verdict_text(c)]
+def diff_table(s: dict) -> list[list]:
+    unit = METRIC_UNITS[s["experiment"].metric][0]
+    rows = [["cell", "n", f"Δ {s['experiment'].metric} ({unit})", f"{paired.LEVEL:.0%} interval", "p",
+             "p (Holm)", "cell better in", "verdict"]]
+    for d in s["diffs"]:
+        c, k = d["comparison"], d["scale"]
+        if c is None:
+            rows.append([d["cell"], "0", "–", "–", "–", "–", "–", "no paired seeds"])
+            continue
+        interval = "–" if not math.isfinite(c.low) else f"[{num(c.low * k, 2, sign=True)}, {num(c.high * k, 2, sign=True)}]"
+        rows.append([d["cell"], str(c.n), num(c.mean * k, 2, sign=True), interval, _p(c.p), _p(c.p_holm),
+                     f"{c.prob_better * c.n:g} of {c.n} seeds", verdict_text(c)])
+    return rows
 
 
 def diff_note(s: dict) -> str:
     return (f"Difference of each cell to the baseline cell `{s['baseline']}` (the first level of every factor), "
             f"paired by seed over the seeds both finished. Interval: {paired.LEVEL:.0%} paired t interval; p: "
-            f"two-sided paired t-test; p (Holm): adjusted with Holm-Bonferroni over the {len(s['diffs'])} "
-            f"comparisons of this report, and the verdict uses it (higher / lower at p (Holm) < "
-            f"{paired.ALPHA:g}). Below {paired.MIN_N} paired seeds no verdict is given. For an inconclusive "
-            f"difference, the seeds a paired t-test would need to detect one of the observed size (power "
-            f"{paired.POWER:g}) is a rough guide. Every number is in differences.csv.")
+            f"two-sided paired t-test; p (Holm): adjusted with Holm-Bonferroni over the "
+            f"{sum(d['comparison'] is not None for d in s['diffs'])} comparisons of this report, and the verdict "
+            f"uses it (higher / lower at p (Holm) < {paired.ALPHA:g}). Below {paired.MIN_N} paired seeds no verdict "
+            f"is given. For an inconclusive difference, the seeds a paired t-test would need to detect one of the "
+            f"observed size (power {paired.POWER:g}) is a rough guide. Every number is in "
+            f"[differences.csv](differences.csv).")
 
 
-def differences_rows(s: dict) -> list[dict]:
+def cell_table(s: dict) -> list[list]:
     exp = s["experiment"]
-    return [paired.difference_row(d["cell"], s["baseline"], exp.metric, d["unit"], d["comparison"], d["scale"])
-            for d in s["diffs"] if d["comparison"] is not None]
+    m = exp.metric
+    unit = METRIC_UNITS[m][0]
+    extra = [] if m in ("final_test_acc", "best_test_acc") else [f"{m} ({unit})"]
+    rows = [["cell", *exp.factors, "runs", "final test acc (%)", "best test acc (%)", "final train acc (%)",
+             "train − test (points)", *extra, "seconds", "parameters"]]
+    for e in s["table"]:
+        rows.append([Link(e["cell"], f"configs/{e['cell']}.yaml"), *(_level(v) for v in e["factors"].values()),
+                     f"{e['runs']}/{e['of']}", mean_sd(*e["final_test_acc"][:2], digits=2),
+                     mean_sd(*e["best_test_acc"][:2], digits=2), mean_sd(*e["final_train_acc"][:2], digits=2),
+                     mean_sd(*e["gap"][:2], digits=2), *[mean_sd(*e[m][:2], digits=4) for _ in extra],
+                     mean_sd(*e["wall_seconds"][:2], digits=1), num(int(e["parameters"][0]))
+                     if finite(e["parameters"][0]) else "–"])
+    return rows
 
 
-def _md_table(rows: list[list[str]]) -> str:
-    esc = [[c.replace("|", "\\|") for c in r] for r in rows]
-    out = ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(esc[0])]
-    out += ["| " + " | ".join(r) + " |" for r in esc[1:]]
-    return "\n".join(out)
-
-
-def _header_lines(s: dict) -> list[str]:
+def runs_table(s: dict) -> list[list]:
     exp = s["experiment"]
-    lines = [f"Base config: `{exp.base}`; factors: {', '.join(f'`{k}` {v}' for k, v in exp.factors.items())}; "
-             f"seeds {exp.seeds}; compared metric: `{exp.metric}`."]
+    scale = METRIC_UNITS[exp.metric][1]
+    rows = [["cell", "seed", "status", f"{exp.metric}" + (" (%)" if scale == 100 else ""), "run folder", "config"]]
+    for r in s["rows"]:
+        v = r[exp.metric]
+        rows.append([r["cell"], str(r["seed"]), r["status"], num(v * scale, 2 if scale == 100 else 4) if finite(v) else "–",
+                     Link(r["run_dir"] + "/", r["run_dir"] + "/"), Link("config.json", r["run_dir"] + "/config.json")])
+    return rows
+
+
+def on_off_matrix(exp: Experiment) -> list[list[str]]:
+    """Header + one row per cell: for each factor, its level where it differs from the baseline
+    ("on"), a dot where the cell keeps the baseline level."""
+    rows = [["cell", *exp.factors]]
+    for c in expand(exp):
+        rows.append([c.id] + [_level(v) if v != exp.factors[k][0] else "·" for k, v in c.levels])
+    return rows
+
+
+# ------------------------------------------------------------------ provenance
+def trained_with(out: Path, rows: list[dict]) -> str:
+    """Where and with what the runs were trained, from their summary.json files."""
+    devices, torches, times = set(), set(), []
+    for r in rows:
+        p = out / r["run_dir"] / "summary.json"
+        if r["status"] == "ok" and p.is_file():
+            sm = json.loads(p.read_text(encoding="utf-8"))
+            devices.add(str(sm.get("device", "?")))
+            torches.add(str((sm.get("versions") or {}).get("torch", "?")))
+            times.append(p.stat().st_mtime)
+    if not times:
+        return "No run has finished."
+    day = lambda t: time.strftime("%Y-%m-%d", time.gmtime(t))  # noqa: E731
+    span = day(min(times)) if day(min(times)) == day(max(times)) else f"{day(min(times))} to {day(max(times))}"
+    return (f"Runs trained on {', '.join(sorted(devices))} with torch {', '.join(sorted(torches))}, finished "
+            f"{span}.")
+
+
+# ------------------------------------------------------------------ figures
+def curves_figures(exp: Experiment, rows: list[dict], out: Path) -> list[render.Figure]:
+    """Per factor with more than one level: test accuracy and train loss per epoch, one line per
+    level (every finished run at that level, the other factors and the seeds pooled)."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    if not ok:
+        return []
+    classes = _classes(out / ok[0]["run_dir"])
+    figs = []
+    for factor, levels in exp.factors.items():
+        if len(levels) < 2:
+            continue
+        groups = [(f"{factor}={_level(level)}", [RunDir(out / r["run_dir"]).read_metrics()
+                                                  for r in ok if r.get(factor) == level]) for level in levels]
+        fig = figures.learning_curves(groups, f"{exp.name}: by {factor}", classes)
+        name = f"curves-{factor}.png"
+        png = figures.save(fig, out / name)
+        figs.append(render.Figure(png, name, f"learning curves by {factor}",
+                                  f"By {factor}: thin lines are single seeds, thick lines the mean, the band ± 1 sd."))
+    return figs
+
+
+def _classes(run_dir: Path):
+    p = run_dir / "preprocess.json"
+    try:
+        return len(json.loads(p.read_text(encoding="utf-8"))["classes"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+# ------------------------------------------------------------------ the page
+def header_lines(s: dict) -> list[str]:
+    exp = s["experiment"]
+    lines = [f"Factors: {'; '.join(f'`{k}` ' + ', '.join(_level(v) for v in vs) for k, vs in exp.factors.items())}. "
+             f"Seeds: {', '.join(map(str, exp.seeds))} (every cell runs the same seeds, so the comparisons are "
+             f"paired). Compared metric: `{exp.metric}`. The base config is at the end."]
     if s["missing"]:
         lines.append(f"**Incomplete: {s['missing']} runs have not finished** (rerun `normlab compare` on this "
                      f"folder, or wait for the other shards).")
@@ -210,76 +231,59 @@ def _header_lines(s: dict) -> list[str]:
     return lines
 
 
-def render_markdown(s: dict, images: dict) -> str:
+def blocks(s: dict, figs: list, foot: str) -> list[tuple]:
     exp = s["experiment"]
-    parts = [f"# {exp.name}", ""]
-    if exp.description:
-        parts += [exp.description, ""]
-    parts += [line + "\n" for line in _header_lines(s)]
-    for title, rows, note in _sections(s):
-        parts += [f"## {title}", "", _md_table(rows), ""]
-        if note:
-            parts += [note, ""]
-    if images:
-        parts += ["## Learning curves", ""]
-        parts += [f"![{html.escape(f)}]({name})\n" for f, name in images.items()]
-    return "\n".join(parts)
+    out = [("p", exp.description)] if exp.description else []
+    out += [("p", line) for line in header_lines(s)]
+    out += [("h2", "Difference to the baseline"), ("table", diff_table(s)), ("note", diff_note(s)),
+            ("h2", "Results per cell (mean ± sd over seeds)"), ("table", cell_table(s)),
+            ("note", "Accuracies in %, the gap in accuracy points (final train accuracy minus final test "
+                     "accuracy, per run, then averaged). Each cell links to its resolved config.")]
+    if figs:
+        out.append(("h2", "Learning curves"))
+        out += [("figure", f) for f in figs]
+    out += [("h2", "Runs"), ("table", runs_table(s)),
+            ("note", "Run folders are where `normlab compare` wrote them, relative to this report; a committed "
+                     "copy of a report carries no run folders (their weights are not versioned)."),
+            ("h2", "Factor on/off matrix (· = baseline level)"), ("table", on_off_matrix(exp)),
+            ("h2", "Base config"), ("code", render.yaml_text(exp.base)),
+            ("foot", foot)]
+    return out
 
 
-def _inline(text: str) -> str:
-    """The little Markdown the header lines use (`code`, **bold**), as escaped HTML."""
-    out = html.escape(text, quote=False)
-    out = re.sub(r"`([^`]*)`", r"<code>\1</code>", out)
-    return re.sub(r"\*\*([^*]*)\*\*", r"<strong>\1</strong>", out)
-
-
-def render_html(s: dict, pngs: dict) -> str:
-    exp = s["experiment"]
-    e = html.escape
-    body = [f"<h1>{e(exp.name)}</h1>"]
-    if exp.description:
-        body.append(f"<p>{e(exp.description)}</p>")
-    body += [f"<p>{_inline(line)}</p>" for line in _header_lines(s)]
-    for title, rows, note in _sections(s):
-        body.append(f"<h2>{e(title)}</h2>\n<table>\n<thead><tr>" +
-                    "".join(f"<th>{e(c)}</th>" for c in rows[0]) + "</tr></thead>\n<tbody>")
-        body += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows[1:]]
-        body.append("</tbody>\n</table>")
-        if note:
-            body.append(f"<p class=\"note\">{e(note)}</p>")
-    if pngs:
-        body.append("<h2>Learning curves</h2>")
-        for factor, png in pngs.items():
-            data = base64.b64encode(png).decode("ascii")
-            body.append(f"<figure><img alt=\"learning curves by {e(factor)}\" src=\"data:image/png;base64,{data}\">"
-                        f"<figcaption>by {e(factor)}</figcaption></figure>")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-             "text-align:right}td:first-child,th:first-child{text-align:left}.note{color:#555}"
-             "img{max-width:100%}")
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{e(exp.name)}: normlab report</title>\n<style>{style}</style>\n</head>\n<body>\n"
-            + "\n".join(body) + "\n</body>\n</html>\n")
+def write_cell_configs(exp: Experiment, rows: list[dict], out: Path) -> None:
+    """configs/CELL.yaml: the resolved config of the cell's first finished run, its seeds listed."""
+    (out / "configs").mkdir(exist_ok=True)
+    for c in expand(exp):
+        cfg = None
+        for r in rows:
+            p = out / r["run_dir"] / "config.json"
+            if r["cell"] == c.id and p.is_file():
+                cfg = json.loads(p.read_text(encoding="utf-8"))
+                break
+        if cfg is None:  # nothing ran yet: what the experiment asks for
+            cfg = {**exp.base, **c.factors}
+        cfg.pop("out", None)
+        cfg["seed"] = list(exp.seeds)
+        atomic_write_text(out / "configs" / f"{c.id}.yaml",
+                          f"# cell {c.id} of {exp.name}; one run per seed\n{render.yaml_text(cfg)}\n")
 
 
 def write_report(out) -> dict:
-    """Write results.csv, differences.csv, report.md (+ curves-*.png) and report.html into SWEEP_DIR; return
-    the summary and the paths written."""
+    """Write everything listed in the module docstring into SWEEP_DIR; return the summary and the
+    paths written."""
     out = Path(out)
     exp = read_experiment(out)
     write_results(out)
     rows = collect(out)
     s = summarize(exp, rows)
-    pngs, files = {}, {}
-    if any(r["status"] == "ok" for r in rows):
-        for factor, levels in exp.factors.items():
-            if len(levels) > 1:
-                pngs[factor] = curves_png(exp, rows, out, factor)
-                name = f"curves-{factor}.png"
-                atomic_write_bytes(out / name, pngs[factor])
-                files[factor] = name
+    figs = curves_figures(exp, rows, out)
+    write_cell_configs(exp, rows, out)
+    foot = render.provenance(trained_with(out, rows))
+    page = blocks(s, figs, foot)
     atomic_write_text(out / "differences.csv", paired.differences_csv(differences_rows(s)))
-    atomic_write_text(out / "report.md", render_markdown(s, files))
-    atomic_write_text(out / "report.html", render_html(s, pngs))
-    s["paths"] = {"results": out / "results.csv", "differences": out / "differences.csv", "markdown": out / "report.md", "html": out / "report.html"}
+    atomic_write_text(out / "report.md", render.markdown(exp.name, page))
+    atomic_write_text(out / "report.html", render.html_page(f"{exp.name}: normlab report", page))
+    s["paths"] = {"results": out / "results.csv", "differences": out / "differences.csv",
+                  "markdown": out / "report.md", "html": out / "report.html"}
     return s

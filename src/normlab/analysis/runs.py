@@ -1,0 +1,164 @@
+"""Run folders: list them (`normlab runs DIR`) and compare a few side by side (`normlab report RUN...`).
+
+A run folder is any directory holding a config.json written by `normlab train` (a sweep's runs
+included). Its status:
+  finished     summary.json exists
+  failed       failed.json exists (a sweep records a run that raised, e.g. a diverged loss)
+  interrupted  neither: killed, stopped with Ctrl-C, or still training
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..errors import ConfigError, unknown_name
+from ..fileio import atomic_write_text
+from ..rundir import RunDir
+from . import figures, render
+from .render import Link, num
+
+COLUMNS = ("path", "model", "dataset", "norm", "epochs", "final_test_acc", "best_test_acc", "seconds", "date",
+           "status")
+
+
+def find_runs(root) -> list[Path]:
+    """Every run folder under `root` (or `root` itself), sorted by path; a run's own subfolders
+    are not searched."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"{str(root)!r} is not a directory; give a folder that holds run folders (e.g. runs)")
+    found = []
+    for here, dirs, files in os.walk(root):
+        if "config.json" in files:
+            found.append(Path(here))
+            dirs[:] = []
+        else:
+            dirs.sort()
+    return sorted(found)
+
+
+def _json(p: Path) -> dict:
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def describe(run: Path, root: Optional[Path] = None) -> dict:
+    """One row of `normlab runs`: what the run is, how far it got and when."""
+    run = Path(run)
+    cfg = _json(run / "config.json")
+    summary = _json(run / "summary.json")
+    metrics = RunDir(run).read_metrics() if (run / "metrics.csv").is_file() else []
+    status = "finished" if summary else "failed" if (run / "failed.json").is_file() else "interrupted"
+    accs = [r["test_acc"] for r in metrics if isinstance(r.get("test_acc"), (int, float))]
+    stamp = max((p.stat().st_mtime for p in run.iterdir() if p.is_file()), default=run.stat().st_mtime)
+    done = summary.get("epochs", metrics[-1]["epoch"] if metrics else 0)
+    return {
+        "path": str(run.relative_to(root)) if root and run != root else str(run),
+        "model": cfg.get("model"), "dataset": cfg.get("dataset"), "norm": cfg.get("norm"),
+        "epochs": f"{done}/{cfg.get('epochs', '?')}",
+        "final_test_acc": summary.get("final_test_acc", accs[-1] if accs else None),
+        "best_test_acc": summary.get("best_test_acc", max(accs) if accs else None),
+        "seconds": summary.get("wall_seconds", metrics[-1].get("elapsed_seconds") if metrics else None),
+        "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime(stamp)),
+        "status": status,
+    }
+
+
+def list_runs(root, sort: str = "path", reverse: bool = False) -> list[dict]:
+    if sort not in COLUMNS:
+        raise unknown_name("sort column", sort, COLUMNS)
+    root = Path(root)
+    rows = [describe(r, root) for r in find_runs(root)]
+    # Missing values (an interrupted run has no accuracy yet) sort last either way.
+    present = [r for r in rows if r[sort] is not None]
+    absent = [r for r in rows if r[sort] is None]
+    key = (lambda r: int(r["epochs"].split("/")[0])) if sort == "epochs" else (lambda r: r[sort])
+    return sorted(present, key=key, reverse=reverse) + absent
+
+
+def _pct(v) -> str:
+    return "–" if not isinstance(v, (int, float)) or not math.isfinite(v) else f"{100 * v:.2f}"
+
+
+def text_table(rows: Sequence[dict]) -> str:
+    head = ("path", "model", "dataset", "norm", "epochs", "final %", "best %", "seconds", "date (UTC)", "status")
+    body = [(r["path"], str(r["model"]), str(r["dataset"]), str(r["norm"]), r["epochs"], _pct(r["final_test_acc"]),
+             _pct(r["best_test_acc"]), num(r["seconds"], 1), r["date"], r["status"]) for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    right = {4, 5, 6, 7}
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+
+
+# ---------------------------------------------------------------- side by side
+def _differing(configs: list[dict]) -> list[str]:
+    keys = [k for k in configs[0] if k not in ("out", "progress")]
+    return [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+
+
+def compare_runs(run_dirs: Sequence, out) -> dict:
+    """A report of a few run folders side by side: a table of their results, the options in
+    which their configs differ, learning curves in one figure. Writes OUT/report.md,
+    OUT/report.html, OUT/runs.csv and OUT/curves.png/.svg."""
+    runs = [Path(r) for r in run_dirs]
+    for r in runs:
+        if not (r / "config.json").is_file():
+            raise ConfigError(f"{str(r)!r} is not a run folder (no config.json); `normlab runs DIR` lists the run "
+                              f"folders under DIR")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out: {str(out)!r} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [describe(r) for r in runs]
+    labels = [f"{i + 1}: {r.name}" for i, r in enumerate(runs)]
+    configs = [_json(r / "config.json") for r in runs]
+    differ = _differing(configs)
+
+    def href(r: Path, name: str = "") -> str:
+        return os.path.relpath(r / name if name else r, out).replace(os.sep, "/") + ("" if name else "/")
+
+    table = [["run", "model", "dataset", "norm", "epochs", "final test acc (%)", "best test acc (%)", "seconds",
+              "date (UTC)", "status", "config"]]
+    for lab, r, row in zip(labels, runs, rows):
+        table.append([Link(lab, href(r)), str(row["model"]), str(row["dataset"]), str(row["norm"]), row["epochs"],
+                      _pct(row["final_test_acc"]), _pct(row["best_test_acc"]), num(row["seconds"], 1), row["date"],
+                      row["status"], Link("config.json", href(r, "config.json"))])
+    diff = [["option", *labels]] + [[k, *(render.yaml_text({k: c.get(k)}).split(": ", 1)[-1] for c in configs)]
+                                    for k in differ]
+    classes = None
+    pre = _json(runs[0] / "preprocess.json")
+    if pre.get("classes"):
+        classes = len(pre["classes"])
+    groups = [(lab, [RunDir(r).read_metrics()]) for lab, r in zip(labels, runs)]
+    fig = figures.learning_curves(groups, "runs side by side", classes)
+    png = figures.save(fig, out / "curves.png")
+    blocks = [("p", f"{len(runs)} run folders; the table numbers the runs as the figure does."),
+              ("h2", "Results"), ("table", table),
+              ("h2", "Where the configs differ"),
+              ("table", diff) if differ else ("p", "The configs are identical (seeds included)."),
+              ("h2", "Learning curves"),
+              ("figure", render.Figure(png, "curves.png", "learning curves of the runs",
+                                       "One line per run (a single seed each, so no band).")),
+              ("foot", render.provenance())]
+    atomic_write_text(out / "report.md", render.markdown("Runs side by side", blocks))
+    atomic_write_text(out / "report.html", render.html_page("Runs side by side", blocks))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for row, r in zip(rows, runs):
+        w.writerow({**row, "path": str(r)})
+    atomic_write_text(out / "runs.csv", buf.getvalue())
+    return {"rows": rows, "differ": differ,
+            "paths": {"markdown": out / "report.md", "html": out / "report.html", "csv": out / "runs.csv"}}

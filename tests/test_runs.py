@@ -1,0 +1,105 @@
+"""`normlab runs` (a table of run folders), `normlab report RUN RUN --out` (side by side), and the
+conventions of the report figures."""
+
+import csv
+import json
+import re
+import shutil
+
+import pytest
+
+from normlab import train
+from normlab.analysis import figures
+from normlab.cli import main
+
+
+def quiet(*_a, **_k):
+    pass
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory):
+    """Under root: a finished run a (seed 0), a finished run b (seed 1, 2 epochs), a copy of b
+    without summary.json (interrupted) and a copy marked failed."""
+    root = tmp_path_factory.mktemp("runs")
+    common = {"dataset": "digits", "model": "mlp", "depth": 1, "width": 8, "device": "cpu", "progress": False}
+    res_a = train({**common, "epochs": 1, "seed": 0, "out": str(root / "a")}, log=quiet)
+    res_b = train({**common, "epochs": 2, "seed": 1, "out": str(root / "group" / "b")}, log=quiet)
+    shutil.copytree(root / "group" / "b", root / "group" / "cut")
+    (root / "group" / "cut" / "summary.json").unlink()
+    shutil.copytree(root / "a", root / "bad")
+    (root / "bad" / "summary.json").unlink()
+    (root / "bad" / "failed.json").write_text(json.dumps({"error": "the loss became nan"}))
+    return root, res_a, res_b
+
+
+def test_runs_lists_every_run_folder_with_its_status(runs_root, capsys):
+    root, a, b = runs_root
+    assert main(["runs", str(root), "--json"]) == 0
+    rows = {r["path"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"a", "bad", "group/b", "group/cut"}
+    assert [rows[k]["status"] for k in ("a", "bad", "group/b", "group/cut")] == \
+        ["finished", "failed", "finished", "interrupted"]
+    assert rows["a"]["final_test_acc"] == a.summary["final_test_acc"]
+    assert rows["group/b"]["best_test_acc"] == b.summary["best_test_acc"]
+    assert rows["group/b"]["epochs"] == "2/2" and rows["a"]["model"] == "mlp" and rows["a"]["dataset"] == "digits"
+    # an interrupted run: what its metrics.csv says so far
+    assert rows["group/cut"]["final_test_acc"] == b.metrics[-1]["test_acc"]
+    assert rows["group/cut"]["seconds"] == pytest.approx(b.metrics[-1]["elapsed_seconds"])
+
+
+def test_runs_sorts_and_prints_a_table(runs_root, capsys):
+    root, a, b = runs_root
+    assert main(["runs", str(root), "--json", "--sort", "epochs", "--reverse"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["epochs"] for r in rows][:2] == ["2/2", "2/2"]
+    assert main(["runs", str(root), "--sort", "final_test_acc"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["path", "model", "dataset", "norm"] and "status" in lines[0]
+    accs = [float(line.split()[5]) for line in lines[2:]]
+    assert accs == sorted(accs) and len(accs) == 4
+    assert any(line.startswith("group/cut") and line.endswith("interrupted") for line in lines)
+    assert main(["runs", str(root), "--sort", "speed"]) == 2
+    assert "unknown sort column 'speed'" in capsys.readouterr().err
+    assert main(["runs", str(root / "nowhere")]) == 2
+    assert "is not a directory; give a folder that holds run folders" in capsys.readouterr().err
+
+
+def test_report_of_run_folders_side_by_side(runs_root, tmp_path, capsys):
+    root, a, b = runs_root
+    out = tmp_path / "side"
+    assert main(["report", str(root / "a"), str(root / "group" / "b"), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "| seed | 0 | 1 |" in md and "| epochs | 1 | 2 |" in md  # where the configs differ
+    assert f"{100 * a.summary['final_test_acc']:.2f}" in md
+    html = (out / "report.html").read_text()
+    assert '<meta name="viewport"' in html
+    hrefs = re.findall(r'href="([^"]+)"', html)  # relative links that lead to the runs' configs
+    assert (root / "a" / "config.json").resolve() in [(out / h).resolve() for h in hrefs]
+    rows = list(csv.DictReader(open(out / "runs.csv")))
+    assert [r["status"] for r in rows] == ["finished", "finished"]
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG" and (out / "curves.svg").is_file()
+    assert main(["report", str(root / "a"), str(root / "group" / "b")]) == 2
+    assert "--out DIR is needed to compare run folders side by side" in capsys.readouterr().err
+    assert main(["report", str(root / "a"), str(tmp_path), "--out", str(out)]) == 2
+    assert "is not a run folder (no config.json); give one sweep folder" in capsys.readouterr().err
+
+
+def test_learning_curve_figure_follows_the_conventions():
+    rows = lambda accs: [{"epoch": i + 1, "test_acc": v, "train_loss": 1 - v} for i, v in enumerate(accs)]  # noqa: E731
+    fig = figures.learning_curves([("a", [rows([0.5, 0.9, 0.95]), rows([0.6, 0.9, 0.96])]),
+                                   ("b", [rows([0.4, 0.85, 0.93]), rows([0.5, 0.8, 0.94])])], "t", classes=10)
+    acc, loss, zoom = fig.axes
+    assert acc.get_ylabel() == "test accuracy (%)" and acc.get_ylim() == (0, 100)
+    assert loss.get_ylabel() == "train loss (cross-entropy, nats)" and loss.get_ylim()[0] == 0
+    assert zoom.get_title().startswith("zoomed: the y-axis starts at 40%")
+    means = [line for line in acc.get_lines() if line.get_label() in ("a (2 runs)", "b (2 runs)")]
+    assert [m.get_color() for m in means] == [figures.PALETTE[0], figures.PALETTE[1]]
+    assert means[0].get_marker() != means[1].get_marker() and means[0].get_linestyle() != means[1].get_linestyle()
+    chance = [line for line in acc.get_lines() if line.get_label() == "chance (10%)"]
+    assert len(chance) == 1 and list(chance[0].get_ydata()) == [10.0, 10.0]
+    thin = [line for line in acc.get_lines() if line.get_linewidth() < 1]
+    assert len(thin) == 4  # one per seed
+    assert all(t == int(t) for t in acc.get_xticks() if 1 <= t <= 3)
+    # a wide spread of final accuracies: no zoom panel, nothing to mislead
+    assert len(figures.learning_curves([("a", [rows([0.2, 0.9])]), ("b", [rows([0.1, 0.1])])], "t").axes) == 2
