@@ -103,3 +103,28 @@ def test_learning_curve_figure_follows_the_conventions():
     assert all(t == int(t) for t in acc.get_xticks() if 1 <= t <= 3)
     # a wide spread of final accuracies: no zoom panel, nothing to mislead
     assert len(figures.learning_curves([("a", [rows([0.2, 0.9])]), ("b", [rows([0.1, 0.1])])], "t").axes) == 2
+
+
+def test_clean_train_accuracy_is_the_eval_mode_score_of_the_training_split(tmp_path, capsys):
+    import torch
+
+    from normlab import api
+    from normlab.data import pipeline
+
+    res = train({"dataset": "digits", "model": "mlp", "depth": 1, "width": 32, "dropout": 0.5, "epochs": 3,
+                 "val_split": 0.1, "device": "cpu", "progress": False, "out": str(tmp_path / "drop")}, log=quiet)
+    clean = api.evaluate_run(res.run_dir, split="train")
+    # Reference: the trainer's own training loader (shuffled, held-out val removed), one pass in eval mode.
+    r = api.load(res.run_dir)
+    pipe = pipeline.build(r.config.replace(augment=""), torch.device("cpu"), False)
+    correct = seen = 0
+    with torch.no_grad():
+        for xb, yb in pipe.train:
+            correct += int((r.model(xb).argmax(1) == yb).sum())
+            seen += len(yb)
+    assert clean["train_size"] == seen == len(pipe.train.y) < 1438  # 1,438 digits minus the val split
+    assert clean["train_acc"] == pytest.approx(correct / seen)
+    # dropout lowers the running train-mode accuracy the trainer logs, not the clean one
+    assert clean["train_acc"] > res.summary["final_train_acc"] + 0.05
+    assert main(["eval", str(res.run_dir), "--split", "train"]) == 0
+    assert f"train acc {clean['train_acc']:.4f}" in capsys.readouterr().out

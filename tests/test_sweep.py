@@ -13,6 +13,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+import normlab
 from normlab import ConfigError, NormlabError
 from normlab.analysis import report, sweep
 from normlab.cli import main
@@ -195,8 +196,13 @@ def test_cli_compare_report_html_is_self_contained(tmp_path, capsys):
     rows = [r for r in csv.DictReader(open(out / "results.csv")) if r["norm"] == "none"]
     accs = np.array([float(r["final_test_acc"]) for r in rows])
     assert f"{100 * accs.mean():.2f} ± {100 * accs.std(ddof=1):.2f}" in html  # in %
-    gaps = 100 * np.array([float(r["final_train_acc"]) - float(r["final_test_acc"]) for r in rows])
+    # the gap comes from the clean train accuracy (eval mode, training split), not the running one
+    clean = [normlab.evaluate_run(out / r["run_dir"], split="train")["train_acc"] for r in rows]
+    gaps = 100 * np.array([c - float(r["final_test_acc"]) for c, r in zip(clean, rows)])
     assert f"{gaps.mean():.2f} ± {gaps.std(ddof=1):.2f}" in html
+    assert f"{100 * np.mean(clean):.2f} ± {100 * np.std(clean, ddof=1):.2f}" in html
+    cached = json.loads((out / "train_eval.json").read_text())
+    assert [cached[r["run_dir"]]["train_acc"] for r in rows] == clean
     # differences.csv: the paired difference in accuracy points; 2 seeds are too few for a verdict
     base = {r["seed"]: float(r["final_test_acc"]) for r in csv.DictReader(open(out / "results.csv"))
             if r["norm"] == "bn"}

@@ -68,14 +68,21 @@ def load(run_dir, device: str = "cpu", fuse_bn: bool = False, norm=None, act=Non
                      shape, summary, dev)
 
 
-def evaluate_run(run_dir, device: str = "cpu", fuse_bn: bool = False) -> dict:
+def evaluate_run(run_dir, device: str = "cpu", fuse_bn: bool = False, split: str = "test") -> dict:
     """Recompute test loss and accuracy from the saved weights (as trained: fuse_bn=False
-    reproduces the run's own score exactly; True is faster and may move a near-tie)."""
+    reproduces the run's own score exactly; True is faster and may move a near-tie).
+
+    split="train" scores the run's training split instead, in eval mode and without
+    augmentation: the clean train accuracy (the trainer logs a running one, in train mode with
+    dropout active); its keys are train_loss, train_acc, train_top5 and train_size."""
     r = load(run_dir, device, fuse_bn)
-    loader = pipeline.test_loader(r.config.section("data"), r.preprocess, r.device)
-    res = evaluate(r.model, loader, r.config.precision, r.config.channels_last, r.config.tta)
-    return {"run_dir": str(r.run_dir), "test_loss": res["loss"], "test_acc": res["acc"], "test_top5": res.get("top5"),
-            "summary_test_acc": r.summary.get("final_test_acc"), "test_size": loader.num_samples}
+    loader = pipeline.eval_loader(r.config.section("data"), r.preprocess, r.device, split)
+    res = evaluate(r.model, loader, r.config.precision, r.config.channels_last, r.config.tta if split == "test" else "")
+    out = {"run_dir": str(r.run_dir), f"{split}_loss": res["loss"], f"{split}_acc": res["acc"],
+           f"{split}_top5": res.get("top5"), f"{split}_size": loader.num_samples}
+    if split == "test":
+        out["summary_test_acc"] = r.summary.get("final_test_acc")
+    return out
 
 
 def read_image(path, shape, invert: bool = False) -> torch.Tensor:

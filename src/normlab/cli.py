@@ -90,17 +90,18 @@ def _(p):
 
 
 # ---------------------------------------------------------------- eval
-@command("eval", "recompute test accuracy of a run from its saved weights")
+@command("eval", "recompute test (or clean train) accuracy of a run from its saved weights")
 def run_eval(args) -> int:
     from .api import evaluate_run
 
-    res = evaluate_run(args.run_dir, device=args.device, fuse_bn=args.fuse_bn)
+    res = evaluate_run(args.run_dir, device=args.device, fuse_bn=args.fuse_bn, split=args.split)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
-        line = f"{res['run_dir']}: test acc {res['test_acc']:.4f}  test loss {res['test_loss']:.4f}  " \
-               f"({res['test_size']:,} images)"
-        if res["summary_test_acc"] is not None:
+        sp = args.split
+        line = f"{res['run_dir']}: {sp} acc {res[sp + '_acc']:.4f}  {sp} loss {res[sp + '_loss']:.4f}  " \
+               f"({res[sp + '_size']:,} images{', eval mode, no augmentation' if sp == 'train' else ''})"
+        if res.get("summary_test_acc") is not None:
             same = "matches" if res["test_acc"] == res["summary_test_acc"] else "DIFFERS FROM"
             line += f"; {same} the run's summary ({res['summary_test_acc']:.4f})"
         print(line)
@@ -114,6 +115,9 @@ def _(p):
     p.add_argument("--fuse-bn", action="store_true",
                    help="fold BatchNorm into the layer before it: faster, equal to rounding (default: off, so the "
                         "score reproduces the run's exactly)")
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="score the test split (default) or the run's own training split, in eval mode without "
+                        "augmentation (the clean train accuracy)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 

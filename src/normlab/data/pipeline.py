@@ -213,13 +213,24 @@ def _build_stream(cfg, device, drop_single, data, preprocess) -> Pipeline:
 
 def test_loader(cfg, preprocess: dict, device: torch.device) -> DeviceLoader:
     """The test split of a run's dataset, transformed as the run was (for `normlab eval`)."""
+    return eval_loader(cfg, preprocess, device, "test")
+
+
+def eval_loader(cfg, preprocess: dict, device: torch.device, split: str = "test") -> DeviceLoader:
+    """A split of a run's dataset as evaluation sees it: transformed as the run was, in order,
+    with no augmentation beyond resizing. split "train" is the run's own training split (its
+    val_split held out with the same seed), for a train accuracy measured in eval mode."""
+    if split not in ("test", "train"):
+        raise ValueError(f"split must be 'test' or 'train', got {split!r}")
     data = _load_data(cfg)
-    if "stream" in data.info:
-        size = tuple(preprocess["input_shape"][1:])
-        eval_aug = _eval_resize(preprocess) if tuple(data.info["stream"]["size"]) != size else None
-        return _stream(data, data.info["stream"]["test"], cfg.eval_batch_size, input_transform(preprocess),
-                       device, eval_aug)
+    if split == "train":
+        split_val(data, getattr(cfg, "val_split", 0.0), cfg.seed)
     size = tuple(preprocess["input_shape"][1:])
-    eval_aug = _eval_resize(preprocess) if tuple(data.test_x.shape[-2:]) != size else None
-    return DeviceLoader(data.test_x.to(device), data.test_y.to(device), cfg.eval_batch_size,
-                        input_transform(preprocess), augment=eval_aug)
+    if "stream" in data.info:
+        eval_aug = _eval_resize(preprocess) if tuple(data.info["stream"]["size"]) != size else None
+        return _stream(data, data.info["stream"][split], cfg.eval_batch_size, input_transform(preprocess),
+                       device, eval_aug)
+    x, y = (data.test_x, data.test_y) if split == "test" else (data.train_x, data.train_y)
+    eval_aug = _eval_resize(preprocess) if tuple(x.shape[-2:]) != size else None
+    return DeviceLoader(x.to(device), y.to(device), cfg.eval_batch_size, input_transform(preprocess),
+                        augment=eval_aug)
