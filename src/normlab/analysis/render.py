@@ -8,7 +8,7 @@ the same list into a Markdown file and one self-contained HTML file that reads o
   column stays reachable at 390 pixels, and the page itself never scrolls sideways;
 - figures scale to the width (PNG embedded as a data URI; an SVG beside the Markdown file);
 - the little Markdown the texts use (`code`, **bold**, [text](link)) becomes HTML, never raw
-  backticks; table cells may hold links, given as Link(text, href).
+  backticks; table cells may hold links, Link(text, href), and marked cells, Mark(text, css class).
 """
 
 from __future__ import annotations
@@ -31,6 +31,13 @@ class Link:
 
 
 @dataclass(frozen=True)
+class Mark:
+    """A table cell with a CSS class in HTML (e.g. a verdict coloured by its value), bold in Markdown."""
+    text: str
+    cls: str
+
+
+@dataclass(frozen=True)
 class Figure:
     png: bytes          # embedded in the HTML page
     name: str           # file name of the PNG beside the Markdown file (an .svg with the same stem too)
@@ -38,7 +45,7 @@ class Figure:
     caption: str = ""
 
 
-Cell = Union[str, Link]
+Cell = Union[str, Link, Mark]
 
 
 # ---------------------------------------------------------------- numbers
@@ -85,7 +92,7 @@ def provenance(extra: str = "") -> str:
 
 # ---------------------------------------------------------------- Markdown
 def _md_cell(c: Cell) -> str:
-    text = f"[{c.text}]({c.href})" if isinstance(c, Link) else str(c)
+    text = f"[{c.text}]({c.href})" if isinstance(c, Link) else f"**{c.text}**" if isinstance(c, Mark) else str(c)
     return text.replace("|", "\\|").replace("\n", " ")
 
 
@@ -128,6 +135,8 @@ def inline(text: str) -> str:
 def _html_cell(c: Cell, tag: str) -> str:
     if isinstance(c, Link):
         return f'<{tag}><a href="{html.escape(c.href)}">{html.escape(c.text)}</a></{tag}>'
+    if isinstance(c, Mark):
+        return f'<{tag} class="{html.escape(c.cls)}">{inline(c.text)}</{tag}>'
     text = str(c)
     numeric = tag == "td" and re.fullmatch(r"[-+−–]?[\d,.]+( ± [\d,.]+)?%?|\[.*\]|–|< [\d.]+", text)
     cls = ' class="num"' if numeric else ""
