@@ -128,3 +128,16 @@ def test_clean_train_accuracy_is_the_eval_mode_score_of_the_training_split(tmp_p
     assert clean["train_acc"] > res.summary["final_train_acc"] + 0.05
     assert main(["eval", str(res.run_dir), "--split", "train"]) == 0
     assert f"train acc {clean['train_acc']:.4f}" in capsys.readouterr().out
+
+
+def test_a_runs_curves_say_what_train_accuracy_is(runs_root):
+    from normlab.train.plots import plot_curves
+    from normlab.train.rundir import RunDir
+
+    root, a, b = runs_root
+    png = root / "extra-curves.png"
+    plot_curves(RunDir(root / "group" / "b").read_metrics(), png, "b", classes=10)
+    svg = png.with_suffix(".svg").read_text()
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    for text in ("train (running, train mode)", "accuracy (%)", "loss (cross-entropy, nats)", "chance (10%)", "epoch"):
+        assert text in svg, text
