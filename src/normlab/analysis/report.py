@@ -155,11 +155,16 @@ def diff_table(s: dict) -> list[list]:
     return rows
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def diff_note(s: dict) -> str:
+    family = sum(d["comparison"] is not None for d in s["diffs"])
     return (f"Difference of each cell to the baseline cell `{s['baseline']}` (the first level of every factor), "
             f"paired by seed over the seeds both finished. Interval: {paired.LEVEL:.0%} paired t interval; p: "
-            f"two-sided paired t-test; p (Holm): adjusted with Holm-Bonferroni over the "
-            f"{sum(d['comparison'] is not None for d in s['diffs'])} comparisons of this report, and the verdict "
+            f"two-sided paired t-test; p (Holm): adjusted with Holm-Bonferroni over the {_plural(family, 'comparison')} "
+            f"of this report, and the verdict "
             f"uses it (higher / lower at p (Holm) < {paired.ALPHA:g}). Below {paired.MIN_N} paired seeds no verdict "
             f"is given. For an inconclusive difference, the seeds a paired t-test would need to detect one of the "
             f"observed size (power {paired.POWER:g}) is a rough guide. Every number is in "
