@@ -131,8 +131,8 @@ def test_clean_train_accuracy_is_the_eval_mode_score_of_the_training_split(tmp_p
 
 
 def test_a_runs_curves_say_what_train_accuracy_is(runs_root):
-    from normlab.train.plots import plot_curves
-    from normlab.train.rundir import RunDir
+    from normlab.plots import plot_curves
+    from normlab.rundir import RunDir
 
     root, a, b = runs_root
     png = root / "extra-curves.png"

@@ -1,11 +1,41 @@
-"""Plots as files (matplotlib's Agg backend: no display needed), in the style of
-analysis/figures.py: colour-blind-safe colours with distinct markers and line styles, units on
-the axes, integer epochs, 150 dpi PNG plus an SVG beside it."""
+"""Plots as files (matplotlib's Agg backend: no display needed), and the style every figure of
+normlab shares (analysis/figures.py builds the reports' on it): colour-blind-safe colours with
+distinct markers and line styles, units on the axes, integer epochs, 150 dpi PNG plus an SVG."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Optional
+
+# Okabe & Ito (2008): blue, vermillion, bluish green, orange, reddish purple, sky blue, black, yellow.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)))
+DPI = 150
+
+
+def style(i: int) -> dict:
+    """Colour, marker and line style of the i-th line: all three differ between neighbours."""
+    return {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)],
+            "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+
+
+def integer_epochs(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+
+
+def encode(fig, fmt: str) -> bytes:
+    import matplotlib
+
+    buf = io.BytesIO()
+    # SVG text stays text (searchable, selectable, smaller); no date, so a rerun gives the same file.
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buf, format=fmt, dpi=DPI, metadata={"Date": None} if fmt == "svg" else None)
+    return buf.getvalue()
 
 
 def new_figure(rows: int, cols: int, size):
@@ -19,8 +49,6 @@ def new_figure(rows: int, cols: int, size):
 
 def save_figure(fig, path: Path) -> None:
     """PATH as a 150 dpi PNG and the same figure as PATH with .svg, each written atomically."""
-    from ..analysis.figures import encode
-
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # default plots go under runs/, which may not exist yet
@@ -33,8 +61,6 @@ def save_figure(fig, path: Path) -> None:
 def plot_curves(rows: list[dict], path: Path, title: str = "", classes: Optional[int] = None) -> None:
     """Loss and accuracy of one run against epoch. Train values are the running averages the
     trainer logs (train mode), and the legend says so."""
-    from ..analysis.figures import integer_epochs, style
-
     ep = [r["epoch"] for r in rows]
     fig, (a1, a2) = new_figure(1, 2, (10, 4))
     every = max(1, len(ep) // 15)  # markers stay readable over a hundred epochs

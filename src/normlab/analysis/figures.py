@@ -13,24 +13,13 @@ Conventions every figure here follows (a reviewer's checklist):
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-# Okabe & Ito (2008): blue, vermillion, bluish green, orange, reddish purple, sky blue, black, yellow.
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)))
-DPI = 150
-
-
-def style(i: int) -> dict:
-    """Colour, marker and line style of the i-th line: all three differ between neighbours."""
-    return {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)],
-            "linestyle": LINESTYLES[i % len(LINESTYLES)]}
+from ..plots import DPI, LINESTYLES, MARKERS, PALETTE, encode, integer_epochs, style  # noqa: F401  (the style)
 
 
 def new_figure(rows: int, cols: int, size):
@@ -39,23 +28,6 @@ def new_figure(rows: int, cols: int, size):
 
     fig = Figure(figsize=size)
     return fig, fig.subplots(rows, cols, squeeze=False).ravel()
-
-
-def integer_epochs(ax) -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-
-
-def encode(fig, fmt: str) -> bytes:
-    import matplotlib
-
-    buf = io.BytesIO()
-    # SVG text stays text (searchable, selectable, smaller); no date, so a rerun gives the same file.
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
-        fig.savefig(buf, format=fmt, dpi=DPI, metadata={"Date": None} if fmt == "svg" else None)
-    return buf.getvalue()
 
 
 def save(fig, png_path) -> bytes:

@@ -74,7 +74,7 @@ def provenance(extra: str = "") -> str:
     """One line for the foot of a report: when, where and with what it was written."""
     import torch
 
-    from .. import __version__
+    from .._version import __version__
 
     cpu = platform.processor() or platform.machine()
     try:

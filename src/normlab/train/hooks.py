@@ -113,7 +113,8 @@ class MetricsCSV(Hook):
 
     def on_end(self, loop, summary: dict) -> None:
         cfg = loop.run.cfg
-        plot_curves(loop.rows, loop.run_dir / "curves.png", title=f"{cfg.model} on {cfg.dataset}")
+        plot_curves(loop.rows, loop.run_dir / "curves.png", title=f"{cfg.model} on {cfg.dataset}",
+                    classes=loop.run.pipe.num_classes)
 
 
 class TensorBoard(Hook):
