@@ -282,7 +282,7 @@ def blocks(s: dict, figs: list, foot: str) -> list[tuple]:
                      "training split in eval mode without augmentation (`normlab eval --split train`); the gap "
                      "is that minus the final test accuracy, per run, then averaged, in accuracy points. Train "
                      "acc, running: what the trainer logs, the average over the last epoch's batches in train "
-                     "mode (dropout active, weights still moving), so it is not comparable with test accuracy. "
+                     "mode (dropout, if any, active; weights still moving), so it is not comparable with test accuracy. "
                      "Each cell links to its resolved config.")]
     if figs:
         out.append(("h2", "Learning curves"))
