@@ -36,6 +36,7 @@ def save(fig, png_path) -> bytes:
 
     fig.tight_layout()
     png_path = Path(png_path)
+    png_path.parent.mkdir(parents=True, exist_ok=True)  # e.g. --plot runs/stats.png before runs/ exists
     png = encode(fig, "png")
     atomic_write_bytes(png_path, png)
     atomic_write_bytes(png_path.with_suffix(".svg"), encode(fig, "svg"))
