@@ -1,8 +1,9 @@
 """The exact claims against hand counts, the verdict rule, and `normlab claims --only`."""
 
 import json
+import math
 from html.parser import HTMLParser
-from types import SimpleNamespace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from scipy import stats as st
 from normlab.analysis import claims
 from normlab.cli import main
 from normlab.errors import ConfigError
-from normlab.train import trainer
+from normlab.analysis import sweep
+from normlab.analysis.claims import exact, lr_sweep, measures
 
 
 def test_inception_mult_adds_match_hand_count():
@@ -25,7 +27,7 @@ def test_inception_mult_adds_match_hand_count():
     m = claims.inception_mult_adds(**claims.INCEPTION_3A)
     assert m["with_1x1"] == with_red
     assert m["without_1x1"] == naive
-    r = claims.claim_inception(True, None)
+    r = claims.claim_inception(True)
     assert r["verdict"] == claims.HOLDS
 
 
@@ -36,7 +38,7 @@ def test_small_inception_config_hand_count():
 
 
 def test_norm_train_eval_claim_holds_with_exact_numbers():
-    r = claims.claim_norm_modes(True, None)
+    r = claims.claim_norm_modes(True)
     n = r["numbers"]
     assert n["bn"]["running_buffers"] == ["running_mean", "running_var"]
     assert n["bn"]["max_abs_diff"] > 1.0  # batch mean 3 vs running mean 0.3 after one update
@@ -85,31 +87,70 @@ def test_cli_claims_only_writes_report(tmp_path, capsys):
     assert "128,049,152" in md and "308,281,344" in md and "**holds**" in md
     rows = parse_table((out / "claims.html").read_text()).rows[1:]
     assert [(r[0][0], r[1]) for r in rows] == [
-        ("inception-1x1" + claims.CLAIMS["inception-1x1"][0], ("holds", "verdict holds")),
-        ("norm-train-eval" + claims.CLAIMS["norm-train-eval"][0], ("holds", "verdict holds"))]
+        ("inception-1x1" + claims.CLAIMS["inception-1x1"].text, ("holds", "verdict holds")),
+        ("norm-train-eval" + claims.CLAIMS["norm-train-eval"].text, ("holds", "verdict holds"))]
     assert rows[0][2][0] == "-180,232,192"  # 128,049,152 - 308,281,344 mult-adds
 
 
-# ---------------------------------------------------------------- trained claims, with a fake trainer
-class FakeTrain:
-    """Stands in for normlab.train.trainer.train: records each config and returns a result whose
-    summary comes from `table(config)`, so a claim's effect can be computed by hand."""
+def test_gn_interpolates_counts_the_seeds_example():
+    # seed 004: 5 maps of 10 channels: LN 5 means, IN 50, GN with 2 groups 10 (as many as BN)
+    x = torch.zeros(5, 10, 4, 4)
+    assert [exact.group_stats(k, x, 2) for k in ("ln", "gn", "in", "bn")] == [5, 10, 50, 10]
+    r = exact.claim_gn_interpolates(True)
+    d = r["numbers"]["max_abs_diff"]
+    assert d["gn(1) vs ln"] < 1e-12 and d["gn(10) vs in"] < 1e-12 and d["gn(2) vs by hand"] < 1e-12
+    assert d["gn(2) vs ln"] > 0.1 and d["gn(2) vs in"] > 0.1
+    assert r["verdict"] == claims.HOLDS
 
-    def __init__(self, table, model=None):
-        self.table, self.model, self.calls = table, model, []
 
-    def __call__(self, config, log=None):
+def test_all_of_combines_predictions():
+    H, F, I = claims.HOLDS, claims.FAILS, claims.INCONCLUSIVE
+    assert claims.all_of([H, H]) == H
+    assert claims.all_of([H, I]) == I
+    assert claims.all_of([I, F]) == F and claims.all_of([H, F]) == F
+    assert claims.all_of([]) == I
+
+
+# ---------------------------------------------------------------- trained claims, with a fake runner
+class FakeRunner:
+    """Stands in for sweep.run_job (the sweep runner's one training call): records each config
+    and leaves what a run leaves, summary.json from `table(config)` (a str is a failure message,
+    written to failed.json as the real runner does), and optionally weights.safetensors."""
+
+    def __init__(self, table, weights=None):
+        self.table, self.weights, self.calls = table, weights, []
+
+    def __call__(self, config):
+        from safetensors.torch import save_file
+
         self.calls.append(dict(config))
-        return SimpleNamespace(summary=self.table(config), model=self.model(config) if self.model else None)
+        out = Path(config["out"])
+        out.mkdir(parents=True, exist_ok=True)
+        s = self.table(config)
+        if isinstance(s, str):
+            (out / "failed.json").write_text(json.dumps({"error": s}))
+            return str(out), s, 0.0
+        (out / "summary.json").write_text(json.dumps({"wall_seconds": 0.25, **s}))
+        if self.weights:
+            save_file(self.weights(config), str(out / "weights.safetensors"))
+        return str(out), None, 0.0
 
 
 @pytest.fixture
 def fake(monkeypatch):
-    def install(table, model=None):
-        f = FakeTrain(table, model)
-        monkeypatch.setattr(trainer, "train", f)
+    def install(table, weights=None):
+        f = FakeRunner(table, weights)
+        monkeypatch.setattr(sweep, "run_job", f)
         return f
     return install
+
+
+def quiet(*_a, **_k):
+    pass
+
+
+def run(tmp_path, only, quick=True, **kw):
+    return claims.run_claims(tmp_path / "rep", quick=quick, only=only, log=quiet, **kw)
 
 
 def strip(cfg, *keys):
@@ -127,7 +168,7 @@ def assert_paired(calls, key, levels, seeds):
         assert sorted(c["seed"] for c in cs) == list(range(seeds)), level
     first = strip(calls[0], key)
     assert all(strip(c, key) == first for c in calls)
-    assert all(c["threads"] == 1 and c["progress"] is False for c in calls)
+    assert all(c["progress"] is False for c in calls)
     assert len({c["out"] for c in calls}) == len(calls)  # a fresh run folder each
 
 
@@ -139,7 +180,7 @@ def test_difference_of_drops_on_hand_numbers():
     assert str(e.value) == "need four samples paired by seed (equally long), got lengths [2, 1, 2, 2]"
 
 
-GN_TABLE = {("bn", 32): 0.90, ("bn", 2): 0.60, ("gn", 32): 0.85, ("gn", 2): 0.84}
+GN_TABLE = {("bn", 32): 0.90, ("bn", 2): 0.60, ("gn:2", 32): 0.85, ("gn:2", 2): 0.84}
 
 
 @pytest.mark.parametrize("quick,seeds,epochs", [(True, 3, 1), (False, 5, 2)])
@@ -148,7 +189,7 @@ def test_gn_batch_size_pairs_four_cells_and_takes_the_difference_of_drops(fake, 
     f = fake(lambda c: {"final_test_acc": GN_TABLE[c["norm"], c["batch_size"]]
                         - (0.01 * c["seed"] if (c["norm"], c["batch_size"]) == ("bn", 2) else 0.0),
                         "final_train_acc": 0.0})
-    r = claims.claim_gn_batch_size(quick, tmp_path)
+    r = run(tmp_path, "gn-batch-size", quick)["claims"][0]
     assert len(f.calls) == 4 * seeds
     cells = {(c["norm"], c["batch_size"]) for c in f.calls}
     assert cells == set(GN_TABLE)
@@ -169,6 +210,24 @@ def test_gn_batch_size_pairs_four_cells_and_takes_the_difference_of_drops(fake, 
     assert r["ci"] == pytest.approx([np.mean(per_seed) - half, np.mean(per_seed) + half])
     assert r["verdict"] == claims.HOLDS
     assert r["numbers"]["cells"]["gn@32"] == pytest.approx(0.85)
+    assert r["train_seconds"] == pytest.approx(0.25 * 4 * seeds)
+
+
+LENET32 = {"bn": 0.95, "gn:2": 0.93, "ln": 0.90, "in": 0.96}
+
+
+def test_gn_claims_share_the_batch_32_runs(fake, tmp_path):
+    # GN beats LN (+0.03) but loses to IN (-0.03): "GN beats both" does not hold; GN trails BN.
+    f = fake(lambda c: {"final_test_acc": LENET32[c["norm"]] + 0.001 * c["seed"]})
+    doc = run(tmp_path, "gn-beats-ln-in,gn-behind-bn")
+    assert sorted((c["norm"], c["seed"]) for c in f.calls) == sorted((n, s) for n in LENET32 for s in range(3))
+    assert_paired(f.calls, "norm", list(LENET32), 3)
+    between, behind = doc["claims"]
+    preds = between["numbers"]["predictions"]
+    assert preds["GN - IN"]["effect"] == pytest.approx(-0.03) and preds["GN - IN"]["verdict"] == claims.FAILS
+    assert preds["GN - LN"]["effect"] == pytest.approx(0.03) and preds["GN - LN"]["verdict"] == claims.HOLDS
+    assert between["verdict"] == claims.FAILS
+    assert behind["effect"] == pytest.approx(0.02) and behind["verdict"] == claims.HOLDS
 
 
 DEPTH_TRAIN = {"plain20": 0.99, "plain56": 0.30, "resnet20": 1.00, "resnet56": 0.97, "preact-resnet56": 0.98}
@@ -183,7 +242,7 @@ def depth_table(c):
 
 def test_plain_vs_residual_depth_is_measured_on_training_accuracy(fake, tmp_path):
     f = fake(depth_table)
-    r = claims.claim_plain_vs_residual(True, tmp_path)
+    r = run(tmp_path, "plain-vs-residual-depth")["claims"][0]
     assert_paired(f.calls, "model", ["plain20", "plain56", "resnet20", "resnet56"], 3)
     assert f.calls[0]["dataset"] == "digits" and f.calls[0]["epochs"] == 3
     # (0.99 - (0.30 - 0.02 s)) - (1.00 - 0.97) = 0.66 + 0.02 s
@@ -195,8 +254,7 @@ def test_plain_vs_residual_depth_is_measured_on_training_accuracy(fake, tmp_path
 
 def test_preact_reuses_the_resnet56_runs_of_the_depth_claim(fake, tmp_path):
     f = fake(depth_table)
-    doc = claims.run_claims(tmp_path / "rep", quick=True, only="plain-vs-residual-depth,preact-vs-original",
-                            log=lambda *_: None)
+    doc = run(tmp_path, "plain-vs-residual-depth,preact-vs-original")
     # 4 models x 3 seeds for the depth claim, then only preact-resnet56's 3 runs: resnet56 is shared.
     assert sorted((c["model"], c["seed"]) for c in f.calls) == sorted(
         (m, s) for m in DEPTH_TRAIN for s in range(3))
@@ -204,7 +262,6 @@ def test_preact_reuses_the_resnet56_runs_of_the_depth_claim(fake, tmp_path):
     assert pre["baseline"] == pytest.approx([0.03] * 3) and pre["arm"] == pytest.approx([0.02] * 3)
     assert pre["effect"] == pytest.approx(-0.01) and pre["verdict"] == claims.FAILS
     assert pre["numbers"]["also"]["final train loss"]["effect"] == pytest.approx(-0.01)
-    assert claims._RUNS == {}  # nothing kept for the next claims run
     assert_paired([c for c in f.calls if c["model"] in ("resnet56", "preact-resnet56")], "model",
                   ["resnet56", "preact-resnet56"], 3)
 
@@ -212,7 +269,7 @@ def test_preact_reuses_the_resnet56_runs_of_the_depth_claim(fake, tmp_path):
 def test_bn_lenet_early_switches_only_the_norm(fake, tmp_path):
     f = fake(lambda c: {"final_test_acc": 0.1 if c["norm"] == "none" else 0.8 + 0.01 * c["seed"],
                         "final_train_loss": 2.3 if c["norm"] == "none" else 1.5})
-    r = claims.claim_bn_lenet_early(False, tmp_path)
+    r = run(tmp_path, "bn-lenet-early", quick=False)["claims"][0]
     assert_paired(f.calls, "norm", ["none", "bn"], 5)
     c = f.calls[0]
     assert (c["model"], c["dataset"], c["epochs"], c["optimizer"], c["lr"], c["schedule"]) == \
@@ -221,19 +278,142 @@ def test_bn_lenet_early_switches_only_the_norm(fake, tmp_path):
     assert r["numbers"]["also"]["train loss over the first epoch"]["effect"] == pytest.approx(-0.8)
 
 
-def test_l1_sparse_counts_exact_zeros_and_reports_accuracy(fake, tmp_path):
-    def model(c):
-        lin = torch.nn.Linear(2, 2, bias=False)
-        with torch.no_grad():
-            lin.weight.copy_(torch.tensor([[0.0, 0.0], [0.5, 1e-8]]) if c.get("l1") else torch.ones(2, 2))
-        return lin
+def test_l1_sparse_counts_exact_zeros_in_the_saved_weights(fake, tmp_path):
+    def weights(c):
+        w = torch.tensor([[0.0, 0.0], [0.5, 1e-8]]) if c["l1"] else torch.ones(2, 2)
+        return {"fc.weight": w, "fc.bias": torch.zeros(2)}  # 1-D tensors are not counted
 
-    f = fake(lambda c: {"final_test_acc": 0.90 if c.get("l1") else 0.92}, model)
-    r = claims.claim_l1_sparse(True, tmp_path)
-    assert_paired([{**c, "l1": c.get("l1", 0.0)} for c in f.calls], "l1", [0.0, 0.3], 3)
-    assert claims.L1_STRENGTH == 0.3
+    f = fake(lambda c: {"final_test_acc": 0.90 if c["l1"] else 0.92}, weights)
+    r = run(tmp_path, "l1-sparse")["claims"][0]
+    assert_paired(f.calls, "l1", [0.0, 0.3], 3)
     assert r["effect"] == pytest.approx(0.5)  # 1e-8 is small, not zero
     assert r["numbers"]["also"]["final test accuracy"]["effect"] == pytest.approx(-0.02)
+
+
+def lr_table(c):
+    """No norm trains up to lr 0.072 (seed 0: 0.19) and diverges above; BN trains up to 1.4 and
+    sits at chance above."""
+    top = {"none": 0.19 if c["seed"] == 0 else 0.072, "bn": 1.4}[c["norm"]]
+    if c["lr"] <= top:
+        return {"final_test_acc": 0.9}
+    return "training stopped: the loss became nan at epoch 1, step 3" if c["norm"] == "none" \
+        else {"final_test_acc": 0.1}
+
+
+def test_bn_higher_lr_finds_the_highest_trainable_rate_and_records_divergence(fake, tmp_path):
+    f = fake(lr_table)
+    doc = run(tmp_path, "bn-higher-lr")
+    r = doc["claims"][0]
+    assert len(f.calls) == 2 * 8 * 3 and len(lr_sweep.LR_GRID) == 8
+    assert lr_sweep.LR_GRID[-1] / lr_sweep.LR_GRID[0] == pytest.approx(1000)  # three decades
+    assert r["numbers"]["highest_lr"]["none"] == pytest.approx([0.19, 0.072, 0.072])
+    assert r["numbers"]["highest_lr"]["bn"] == pytest.approx([1.4] * 3)
+    per_seed = [math.log10(1.4 / 0.19), math.log10(1.4 / 0.072), math.log10(1.4 / 0.072)]
+    assert r["effect"] == pytest.approx(sum(per_seed) / 3) and r["verdict"] == claims.HOLDS
+    cells = r["numbers"]["cells"]
+    assert cells["none@0.52"]["status"] == ["diverged"] * 3
+    assert cells["none@0.19"]["status"] == ["trains", "diverged", "diverged"]
+    assert cells["bn@3.7"]["status"] == ["below"] * 3
+    assert math.isnan(cells["none@10.0"]["test_acc"][0])
+    saved = json.loads((tmp_path / "rep" / "claims.json").read_text())["claims"][0]
+    assert saved["figures"] == ["bn-higher-lr.png"] and saved["numbers"]["cells"]["none@1.4"]["status"][0] == "diverged"
+    assert (tmp_path / "rep" / "bn-higher-lr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![bn-higher-lr.png](bn-higher-lr.png)" in (tmp_path / "rep" / "claims.md").read_text()
+    assert "data:image/png;base64," in (tmp_path / "rep" / "claims.html").read_text()
+
+
+def test_no_trainable_rate_counts_one_step_below_the_grid():
+    step = math.log10(lr_sweep.LR_GRID[1] / lr_sweep.LR_GRID[0])
+    assert lr_sweep.highest_trainable(["below"] * 8) == pytest.approx(-2 - step)
+    assert lr_sweep.highest_trainable(["trains", "trains", "diverged"] + ["below"] * 5) == pytest.approx(
+        math.log10(0.027))
+
+
+def test_a_rerun_resumes_and_trains_only_unfinished_runs(fake, tmp_path):
+    f = fake(lambda c: {"final_test_acc": 0.1 if c["norm"] == "none" else 0.8})
+    first = run(tmp_path, "bn-deep-mlp")
+    assert len(f.calls) == 6 and first["trained_now"] == 6
+    # an interrupted run leaves a folder without summary.json: it is trained again, alone
+    victim = tmp_path / "rep" / "runs" / "quick" / "deep-mlp" / "runs" / "norm=bn-s1"
+    (victim / "summary.json").unlink()
+    second = run(tmp_path, "bn-deep-mlp")
+    assert [(c["norm"], c["seed"]) for c in f.calls[6:]] == [("bn", 1)]
+    assert second["trained_now"] == 1 and second["resumed"] == 5
+    assert second["claims"][0]["effect"] == first["claims"][0]["effect"] == pytest.approx(0.7)
+    # the runs folder is a `normlab compare` sweep folder
+    exp = sweep.read_experiment(tmp_path / "rep" / "runs" / "quick" / "deep-mlp")
+    assert exp.factors == {"norm": ["none", "bn"]} and exp.seeds == [0, 1, 2]
+
+
+def test_shards_split_the_cells_and_the_last_one_writes_the_report(fake, tmp_path):
+    f = fake(lambda c: {"final_test_acc": 0.1 if c["norm"] == "none" else 0.8,
+                        "final_train_loss": 1.0, "final_train_acc": 0.5})
+    only = "bn-deep-mlp,bn-lenet-early"
+    part = run(tmp_path, only, shard=(1, 2))
+    assert part["missing"] == 6 and not (tmp_path / "rep" / "claims.md").exists()
+    one = {(c["model"], c["norm"]) for c in f.calls}
+    doc = run(tmp_path, only, shard=(2, 2))
+    two = {(c["model"], c["norm"]) for c in f.calls[6:]}
+    assert len(f.calls) == 12 and len(one) == len(two) == 2 and not one & two
+    assert [c["verdict"] for c in doc["claims"]] == [claims.HOLDS, claims.HOLDS]
+    assert (tmp_path / "rep" / "claims.md").is_file()
+
+
+def test_failed_runs_are_named_and_make_the_claim_inconclusive(fake, tmp_path):
+    fake(lambda c: "boom" if (c["norm"], c["seed"]) == ("bn", 2) else {"final_test_acc": 0.1 if c["norm"] == "none" else 0.8})
+    r = run(tmp_path, "bn-deep-mlp")["claims"][0]
+    assert r["verdict"] == claims.INCONCLUSIVE
+    assert r["summary"].endswith("failed runs (NaN in the statistics): bn seed 2")
+
+
+def test_cli_rejects_a_bad_shard(tmp_path, capsys):
+    assert main(["claims", "--quick", "--only", "inception-1x1", "--shard", "3/2", "--out", str(tmp_path)]) == 2
+    assert "shard must be i/n with 1 <= i <= n" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- measures on real runs
+def tiny_run(tmp_path, name, **cfg):
+    from normlab.train.trainer import train
+
+    base = {"dataset": "synthetic", "model": "lenet-bn", "epochs": 1, "batch_size": 32, "progress": False,
+            "threads": 1, "out": str(tmp_path / name)}
+    return train({**base, **cfg}, log=quiet)
+
+
+def test_contrast_change_is_zero_for_in_and_not_for_bn(tmp_path):
+    # lenet-bn has no padding, so conv(a x + b) = a conv(x) + b sum(w): IN right after the first
+    # conv removes both, and everything after it sees the same features.
+    x = torch.randn(6, 1, 4, 4)
+    v = measures.affine_views(x, seed=3)
+    ratio = v / x
+    assert not torch.allclose(ratio[0], ratio[1])  # each image its own change
+    tiny_run(tmp_path, "in", norm="in")
+    tiny_run(tmp_path, "bn", norm="bn")
+    assert measures.contrast_change(tmp_path / "in") == 0.0
+    assert measures.contrast_change(tmp_path / "bn") > 0.05
+
+
+def test_eval_gap_uses_the_runs_own_training_split(tmp_path):
+    from normlab import api
+
+    res = tiny_run(tmp_path, "r", model="mlp", depth=1, width=32, val_split=0.9, dropout=0.5, epochs=2)
+    gap = measures.eval_gap(tmp_path / "r")
+    test_acc = api.evaluate_run(tmp_path / "r")["test_acc"]
+    assert test_acc == pytest.approx(res.summary["final_test_acc"])
+    train_acc = gap + test_acc
+    # 80 of synthetic's 800 training images remain after val_split 0.9: accuracy in 1/80 steps
+    assert round(train_acc * 80, 6) == pytest.approx(round(train_acc * 80))
+    assert 0.0 <= train_acc <= 1.0
+
+
+def test_claims_with_jobs_trains_in_workers_and_resumes(tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["claims", "--quick", "--only", "bn-deep-mlp", "--jobs", "2", "--out", str(out)]) == 0
+    assert "(6 runs trained now, 0 already finished)" in capsys.readouterr().out
+    r = json.loads((out / "claims.json").read_text())["claims"][0]
+    assert r["verdict"] == claims.HOLDS and r["effect"] > 0.3  # BN ~0.8 against chance
+    assert main(["claims", "--quick", "--only", "bn-deep-mlp", "--out", str(out)]) == 0
+    assert "(0 runs trained now, 6 already finished)" in capsys.readouterr().out
 
 
 class TableParser(HTMLParser):

@@ -357,9 +357,13 @@ def _(p):
 def run_claims_cmd(args) -> int:
     from .analysis import claims
 
-    doc = claims.run_claims(args.out, quick=args.quick, only=args.only)
-    print(f"{len(doc['claims'])} claims in {doc['total_seconds']:.0f} s -> {args.out}/claims.md, claims.html "
-          f"and claims.json")
+    from .analysis.sweep import parse_shard
+
+    doc = claims.run_claims(args.out, quick=args.quick, only=args.only, jobs=args.jobs, shard=parse_shard(args.shard))
+    if "missing" in doc:
+        return 1 if doc["failed"] else 0
+    print(f"{len(doc['claims'])} claims in {doc['total_seconds']:.0f} s ({doc['trained_now']} runs trained now, "
+          f"{doc['resumed']} already finished) -> {args.out}/claims.md, claims.html and claims.json")
     return 0
 
 
@@ -368,6 +372,9 @@ def _(p):
     p.add_argument("--quick", action="store_true", help="fewer seeds and epochs (minutes on a laptop CPU)")
     p.add_argument("--out", default="claims", metavar="DIR", help="folder for claims.md, claims.html and claims.json (default: claims)")
     p.add_argument("--only", metavar="NAME,...", help="run only these claims (names as in claims.md)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="runs trained in parallel worker processes (default: 1)")
+    p.add_argument("--shard", metavar="I/N", help="train only the I-th of N slices of the claims' cells (1-based), "
+                   "e.g. 2/4; the report is written once every cell has finished")
 
 
 # ---------------------------------------------------------------- models

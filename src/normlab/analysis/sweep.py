@@ -235,29 +235,30 @@ def prepare_sweep_dir(exp: Experiment, out) -> Path:
     return out
 
 
-def run_sweep(exp: Experiment, out, jobs: int = 1, shard: Optional[tuple[int, int]] = None,
-              log: Callable = print) -> SweepOutcome:
-    """Run every unfinished run of the experiment (or of one shard of its cells)."""
-    if jobs < 1:
-        raise ConfigError(f"jobs must be >= 1, got {jobs}")
-    out = prepare_sweep_dir(exp, out)
-    cells = expand(exp)
-    if shard:
-        cells = shard_cells(cells, *shard)
-    todo, outcome = [], SweepOutcome()
+def pending_jobs(exp: Experiment, out: Path, cells: Sequence[Cell], parallel: bool,
+                 outcome: SweepOutcome, prefix: str = "") -> list[tuple[str, dict]]:
+    """(name, config) of every unfinished run of `cells` under OUT/runs; finished ones are noted
+    as skipped, and a run folder left by an interrupted run is cleared so it starts over."""
+    todo = []
     for job in jobs_of(exp, cells):
-        run_dir = out / "runs" / job.name
+        run_dir = Path(out) / "runs" / job.name
         if is_finished(run_dir):
-            outcome.skipped.append(job.name)
+            outcome.skipped.append(prefix + job.name)
             continue
         if run_dir.exists():  # interrupted part-way: start that run over
             shutil.rmtree(run_dir)
         cfg = cell_config(exp, job.cell, job.seed, str(run_dir))
-        if jobs > 1 and "threads" not in cfg:
+        if parallel and "threads" not in cfg:
             cfg["threads"] = 1  # parallel runs share the cores; one thread each avoids oversubscription
-        todo.append((job.name, cfg))
-    where = f" (shard {shard[0]}/{shard[1]}: {len(cells)} cells)" if shard else ""
-    log(f"normlab compare: {len(todo)} runs to train, {len(outcome.skipped)} already finished{where}")
+        todo.append((prefix + job.name, cfg))
+    return todo
+
+
+def run_pending(todo: Sequence[tuple[str, dict]], jobs: int, outcome: SweepOutcome, log: Callable = print) -> None:
+    """Train the (name, config) runs, `jobs` at a time in worker processes; each ends in its run
+    folder's summary.json or failed.json (see run_job), recorded in `outcome`."""
+    if jobs < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}")
 
     def record(name, err, secs):
         if err:
@@ -271,25 +272,41 @@ def run_sweep(exp: Experiment, out, jobs: int = 1, shard: Optional[tuple[int, in
         for name, cfg in todo:
             _, err, secs = run_job(cfg)
             record(name, err, secs)
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        from concurrent.futures.process import BrokenProcessPool
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
-        # spawn: a fresh interpreter per worker, safe with torch's threads (fork is not).
-        # An executor, not multiprocessing.Pool: when a worker dies (killed, out of memory) a
-        # Pool waits forever for its task, while the executor fails the pending runs at once.
-        died = ("a worker process died (killed, or out of memory?) before this run finished; "
-                "run the same command again to train only the missing runs")
-        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn"),
-                                 initializer=_worker_init, initargs=(1,)) as pool:
-            futures = {pool.submit(run_job, cfg): name for name, cfg in todo}
-            for fut in as_completed(futures):
-                try:
-                    _, err, secs = fut.result()
-                except BrokenProcessPool:
-                    err, secs = died, 0.0
-                record(futures[fut], err, secs)
+    # spawn: a fresh interpreter per worker, safe with torch's threads (fork is not).
+    # An executor, not multiprocessing.Pool: when a worker dies (killed, out of memory) a
+    # Pool waits forever for its task, while the executor fails the pending runs at once.
+    died = ("a worker process died (killed, or out of memory?) before this run finished; "
+            "run the same command again to train only the missing runs")
+    with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn"),
+                             initializer=_worker_init, initargs=(1,)) as pool:
+        futures = {pool.submit(run_job, cfg): name for name, cfg in todo}
+        for fut in as_completed(futures):
+            try:
+                _, err, secs = fut.result()
+            except BrokenProcessPool:
+                err, secs = died, 0.0
+            record(futures[fut], err, secs)
+
+
+def run_sweep(exp: Experiment, out, jobs: int = 1, shard: Optional[tuple[int, int]] = None,
+              log: Callable = print) -> SweepOutcome:
+    """Run every unfinished run of the experiment (or of one shard of its cells)."""
+    if jobs < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}")
+    out = prepare_sweep_dir(exp, out)
+    cells = expand(exp)
+    if shard:
+        cells = shard_cells(cells, *shard)
+    outcome = SweepOutcome()
+    todo = pending_jobs(exp, out, cells, jobs > 1, outcome)
+    where = f" (shard {shard[0]}/{shard[1]}: {len(cells)} cells)" if shard else ""
+    log(f"normlab compare: {len(todo)} runs to train, {len(outcome.skipped)} already finished{where}")
+    run_pending(todo, jobs, outcome, log)
     write_results(out)
     return outcome
 

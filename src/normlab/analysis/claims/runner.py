@@ -1,0 +1,131 @@
+"""`normlab claims`: train the selected claims' cells with the sweep runner, then measure.
+
+Runs live in OUT/runs/<quick|full>/<experiment>/, each a `normlab compare` sweep folder
+(experiment.json, runs/<cell>-s<seed>, results.csv), so
+  - a finished run is never trained again: rerunning the command resumes an interrupted one;
+  - `--jobs N` trains N runs at a time in worker processes (one pool for every claim's runs);
+  - `--shard I/N` trains only the I-th of N slices of the cells; the report is written by the
+    run that finds every cell finished (the last shard, or a plain rerun afterwards);
+  - `normlab report OUT/runs/full/<experiment>` gives the usual sweep report of one experiment
+    (once all of its cells have run).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..sweep import (SweepOutcome, expand, is_finished, jobs_of, parse_experiment, pending_jobs,
+                     prepare_sweep_dir, run_pending, shard_cells, write_results)
+from .catalog import CLAIMS, select
+from .render import write_reports
+
+
+class Runs:
+    """Arm label -> its run directories, one per seed (the same seeds, in the same order, for
+    every label of a claim, so position i pairs the arms)."""
+
+    def __init__(self, dirs: dict, seeds: list):
+        self._dirs, self.seeds = dirs, list(seeds)
+
+    def dirs(self, label: str) -> list[Path]:
+        return self._dirs[label]
+
+    def values(self, label: str, measure: Callable) -> list[float]:
+        return [float(measure(d)) for d in self._dirs[label]]
+
+
+def _cell_of(exp, levels: dict):
+    for c in expand(exp):
+        if c.factors == levels:
+            return c
+    raise KeyError(f"experiment {exp.name!r} has no cell {levels}")
+
+
+def plan(names: list[str], quick: bool):
+    """The experiments the trained claims among `names` need, and which of their cells:
+    ({experiment name: (Experiment, [Cell, ...])}, {claim: {label: (experiment name, Cell)}})."""
+    from .trained import experiment
+
+    exps, arms = {}, {}
+    for name in names:
+        claim = CLAIMS[name]
+        if claim.arms is None:
+            continue
+        arms[name] = {}
+        for label, (ename, levels) in claim.arms(quick).items():
+            if ename not in exps:
+                exps[ename] = (parse_experiment(experiment(ename, quick), source=ename), [])
+            exp, cells = exps[ename]
+            cell = _cell_of(exp, levels)
+            if cell not in cells:
+                cells.append(cell)
+            arms[name][label] = (ename, cell)
+    return exps, arms
+
+
+def train_cells(exps: dict, work: Path, jobs: int, shard: Optional[tuple], log: Callable) -> tuple:
+    """Train every unfinished run of the planned cells (or of one shard of them); returns the
+    outcome and how many of the planned runs are still unfinished."""
+    units = [(ename, cell) for ename, (_, cells) in exps.items() for cell in cells]
+    mine = shard_cells(units, *shard) if shard else units
+    outcome, todo = SweepOutcome(), []
+    for ename, (exp, _) in exps.items():
+        folder = prepare_sweep_dir(exp, work / ename)
+        cells = [c for e, c in mine if e == ename]
+        todo += pending_jobs(exp, folder, cells, jobs > 1, outcome, prefix=f"{ename}/")
+    where = f" (shard {shard[0]}/{shard[1]}: {len(mine)} of {len(units)} cells)" if shard else ""
+    log(f"normlab claims: {len(todo)} runs to train, {len(outcome.skipped)} already finished{where}")
+    run_pending(todo, jobs, outcome, log)
+    missing = 0
+    for ename, (exp, cells) in exps.items():
+        write_results(work / ename)
+        missing += sum(not is_finished(work / ename / "runs" / j.name) for j in jobs_of(exp, cells))
+    return outcome, missing
+
+
+def measure(names: list[str], quick: bool, exps: dict, arms: dict, work: Path, log: Callable) -> list[dict]:
+    from .measures import seconds
+
+    results = []
+    for name in names:
+        claim = CLAIMS[name]
+        t0 = time.perf_counter()
+        if claim.arms is None:
+            r = claim.evaluate(quick)
+            train_s = 0.0
+        else:
+            dirs = {label: [work / e / "runs" / f"{cell.id}-s{s}" for s in exps[e][0].seeds]
+                    for label, (e, cell) in arms[name].items()}
+            first = next(iter(arms[name].values()))[0]
+            r = claim.evaluate(quick, Runs(dirs, exps[first][0].seeds))
+            train_s = sum(seconds(d) for ds in dirs.values() for d in ds)
+        r.update(name=name, claim=claim.text, seconds=time.perf_counter() - t0 + train_s,
+                 train_seconds=train_s)
+        results.append(r)
+        log(f"{name}: {r['verdict']} ({r['summary']})")
+    return results
+
+
+def run_claims(out, quick: bool = False, only: Optional[str] = None, jobs: int = 1,
+               shard: Optional[tuple] = None, log: Callable = print) -> dict:
+    """Train (or resume) the selected claims' runs and, once all of them are finished, measure
+    each claim and write claims.md, claims.html and claims.json into `out`. Returns the report
+    document, or {"missing": n} when a shard leaves runs for the others."""
+    names = select(only)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / "runs" / ("quick" if quick else "full")
+    t_all = time.perf_counter()
+    exps, arms = plan(names, quick)
+    outcome, missing = train_cells(exps, work, jobs, shard, log)
+    if missing:
+        log(f"normlab claims: {missing} runs of the selected claims are not finished yet (other shards?); "
+            f"run the same command without --shard once they are, to write the report")
+        return {"missing": missing, "failed": outcome.failed}
+    results = measure(names, quick, exps, arms, work, log)
+    doc = {"quick": quick, "claims": results, "total_seconds": time.perf_counter() - t_all,
+           "trained_now": len(outcome.ran), "resumed": len(outcome.skipped)}
+    write_reports(out, doc)
+    return doc

@@ -1,0 +1,267 @@
+"""The trained claims: each is a set of arms, cells of the experiments below (run by the sweep
+runner, paired by seed), and an analysis that applies a measure to the arms' runs.
+
+An experiment is a `normlab compare` experiment (base options, factors, seeds), with a quick
+and a full setting. Claims that need the same cell name the same experiment, so the cell is
+trained once: the ResNet-56 of the depth and the pre-activation claims, the batch-32 LeNets of
+the GN and the contrast claims.
+"""
+
+from __future__ import annotations
+
+from . import measures as m
+from .lr_sweep import LR_GRID, claim_bn_lr
+from .paired import interaction, several, two_arms
+
+
+def seeds(quick: bool) -> int:
+    return 3 if quick else 5
+
+
+# ---------------------------------------------------------------- experiments
+def exp_deep_mlp(quick):
+    return {"base": {"dataset": "digits", "model": "mlp", "depth": 20, "width": 64, "act": "sigmoid",
+                     "epochs": 2 if quick else 5, "lr": 0.01},
+            "factors": {"norm": ["none", "bn"]}}
+
+
+def exp_l1(quick):
+    return {"base": {"dataset": "digits", "model": "mlp", "depth": 2, "width": 64, "norm": "none",
+                     "epochs": 2 if quick else 5},
+            "factors": {"l1": [0.0, L1_STRENGTH]}}
+
+
+L1_STRENGTH = 0.3
+
+
+def exp_l2(quick):
+    return {"base": {"dataset": "digits", "model": "mlp", "depth": 2, "width": 64, "norm": "none",
+                     "optimizer": "sgd", "lr": 0.1, "epochs": 2 if quick else 5},
+            "factors": {"weight_decay": [0.0, 0.01]}}
+
+
+# A gap to narrow: 400 training images (val_split 0.9 holds out the other 3,600, stratified and
+# seeded) and a wide MLP that fits them all; the tutorials' overfitting demos do the same.
+OVERFIT_WD = 0.01
+OVERFIT_DROPOUT = 0.5
+
+
+def exp_overfit(quick):
+    return {"base": {"dataset": "mnist5k", "val_split": 0.9, "model": "mlp", "depth": 2, "width": 512,
+                     "norm": "none", "optimizer": "momentum", "lr": 0.05, "batch_size": 32,
+                     "epochs": 15 if quick else 30},
+            "factors": {"weight_decay": [0.0, OVERFIT_WD], "dropout": [0.0, OVERFIT_DROPOUT]}}
+
+
+LENET_EARLY = {"dataset": "mnist5k", "model": "lenet-bn", "epochs": 1, "optimizer": "adam", "lr": 1e-3,
+               "batch_size": 64, "schedule": "constant"}
+
+
+def exp_lenet_early(quick):
+    return {"base": dict(LENET_EARLY), "factors": {"norm": ["none", "bn"]}}
+
+
+# The tutorial's LeNet (sigmoid, max pooling) at batch 32 and 2 with equal optimizer steps: batch
+# 32 runs 16x the epochs of batch 2 (4,000 images: 125 steps an epoch against 2,000). GN gets
+# 2 groups: lenet-bn's 6 and 16 channels in 3 and 8 per group, neither LN (1) nor IN (C).
+GN = "gn:2"
+
+
+def _lenet(quick, batch):
+    e = 1 if quick else 2
+    return {"dataset": "mnist5k", "model": "lenet-bn", "optimizer": "adam", "lr": 1e-3, "batch_size": batch,
+            "epochs": e * (16 if batch == 32 else 1)}
+
+
+def exp_lenet_b32(quick):
+    return {"base": _lenet(quick, 32), "factors": {"norm": ["bn", GN, "ln", "in"]}}
+
+
+def exp_lenet_b2(quick):
+    return {"base": _lenet(quick, 2), "factors": {"norm": ["bn", GN]}}
+
+
+RESNET_DIGITS = {"dataset": "digits", "optimizer": "momentum", "lr": 0.05, "batch_size": 64,
+                 "weight_decay": 1e-4, "schedule": "cosine"}
+
+
+def exp_resnets(quick):
+    return {"base": {**RESNET_DIGITS, "epochs": 3 if quick else 15},
+            "factors": {"model": ["resnet56", "preact-resnet56", "plain20", "plain56", "resnet20"]}}
+
+
+LR_BASE = {"dataset": "digits", "model": "mlp", "depth": 4, "width": 128, "act": "relu", "optimizer": "momentum",
+           "schedule": "constant", "batch_size": 64}
+
+
+def exp_lr(quick):
+    return {"base": {**LR_BASE, "epochs": 3 if quick else 5}, "factors": {"norm": ["none", "bn"], "lr": list(LR_GRID)}}
+
+
+EXPERIMENTS = {"deep-mlp": exp_deep_mlp, "l1": exp_l1, "l2": exp_l2, "overfit": exp_overfit,
+               "lenet-early": exp_lenet_early, "lenet-b32": exp_lenet_b32, "lenet-b2": exp_lenet_b2,
+               "resnets": exp_resnets, "lr": exp_lr}
+
+
+def experiment(name: str, quick: bool) -> dict:
+    return {**EXPERIMENTS[name](quick), "seeds": seeds(quick), "name": name}
+
+
+# ---------------------------------------------------------------- claims
+def arms_bn_deep(quick):
+    return {"none": ("deep-mlp", {"norm": "none"}), "bn": ("deep-mlp", {"norm": "bn"})}
+
+
+def claim_bn_deep_mlp(quick, runs):
+    e = experiment("deep-mlp", quick)["base"]["epochs"]
+    return two_arms(runs, "none", "bn", m.test_acc, +1, "final test accuracy",
+                    f"mlp depth 20 width 64 sigmoid, torch default init, adam lr 0.01, digits, {e} epochs; "
+                    "arm = BN, baseline = no norm")
+
+
+def arms_l1(quick):
+    return {"off": ("l1", {"l1": 0.0}), "on": ("l1", {"l1": L1_STRENGTH})}
+
+
+def claim_l1_sparse(quick, runs):
+    # Adam at the mlp's default lr 0.01, so the soft threshold per step is lr * l1 = 0.003. The
+    # tutorials' 1e-2 (a threshold of 1e-4) leaves almost no weight at exactly 0 (0.3% after 5
+    # epochs): Adam's steps of ~lr move weights across it. At 0.3 a third of the weights end at 0
+    # for about two points of test accuracy; at 1.0 every weight does and the net is at chance.
+    e = experiment("l1", quick)["base"]["epochs"]
+    return two_arms(runs, "off", "on", m.zero_fraction, +1, "fraction of exactly-zero Linear weights",
+                    f"mlp depth 2 width 64, adam lr 0.01, digits, {e} epochs; arm = l1 {L1_STRENGTH} (proximal "
+                    "soft-threshold lr*l1 after each step), baseline = no l1",
+                    also={"final test accuracy": m.test_acc})
+
+
+def arms_l2(quick):
+    return {"off": ("l2", {"weight_decay": 0.0}), "on": ("l2", {"weight_decay": 0.01})}
+
+
+def claim_l2_norm(quick, runs):
+    e = experiment("l2", quick)["base"]["epochs"]
+    return two_arms(runs, "off", "on", m.weight_norm, -1, "L2 norm of the Linear weights",
+                    f"mlp depth 2 width 64, sgd lr 0.1, digits, {e} epochs; arm = weight_decay 0.01, baseline = none")
+
+
+def _overfit_setting(quick) -> str:
+    b = experiment("overfit", quick)["base"]
+    return (f"mlp depth 2 width 512 on 400 mnist5k training images (val_split 0.9 holds out the rest), "
+            f"momentum 0.9 lr 0.05, batch 32, {b['epochs']} epochs; gap = train accuracy on those 400 images "
+            "minus test accuracy, both of the final weights in eval mode")
+
+
+def arms_l2_gap(quick):
+    return {"plain": ("overfit", {"weight_decay": 0.0, "dropout": 0.0}),
+            "l2": ("overfit", {"weight_decay": OVERFIT_WD, "dropout": 0.0})}
+
+
+def claim_l2_gap(quick, runs):
+    return two_arms(runs, "plain", "l2", m.eval_gap, -1, "train-test accuracy gap",
+                    f"{_overfit_setting(quick)}; arm = weight_decay {OVERFIT_WD}, baseline = none",
+                    also={"final test accuracy": m.test_acc})
+
+
+def arms_dropout_gap(quick):
+    return {"plain": ("overfit", {"weight_decay": 0.0, "dropout": 0.0}),
+            "dropout": ("overfit", {"weight_decay": 0.0, "dropout": OVERFIT_DROPOUT})}
+
+
+def claim_dropout_gap(quick, runs):
+    return two_arms(runs, "plain", "dropout", m.eval_gap, -1, "train-test accuracy gap",
+                    f"{_overfit_setting(quick)}; arm = dropout {OVERFIT_DROPOUT} before the classifier, "
+                    "baseline = none", also={"final test accuracy": m.test_acc})
+
+
+def arms_lenet_early(quick):
+    return {"none": ("lenet-early", {"norm": "none"}), "bn": ("lenet-early", {"norm": "bn"})}
+
+
+def claim_bn_lenet_early(quick, runs):
+    return two_arms(runs, "none", "bn", m.test_acc, +1, "test accuracy after the first epoch",
+                    "lenet-bn architecture (sigmoid, max pooling) on mnist5k, adam lr 0.001 constant, batch 64, one "
+                    "epoch (63 steps); arm = BN, baseline = norm none",
+                    also={"train loss over the first epoch": m.train_loss})
+
+
+def _lenet_setting(quick) -> str:
+    e = 1 if quick else 2
+    return (f"lenet-bn (sigmoid) on mnist5k, adam lr 0.001 with linear decay, equal steps: {e} epoch(s) at "
+            f"batch 2, {16 * e} at batch 32; GN with 2 groups (3 and 8 channels a group)")
+
+
+def arms_gn_batch(quick):
+    return {"bn@32": ("lenet-b32", {"norm": "bn"}), "bn@2": ("lenet-b2", {"norm": "bn"}),
+            "gn@32": ("lenet-b32", {"norm": GN}), "gn@2": ("lenet-b2", {"norm": GN})}
+
+
+def claim_gn_batch_size(quick, runs):
+    return interaction(runs, ("bn@32", "bn@2"), ("gn@32", "gn@2"), m.test_acc, +1, "final test accuracy",
+                       _lenet_setting(quick))
+
+
+def arms_gn_between(quick):
+    return {n: ("lenet-b32", {"norm": v}) for n, v in (("gn", GN), ("ln", "ln"), ("in", "in"))}
+
+
+def claim_gn_between(quick, runs):
+    parts = {"GN - IN": two_arms(runs, "in", "gn", m.test_acc, +1, "test accuracy IN -> GN", _lenet_setting(quick)),
+             "GN - LN": two_arms(runs, "ln", "gn", m.test_acc, +1, "test accuracy LN -> GN", _lenet_setting(quick))}
+    return several(parts, _lenet_setting(quick) + "; batch 32 cells; holds when GN beats both", "final test accuracy")
+
+
+def arms_gn_bn_large(quick):
+    return {"gn": ("lenet-b32", {"norm": GN}), "bn": ("lenet-b32", {"norm": "bn"})}
+
+
+def claim_gn_behind_bn(quick, runs):
+    return two_arms(runs, "gn", "bn", m.test_acc, +1, "final test accuracy at batch 32",
+                    _lenet_setting(quick) + "; the batch-32 cells (Wu & He's usual batch, where their GN trails "
+                    "BN); arm = BN, baseline = GN")
+
+
+def arms_contrast(quick):
+    return {"bn": ("lenet-b32", {"norm": "bn"}), "in": ("lenet-b32", {"norm": "in"})}
+
+
+def claim_in_contrast(quick, runs):
+    return two_arms(runs, "in", "bn", m.contrast_change, +1,
+                    "fraction of test predictions changed by per-image contrast/brightness",
+                    _lenet_setting(quick) + "; the batch-32 cells with BN and IN, in eval mode; every test image "
+                    "gets its own x -> a x + b on the standardized input (a log-uniform in [0.5, 2], b uniform in "
+                    "[-1, 1], one fixed draw); arm = BN, baseline = IN")
+
+
+def arms_depth(quick):
+    return {m_: ("resnets", {"model": m_}) for m_ in ("plain20", "plain56", "resnet20", "resnet56")}
+
+
+def _resnet_setting(quick) -> str:
+    return (f"CIFAR-style nets (16/32/64 channels) on digits, momentum 0.9 lr 0.05, cosine, batch 64, "
+            f"weight decay 1e-4, {3 if quick else 15} epochs")
+
+
+def claim_plain_vs_residual(quick, runs):
+    return interaction(runs, ("plain20", "plain56"), ("resnet20", "resnet56"), m.train_acc, +1,
+                       "final train accuracy", f"{_resnet_setting(quick)}; measure = training accuracy of the last "
+                       "epoch (running, in train mode)")
+
+
+def arms_preact(quick):
+    return {"resnet56": ("resnets", {"model": "resnet56"}), "preact": ("resnets", {"model": "preact-resnet56"})}
+
+
+def claim_preact(quick, runs):
+    return two_arms(runs, "resnet56", "preact", m.test_acc, +1, "final test accuracy",
+                    f"{_resnet_setting(quick)}; arm = preact-resnet56 (full pre-activation), baseline = resnet56 "
+                    "(the same runs as plain-vs-residual-depth's)", also={"final train loss": m.train_loss})
+
+
+def arms_lr(quick):
+    return {f"{n}@{lr}": ("lr", {"norm": n, "lr": lr}) for n in ("none", "bn") for lr in LR_GRID}
+
+
+def claim_bn_higher_lr(quick, runs):
+    e = experiment("lr", quick)["base"]["epochs"]
+    return claim_bn_lr(runs, f"mlp depth 4 width 128 relu on digits, momentum 0.9, constant lr, batch 64, {e} epochs")
