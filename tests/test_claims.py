@@ -363,7 +363,8 @@ def test_failed_runs_are_named_and_make_the_claim_inconclusive(fake, tmp_path):
     fake(lambda c: "boom" if (c["norm"], c["seed"]) == ("bn", 2) else {"final_test_acc": 0.1 if c["norm"] == "none" else 0.8})
     r = run(tmp_path, "bn-deep-mlp")["claims"][0]
     assert r["verdict"] == claims.INCONCLUSIVE
-    assert r["summary"].endswith("failed runs (NaN in the statistics): bn seed 2")
+    assert r["summary"].endswith("runs that failed: bn seed 2")
+    assert math.isnan(r["arm"][2])
 
 
 def test_cli_rejects_a_bad_shard(tmp_path, capsys):
@@ -393,17 +394,18 @@ def test_contrast_change_is_zero_for_in_and_not_for_bn(tmp_path):
     assert measures.contrast_change(tmp_path / "bn") > 0.05
 
 
-def test_eval_gap_uses_the_runs_own_training_split(tmp_path):
+def test_eval_scores_use_the_runs_own_training_split(tmp_path):
     from normlab import api
 
     res = tiny_run(tmp_path, "r", model="mlp", depth=1, width=32, val_split=0.9, dropout=0.5, epochs=2)
-    gap = measures.eval_gap(tmp_path / "r")
-    test_acc = api.evaluate_run(tmp_path / "r")["test_acc"]
-    assert test_acc == pytest.approx(res.summary["final_test_acc"])
-    train_acc = gap + test_acc
-    # 80 of synthetic's 800 training images remain after val_split 0.9: accuracy in 1/80 steps
-    assert round(train_acc * 80, 6) == pytest.approx(round(train_acc * 80))
-    assert 0.0 <= train_acc <= 1.0
+    s = measures.eval_scores(tmp_path / "r")
+    ref = api.evaluate_run(tmp_path / "r")  # the test split through `normlab eval`'s code
+    assert s["test_acc"] == pytest.approx(ref["test_acc"]) == pytest.approx(res.summary["final_test_acc"])
+    assert s["test_loss"] == pytest.approx(ref["test_loss"], rel=1e-5)
+    # 80 of synthetic's 800 training images remain after val_split 0.9: accuracy in steps of 1/80
+    assert s["train_acc"] * 80 == pytest.approx(round(s["train_acc"] * 80))
+    assert measures.eval_loss_gap(tmp_path / "r") == pytest.approx(s["test_loss"] - s["train_loss"])
+    assert measures.eval_acc_gap(tmp_path / "r") == pytest.approx(s["train_acc"] - s["test_acc"])
 
 
 def test_claims_with_jobs_trains_in_workers_and_resumes(tmp_path, capsys):
@@ -486,3 +488,45 @@ def test_markdown_table_escapes_pipes_in_cells():
          "seconds": 1.0, "effect": None, "ci": None}]}
     row = [line for line in claims.render_markdown(doc).splitlines() if line.startswith("| c ")]
     assert row == ["| c | **holds** | max \\|train-eval\\| 0 | 1.0 |"]
+
+
+def test_gap_claims_share_the_unregularized_runs_and_measure_in_eval_mode(fake, tmp_path, monkeypatch):
+    f = fake(lambda c: {"final_test_acc": 0.85})
+    loss = {"weight_decay=0.0,dropout=0.0": 0.8, "weight_decay=0.01,dropout=0.0": 0.45,
+            "weight_decay=0.0,dropout=0.5": 0.9}
+
+    def scores(run):  # the test loss by cell, +0.01 a seed; train loss 0 and train accuracy 1
+        cell, seed = run.name.rsplit("-s", 1)
+        return {"train_loss": 0.0, "train_acc": 1.0, "test_loss": loss[cell] + 0.01 * int(seed), "test_acc": 0.85}
+
+    monkeypatch.setattr(measures, "eval_scores", scores)
+    l2, drop = run(tmp_path, "l2-gap,dropout-gap")["claims"]
+    assert len(f.calls) == 3 * 3  # plain, l2 and dropout cells; plain trained once for both claims
+    assert {(c["weight_decay"], c["dropout"]) for c in f.calls} == {(0.0, 0.0), (0.01, 0.0), (0.0, 0.5)}
+    c = f.calls[0]
+    assert (c["dataset"], c["val_split"], c["model"], c["width"], c["epochs"]) == ("mnist5k", 0.9, "mlp", 512, 15)
+    assert l2["effect"] == pytest.approx(-0.35) and l2["verdict"] == claims.HOLDS
+    assert drop["effect"] == pytest.approx(0.1) and drop["verdict"] == claims.FAILS
+    assert l2["numbers"]["also"]["train - test accuracy gap"]["baseline_mean"] == pytest.approx(0.15)
+
+
+def test_ln_recurrent_counts_a_run_that_cannot_train_at_chance(fake, tmp_path):
+    acc = {("ln", 32): 0.90, ("ln", 1): 0.70, ("bn", 32): 0.92, ("none", 32): 0.85, ("none", 1): 0.60}
+
+    def table(c):
+        if (c["norm"], c["batch_size"]) == ("bn", 1):
+            return "ValueError: Expected more than 1 value per channel when training"
+        return {"final_test_acc": acc[c["norm"], c["batch_size"]]}
+
+    f = fake(table)
+    r = run(tmp_path, "ln-recurrent")["claims"][0]
+    assert {(c["norm"], c["batch_size"], c["epochs"]) for c in f.calls} == {
+        (n, b, b) for n in ("ln", "bn", "none") for b in (32, 1)}  # equal steps: 32 epochs at batch 32
+    assert all(c["model"] == "gru-rows" and c["val_split"] == 0.925 for c in f.calls)
+    preds = r["numbers"]["predictions"]
+    assert preds["LN - BN at batch 1"]["effect"] == pytest.approx(0.70 - 0.1)
+    # BN drops 0.92 - 0.1, LN 0.90 - 0.70
+    assert preds["BN's drop 32->1 minus LN's"]["effect"] == pytest.approx(0.82 - 0.20)
+    assert r["verdict"] == claims.HOLDS
+    assert r["numbers"]["cells"]["bn@1"] == [0.1] * 3
+    assert "runs that failed: bn@1 seed 0, bn@1 seed 1, bn@1 seed 2" in r["summary"]

@@ -39,6 +39,8 @@ CLAIMS: dict[str, Claim] = {
     "gn-behind-bn": Claim("at a large batch GN does not match BN", t.claim_gn_behind_bn, t.arms_gn_bn_large),
     "in-contrast": Claim("IN removes per-image contrast: its net's predictions do not change with an image's "
                          "contrast and brightness, a BN net's do", t.claim_in_contrast, t.arms_contrast),
+    "ln-recurrent": Claim("LN suits recurrent nets: it trains a GRU at any batch size, down to 1, where BN "
+                          "cannot", t.claim_ln_recurrent, t.arms_rnn),
     "plain-vs-residual-depth": Claim("deeper plain nets train worse than shallower ones; residual nets do not",
                                      t.claim_plain_vs_residual, t.arms_depth),
     "preact-vs-original": Claim("pre-activation residual blocks give a deep ResNet higher accuracy than the "

@@ -46,6 +46,14 @@ train_acc = metric("final_train_acc")
 train_loss = metric("final_train_loss")
 
 
+CHANCE = 0.1  # the ten classes of mnist5k and digits
+
+
+def test_acc_or_chance(run: Path) -> float:
+    """Final test accuracy; a run that failed (could not train at all) counts at chance."""
+    return CHANCE if failure(run) else test_acc(run)
+
+
 def seconds(run: Path) -> float:
     return float(summary(run).get("wall_seconds") or 0.0)
 
@@ -67,25 +75,41 @@ def weight_norm(run: Path) -> float:
 
 
 @torch.no_grad()
-def _accuracy(model, loader) -> float:
-    correct = seen = 0
+def _scores(model, loader) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of a model over a loader."""
+    loss = correct = seen = 0
     for xb, yb in loader:
-        correct += int((model(xb).argmax(1) == yb).sum())
+        out = model(xb)
+        loss += float(torch.nn.functional.cross_entropy(out.double(), yb, reduction="sum"))
+        correct += int((out.argmax(1) == yb).sum())
         seen += len(yb)
-    return correct / seen
+    return loss / seen, correct / seen
 
 
-def eval_gap(run: Path) -> float:
-    """Train accuracy minus test accuracy, both of the saved weights in eval mode: the train
-    images are the run's own training split (after its val_split), so dropout, which lowers
-    the running train accuracy the trainer logs, does not shrink the gap by itself."""
+def eval_scores(run: Path) -> dict:
+    """Loss and accuracy of the saved weights, in eval mode, on the run's own training split
+    (after its val_split) and on the test split. Dropout, which lowers the running train
+    accuracy the trainer logs, does not act here, so it cannot shrink a gap by itself."""
     from ... import api
     from ...data import pipeline
 
     r = api.load(run)
     data, pre = pipeline.load(r.config)
     pipe = pipeline.build(r.config.replace(augment=""), torch.device("cpu"), False, data=data, preprocess=pre)
-    return _accuracy(r.model, pipe.train) - _accuracy(r.model, pipe.test)
+    (tr_loss, tr_acc), (te_loss, te_acc) = _scores(r.model, pipe.train), _scores(r.model, pipe.test)
+    return {"train_loss": tr_loss, "train_acc": tr_acc, "test_loss": te_loss, "test_acc": te_acc}
+
+
+def eval_loss_gap(run: Path) -> float:
+    """Test loss minus train loss (cross-entropy, eval mode, see eval_scores)."""
+    s = eval_scores(run)
+    return s["test_loss"] - s["train_loss"]
+
+
+def eval_acc_gap(run: Path) -> float:
+    """Train accuracy minus test accuracy (eval mode, see eval_scores)."""
+    s = eval_scores(run)
+    return s["train_acc"] - s["test_acc"]
 
 
 def affine_views(x: torch.Tensor, seed: int = 0) -> torch.Tensor:

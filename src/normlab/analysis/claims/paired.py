@@ -19,7 +19,7 @@ def failed_note(runs, labels) -> str:
     bad = [(lab, i) for lab in labels for i, d in enumerate(runs.dirs(lab)) if failure(d)]
     if not bad:
         return ""
-    return "; failed runs (NaN in the statistics): " + ", ".join(f"{lab} seed {runs.seeds[i]}" for lab, i in bad)
+    return "; runs that failed: " + ", ".join(f"{lab} seed {runs.seeds[i]}" for lab, i in bad)
 
 
 def _interval_text(c: dict) -> str:

@@ -76,7 +76,8 @@ def train_cells(exps: dict, work: Path, jobs: int, shard: Optional[tuple], log: 
         cells = [c for e, c in mine if e == ename]
         todo += pending_jobs(exp, folder, cells, jobs > 1, outcome, prefix=f"{ename}/")
     where = f" (shard {shard[0]}/{shard[1]}: {len(mine)} of {len(units)} cells)" if shard else ""
-    log(f"normlab claims: {len(todo)} runs to train, {len(outcome.skipped)} already finished{where}")
+    if units:
+        log(f"normlab claims: {len(todo)} runs to train, {len(outcome.skipped)} already finished{where}")
     run_pending(todo, jobs, outcome, log)
     missing = 0
     for ename, (exp, cells) in exps.items():
