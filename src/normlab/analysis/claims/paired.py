@@ -80,15 +80,23 @@ def interaction(runs, arm: tuple, baseline: tuple, measure: Callable, direction:
 
 def several(parts: dict, setting: str, what: str) -> dict:
     """A claim made of several paired predictions (label -> a two_arms/interaction result): the
-    verdict is all_of theirs; effect and interval are the first prediction's."""
+    verdict is all_of theirs (set again by the runner once the family's statistics are known);
+    effect and interval shown in the table are the first prediction's."""
     first = next(iter(parts.values()))
-    verdict = all_of(p["verdict"] for p in parts.values())
-    return {"setting": setting + "; " + first["setting"].rsplit("; ", 1)[-1], "verdict": verdict,
+    return {"setting": setting + "; " + first["setting"].rsplit("; ", 1)[-1],
+            "verdict": all_of(p["verdict"] for p in parts.values()),
             "effect": first["effect"], "ci": first["ci"], "direction": first["direction"],
-            "baseline": first["baseline"], "arm": first["arm"],
-            "numbers": {"predictions": {k: {kk: p[kk] for kk in ("effect", "ci", "verdict", "numbers")}
-                                        for k, p in parts.items()}},
-            "summary": f"{what}: " + "; ".join(f"{k}: {p['summary']} ({p['verdict']})" for k, p in parts.items())}
+            "baseline": first["baseline"], "arm": first["arm"], "numbers": {"predictions": parts},
+            "summary": f"{what}: " + "; ".join(f"{k}: {p['summary']}" for k, p in parts.items())}
+
+
+def tests_of(result: dict) -> list[dict]:
+    """The comparisons a result's verdict rests on: its predictions, or itself when it is one
+    paired comparison; none for an exact claim."""
+    preds = (result.get("numbers") or {}).get("predictions")
+    if preds:
+        return list(preds.values())
+    return [result] if result.get("direction") in (1, -1) else []
 
 
 def finite_mean(xs) -> float:

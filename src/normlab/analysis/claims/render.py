@@ -53,6 +53,8 @@ def render_markdown(doc: dict) -> str:
     for r in doc["claims"]:
         lines += [f"## {r['name']}: {r['claim']}", "", f"- verdict: **{r['verdict']}**",
                   f"- setting: {r['setting']}", f"- measured: {r['summary']}"]
+        for k, p in ((r.get("numbers") or {}).get("predictions") or {}).items():
+            lines.append(f"- prediction {k}: **{p['verdict']}**, {effect_text(p)}")
         cells = (r.get("numbers") or {}).get("per_seed")
         if cells:
             lines.append("- per seed: " + ", ".join(f"{k} {[round(v, 4) for v in vs]}" for k, vs in cells.items()))

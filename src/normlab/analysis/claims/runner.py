@@ -19,7 +19,9 @@ from typing import Callable, Optional
 from ..sweep import (SweepOutcome, expand, is_finished, jobs_of, parse_experiment, pending_jobs,
                      prepare_sweep_dir, run_pending, shard_cells, write_results)
 from .catalog import CLAIMS, select
+from .paired import tests_of
 from .render import write_reports
+from .verdict import all_of, decide_family
 
 
 class Runs:
@@ -86,7 +88,18 @@ def train_cells(exps: dict, work: Path, jobs: int, shard: Optional[tuple], log: 
     return outcome, missing
 
 
-def measure(names: list[str], quick: bool, exps: dict, arms: dict, work: Path, log: Callable) -> list[dict]:
+def settle_verdicts(results: list[dict]) -> None:
+    """Every paired comparison of the run decided as one family; a claim of several predictions
+    then holds only when all of them do."""
+    tests = [t for r in results for t in tests_of(r)]
+    decide_family(tests)
+    for r in results:
+        preds = (r.get("numbers") or {}).get("predictions")
+        if preds:
+            r["verdict"] = all_of(p["verdict"] for p in preds.values())
+
+
+def measure(names: list[str], quick: bool, exps: dict, arms: dict, work: Path) -> list[dict]:
     from .measures import seconds
 
     results = []
@@ -105,7 +118,6 @@ def measure(names: list[str], quick: bool, exps: dict, arms: dict, work: Path, l
         r.update(name=name, claim=claim.text, seconds=time.perf_counter() - t0 + train_s,
                  train_seconds=train_s)
         results.append(r)
-        log(f"{name}: {r['verdict']} ({r['summary']})")
     return results
 
 
@@ -125,7 +137,10 @@ def run_claims(out, quick: bool = False, only: Optional[str] = None, jobs: int =
         log(f"normlab claims: {missing} runs of the selected claims are not finished yet (other shards?); "
             f"run the same command without --shard once they are, to write the report")
         return {"missing": missing, "failed": outcome.failed}
-    results = measure(names, quick, exps, arms, work, log)
+    results = measure(names, quick, exps, arms, work)
+    settle_verdicts(results)
+    for r in results:
+        log(f"{r['name']}: {r['verdict']} ({r['summary']})")
     doc = {"quick": quick, "claims": results, "total_seconds": time.perf_counter() - t_all,
            "trained_now": len(outcome.ran), "resumed": len(outcome.skipped)}
     write_reports(out, doc)

@@ -46,6 +46,13 @@ def compare_arms(baseline: list, arm: list, direction: int) -> dict:
             "effect": d, "ci": [lo, hi], "direction": direction, "verdict": verdict_from_ci(lo, hi, direction)}
 
 
+def decide_family(tests: list) -> None:
+    """Set the verdict of every comparison (dicts from compare_arms) of one claims run, as one
+    family. With per-comparison intervals each verdict stands alone: nothing to adjust."""
+    for t in tests:
+        t["verdict"] = verdict_from_ci(*t["ci"], t["direction"])
+
+
 def all_of(verdicts) -> str:
     """A claim made of several predictions: it holds when every one holds, does not hold when
     any one is contradicted, and is inconclusive otherwise."""
