@@ -37,7 +37,7 @@ def inception_mult_adds(cin, c1, c3r, c3, c5r, c5, pool_proj, hw) -> dict:
     """Mult-adds of one image through the Inception module with and without 1x1 reductions,
     counted by analysis.summary's hooks on the real modules."""
     from ...nn.blocks import Inception
-    from ..summary import summarize
+    from ..layer_table import summarize
 
     with_red = Inception(cin, c1, c3r, c3, c5r, c5, pool_proj, kernel5=5, norm="none", act="relu")
     naive = NaiveInception(cin, c1, c3, c5, pool_proj, kernel5=5)
@@ -129,7 +129,7 @@ def claim_gn_interpolates(quick: bool) -> dict:
 
 def _grad_ratio(act: str, seed: int, depth: int) -> float:
     """log10 of first-layer / last-hidden-layer weight-gradient norm of a fresh deep MLP."""
-    from ..stats import model_stats
+    from ..activations import model_stats
 
     rep = model_stats("mlp", act=act, norm="none", depth=depth, width=64, data="digits", batch=128, seed=seed)
     g = [l.grad_norm for l in rep.layers]

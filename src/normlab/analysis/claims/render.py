@@ -53,8 +53,10 @@ def render_markdown(doc: dict) -> str:
     for r in doc["claims"]:
         lines += [f"## {r['name']}: {r['claim']}", "", f"- verdict: **{r['verdict']}**",
                   f"- setting: {r['setting']}", f"- measured: {r['summary']}"]
+        if r.get("p_holm") is not None:
+            lines.append(f"- statistics: {stats_text(r)}")
         for k, p in ((r.get("numbers") or {}).get("predictions") or {}).items():
-            lines.append(f"- prediction {k}: **{p['verdict']}**, {effect_text(p)}")
+            lines.append(f"- prediction {k}: **{p['verdict']}**, {effect_text(p)}; {stats_text(p)}")
         cells = (r.get("numbers") or {}).get("per_seed")
         if cells:
             lines.append("- per seed: " + ", ".join(f"{k} {[round(v, 4) for v in vs]}" for k, vs in cells.items()))
@@ -76,6 +78,16 @@ def effect_text(r: dict) -> str:
     if r.get("ci") is None:
         return f"{e:+,}" if isinstance(e, int) else f"{e:+.4g}"
     return f"{e:+.4f} [{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}]"
+
+
+def stats_text(t: dict) -> str:
+    """n, p, Holm-adjusted p over the family, the share of seeds the arm won, and for an
+    inconclusive comparison the seeds a test would need."""
+    text = (f"n = {t['n']} seeds, p = {t['p']:.2g}, Holm-adjusted p = {t['p_holm']:.2g} over {t['family']} "
+            f"comparisons, arm better in {t['prob_better']:.0%} of the seeds")
+    if t.get("seeds_needed"):
+        text += f"; about {t['seeds_needed']} seeds would detect the observed difference (power 0.8)"
+    return text
 
 
 def render_html(doc: dict, figures: dict = None) -> str:

@@ -1,33 +1,37 @@
-"""From paired samples to a verdict: the one place the claims call the statistics.
+"""From paired samples to a verdict: the claims' one door into analysis/paired.py.
 
-  holds              the interval excludes 0 on the side the claim predicts (or, for an exact
-                     claim, the counted/compared numbers say so)
-  does not hold here the interval excludes 0 on the other side (or the exact check fails)
-  inconclusive       the interval contains 0
+Each comparison of a claims run (arm - baseline, paired by seed, with the side the claim
+predicts) gets a paired t interval and p; then all of them, over every claim of the run, are one
+Holm-Bonferroni family (decide_family), and
+
+  holds              p_holm < 0.05 and the mean difference lies on the predicted side
+  does not hold here p_holm < 0.05 and it lies on the other side
+  inconclusive       p_holm >= 0.05 (the report gives the seeds a test would need), or a run
+                     failed and left a NaN in the sample
+  too few seeds      fewer than 3 paired seeds
+
+Exact claims (a count, a computed identity) carry their own verdict and are not in the family.
 """
 
 from __future__ import annotations
 
 import math
 
-HOLDS = "holds"
-FAILS = "does not hold here"
-INCONCLUSIVE = "inconclusive"
-VERDICTS = (HOLDS, FAILS, INCONCLUSIVE)
+from .. import paired
 
-METHOD = "95% paired bootstrap interval (10,000 resamples of the seeds)"
+HOLDS = paired.HOLDS
+FAILS = paired.FAILS
+INCONCLUSIVE = paired.INCONCLUSIVE
+TOO_FEW = paired.TOO_FEW
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, TOO_FEW)
 
-
-def paired_interval(baseline, arm) -> tuple[float, float, float]:
-    """Mean paired difference arm - baseline and its 95% interval: every claim's statistics go
-    through here, so changing the method is a change of this function alone."""
-    from ..report import paired_bootstrap_ci
-
-    return paired_bootstrap_ci(baseline, arm)
+METHOD = (f"{paired.LEVEL:.0%} paired t interval over the seeds; verdicts from two-sided paired t-tests, "
+          "Holm-Bonferroni adjusted over every comparison of the run")
 
 
 def verdict_from_ci(lo: float, hi: float, direction: int) -> str:
-    """direction +1: the claim predicts effect > 0; -1: effect < 0."""
+    """The verdict a single interval gives (no family adjustment): direction +1 predicts effect
+    > 0, -1 effect < 0; an interval touching or containing 0 is inconclusive."""
     if direction not in (1, -1):
         raise ValueError(f"direction must be +1 or -1, got {direction}")
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -40,17 +44,29 @@ def verdict_from_ci(lo: float, hi: float, direction: int) -> str:
 
 
 def compare_arms(baseline: list, arm: list, direction: int) -> dict:
-    """Paired effect arm - baseline with its interval and the verdict."""
-    d, lo, hi = paired_interval(baseline, arm)
-    return {"baseline": list(map(float, baseline)), "arm": list(map(float, arm)),
-            "effect": d, "ci": [lo, hi], "direction": direction, "verdict": verdict_from_ci(lo, hi, direction)}
+    """Paired effect arm - baseline with its t interval and p; the verdict here is the single
+    comparison's, which decide_family replaces by the family's."""
+    c = paired.compare(baseline, arm, better=direction)
+    return {"baseline": list(map(float, baseline)), "arm": list(map(float, arm)), "n": c.n,
+            "effect": c.mean, "ci": [c.low, c.high], "sd": c.sd, "p": c.p, "prob_better": c.prob_better,
+            "direction": direction, "verdict": _alone(c, direction)}
+
+
+def _alone(c: paired.Comparison, direction: int) -> str:
+    return paired.decide([c], [direction])[0].verdict if c.n >= paired.MIN_N and math.isfinite(c.p) \
+        else (TOO_FEW if c.n < paired.MIN_N else INCONCLUSIVE)
 
 
 def decide_family(tests: list) -> None:
-    """Set the verdict of every comparison (dicts from compare_arms) of one claims run, as one
-    family. With per-comparison intervals each verdict stands alone: nothing to adjust."""
-    for t in tests:
-        t["verdict"] = verdict_from_ci(*t["ci"], t["direction"])
+    """Holm over every comparison of one claims run (dicts from compare_arms), then each one's
+    verdict, p_holm, the family size and, when inconclusive, the seeds a test would need."""
+    comps = [paired.Comparison(t["n"], t["effect"], t["sd"], t["ci"][0], t["ci"][1], t["p"], t["prob_better"])
+             for t in tests]
+    for t, c in zip(tests, paired.decide(comps, [t["direction"] for t in tests])):
+        verdict = c.verdict
+        if verdict == TOO_FEW and c.n >= paired.MIN_N:  # a NaN from a failed run, not a lack of seeds
+            verdict = INCONCLUSIVE
+        t.update(verdict=verdict, p_holm=c.p_holm, family=c.family, seeds_needed=c.seeds_needed)
 
 
 def all_of(verdicts) -> str:
