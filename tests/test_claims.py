@@ -168,7 +168,7 @@ def assert_paired(calls, key, levels, seeds):
         assert sorted(c["seed"] for c in cs) == list(range(seeds)), level
     first = strip(calls[0], key)
     assert all(strip(c, key) == first for c in calls)
-    assert all(c["progress"] is False for c in calls)
+    assert all(c["threads"] == 1 and c["progress"] is False for c in calls)
     assert len({c["out"] for c in calls}) == len(calls)  # a fresh run folder each
 
 

@@ -76,7 +76,9 @@ def train_cells(exps: dict, work: Path, jobs: int, shard: Optional[tuple], log: 
     for ename, (exp, _) in exps.items():
         folder = prepare_sweep_dir(exp, work / ename)
         cells = [c for e, c in mine if e == ename]
-        todo += pending_jobs(exp, folder, cells, jobs > 1, outcome, prefix=f"{ename}/")
+        # One thread a run, always: the seconds stay comparable whatever --jobs is, and on a loaded
+        # machine a run does not lose its time to threads waiting for each other.
+        todo += pending_jobs(exp, folder, cells, True, outcome, prefix=f"{ename}/")
     where = f" (shard {shard[0]}/{shard[1]}: {len(mine)} of {len(units)} cells)" if shard else ""
     if units:
         log(f"normlab claims: {len(todo)} runs to train, {len(outcome.skipped)} already finished{where}")
