@@ -62,15 +62,14 @@ def exp_lenet_early(quick):
 
 
 # The tutorial's LeNet (sigmoid, max pooling) at batch 32 and 2 with equal optimizer steps: batch
-# 32 runs 16x the epochs of batch 2 (4,000 images: 125 steps an epoch against 2,000). GN gets
+# 32 runs 16 epochs, batch 2 one (4,000 images: 125 steps an epoch against 2,000). GN gets
 # 2 groups: lenet-bn's 6 and 16 channels in 3 and 8 per group, neither LN (1) nor IN (C).
 GN = "gn:2"
 
 
 def _lenet(quick, batch):
-    e = 1 if quick else 2
     return {"dataset": "mnist5k", "model": "lenet-bn", "optimizer": "adam", "lr": 1e-3, "batch_size": batch,
-            "epochs": e * (16 if batch == 32 else 1)}
+            "epochs": 16 if batch == 32 else 1}
 
 
 def exp_lenet_b32(quick):
@@ -189,9 +188,8 @@ def claim_bn_lenet_early(quick, runs):
 
 
 def _lenet_setting(quick) -> str:
-    e = 1 if quick else 2
-    return (f"lenet-bn (sigmoid) on mnist5k, adam lr 0.001 with linear decay, equal steps: {e} epoch(s) at "
-            f"batch 2, {16 * e} at batch 32; GN with 2 groups (3 and 8 channels a group)")
+    return ("lenet-bn (sigmoid) on mnist5k, adam lr 0.001 with linear decay, equal steps (2,000): one epoch at "
+            "batch 2, 16 at batch 32; GN with 2 groups (3 and 8 channels a group)")
 
 
 def arms_gn_batch(quick):
@@ -272,13 +270,12 @@ def claim_bn_higher_lr(quick, runs):
 
 # "LN suits recurrent nets" (seed 004): a GRU reads each image row by row (28 steps of 28 pixels)
 # with LN, BN or no norm in its cells, at batch 32 down to 1, equal optimizer steps: one epoch
-# at batch 1, 4 at batch 4, 32 at batch 32, over 600 training images (val_split 0.85; --quick:
-# 300, val_split 0.925).
+# at batch 1, 4 at batch 4, 32 at batch 32, over 300 training images (val_split 0.925).
 RNN_BATCHES = {True: (32, 1), False: (32, 4, 1)}
 
 
 def rnn_images(quick) -> int:
-    return 300 if quick else 600
+    return 300
 
 
 def exp_rnn_batch(batch):
