@@ -199,7 +199,8 @@ def test_gn_batch_size_pairs_four_cells_and_takes_the_difference_of_drops(fake, 
                for c in f.calls)
     assert f.calls[0]["dataset"] == "mnist5k" and f.calls[0]["model"] == "lenet-bn"
     assert f.calls[0]["optimizer"] == "adam" and f.calls[0]["lr"] == 1e-3
-    # equal optimizer steps: 4,000 images / 2 x epochs = 4,000 / 32 x (16 x epochs)
+    # equal optimizer steps: 500 images / 2 x epochs = 500 / 32 x (16 x epochs), rounded up
+    assert {c["val_split"] for c in f.calls} == {0.875}
     assert {(c["batch_size"], c["epochs"]) for c in f.calls} == {(2, epochs), (32, 16 * epochs)}
     per_seed = [0.29 + 0.01 * s for s in range(seeds)]
     assert r["arm"] == pytest.approx([0.30 + 0.01 * s for s in range(seeds)])  # BN's drop
@@ -522,7 +523,7 @@ def test_ln_recurrent_counts_a_run_that_cannot_train_at_chance(fake, tmp_path):
     r = run(tmp_path, "ln-recurrent")["claims"][0]
     assert {(c["norm"], c["batch_size"], c["epochs"]) for c in f.calls} == {
         (n, b, b) for n in ("ln", "bn", "none") for b in (32, 1)}  # equal steps: 32 epochs at batch 32
-    assert all(c["model"] == "gru-rows" and c["val_split"] == 0.925 for c in f.calls)
+    assert all(c["model"] == "gru-rows" and (c["dataset"], c["val_split"]) == ("digits", 0.8) for c in f.calls)
     preds = r["numbers"]["predictions"]
     assert preds["LN - BN at batch 1"]["effect"] == pytest.approx(0.70 - 0.1)
     # BN drops 0.92 - 0.1, LN 0.90 - 0.70

@@ -37,9 +37,11 @@ def inception_mult_adds(cin, c1, c3r, c3, c5r, c5, pool_proj, hw) -> dict:
     """Mult-adds of one image through the Inception module with and without 1x1 reductions,
     counted by analysis.summary's hooks on the real modules."""
     from ...nn.blocks import Inception
+    from ...nn.factory import get_norm_layer
     from ..layer_table import summarize
 
-    with_red = Inception(cin, c1, c3r, c3, c5r, c5, pool_proj, kernel5=5, norm="none", act="relu")
+    with_red = Inception(cin, c1, c3r, c3, c5r, c5, pool_proj, kernel5=5, norm_layer=get_norm_layer("none"),
+                         act_layer=tnn.ReLU)
     naive = NaiveInception(cin, c1, c3, c5, pool_proj, kernel5=5)
     a = summarize(with_red.eval(), (cin, hw, hw)).mult_adds
     b = summarize(naive.eval(), (cin, hw, hw)).mult_adds

@@ -61,15 +61,15 @@ def exp_lenet_early(quick):
     return {"base": dict(LENET_EARLY), "factors": {"norm": ["none", "bn"]}}
 
 
-# The tutorial's LeNet (sigmoid, max pooling) at batch 32 and 2 with equal optimizer steps: batch
-# 32 runs 16 epochs, batch 2 one (4,000 images: 125 steps an epoch against 2,000). GN gets
+# The tutorial's LeNet (sigmoid, max pooling) at batch 32 and 2 with equal optimizer steps on 500
+# training images (val_split 0.875): batch 32 runs 16 epochs of 16 steps, batch 2 one of 250. GN gets
 # 2 groups: lenet-bn's 6 and 16 channels in 3 and 8 per group, neither LN (1) nor IN (C).
 GN = "gn:2"
 
 
 def _lenet(quick, batch):
-    return {"dataset": "mnist5k", "model": "lenet-bn", "optimizer": "adam", "lr": 1e-3, "batch_size": batch,
-            "epochs": 16 if batch == 32 else 1}
+    return {"dataset": "mnist5k", "val_split": 0.875, "model": "lenet-bn", "optimizer": "adam", "lr": 1e-3,
+            "batch_size": batch, "epochs": 16 if batch == 32 else 1}
 
 
 def exp_lenet_b32(quick):
@@ -85,7 +85,7 @@ RESNET_DIGITS = {"dataset": "digits", "optimizer": "momentum", "lr": 0.05, "batc
 
 
 def exp_resnets(quick):
-    return {"base": {**RESNET_DIGITS, "epochs": 3 if quick else 15},
+    return {"base": {**RESNET_DIGITS, "epochs": 3 if quick else 6},
             "factors": {"model": ["resnet56", "preact-resnet56", "plain20", "plain56", "resnet20"]}}
 
 
@@ -188,8 +188,9 @@ def claim_bn_lenet_early(quick, runs):
 
 
 def _lenet_setting(quick) -> str:
-    return ("lenet-bn (sigmoid) on mnist5k, adam lr 0.001 with linear decay, equal steps (2,000): one epoch at "
-            "batch 2, 16 at batch 32; GN with 2 groups (3 and 8 channels a group)")
+    return ("lenet-bn (sigmoid) on 500 mnist5k training images (val_split 0.875), adam lr 0.001 with linear "
+            "decay, equal steps: one epoch of 250 at batch 2, 16 of 16 at batch 32; GN with 2 groups (3 and 8 channels "
+            "a group)")
 
 
 def arms_gn_batch(quick):
@@ -240,7 +241,7 @@ def arms_depth(quick):
 
 def _resnet_setting(quick) -> str:
     return (f"CIFAR-style nets (16/32/64 channels) on digits, momentum 0.9 lr 0.05, cosine, batch 64, "
-            f"weight decay 1e-4, {3 if quick else 15} epochs")
+            f"weight decay 1e-4, {3 if quick else 6} epochs")
 
 
 def claim_plain_vs_residual(quick, runs):
@@ -268,19 +269,15 @@ def claim_bn_higher_lr(quick, runs):
     return claim_bn_lr(runs, f"mlp depth 4 width 128 relu on digits, momentum 0.9, constant lr, batch 64, {e} epochs")
 
 
-# "LN suits recurrent nets" (seed 004): a GRU reads each image row by row (28 steps of 28 pixels)
+# "LN suits recurrent nets" (seed 004): a GRU reads each 8x8 digit row by row (8 steps of 8 pixels)
 # with LN, BN or no norm in its cells, at batch 32 down to 1, equal optimizer steps: one epoch
-# at batch 1, 4 at batch 4, 32 at batch 32, over 300 training images (val_split 0.925).
+# at batch 1, 4 at batch 4, 32 at batch 32, over 288 training images (val_split 0.8).
 RNN_BATCHES = {True: (32, 1), False: (32, 4, 1)}
-
-
-def rnn_images(quick) -> int:
-    return 300
 
 
 def exp_rnn_batch(batch):
     def build(quick):
-        return {"base": {"dataset": "mnist5k", "val_split": 1 - rnn_images(quick) / 4000, "model": "gru-rows",
+        return {"base": {"dataset": "digits", "val_split": 0.8, "model": "gru-rows",
                          "width": 64, "optimizer": "adam", "lr": 1e-3, "batch_size": batch, "epochs": batch},
                 "factors": {"norm": ["ln", "bn", "none"]}}
     return build
@@ -295,10 +292,10 @@ def arms_rnn(quick):
 
 
 def claim_ln_recurrent(quick, runs):
-    n, batches = rnn_images(quick), RNN_BATCHES[quick]
-    setting = (f"gru-rows (a GRU of width 64 reading the 28 rows of each image, norms inside its cells as in Ba et "
-               f"al. 2016) on {n:,} mnist5k training images (val_split {1 - n / 4000}), adam lr 0.001, batch sizes "
-               f"{list(batches)} with equal optimizer steps ({n:,}: one epoch at batch 1, 32 at batch 32); "
+    batches = RNN_BATCHES[quick]
+    setting = (f"gru-rows (a GRU of width 64 reading the 8 rows of each 8x8 digit, norms inside its cells as in Ba "
+               f"et al. 2016) on 288 digits training images (val_split 0.8), adam lr 0.001, batch sizes "
+               f"{list(batches)} with equal optimizer steps (288: one epoch at batch 1, 32 at batch 32); "
                f"measure = final test accuracy, a run that cannot train at all counting at chance (0.1)")
     parts = {"LN - BN at batch 1": two_arms(runs, "bn@1", "ln@1", m.test_acc_or_chance, +1,
                                             "test accuracy BN -> LN at batch 1", setting),
