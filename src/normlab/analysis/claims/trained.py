@@ -85,7 +85,7 @@ RESNET_DIGITS = {"dataset": "digits", "optimizer": "momentum", "lr": 0.05, "batc
 
 
 def exp_resnets(quick):
-    return {"base": {**RESNET_DIGITS, "epochs": 3 if quick else 6},
+    return {"base": {**RESNET_DIGITS, "epochs": 3},
             "factors": {"model": ["resnet56", "preact-resnet56", "plain20", "plain56", "resnet20"]}}
 
 
@@ -241,7 +241,7 @@ def arms_depth(quick):
 
 def _resnet_setting(quick) -> str:
     return (f"CIFAR-style nets (16/32/64 channels) on digits, momentum 0.9 lr 0.05, cosine, batch 64, "
-            f"weight decay 1e-4, {3 if quick else 6} epochs")
+            "weight decay 1e-4, 3 epochs")
 
 
 def claim_plain_vs_residual(quick, runs):
