@@ -361,7 +361,7 @@ def run_claims_cmd(args) -> int:
 
     doc = claims.run_claims(args.out, quick=args.quick, only=args.only, jobs=args.jobs, shard=parse_shard(args.shard))
     if "missing" in doc:
-        return 1 if doc["failed"] else 0
+        return 0  # failed runs are results here (a diverged lr, BN at batch 1), named in the report
     print(f"{len(doc['claims'])} claims in {doc['total_seconds']:.0f} s ({doc['trained_now']} runs trained now, "
           f"{doc['resumed']} already finished) -> {args.out}/claims.md, claims.html and claims.json")
     return 0
