@@ -47,7 +47,7 @@ def table(runs) -> dict:
 
 
 def figure(cells: dict) -> bytes:
-    from ...train.plots import new_figure
+    from ...plots import new_figure
 
     fig, ax = new_figure(1, 1, (6, 3.8))
     for arm, marker in zip(ARMS, "os"):

@@ -60,7 +60,7 @@ def seconds(run: Path) -> float:
 
 def _matrices(run: Path) -> list[torch.Tensor]:
     """The 2-D weights of a run (the Linear layers' weight matrices)."""
-    from ...train.rundir import RunDir
+    from ...rundir import RunDir
 
     return [w for w in RunDir(run).load_weights().values() if w.ndim == 2]
 

@@ -7,7 +7,7 @@ import base64
 import json
 from pathlib import Path
 
-from ...train.io import atomic_write_bytes, atomic_write_text
+from ...fileio import atomic_write_bytes, atomic_write_text
 from .verdict import FAILS, HOLDS, INCONCLUSIVE, METHOD
 
 
