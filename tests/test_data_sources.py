@@ -46,18 +46,23 @@ def test_mnist_family_reads_idx_gz(tmp_path, name, folder):
     assert ds.num_classes == 10
 
 
-def test_missing_mnist_names_files_and_md5(tmp_path):
+def test_missing_mnist_names_files_and_md5(tmp_path, monkeypatch):
+    monkeypatch.setenv("NORMLAB_OFFLINE", "1")
     with pytest.raises(DataError) as e:
         sources.load_dataset("fashion-mnist", data_dir=str(tmp_path))
     msg = str(e.value)
-    assert msg.startswith(f"dataset 'fashion-mnist' is not present under '{tmp_path}' and normlab does not download")
-    assert f"{tmp_path}/FashionMNIST/raw/train-images-idx3-ubyte.gz  (md5 8d4fb7e6c68d591d4c3dfef9ec88bf0d)" in msg
-    assert "t10k-labels-idx1-ubyte.gz  (md5 bb300cfdad3c16e7a12a480ee83cd310)" in msg
+    assert msg.startswith(f"dataset 'fashion-mnist' is not present under '{tmp_path}' and normlab is offline")
+    assert f"{tmp_path}/FashionMNIST/raw/train-images-idx3-ubyte.gz  (md5 8d4fb7e6c68d591d4c3dfef9ec88bf0d, " in msg
+    assert "t10k-labels-idx1-ubyte.gz  (md5 bb300cfdad3c16e7a12a480ee83cd310, " in msg
 
 
-def test_no_data_dir_is_a_clear_error():
-    with pytest.raises(DataError, match=r"^dataset 'cifar10' lives on disk: pass --data-dir ROOT"):
+def test_no_data_dir_uses_the_data_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("NORMLAB_OFFLINE", "1")
+    monkeypatch.setenv("NORMLAB_DATA", str(tmp_path / "root"))
+    with pytest.raises(DataError, match=rf"^dataset 'cifar10' is not present under '{tmp_path}/root' and normlab is offline"):
         sources.load_dataset("cifar10")
+    make_mnist_like(tmp_path / "root", "KMNIST")
+    assert sources.load_dataset("kmnist").train_x.shape == (30, 1, 28, 28)
 
 
 def test_corrupt_gz_is_a_data_error(tmp_path):
@@ -105,12 +110,13 @@ def test_cifar100_pickles_use_fine_labels(tmp_path):
     assert ds.train_y.tolist() == [5, 99, 0] and ds.num_classes == 100
 
 
-def test_missing_cifar_lists_archive_and_md5(tmp_path):
+def test_missing_cifar_lists_archive_and_md5(tmp_path, monkeypatch):
+    monkeypatch.setenv("NORMLAB_OFFLINE", "1")
     with pytest.raises(DataError) as e:
         sources.load_dataset("cifar10", data_dir=str(tmp_path))
     msg = str(e.value)
-    assert f"{tmp_path}/cifar-10-batches-py/data_batch_1  (md5 c99cafc152244af753f735de768cd75f)" in msg
-    assert msg.endswith(f"or place the archive {tmp_path}/cifar-10-python.tar.gz (md5 c58f30108f718f92721af3b95e74349a)")
+    assert f"{tmp_path}/cifar-10-python.tar.gz  (md5 c58f30108f718f92721af3b95e74349a, " in msg
+    assert msg.endswith(f"(or the unpacked folder {tmp_path}/cifar-10-batches-py/)")
 
 
 def test_svhn_mat_files(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import MISSING, fields
 from typing import Callable, Optional
@@ -201,28 +202,22 @@ def _(p):
 
 
 # ---------------------------------------------------------------- datasets
-@command("datasets", "list the datasets with sizes, classes and whether they are present locally")
+@command("datasets", "list the datasets (size, present or not, where), show one's files, or download them")
 def run_datasets(args) -> int:
-    from .data.sources import list_datasets
+    from .data import catalog
 
-    rows = [{"name": s.name, "train": s.sizes[0], "test": s.sizes[1], "classes": s.num_classes,
-             "shape": list(s.shape), "present": s.is_present(args.data_dir), "description": s.description}
-            for s in list_datasets()]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    print(f"{'name':<14} {'train':>7} {'test':>7} {'classes':>7}  {'shape':<9} {'present':<8} description")
-    for r in rows:
-        sizes = ("-", "-", "-") if r["name"] == "imagefolder" else (f"{r['train']:,}", f"{r['test']:,}", r["classes"])
-        shape = "any" if r["name"] == "imagefolder" else "x".join(map(str, r["shape"]))
-        print(f"{r['name']:<14} {sizes[0]:>7} {sizes[1]:>7} {sizes[2]:>7}  {shape:<9} "
-              f"{'yes' if r['present'] else 'no':<8} {r['description']}")
-    return 0
+    return catalog.run(args.names, fetch=args.download, data_dir=args.data_dir, mirror=args.data_mirror,
+                       as_json=args.json)
 
 
 @run_datasets.arguments
 def _(p):
-    p.add_argument("--data-dir", default=None, help="root folder to look for the on-disk datasets in")
+    p.add_argument("names", nargs="*", metavar="NAME", help="datasets to show file by file (or to download)")
+    p.add_argument("--download", action="store_true", help="download the NAMEd datasets that are missing, "
+                   "checking each file's MD5")
+    p.add_argument("--data-dir", default=None, help="data root (default: $NORMLAB_DATA, else the user cache folder)")
+    p.add_argument("--data-mirror", default=None, metavar="URL", help="mirror base URL(s) tried before the "
+                   "publishers' (also $NORMLAB_DATA_MIRROR)")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
 
 
@@ -436,6 +431,10 @@ def _(p):
 
 
 # ---------------------------------------------------------------- main
+# The verbs that may load a dataset, and so may download one.
+DATA_COMMANDS = ("train", "eval", "compare", "claims", "datasets", "lr-find", "stats")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ._version import __version__
 
@@ -447,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (help_text, add, run) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         add(p)
+        if name in DATA_COMMANDS:
+            p.add_argument("--offline", action="store_true",
+                           help="never download a missing dataset; list the files to place (also NORMLAB_OFFLINE=1)")
         p.set_defaults(func=run)
     return parser
 
@@ -457,6 +459,8 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if getattr(args, "offline", False):
+        os.environ["NORMLAB_OFFLINE"] = "1"  # an environment variable reaches a sweep's worker processes too
     try:
         return args.func(args)
     except NormlabError as exc:

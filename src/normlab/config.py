@@ -93,7 +93,10 @@ class TrainConfig:
                                 check=optional(_check_recipe))
     # --- what to train on
     dataset: str = opt("mnist5k", "dataset name (see `normlab datasets`)")
-    data_dir: Optional[str] = opt(None, "root folder for datasets that live on disk")
+    data_dir: Optional[str] = opt(None, "data root: where datasets are kept and downloaded to (default: "
+                                  "$NORMLAB_DATA, else the user cache folder; see docs/data.md)")
+    data_mirror: Optional[str] = opt(None, "base URL(s) of a dataset mirror, tried before the publishers' "
+                                     "(also $NORMLAB_DATA_MIRROR; see docs/data.md)")
     val_split: float = opt(0.0, "fraction of the training split held out (stratified, seeded) for "
                            "validation; 0 for none", check=probability)
     augment: str = opt("", "batched on-device augmentation, e.g. crop:4,flip (ops: crop:P, translate:T, "

@@ -58,7 +58,7 @@ def _load_data(cfg) -> Dataset:
     kw = {}
     if cfg.dataset == "imagefolder":
         kw = {"resize": size, "strict": getattr(cfg, "strict", False), "stream": getattr(cfg, "stream", "auto")}
-    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, **kw)
+    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, mirror=getattr(cfg, "data_mirror", None), **kw)
     if getattr(cfg, "classes", None):
         keep_classes(data, cfg.classes)
     if "stream" in data.info:

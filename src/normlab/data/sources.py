@@ -18,6 +18,7 @@ import torch
 
 from ..errors import DataError, unknown_name
 from .split import stratified_split
+from .download import data_root as download_root
 
 # The offline sets are split once, with this seed, whatever the run's own seed is, so every run
 # and every tool (eval, compare, claims) sees the same test set.
@@ -55,11 +56,12 @@ class Source:
     offline: bool = True
     # data_dir -> whether the files are there (None: nothing to place, always present)
     present: Optional[Callable[[Optional[str]], bool]] = None
+    files: Optional[object] = None  # vision.VisionSet of a set that is downloaded, else None
 
     def is_present(self, data_dir: Optional[str]) -> bool:
         if self.present is None:
             return True
-        return bool(data_dir) and Path(data_dir).expanduser().is_dir() and self.present(data_dir)
+        return bool(self.present(data_dir))
 
 
 SOURCES: dict[str, Source] = {}
@@ -151,45 +153,29 @@ def _dataset_from_splits(name, splits, classes, info) -> Dataset:
     return Dataset(name, trx, try_, tex, tey, [str(c) for c in classes], info)
 
 
-def _tv_class(name):
-    # torchvision is imported on first use: it costs about a second at start-up, which every run
-    # on the offline sets (mnist5k, digits) would otherwise pay.
-    from torchvision import datasets as tvd
-
-    return getattr(tvd, name)
-
-
 def _register_vision():
     from . import vision
 
-    for name, cls, desc in (("mnist", "MNIST", "MNIST handwritten digits"),
-                            ("fashion-mnist", "FashionMNIST", "Fashion-MNIST clothing images"),
-                            ("kmnist", "KMNIST", "Kuzushiji-MNIST cursive Japanese characters")):
-        def load(data_dir=None, _cls=cls, _name=name, **_):
-            splits, classes = vision._load_mnist_like(_tv_class(_cls), _name, data_dir)
-            return _dataset_from_splits(_name, splits, classes, {"origin": f"torchvision.datasets.{_cls}"})
+    describe = {"mnist": "MNIST handwritten digits, 28x28 grayscale",
+                "fashion-mnist": "Fashion-MNIST clothing images, 28x28 grayscale",
+                "kmnist": "Kuzushiji-MNIST cursive Japanese characters, 28x28 grayscale",
+                "cifar10": "CIFAR-10, 32x32 colour, 10 classes",
+                "cifar100": "CIFAR-100, 32x32 colour, 100 classes",
+                "svhn": "Street View House Numbers, 32x32 colour digits"}
+    shapes = {"mnist": ((1, 28, 28), 10, (60000, 10000)), "cifar": ((3, 32, 32), 10, (50000, 10000)),
+              "svhn": ((3, 32, 32), 10, (73257, 26032))}
+    for name, vs in vision.SETS.items():
+        def load(data_dir=None, mirror=None, log=None, _name=name, **_):
+            splits, classes = vision.load(_name, data_dir, mirror=mirror, log=log)
+            return _dataset_from_splits(_name, splits, classes,
+                                        {"origin": f"torchvision.datasets.{vision.SETS[_name].cls_name}"})
 
-        register(Source(name, f"{desc}, 28x28 grayscale (ROOT/{cls}/raw/*-ubyte.gz)", load,
-                        (1, 28, 28), 10, (60000, 10000), offline=False,
-                        present=lambda d, _cls=cls: vision.mnist_present(_tv_class(_cls), Path(d))))
-    for name, cls, k, folder, archive in (
-            ("cifar10", "CIFAR10", 10, "cifar-10-batches-py", "cifar-10-python.tar.gz"),
-            ("cifar100", "CIFAR100", 100, "cifar-100-python", "cifar-100-python.tar.gz")):
-        def load(data_dir=None, _cls=cls, _name=name, **_):
-            splits, classes = vision._load_cifar(_tv_class(_cls), _name, data_dir)
-            return _dataset_from_splits(_name, splits, classes, {"origin": f"torchvision.datasets.{_cls}"})
-
-        register(Source(name, f"CIFAR-{k}, 32x32 colour, {k} classes (ROOT/{folder}/ or ROOT/{archive})",
-                        load, (3, 32, 32), k, (50000, 10000), offline=False,
-                        present=lambda d, _cls=cls: vision.cifar_present(_tv_class(_cls), Path(d))))
-
-    def load_svhn(data_dir=None, **_):
-        splits, classes = vision._load_svhn("svhn", data_dir)
-        return _dataset_from_splits("svhn", splits, classes, {"origin": "torchvision.datasets.SVHN"})
-
-    register(Source("svhn", "Street View House Numbers, 32x32 colour digits (ROOT/train_32x32.mat, ROOT/test_32x32.mat)",
-                    load_svhn, (3, 32, 32), 10, (73257, 26032), offline=False,
-                    present=lambda d: all(p.is_file() for p, _ in vision.svhn_requirements(Path(d)))))
+        shape, k, sizes = shapes[vs.kind]
+        if name == "cifar100":
+            k = 100
+        register(Source(name, describe[name] + " (downloaded on first use)", load, shape, k, sizes,
+                        offline=False, present=lambda d, _vs=vs: _vs.present(download_root(d)),
+                        files=vs))
 
 
 def _load_imagefolder(data_dir=None, resize=None, strict=False, log=None, stream="auto", **_) -> Dataset:
@@ -222,4 +208,4 @@ def _load_imagefolder(data_dir=None, resize=None, strict=False, log=None, stream
 _register_vision()
 register(Source("imagefolder", "your images: --data-dir ROOT with ROOT/<class>/<image>.png (or ROOT/train + ROOT/test)",
                 _load_imagefolder, (0, 0, 0), 0, (0, 0), offline=False,
-                present=lambda d: Path(d).is_dir()))
+                present=lambda d: bool(d) and Path(d).expanduser().is_dir()))

@@ -1,85 +1,230 @@
-"""The torchvision datasets (MNIST family, CIFAR, SVHN), loaded offline through torchvision's code.
+"""The torchvision datasets (MNIST family, CIFAR, SVHN): fetched on demand, read by torchvision's code.
 
-normlab never downloads: `--data-dir ROOT` must already hold torchvision's layout (for example
-`ROOT/FashionMNIST/raw/train-images-idx3-ubyte.gz`). When files are missing the error lists each
-file, where it goes, and its MD5, so the set can be fetched on another machine and copied over.
-Compressed archives that torchvision would have unpacked after a download (the `.gz` IDX files,
-CIFAR's tarball) are unpacked here, then torchvision's own dataset classes read them.
+Each set lives under the data root (download.data_root) in torchvision's own layout, e.g.
+`ROOT/FashionMNIST/raw/train-images-idx3-ubyte.gz`, so a folder torchvision filled works as is. The
+files, their MD5s and the publishers' URLs are taken from torchvision's dataset classes. A missing
+set is downloaded (download.py: mirrors, checksums, resume, a lock) unless offline, where the error
+lists each file, where it goes and its MD5. Archives are unpacked next to themselves under the same
+lock, through a temporary name, so an interrupted unpack never looks finished.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import pickle
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 
 from ..errors import DataError
+from . import download
+from .download import Remote
+
+# Bytes of each file as its publisher serves it (shown by `normlab datasets`; the MD5 is what is checked).
+PUBLISHED_BYTES = {
+    "MNIST/raw/train-images-idx3-ubyte.gz": 9912422, "MNIST/raw/train-labels-idx1-ubyte.gz": 28881,
+    "MNIST/raw/t10k-images-idx3-ubyte.gz": 1648877, "MNIST/raw/t10k-labels-idx1-ubyte.gz": 4542,
+    "FashionMNIST/raw/train-images-idx3-ubyte.gz": 26421880, "FashionMNIST/raw/train-labels-idx1-ubyte.gz": 29515,
+    "FashionMNIST/raw/t10k-images-idx3-ubyte.gz": 4422102, "FashionMNIST/raw/t10k-labels-idx1-ubyte.gz": 5148,
+    "KMNIST/raw/train-images-idx3-ubyte.gz": 18165135, "KMNIST/raw/train-labels-idx1-ubyte.gz": 29497,
+    "KMNIST/raw/t10k-images-idx3-ubyte.gz": 3041136, "KMNIST/raw/t10k-labels-idx1-ubyte.gz": 5120,
+    "cifar-10-python.tar.gz": 170498071, "cifar-100-python.tar.gz": 169001437,
+    "train_32x32.mat": 182040794, "test_32x32.mat": 64275384,
+}
 
 
-def _root(name: str, data_dir: Optional[str]) -> Path:
-    if not data_dir:
-        raise DataError(f"dataset {name!r} lives on disk: pass --data-dir ROOT (the folder that holds "
-                        f"torchvision's layout; `normlab datasets` lists the files each set needs)")
-    root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        raise DataError(f"--data-dir {str(root)!r} is not a folder")
-    return root
+def _tv(name):
+    # torchvision is imported on first use: about a second that runs on mnist5k or digits skip.
+    from torchvision import datasets as tvd
+
+    return getattr(tvd, name)
 
 
-def _missing_error(name: str, root: Path, where: Path, needed: list[tuple[str, str]], url: str) -> DataError:
-    lines = "\n".join(f"  {where / f}  (md5 {md5})" for f, md5 in needed)
-    return DataError(f"dataset {name!r} is not present under {str(root)!r} "
-                     f"and normlab does not download. Place these files:\n{lines}\n"
-                     f"(from {url}; compressed files are unpacked on first use)")
+@dataclass
+class VisionSet:
+    """One torchvision dataset: its files, whether they are in place, how to unpack and read them."""
 
+    name: str
+    kind: str  # mnist, cifar or svhn
+    cls_name: str
 
-# ---------------------------------------------------------------- MNIST family
-def _mnist_files(cls) -> list[tuple[str, str]]:
-    return [(f, md5) for f, md5 in cls.resources]
+    @property
+    def cls(self):
+        return _tv(self.cls_name)
 
+    # ------------------------------------------------------------ files
+    def remotes(self) -> list[Remote]:
+        """The files a download fetches, with the MD5s to check (NORMLAB_DATA_CHECKSUMS may replace them)."""
+        cls, over = self.cls, download.checksum_overrides()
+        if self.kind == "mnist":
+            items = [(f"{cls.__name__}/raw/{f}", md5, tuple(m + f for m in cls.mirrors)) for f, md5 in cls.resources]
+        elif self.kind == "cifar":
+            items = [(cls.filename, cls.tgz_md5, (cls.url,))]
+        else:
+            items = [(cls.split_list[s][1], cls.split_list[s][2], (cls.split_list[s][0],)) for s in ("train", "test")]
+        return [Remote(p, over.get(p, md5), urls, PUBLISHED_BYTES.get(p, 0)) for p, md5, urls in items]
 
-def mnist_requirements(cls, root: Path) -> list[tuple[Path, str]]:
-    raw = root / cls.__name__ / "raw"
-    return [(raw / f, md5) for f, md5 in _mnist_files(cls)]
+    def where(self, root: Path) -> Path:
+        """The folder the set's files go in."""
+        if self.kind == "mnist":
+            return root / self.cls_name / "raw"
+        return root
 
+    def has(self, root: Path, remote: Remote) -> bool:
+        """A file counts when it, or what it unpacks to, is there (a `.part` never does)."""
+        path = root / remote.path
+        if path.is_file():
+            return True
+        if self.kind == "mnist":
+            return path.with_suffix("").is_file()
+        if self.kind == "cifar":
+            return all(p.is_file() for p in self._cifar_files(root))
+        return False
 
-def mnist_present(cls, root: Path) -> bool:
-    raw = root / cls.__name__ / "raw"
-    return all((raw / f).is_file() or (raw / f[:-3]).is_file() for f, _ in _mnist_files(cls))
+    def missing(self, root: Path) -> list[Remote]:
+        return [r for r in self.remotes() if not self.has(root, r)]
 
+    def present(self, root: Path) -> bool:
+        return root.is_dir() and not self.missing(root)
 
-def _load_mnist_like(cls, name: str, data_dir: Optional[str]):
-    from torchvision.datasets.utils import extract_archive
+    def _cifar_files(self, root: Path) -> list[Path]:
+        cls = self.cls
+        names = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+        return [root / cls.base_folder / f for f in names]
 
-    root = _root(name, data_dir)
-    raw = root / cls.__name__ / "raw"
-    missing = [(f, md5) for f, md5 in _mnist_files(cls) if not (raw / f).is_file() and not (raw / f[:-3]).is_file()]
-    if missing:
-        raise _missing_error(name, root, raw, missing, cls.mirrors[0] if getattr(cls, "mirrors", None) else "the dataset's site")
-    for f, _ in _mnist_files(cls):
-        if not (raw / f[:-3]).is_file():  # torchvision reads the unpacked IDX files
+    # ------------------------------------------------------------ getting them
+    def ensure(self, root: Path, mirror: Optional[str] = None, log: Callable[[str], None] = print) -> None:
+        """Download what is missing and unpack it, under the set's lock; offline, say what to place."""
+        if not self.missing(root) and self._unpacked(root):
+            return
+        if self.missing(root) and download.offline():
+            raise self.missing_error(root, "normlab is offline (--offline or NORMLAB_OFFLINE=1)")
+        if self.missing(root) and root.exists() and not root.is_dir():
+            raise DataError(f"data root {str(root)!r} is not a folder")
+        with download.lock(root, self.name, log):
+            todo = self.missing(root)  # another process may have fetched them while we waited
+            if todo:
+                log(f"normlab: dataset {self.name!r} is not under {root}; downloading "
+                    f"{len(todo)} file(s) (offline use: `normlab datasets {self.name}`)")
+                download.fetch_all(self.name, root, todo, mirror=mirror, log=log)
+            self._unpack(root)
+
+    def _unpacked(self, root: Path) -> bool:
+        if self.kind == "mnist":
+            raw = self.where(root)
+            return all((raw / f[:-3]).is_file() for f, _ in self.cls.resources)
+        if self.kind == "cifar":
+            return all(p.is_file() for p in self._cifar_files(root))
+        return True
+
+    def _unpack(self, root: Path) -> None:
+        """torchvision reads the unpacked IDX files and the CIFAR batch folder; each is written under
+        a temporary name and renamed, so a kill half-way leaves nothing that looks complete."""
+        if self.kind == "mnist":
+            raw = self.where(root)
+            for f, _ in self.cls.resources:
+                dest = raw / f[:-3]
+                if dest.is_file():
+                    continue
+                tmp = dest.with_name(dest.name + ".part")
+                try:
+                    with gzip.open(raw / f, "rb") as src, open(tmp, "wb") as out:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                except (OSError, EOFError) as exc:
+                    tmp.unlink(missing_ok=True)
+                    raise DataError(f"{str(raw / f)!r} is not a valid gzip file ({exc}); delete it and "
+                                    f"run again to download it, or replace it") from None
+                os.replace(tmp, dest)
+        elif self.kind == "cifar" and not self._unpacked(root):
+            cls = self.cls
+            archive = root / cls.filename
+            tmp = Path(tempfile.mkdtemp(prefix=f".{cls.base_folder}.", dir=root))
             try:
-                extract_archive(str(raw / f), str(raw))
-            except (OSError, EOFError) as exc:
-                raise DataError(f"{str(raw / f)!r} is not a valid gzip file ({exc}); replace it") from None
-    splits = []
-    for train in (True, False):
-        try:
-            ds = cls(str(root), train=train, download=False)
-        except (RuntimeError, ValueError, AssertionError, IndexError) as exc:
-            raise DataError(f"dataset {name!r} under {str(raw)!r} could not be read as IDX files: {exc}") from None
-        splits.append((ds.data.to(torch.uint8).unsqueeze(1).contiguous(), ds.targets.to(torch.int64)))
-    return splits, list(cls.classes)
+                try:
+                    with tarfile.open(archive, "r:gz") as tar:
+                        if hasattr(tarfile, "data_filter"):  # refuse links and paths out of the folder
+                            tar.extractall(tmp, filter="data")
+                        else:  # pragma: no cover - Python < 3.10.12
+                            tar.extractall(tmp)
+                except (OSError, EOFError, tarfile.TarError) as exc:
+                    raise DataError(f"{str(archive)!r} is not a valid CIFAR archive ({exc}); delete it and "
+                                    f"run again to download it, or replace it") from None
+                if not (tmp / cls.base_folder).is_dir():
+                    raise DataError(f"{str(archive)!r} holds no {cls.base_folder}/ folder; is it the CIFAR "
+                                    f"archive? Delete it and run again to download it")
+                dest = root / cls.base_folder
+                if dest.exists():  # an incomplete folder from elsewhere: the archive's copy wins
+                    shutil.rmtree(dest)
+                os.replace(tmp / cls.base_folder, dest)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def missing_error(self, root: Path, why: str) -> DataError:
+        missing = self.missing(root)
+        lines = "\n".join(f"  {root / r.path}  (md5 {r.md5}, from {r.urls[0]})" for r in missing)
+        extra = ""
+        if self.kind == "cifar":
+            extra = f"\n(or the unpacked folder {root / self.cls.base_folder}/)"
+        return DataError(f"dataset {self.name!r} is not present under {str(root)!r} and {why}. "
+                         f"Place these files:\n{lines}{extra}")
+
+    # ------------------------------------------------------------ reading
+    def read(self, root: Path):
+        """((train_x, train_y), (test_x, test_y)), classes: uint8 (N, C, H, W) and int64 labels."""
+        return {"mnist": self._read_mnist, "cifar": self._read_cifar, "svhn": self._read_svhn}[self.kind](root)
+
+    def _read_mnist(self, root: Path):
+        cls = self.cls
+        splits = []
+        for train in (True, False):
+            try:
+                ds = cls(str(root), train=train, download=False)
+            except (RuntimeError, ValueError, AssertionError, IndexError) as exc:
+                raise DataError(f"dataset {self.name!r} under {str(self.where(root))!r} could not be read "
+                                f"as IDX files: {exc}") from None
+            splits.append((ds.data.to(torch.uint8).unsqueeze(1).contiguous(), ds.targets.to(torch.int64)))
+        return splits, list(cls.classes)
+
+    def _read_cifar(self, root: Path):
+        splits = []
+        for train in (True, False):
+            try:
+                ds = _cifar_class(self.cls)(str(root), train=train, download=False)
+            except (RuntimeError, ValueError, KeyError, pickle.UnpicklingError, EOFError) as exc:
+                raise DataError(f"dataset {self.name!r} under {str(root / self.cls.base_folder)!r} could not "
+                                f"be read as CIFAR batches: {exc}") from None
+            x = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
+            splits.append((x, torch.as_tensor(ds.targets, dtype=torch.int64)))
+        return splits, list(ds.classes)
+
+    def _read_svhn(self, root: Path):
+        SVHN = self.cls
+
+        class PresentOnly(SVHN):
+            def _check_integrity(self) -> bool:
+                return os.path.isfile(os.path.join(self.root, self.filename))
+
+        splits = []
+        for split in ("train", "test"):
+            try:
+                ds = PresentOnly(str(root), split=split, download=False)
+            except (RuntimeError, ValueError, KeyError, OSError) as exc:
+                raise DataError(f"dataset {self.name!r}: {str(root / SVHN.split_list[split][1])!r} could not "
+                                f"be read: {exc}") from None
+            splits.append((torch.from_numpy(np.ascontiguousarray(ds.data)), torch.as_tensor(ds.labels, dtype=torch.int64)))
+        return splits, [str(i) for i in range(10)]
 
 
-# ---------------------------------------------------------------- CIFAR
 def _cifar_class(base):
     """torchvision's CIFAR reader, checking that the batch files exist rather than their MD5, so
-    a re-packed or test-sized copy in the same format loads (the MD5s are listed for downloads)."""
+    a re-packed or test-sized copy in the same format loads (downloads are checked in download.py)."""
 
     class PresentOnly(base):
         def _check_integrity(self) -> bool:
@@ -96,62 +241,27 @@ def _cifar_class(base):
     return PresentOnly
 
 
-def cifar_requirements(cls, root: Path) -> list[tuple[Path, str]]:
-    folder = root / cls.base_folder
-    files = [tuple(x) for x in cls.train_list + cls.test_list] + [(cls.meta["filename"], cls.meta["md5"])]
-    return [(folder / f, md5) for f, md5 in files]
+SETS: dict[str, VisionSet] = {s.name: s for s in (
+    VisionSet("mnist", "mnist", "MNIST"),
+    VisionSet("fashion-mnist", "mnist", "FashionMNIST"),
+    VisionSet("kmnist", "mnist", "KMNIST"),
+    VisionSet("cifar10", "cifar", "CIFAR10"),
+    VisionSet("cifar100", "cifar", "CIFAR100"),
+    VisionSet("svhn", "svhn", "SVHN"),
+)}
 
 
-def cifar_present(cls, root: Path) -> bool:
-    return all(p.is_file() for p, _ in cifar_requirements(cls, root)) or (root / cls.filename).is_file()
+def load(name: str, data_dir: Optional[str] = None, mirror: Optional[str] = None,
+         log: Optional[Callable[[str], None]] = None):
+    """Fetch the set if it is missing (unless offline), then read it: (splits, classes)."""
+    log = log or _stderr
+    vs = SETS[name]
+    root = download.data_root(data_dir)
+    vs.ensure(root, mirror=mirror, log=log)
+    return vs.read(root)
 
 
-def _load_cifar(cls, name: str, data_dir: Optional[str]):
-    from torchvision.datasets.utils import extract_archive
+def _stderr(line: str) -> None:
+    import sys
 
-    root = _root(name, data_dir)
-    needed = cifar_requirements(cls, root)
-    if not all(p.is_file() for p, _ in needed) and (root / cls.filename).is_file():
-        extract_archive(str(root / cls.filename), str(root))
-    missing = [(p.name, md5) for p, md5 in needed if not p.is_file()]
-    if missing:
-        err = _missing_error(name, root, root / cls.base_folder, missing, cls.url)
-        raise DataError(f"{err}\nor place the archive {root / cls.filename} (md5 {cls.tgz_md5})")
-    splits = []
-    for train in (True, False):
-        try:
-            ds = _cifar_class(cls)(str(root), train=train, download=False)
-        except (RuntimeError, ValueError, KeyError, pickle.UnpicklingError, EOFError) as exc:
-            raise DataError(f"dataset {name!r} under {str(root / cls.base_folder)!r} could not be read "
-                            f"as CIFAR batches: {exc}") from None
-        x = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
-        splits.append((x, torch.as_tensor(ds.targets, dtype=torch.int64)))
-    return splits, list(ds.classes)
-
-
-# ---------------------------------------------------------------- SVHN
-def svhn_requirements(root: Path) -> list[tuple[Path, str]]:
-    from torchvision.datasets import SVHN
-
-    return [(root / SVHN.split_list[s][1], SVHN.split_list[s][2]) for s in ("train", "test")]
-
-
-def _load_svhn(name: str, data_dir: Optional[str]):
-    from torchvision.datasets import SVHN
-
-    class PresentOnly(SVHN):
-        def _check_integrity(self) -> bool:
-            return os.path.isfile(os.path.join(self.root, self.filename))
-
-    root = _root(name, data_dir)
-    missing = [(p.name, md5) for p, md5 in svhn_requirements(root) if not p.is_file()]
-    if missing:
-        raise _missing_error(name, root, root, missing, "http://ufldl.stanford.edu/housenumbers/")
-    splits = []
-    for split in ("train", "test"):
-        try:
-            ds = PresentOnly(str(root), split=split, download=False)
-        except (RuntimeError, ValueError, KeyError, OSError) as exc:
-            raise DataError(f"dataset {name!r}: {str(root / SVHN.split_list[split][1])!r} could not be read: {exc}") from None
-        splits.append((torch.from_numpy(np.ascontiguousarray(ds.data)), torch.as_tensor(ds.labels, dtype=torch.int64)))
-    return splits, [str(i) for i in range(10)]
+    print(line, file=sys.stderr, flush=True)

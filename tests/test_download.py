@@ -1,0 +1,529 @@
+"""Downloads against HTTP servers on 127.0.0.1 that the tests start, serving files in the real formats.
+
+The fixtures are small synthetic sets written as the publishers' files (gzip IDX, the CIFAR python
+tarball, SVHN .mat); their MD5s replace the built-in ones through NORMLAB_DATA_CHECKSUMS, the one
+documented hook, so verification runs exactly as for the real files. conftest.py makes any other
+host unreachable.
+"""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import hashlib
+import io
+import json
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from normlab.cli import main
+from normlab.data import download, sources, vision
+from normlab.errors import DataError
+
+MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+# ---------------------------------------------------------------- files in the real formats
+def idx_gz(arr: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    return gzip.compress(header + arr.astype(np.uint8).tobytes(), mtime=0)
+
+
+def mnist_files(folder: str, n_train=40, n_test=10, seed=0):
+    rng = np.random.default_rng(seed)
+    files, arrays = {}, {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        y = (np.arange(n) % 10).astype(np.uint8)
+        files[f"{folder}/raw/{prefix}-images-idx3-ubyte.gz"] = idx_gz(x)
+        files[f"{folder}/raw/{prefix}-labels-idx1-ubyte.gz"] = idx_gz(y)
+        arrays[prefix] = (x, y)
+    return files, arrays
+
+
+def cifar10_tarball(seed=1):
+    rng = np.random.default_rng(seed)
+    members, train = {}, []
+    for i in range(1, 6):
+        x = rng.integers(0, 256, (2, 3072), dtype=np.uint8)
+        y = [int(v) for v in rng.integers(0, 10, 2)]
+        members[f"data_batch_{i}"] = {"data": x, "labels": y}
+        train.append((x, y))
+    members["test_batch"] = {"data": rng.integers(0, 256, (3, 3072), dtype=np.uint8), "labels": [7, 8, 9]}
+    members["batches.meta"] = {"label_names": [f"class{i}" for i in range(10)]}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, obj in members.items():
+            data = pickle.dumps(obj)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return {"cifar-10-python.tar.gz": buf.getvalue()}, train
+
+
+def svhn_files(seed=2):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(seed)
+    files, first = {}, None
+    for split, n in (("train", 5), ("test", 3)):
+        X = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
+        y = np.array([[10], [1], [2], [3], [4]][:n], dtype=np.uint8)  # SVHN stores digit 0 as 10
+        buf = io.BytesIO()
+        savemat(buf, {"X": X, "y": y})
+        files[f"{split}_32x32.mat"] = buf.getvalue()
+        if split == "train":
+            first = X[..., 0].transpose(2, 0, 1)
+    return files, first
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+# ---------------------------------------------------------------- the server
+class Server:
+    """A threading http.server on 127.0.0.1 with Range support and per-file misbehaviour:
+    '404', ('drop', n): close after n bytes, ('stall', n): send n bytes then hang,
+    'norange': ignore Range headers, ('trickle', seconds): send in 1 KB steps with a pause."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.modes: dict[str, object] = {}
+        self.hits = collections.Counter()
+        self.ranges: list[tuple[str, str]] = []
+        self.release = threading.Event()
+        self.stalled = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                path = self.path.lstrip("/")
+                server.hits[path] += 1
+                if self.headers.get("Range"):
+                    server.ranges.append((path, self.headers["Range"]))
+                mode = server.modes.get(path)
+                if path not in server.files or mode == "404":
+                    self.send_error(404)
+                    return
+                body, start = server.files[path], 0
+                rng = self.headers.get("Range")
+                if rng and mode != "norange":
+                    start = int(rng.split("=")[1].split("-")[0])
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                body = body[start:]
+                if isinstance(mode, tuple) and mode[0] == "drop":
+                    self.wfile.write(body[:mode[1]])
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                elif isinstance(mode, tuple) and mode[0] == "stall":
+                    self.wfile.write(body[:mode[1]])
+                    self.wfile.flush()
+                    server.stalled.set()
+                    server.release.wait(60)
+                elif isinstance(mode, tuple) and mode[0] == "trickle":
+                    for i in range(0, len(body), 1024):
+                        self.wfile.write(body[i:i + 1024])
+                        self.wfile.flush()
+                        time.sleep(mode[1])
+                else:
+                    self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def publish(self, prefix: str, files: dict[str, bytes]) -> None:
+        for rel, data in files.items():
+            self.files[f"{prefix}/{rel}"] = data
+
+    def close(self):
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def checksums(tmp_path, monkeypatch):
+    """Write the fixtures' MD5s to a file and point NORMLAB_DATA_CHECKSUMS at it."""
+    path = tmp_path / "md5sums.txt"
+
+    def use(files: dict[str, bytes]):
+        path.write_text("".join(f"{md5(d)}  {rel}\n" for rel, d in files.items()))
+        monkeypatch.setenv("NORMLAB_DATA_CHECKSUMS", str(path))
+        return path
+
+    return use
+
+
+@pytest.fixture
+def root(tmp_path):
+    return tmp_path / "data"
+
+
+def dead_url() -> str:
+    """A loopback port with nothing listening: connection refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.endswith(".lock"))
+
+
+# ---------------------------------------------------------------- settings
+def test_data_root_order(monkeypatch, tmp_path):
+    monkeypatch.setenv("NORMLAB_DATA", str(tmp_path / "env"))
+    assert download.data_root(str(tmp_path / "cli")) == tmp_path / "cli"
+    assert download.data_root(None) == tmp_path / "env"
+    monkeypatch.delenv("NORMLAB_DATA")
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert download.data_root(None) == tmp_path / "cache" / "normlab" / "data"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert download.data_root(None) == Path.home() / ".cache" / "normlab" / "data"
+
+
+def test_mirror_settings_are_tried_in_order(monkeypatch):
+    monkeypatch.setenv("NORMLAB_DATA_MIRROR", "http://b.example/x, http://c.example/")
+    r = vision.SETS["mnist"].remotes()[0]
+    urls = download.urls_for(r, "http://a.example")
+    assert urls[:3] == ["http://a.example/MNIST/raw/train-images-idx3-ubyte.gz",
+                        "http://b.example/x/MNIST/raw/train-images-idx3-ubyte.gz",
+                        "http://c.example/MNIST/raw/train-images-idx3-ubyte.gz"]
+    # then torchvision's own mirrors, in torchvision's order
+    from torchvision.datasets import MNIST
+
+    assert urls[3:] == [m + "train-images-idx3-ubyte.gz" for m in MNIST.mirrors]
+
+
+def test_builtin_checksums_are_torchvisions_unless_overridden(checksums):
+    from torchvision.datasets import CIFAR10, FashionMNIST
+
+    assert [(r.path, r.md5) for r in vision.SETS["fashion-mnist"].remotes()] == \
+        [(f"FashionMNIST/raw/{f}", m) for f, m in FashionMNIST.resources]
+    checksums({"cifar-10-python.tar.gz": b"abc"})
+    (r,) = vision.SETS["cifar10"].remotes()
+    assert r.md5 == md5(b"abc") != CIFAR10.tgz_md5 and r.urls == (CIFAR10.url,)
+
+
+def test_bad_checksum_file_is_a_clear_error(tmp_path, monkeypatch):
+    bad = tmp_path / "sums"
+    bad.write_text("not-a-md5 MNIST/raw/x\n")
+    monkeypatch.setenv("NORMLAB_DATA_CHECKSUMS", str(bad))
+    with pytest.raises(DataError, match=r"line 1: expected 'MD5  PATH', got 'not-a-md5 MNIST/raw/x'$"):
+        vision.SETS["mnist"].remotes()
+
+
+# ---------------------------------------------------------------- downloads that work
+@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST"), ("kmnist", "KMNIST")])
+def test_mnist_family_downloads_verifies_and_loads(server, checksums, root, name, folder):
+    files, arrays = mnist_files(folder)
+    server.publish("m", files)
+    checksums(files)
+    assert not sources.get_source(name).is_present(str(root))
+    lines = []
+    ds = sources.load_dataset(name, data_dir=str(root), mirror=server.url + "/m", log=lines.append)
+    assert torch.equal(ds.train_x[:, 0], torch.from_numpy(arrays["train"][0]))
+    assert torch.equal(ds.test_y, torch.from_numpy(arrays["t10k"][1].astype(np.int64)))
+    for rel, data in files.items():
+        assert (root / rel).read_bytes() == data  # kept as downloaded, next to the unpacked file
+        assert server.hits[f"m/{rel}"] == 1
+    assert not list(root.rglob("*.part"))
+    assert any(line.endswith("md5 verified") for line in lines)
+    assert sources.get_source(name).is_present(str(root))
+    sources.load_dataset(name, data_dir=str(root), mirror=server.url + "/m", log=lines.append)
+    assert sum(server.hits.values()) == 4  # present: nothing fetched again
+
+
+def test_cifar10_tarball_downloads_and_unpacks(server, checksums, root):
+    files, train = cifar10_tarball()
+    server.publish("m", files)
+    checksums(files)
+    ds = sources.load_dataset("cifar10", data_dir=str(root), mirror=server.url + "/m", log=lambda s: None)
+    assert ds.train_x.shape == (10, 3, 32, 32) and ds.test_y.tolist() == [7, 8, 9]
+    assert torch.equal(ds.train_x[0], torch.from_numpy(train[0][0][0].reshape(3, 32, 32)))
+    assert ds.train_y.tolist() == sum((y for _, y in train), [])
+    assert ds.classes == [f"class{i}" for i in range(10)]
+    assert (root / "cifar-10-batches-py" / "test_batch").is_file()
+    assert not [p for p in root.iterdir() if p.name.startswith(".cifar-10-batches-py")]  # no temporary unpack folder
+
+
+def test_svhn_mat_downloads(server, checksums, root):
+    pytest.importorskip("scipy")
+    files, first = svhn_files()
+    server.publish("m", files)
+    checksums(files)
+    ds = sources.load_dataset("svhn", data_dir=str(root), mirror=server.url + "/m", log=lambda s: None)
+    assert ds.train_y.tolist() == [0, 1, 2, 3, 4] and ds.test_x.shape == (3, 3, 32, 32)
+    assert torch.equal(ds.train_x[0], torch.from_numpy(np.ascontiguousarray(first)))
+
+
+# ---------------------------------------------------------------- failures
+def test_dead_mirrors_fall_through_to_the_next(server, checksums, root):
+    files, _ = mnist_files("MNIST")
+    server.publish("good", files)
+    checksums(files)
+    refused = dead_url()
+    lines = []
+    mirror = f"{refused}/x {server.url}/missing {server.url}/good"
+    sources.load_dataset("mnist", data_dir=str(root), mirror=mirror, log=lines.append)
+    first = "MNIST/raw/train-images-idx3-ubyte.gz"
+    notes = [line for line in lines if "trying the next URL" in line]
+    assert notes[0].startswith(f"normlab: {refused}/x/{first}: ") and "refused" in notes[0].lower()
+    assert notes[1] == f"normlab: {server.url}/missing/{first}: HTTP 404 Not Found; trying the next URL"
+    assert server.hits[f"good/{first}"] == 1 and server.hits[f"missing/{first}"] == 1
+
+
+def test_checksum_mismatch_keeps_nothing(server, checksums, root, capsys):
+    files, _ = mnist_files("MNIST")
+    checksums(files)
+    bad = dict(files)
+    rel = "MNIST/raw/train-labels-idx1-ubyte.gz"
+    bad[rel] = files[rel][:-1] + bytes([files[rel][-1] ^ 1])
+    server.publish("m", bad)
+    code = main(["datasets", "--download", "mnist", "--data-dir", str(root), "--data-mirror", server.url + "/m"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1] == (f"normlab datasets: error: checksum mismatch for {root / rel} from {server.url}/m/{rel}: "
+                       f"expected md5 {md5(files[rel])}, got {md5(bad[rel])}; the download was deleted "
+                       f"(a bad mirror? try another or place the file by hand)")
+    # the file before it was good and stays; the bad one left neither its name nor a .part
+    assert leftovers(root) == ["MNIST/raw/train-images-idx3-ubyte.gz"]
+    assert not sources.get_source("mnist").is_present(str(root))
+
+
+def test_connection_dropped_half_way_leaves_no_file_then_resumes(server, checksums, root):
+    files, arrays = mnist_files("MNIST", n_train=200)
+    server.publish("m", files)
+    checksums(files)
+    rel = "MNIST/raw/train-images-idx3-ubyte.gz"
+    server.modes[f"m/{rel}"] = ("drop", 3000)
+    lines = []
+    with pytest.raises(DataError) as e:
+        sources.load_dataset("mnist", data_dir=str(root), mirror=server.url + "/m", log=lines.append)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"could not download {rel} of dataset 'mnist': ")
+    assert msg.endswith("set NORMLAB_DATA_MIRROR, or place the files by hand (`normlab datasets mnist` lists them)")
+    assert f"normlab: {server.url}/m/{rel}: connection closed after 3.0 KB of {len(files[rel]) / 1000:.1f} KB; " \
+           f"trying the next URL" in lines
+    assert not (root / rel).exists() and (root / f"{rel}.part").stat().st_size == 3000
+    assert not sources.get_source("mnist").is_present(str(root))
+    del server.modes[f"m/{rel}"]
+    ds = sources.load_dataset("mnist", data_dir=str(root), mirror=server.url + "/m", log=lines.append)
+    assert (f"m/{rel}", "bytes=3000-") in server.ranges  # resumed where it stopped
+    assert (root / rel).read_bytes() == files[rel] and not (root / f"{rel}.part").exists()
+    assert torch.equal(ds.train_x[:, 0], torch.from_numpy(arrays["train"][0]))
+
+
+def test_a_server_without_range_restarts_the_file(server, checksums, root):
+    files, _ = mnist_files("MNIST")
+    server.publish("m", files)
+    checksums(files)
+    rel = "MNIST/raw/train-images-idx3-ubyte.gz"
+    (root / "MNIST/raw").mkdir(parents=True)
+    (root / f"{rel}.part").write_bytes(files[rel][:500])
+    server.modes[f"m/{rel}"] = "norange"
+    sources.load_dataset("mnist", data_dir=str(root), mirror=server.url + "/m", log=lambda s: None)
+    assert (root / rel).read_bytes() == files[rel]
+
+
+def test_a_stale_part_from_another_file_restarts_once(server, checksums, root):
+    files, _ = mnist_files("MNIST")
+    server.publish("m", files)
+    checksums(files)
+    rel = "MNIST/raw/train-images-idx3-ubyte.gz"
+    (root / "MNIST/raw").mkdir(parents=True)
+    (root / f"{rel}.part").write_bytes(b"x" * 100)  # not a prefix of the file
+    lines = []
+    sources.load_dataset("mnist", data_dir=str(root), mirror=server.url + "/m", log=lines.append)
+    assert (root / rel).read_bytes() == files[rel]
+    assert "normlab: train-images-idx3-ubyte.gz: resumed download does not match its MD5; restarting" in lines
+
+
+def test_stalled_server_times_out_to_the_next_mirror(server, checksums, root, monkeypatch):
+    files, _ = mnist_files("MNIST")
+    server.publish("slow", files)
+    server.publish("good", files)
+    checksums(files)
+    rel = "MNIST/raw/train-images-idx3-ubyte.gz"
+    server.modes[f"slow/{rel}"] = ("stall", 100)
+    monkeypatch.setenv("NORMLAB_DATA_TIMEOUT", "0.5")
+    lines = []
+    sources.load_dataset("mnist", data_dir=str(root), mirror=f"{server.url}/slow {server.url}/good", log=lines.append)
+    assert server.stalled.is_set()
+    note = next(line for line in lines if line.startswith(f"normlab: {server.url}/slow/{rel}: "))
+    assert "connection lost after 100 B" in note and "timed out" in note
+    assert (root / rel).read_bytes() == files[rel]
+
+
+def test_no_network_at_all_is_one_line(root, capsys):
+    code = main(["datasets", "--download", "kmnist", "--data-dir", str(root)])
+    err = capsys.readouterr().err.strip().splitlines()
+    from torchvision.datasets import KMNIST
+
+    url = KMNIST.mirrors[-1] + "train-images-idx3-ubyte.gz"
+    assert code == 2
+    assert err[-1].startswith("normlab datasets: error: could not download KMNIST/raw/train-images-idx3-ubyte.gz "
+                              f"of dataset 'kmnist': 1 URL(s) failed, last {url} (")
+    assert err[-1].endswith("place the files by hand (`normlab datasets kmnist` lists them)")
+    assert leftovers(root) == []
+
+
+def test_offline_lists_the_files_and_touches_nothing(server, root, monkeypatch, capsys):
+    monkeypatch.setenv("NORMLAB_OFFLINE", "0")  # restored after main() sets it
+    monkeypatch.setenv("NORMLAB_DATA_MIRROR", server.url)
+    code = main(["train", "--dataset", "fashion-mnist", "--data-dir", str(root), "--offline", "--epochs", "1"])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2 and os.environ["NORMLAB_OFFLINE"] == "1"
+    assert err[0] == (f"normlab train: error: dataset 'fashion-mnist' is not present under '{root}' and normlab is "
+                      f"offline (--offline or NORMLAB_OFFLINE=1). Place these files:")
+    from torchvision.datasets import FashionMNIST
+
+    assert err[1:] == [f"  {root}/FashionMNIST/raw/{f}  (md5 {m}, from {FashionMNIST.mirrors[0]}{f})"
+                       for f, m in FashionMNIST.resources]
+    assert sum(server.hits.values()) == 0
+
+
+def test_offline_cifar_also_names_the_unpacked_folder(root, monkeypatch):
+    monkeypatch.setenv("NORMLAB_OFFLINE", "1")
+    with pytest.raises(DataError) as e:
+        sources.load_dataset("cifar10", data_dir=str(root))
+    assert str(e.value).splitlines()[1:] == [
+        f"  {root}/cifar-10-python.tar.gz  (md5 c58f30108f718f92721af3b95e74349a, "
+        f"from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz)",
+        f"(or the unpacked folder {root}/cifar-10-batches-py/)"]
+
+
+# ---------------------------------------------------------------- processes
+def _cli(args, env, **kw):
+    return subprocess.Popen([sys.executable, "-m", "normlab", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_two_processes_download_the_same_set_once(server, checksums, root):
+    files, _ = mnist_files("MNIST", n_train=100)
+    server.publish("m", files)
+    checksums(files)
+    server.modes["m/MNIST/raw/train-images-idx3-ubyte.gz"] = ("trickle", 0.01)
+    env = dict(os.environ, NORMLAB_DATA_MIRROR=server.url + "/m")
+    procs = [_cli(["datasets", "--download", "mnist", "--data-dir", str(root)], env) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert all(o.strip() == f"mnist: present under {root}/MNIST/raw" for o, _ in outs)
+    assert all(server.hits[f"m/{rel}"] == 1 for rel in files)  # the second waited, then found it present
+    for rel, data in files.items():
+        assert (root / rel).read_bytes() == data
+
+
+def test_kill_9_mid_download_leaves_only_a_part_then_resumes(server, checksums, root):
+    files, _ = mnist_files("MNIST", n_train=200)
+    server.publish("m", files)
+    checksums(files)
+    rel = "MNIST/raw/train-images-idx3-ubyte.gz"
+    server.modes[f"m/{rel}"] = ("stall", 2000)
+    env = dict(os.environ, NORMLAB_DATA_MIRROR=server.url + "/m")
+    p = _cli(["datasets", "--download", "mnist", "--data-dir", str(root)], env)
+    part = root / f"{rel}.part"
+    assert server.stalled.wait(60)
+    deadline = time.monotonic() + 60  # the client writes what it received; wait for it to land
+    while not (part.is_file() and part.stat().st_size == 2000) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.communicate(timeout=60)
+    assert part.stat().st_size == 2000 and not (root / rel).exists()
+    assert not sources.get_source("mnist").is_present(str(root))
+    del server.modes[f"m/{rel}"]
+    assert main(["datasets", "--download", "mnist", "--data-dir", str(root), "--data-mirror", server.url + "/m"]) == 0
+    assert (f"m/{rel}", "bytes=2000-") in server.ranges
+    assert (root / rel).read_bytes() == files[rel]
+
+
+# ---------------------------------------------------------------- the commands
+def test_datasets_lists_size_presence_and_where(server, checksums, root, capsys):
+    files, _ = mnist_files("FashionMNIST")
+    server.publish("m", files)
+    checksums(files)
+    assert main(["datasets", "--download", "fashion-mnist", "--data-dir", str(root),
+                 "--data-mirror", server.url + "/m"]) == 0
+    assert capsys.readouterr().out == f"fashion-mnist: present under {root}/FashionMNIST/raw\n"
+    assert main(["datasets", "--data-dir", str(root), "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["fashion-mnist"]["present"] and not rows["mnist"]["present"]
+    assert rows["fashion-mnist"]["where"] == f"{root}/FashionMNIST/raw"
+    assert rows["fashion-mnist"]["download_bytes"] == 26421880 + 29515 + 4422102 + 5148
+    assert rows["cifar10"]["download_bytes"] == 170498071 and rows["mnist5k"]["where"] is None
+    assert main(["datasets", "--data-dir", str(root)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == f"data root: {root} (from --data-dir)"
+    assert table[1].split() == ["name", "train", "test", "classes", "shape", "download", "present", "where"]
+    assert f"fashion-mnist   60,000  10,000      10  1x28x28    30.9 MB  yes      {root}/FashionMNIST/raw" in table
+    assert main(["datasets", "mnist", "--data-dir", str(root), "--data-mirror", "http://127.0.0.1:1/m"]) == 0
+    detail = capsys.readouterr().out.splitlines()
+    assert detail[0] == "mnist: 0 of 4 files present"
+    assert detail[1].split() == ["missing", f"{root}/MNIST/raw/train-images-idx3-ubyte.gz", "md5",
+                                 "f68b3c2dcbeaaa9fbdd348bbdeb94873", "9.9", "MB"]
+    assert detail[2].strip() == "http://127.0.0.1:1/m/MNIST/raw/train-images-idx3-ubyte.gz"
+
+
+def test_download_needs_names_and_known_ones(capsys):
+    assert main(["datasets", "--download"]) == 2
+    assert capsys.readouterr().err.strip() == ("normlab datasets: error: --download needs the names of the datasets "
+                                               "to fetch, e.g. `normlab datasets --download fashion-mnist cifar10`")
+    assert main(["datasets", "--download", "fashon-mnist"]) == 2
+    assert "fashion-mnist" in capsys.readouterr().err
+
+
+def test_train_then_eval_download_on_demand(server, checksums, tmp_path, monkeypatch, capsys):
+    files, _ = mnist_files("FashionMNIST", n_train=60, n_test=20)
+    server.publish("m", files)
+    checksums(files)
+    monkeypatch.setenv("NORMLAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("NORMLAB_DATA_MIRROR", server.url + "/m")
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "fashion-mnist", "--model", "lenet-bn", "--epochs", "1",
+                 "--batch-size", "16", "--out", str(out), "--no-progress"]) == 0
+    assert (tmp_path / "data/FashionMNIST/raw/train-images-idx3-ubyte").is_file()
+    import shutil
+
+    shutil.rmtree(tmp_path / "data")  # eval on a machine without the data fetches it again
+    capsys.readouterr()
+    assert main(["eval", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["test_size"] == 20 and res["test_acc"] == res["summary_test_acc"]
+    assert server.hits["m/FashionMNIST/raw/t10k-images-idx3-ubyte.gz"] == 2
