@@ -459,6 +459,7 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    offline_before = os.environ.get("NORMLAB_OFFLINE")
     if getattr(args, "offline", False):
         os.environ["NORMLAB_OFFLINE"] = "1"  # an environment variable reaches a sweep's worker processes too
     try:
@@ -469,6 +470,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"normlab {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if getattr(args, "offline", False):  # main() called in-process leaves the environment as it was
+            if offline_before is None:
+                os.environ.pop("NORMLAB_OFFLINE", None)
+            else:
+                os.environ["NORMLAB_OFFLINE"] = offline_before
 
 
 if __name__ == "__main__":  # pragma: no cover

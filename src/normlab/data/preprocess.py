@@ -4,6 +4,7 @@ Every transform maps a uint8 batch (N, C, H, W) to float model input. Pixels are
 0..1 (as ToTensor does); then, per `--preprocess`:
 
   channel         per-channel mean/std over the training images (the default; tutorials' Normalize)
+  scale           nothing more: pixels in 0..1, as ToTensor alone gives (the d2l book's loaders)
   standardize     per-feature (pixel) mean/std            (sklearn StandardScaler)
   minmax          per-feature (x - min) / (max - min)     (sklearn MinMaxScaler)
   robust          per-feature (x - median) / IQR          (sklearn RobustScaler)
@@ -28,7 +29,7 @@ import torch
 
 from ..errors import ConfigError
 
-KINDS = ("channel", "standardize", "minmax", "robust", "maxabs", "pca", "pca-whiten", "zca", "zca-patch")
+KINDS = ("channel", "scale", "standardize", "minmax", "robust", "maxabs", "pca", "pca-whiten", "zca", "zca-patch")
 PATCH_SAMPLES = 100_000  # patches drawn to fit zca-patch
 
 
@@ -154,6 +155,9 @@ def fit(spec: Optional[str], train_x: torch.Tensor) -> Preprocess:
         mean, std = channel_stats(train_x)
         hw = shape[1] * shape[2]
         return Preprocess(kind, arg, shape, np.repeat(mean, hw), np.repeat(std, hw))
+    if kind == "scale":
+        f = int(np.prod(shape))
+        return Preprocess(kind, arg, shape, np.zeros(f), np.ones(f))
     if kind == "zca-patch":
         return _fit_zca_patch(train_x, *arg)
     x = _features(train_x)
