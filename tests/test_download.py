@@ -310,6 +310,24 @@ def test_dead_mirrors_fall_through_to_the_next(server, checksums, root):
     assert server.hits[f"good/{first}"] == 1 and server.hits[f"missing/{first}"] == 1
 
 
+def test_progress_bar_on_a_terminal(server, checksums, root, monkeypatch):
+    files, _ = mnist_files("MNIST")
+    server.publish("m", files)
+    checksums(files)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    sources.load_dataset("mnist", data_dir=str(root), mirror=server.url + "/m", log=lambda s: None)
+    size = len(files["MNIST/raw/train-images-idx3-ubyte.gz"])
+    # tqdm's bar as first drawn: file name, bytes done of the total, elapsed<ETA, rate (a fast
+    # download may end before tqdm's next redraw, and the bar is cleared at the end)
+    assert f"\rtrain-images-idx3-ubyte.gz:   0%|          | 0.00/{size / 1000:.1f}k [00:00<?, ?B/s]" in term.getvalue()
+
+
 def test_checksum_mismatch_keeps_nothing(server, checksums, root, capsys):
     files, _ = mnist_files("MNIST")
     checksums(files)

@@ -221,6 +221,10 @@ def _transfer(url: str, part: Path, desc: str) -> str:
         status = getattr(resp, "status", None) or resp.getcode() or 200
         if offset and status != 206:
             offset = 0  # the server sent the whole file: start again
+        elif offset:
+            start = (resp.headers.get("Content-Range") or "").replace("bytes", "").strip().split("-")[0]
+            if start != str(offset):
+                raise _Dead(f"asked for bytes from {offset}, the server sent {resp.headers.get('Content-Range')!r}")
         length = resp.headers.get("Content-Length")
         total = int(length) + offset if length and length.isdigit() else None
         md5 = hashlib.md5()
