@@ -244,6 +244,7 @@ def _transfer(url: str, part: Path, desc: str) -> str:
                     if not block:
                         break
                     out.write(block)
+                    out.flush()  # what arrived is on disk even if the process is killed next
                     md5.update(block)
                     got += len(block)
                     bar.update(len(block))
