@@ -65,20 +65,21 @@ def _idx_gz(path: Path, arr: np.ndarray) -> None:
         f.write(arr.tobytes())
 
 
-def write_mnist(root: Path) -> None:
+def write_mnist(root: Path, sizes=(60000, 10000)) -> None:
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    for prefix, n, seed in (("train", 60000, 0), ("t10k", 10000, 1)):
+    for prefix, n, seed in (("train", sizes[0], 0), ("t10k", sizes[1], 1)):
         x, y = _images(n, (28, 28), seed)
         _idx_gz(raw / f"{prefix}-images-idx3-ubyte.gz", x)
         _idx_gz(raw / f"{prefix}-labels-idx1-ubyte.gz", y)
 
 
-def write_cifar10(root: Path) -> None:
-    x, y = _images(60000, (3, 32, 32), 2)
-    flat = x.reshape(60000, 3072)
-    members = {f"data_batch_{i + 1}": (flat[i * 10000:(i + 1) * 10000], y[i * 10000:(i + 1) * 10000]) for i in range(5)}
-    members["test_batch"] = (flat[50000:], y[50000:])
+def write_cifar10(root: Path, sizes=(50000, 10000)) -> None:
+    n, k = sum(sizes), sizes[0] // 5  # five training batches, as the real archive has
+    x, y = _images(n, (3, 32, 32), 2)
+    flat = x.reshape(n, 3072)
+    members = {f"data_batch_{i + 1}": (flat[i * k:(i + 1) * k], y[i * k:(i + 1) * k]) for i in range(5)}
+    members["test_batch"] = (flat[sizes[0]:], y[sizes[0]:])
     with tarfile.open(root / "cifar-10-python.tar.gz", "w:gz", compresslevel=1) as tar:
         for name, (data, labels) in members.items():
             blob = pickle.dumps({"data": data, "labels": [int(v) for v in labels]}, protocol=2)

@@ -1,0 +1,39 @@
+"""benchmarks/data_fullsize.py writes the real formats (small sizes here) and measures what it says."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from normlab.data import load_dataset
+
+_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "data_fullsize.py"
+_spec = importlib.util.spec_from_file_location("normlab_bench_data_fullsize", _PATH)
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+def test_written_files_load_as_the_sets_they_imitate(tmp_path, monkeypatch):
+    monkeypatch.setenv("NORMLAB_OFFLINE", "1")  # the files are in place; nothing may be fetched
+    bench.write_mnist(tmp_path, sizes=(50, 10))
+    bench.write_cifar10(tmp_path, sizes=(25, 5))
+    mn = load_dataset("mnist", data_dir=str(tmp_path), log=lambda s: None)
+    x, y = bench._images(50, (28, 28), 0)  # the generator is seeded: the same images again
+    assert torch.equal(mn.train_x[:, 0], torch.from_numpy(x)) and mn.train_y.tolist() == y.tolist()
+    assert mn.test_x.shape == (10, 1, 28, 28)
+    cf = load_dataset("cifar10", data_dir=str(tmp_path), log=lambda s: None)
+    x, y = bench._images(30, (3, 32, 32), 2)
+    assert torch.equal(cf.train_x, torch.from_numpy(x[:25])) and cf.test_y.tolist() == y[25:].tolist()
+    assert len(np.unique(cf.train_x.numpy())) > 2  # not a constant image
+
+
+def test_child_measurements_report_their_fields(tmp_path, monkeypatch):
+    monkeypatch.setenv("NORMLAB_OFFLINE", "1")
+    bench.write_mnist(tmp_path, sizes=(512, 10))
+    ld = bench.child_load("mnist", str(tmp_path))
+    assert ld["images"] == 522 and ld["raw_bytes"] == 522 * 784 and ld["seconds"] > 0
+    dv = bench.child_deliver("mnist", str(tmp_path), "device")
+    tr = bench.child_train("mnist", str(tmp_path), "device", 1)
+    assert dv["images"] == 512 and tr["images"] == 256 and 0 <= tr["train_acc"] <= 1
+    torch.set_num_threads(1)  # the children set their own thread counts; conftest's is 1
