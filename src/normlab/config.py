@@ -225,7 +225,8 @@ _HINTS = get_type_hints(TrainConfig)
 # Which fields each subsystem reads. A field may sit in several sections (the seed drives the
 # data order, the initial weights and the run); `recipe` is in none: it only fills the others.
 SECTIONS = {
-    "data": ("dataset", "data_dir", "val_split", "augment", "preprocess", "classes", "resize", "strict", "stream",
+    "data": ("dataset", "data_dir", "data_mirror", "val_split", "augment", "preprocess", "classes", "resize",
+             "strict", "stream",
              "batch_size", "eval_batch_size", "tta", "seed"),
     "model": ("model", "norm", "norm_impl", "bn_eps", "bn_momentum", "act", "dropout", "hidden_dropout",
               "dropout_mode", "block_order", "depth", "width", "init", "seed"),
