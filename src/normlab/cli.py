@@ -466,7 +466,7 @@ def main(argv=None) -> int:
         return args.func(args)
     except NormlabError as exc:
         print(f"normlab {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         print(f"normlab {args.command}: interrupted", file=sys.stderr)
         return 130

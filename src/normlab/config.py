@@ -193,6 +193,9 @@ class TrainConfig:
     sync_bn: bool = opt(False, "under torchrun: synchronize BatchNorm statistics across processes")
     dist_backend: Optional[str] = opt(None, "under torchrun: process-group backend (default nccl on CUDA, "
                                       "gloo on CPU)", choices=("gloo", "nccl", "mpi"))
+    dist_timeout: Optional[float] = opt(None, "under torchrun: seconds a process waits for the others in a "
+                                        "collective before it gives up with an error (default: torch's, "
+                                        "30 minutes)", check=optional(positive))
     out: Optional[str] = opt(None, "run directory (default: runs/MODEL-DATASET-TIMESTAMP)")
     progress: bool = opt(True, "show a progress bar per epoch")
     log_every: Optional[int] = opt(None, "also print the training loss every N steps (seed 001 prints every 100)",
@@ -235,7 +238,7 @@ SECTIONS = {
     "regularization": ("l1", "l2", "max_norm", "label_smoothing", "clip_grad", "clip_mode", "ema",
                        "decay_norm_bias"),
     "runtime": ("seed", "device", "threads", "precision", "channels_last", "compile", "deterministic",
-                "tensorboard", "sync_bn", "dist_backend", "out", "progress", "log_every"),
+                "tensorboard", "sync_bn", "dist_backend", "dist_timeout", "out", "progress", "log_every"),
 }
 
 

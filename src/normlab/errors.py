@@ -35,3 +35,9 @@ def unknown_name(kind: str, name: str, valid) -> ConfigError:
 
 class TrainingError(NormlabError):
     """Training cannot go on (the loss diverged); the last good checkpoint is kept."""
+
+
+class DistributedError(NormlabError):
+    """Under torchrun, another process died or stalled; not the user's input, hence exit code 1."""
+
+    exit_code = 1

@@ -12,17 +12,25 @@ in DDP and shards every global batch across the ranks:
 - Rank 0 alone writes the run directory and checkpoints; all ranks read them on --resume.
 - `--sync-bn` synchronizes BatchNorm statistics across ranks: torch's SyncBatchNorm on CUDA,
   normlab's all_reduce SyncBatchNorm elsewhere (torch's refuses CPU tensors).
+- When another rank dies (its connection closes) or stays silent longer than `--dist-timeout`,
+  the collective this rank waits in fails; that becomes a one-line DistributedError, not a
+  traceback.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Optional
 
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DistributedError
+
+_timeout_s: Optional[float] = None  # --dist-timeout of this process's group, for the error message
 
 
 @dataclass
@@ -53,8 +61,44 @@ def setup(cfg, device: torch.device) -> tuple[Dist, torch.device]:
         torch.cuda.set_device(device)
     backend = cfg.dist_backend or ("nccl" if device.type == "cuda" else "gloo")
     if not dist.is_initialized():
-        dist.init_process_group(backend)
+        global _timeout_s
+        _timeout_s = cfg.dist_timeout
+        dist.init_process_group(backend, timeout=timedelta(seconds=cfg.dist_timeout) if cfg.dist_timeout else None)
     return d, device
+
+
+# How gloo, NCCL and torch's TCP store word a lost or silent peer: torch raises RuntimeError (or
+# its DistError subclasses), and the text is all that tells these from other runtime errors.
+_CLOSED = ("connection closed by peer", "connection reset by peer", "broken pipe", "failed to recv",
+           "connection refused", "connection was likely closed", "socket closed")
+_TIMED_OUT = ("timed out", "timeout")
+
+
+def lost_peer(exc: BaseException, d: Dist) -> Optional[DistributedError]:
+    """The DistributedError to raise for `exc` when it means another rank died or went silent."""
+    world = max(d.world, int(os.environ.get("WORLD_SIZE", "1")))
+    if world < 2:
+        return None
+    text = str(exc).strip()
+    low = text.lower()
+    closed = any(k in low for k in _CLOSED)
+    timed_out = any(k in low for k in _TIMED_OUT)
+    if not (closed or timed_out or isinstance(exc, getattr(dist, "DistError", ()))):
+        return None
+    # gloo's text starts with its source location and ends with a joke: keep its first sentence
+    first = re.sub(r"^\[[^\]]*\]\s*", "", text.splitlines()[0] if text else "").split(". ")[0].rstrip(".")
+    rank = d.rank if d.enabled else int(os.environ.get("RANK", "0"))
+    if closed:
+        what = "lost the connection to another process (it died, or its node did)"
+    elif timed_out:
+        limit = (f"--dist-timeout ({_timeout_s:g} s)" if _timeout_s
+                 else "the collective timeout (torch's default, 30 minutes; --dist-timeout sets it)")
+        what = f"waited longer than {limit} for another process (stalled, or unreachable)"
+    else:
+        what = "failed in a collective with the other processes"
+    return DistributedError(f"rank {rank} of {world} {what}: {first}. The other processes' output says why; "
+                            f"run the same torchrun command again on every node, or continue from the last "
+                            f"complete epoch with `-m normlab train --resume RUN_DIR`")
 
 
 def teardown(d: Dist) -> None:

@@ -77,6 +77,11 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
     try:
         with determinism.restored():
             return _train(config, log, resume, list(hooks), d)
+    except RuntimeError as exc:  # what torch's collectives raise when a peer is gone
+        lost = distributed.lost_peer(exc, d)
+        if lost is None:
+            raise
+        raise lost from None
     finally:
         distributed.teardown(d)
 
