@@ -129,11 +129,11 @@ class FakeRunner:
         s = self.table(config)
         if isinstance(s, str):
             (out / "failed.json").write_text(json.dumps({"error": s}))
-            return str(out), s, 0.0
+            return str(out), "failed", s, 0.0
         (out / "summary.json").write_text(json.dumps({"wall_seconds": 0.25, **s}))
         if self.weights:
             save_file(self.weights(config), str(out / "weights.safetensors"))
-        return str(out), None, 0.0
+        return str(out), "done", None, 0.0
 
 
 @pytest.fixture

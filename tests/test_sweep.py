@@ -252,6 +252,24 @@ def wait_for(path_glob, out, proc, seconds=600):  # generous: a loaded machine i
         time.sleep(0.05)
 
 
+def wait_unlocked(out, seconds=60):
+    """Until every run lock of the sweep is free: a process killed with SIGKILL releases its
+    locks when the kernel has finished tearing it down, a moment after kill() returns."""
+    import time
+
+    from normlab import locks
+
+    deadline = time.monotonic() + seconds
+    for path in out.glob(".locks/*.lock"):
+        while True:
+            try:
+                with locks.hold(path):
+                    break
+            except locks.Locked:
+                assert time.monotonic() < deadline, f"{path} still held by {locks.owner(path)}"
+                time.sleep(0.05)
+
+
 def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
     import signal
     import subprocess
@@ -262,6 +280,7 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
     wait_for("runs/norm=bn-s0/summary.json", out, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    wait_unlocked(out)
     done_before = sorted(p.parent.name for p in out.glob("runs/*/summary.json"))
     assert first.exists() and len(done_before) < 4
     exp = sweep.load_experiment(yml)
@@ -301,3 +320,124 @@ def test_a_dead_worker_fails_its_runs_instead_of_hanging_and_a_rerun_finishes(tm
     resumed = sweep.run_sweep(exp, out, log=quiet)
     assert sorted(resumed.ran + resumed.skipped) == ALL_FOUR
     assert resumed.ran and all(r["status"] == "ok" for r in sweep.collect(out))
+
+
+# ------------------------------------------------------------------ workers live and die with the parent
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_gone(pids, seconds=60):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+def paused_compare(tmp_path, yml, out, marks):
+    """`normlab compare --jobs 2` whose workers pause at the start of their first epoch (faults.py);
+    returns (process, worker pids) once both workers are inside training."""
+    import subprocess
+    import sys
+    import time
+
+    marks.mkdir(exist_ok=True)
+    for m in marks.iterdir():
+        m.unlink()
+    env = dict(os.environ, NORMLAB_PAUSE_AT="epoch-start#1", NORMLAB_PAUSE_DIR=str(marks))
+    proc = subprocess.Popen([sys.executable, "-m", "normlab", "compare", str(yml), "--out", str(out), "--jobs", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(list(marks.glob("*.paused"))) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    return proc, [int(m.name.split(".")[0]) for m in marks.glob("*.paused")]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="tells a live process from a zombie through /proc")
+def test_sigterm_and_kill9_of_the_parent_take_the_workers_along(tmp_path):
+    import signal
+    import subprocess
+
+    yml = tmp_path / "e.yaml"
+    yml.write_text("base: {dataset: digits, model: mlp, epochs: 2, width: 16, depth: 1, device: cpu, "
+                   "batch_size: 128}\nfactors: {lr: [0.05, 0.1, 0.2]}\nseeds: 1\n")
+    out, marks = tmp_path / "sweep", tmp_path / "marks"
+    exp = sweep.load_experiment(yml)
+    assert sweep.run_sweep(exp, out, shard=(1, 3), log=quiet).ran == ["lr=0.05-s0"]
+
+    # Ctrl-C (SIGINT to the whole process group), then SIGTERM to the parent alone: either way it
+    # stops both workers, keeps the finished run and writes the report of it.
+    for send in (lambda pid: os.killpg(pid, signal.SIGINT), lambda pid: os.kill(pid, signal.SIGTERM)):
+        proc, workers = paused_compare(tmp_path, yml, out, marks)
+        send(proc.pid)
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError("compare did not stop")
+        assert proc.returncode == 130, err
+        assert "interrupted; 1 of 3 runs are finished and kept" in err and "Traceback" not in err
+        assert wait_gone(workers) == []
+        rows = list(csv.DictReader(open(out / "results.csv")))
+        assert [r["status"] for r in rows] == ["ok", "missing", "missing"]
+        assert "Incomplete: 2 runs have not finished" in (out / "report.md").read_text()
+        assert not list(out.glob("runs/*/failed.json"))
+
+    # kill -9 of the parent alone: no worker outlives it, and a rerun finishes everything.
+    proc, workers = paused_compare(tmp_path, yml, out, marks)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert wait_gone(workers) == []
+    wait_unlocked(out)
+    rerun = sweep.run_sweep(exp, out, log=quiet)
+    assert sorted(rerun.ran) == ["lr=0.1-s0", "lr=0.2-s0"] and not rerun.busy and not rerun.failed
+    assert [r["status"] for r in sweep.collect(out)] == ["ok"] * 3
+    assert not list(out.glob("runs/*/failed.json"))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="run locks are flock(2) locks")
+def test_a_rerun_leaves_a_run_that_another_live_process_holds(tmp_path):
+    import subprocess
+    import sys
+
+    exp = exp_of({"norm": ["bn", "none"]}, seeds=1)
+    sweep.prepare_sweep_dir(exp, tmp_path)
+    busy = tmp_path / "runs" / "norm=none-s0"
+    busy.mkdir(parents=True)
+    (busy / "config.json").write_text("{}")  # a run in progress, as far as anyone can tell
+    lock = sweep.lock_path(busy)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    # Another process, speaking the lock protocol of normlab.locks: flock plus its pid in the file.
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys\n"
+        f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "os.write(fd, str(os.getpid()).encode())\n"
+        "print('held', flush=True)\n"
+        "sys.stdin.read()\n")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        lines = []
+        first = sweep.run_sweep(exp, tmp_path, log=lines.append)
+        assert first.ran == ["norm=bn-s0"] and first.busy == ["norm=none-s0"]
+        assert f"  norm=none-s0: being trained by process {holder.pid}; left alone" in lines
+        assert sorted(p.name for p in busy.iterdir()) == ["config.json"]  # not deleted, not retrained
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    second = sweep.run_sweep(exp, tmp_path, log=quiet)
+    assert second.ran == ["norm=none-s0"] and second.skipped == ["norm=bn-s0"]
+    assert [r["status"] for r in sweep.collect(tmp_path)] == ["ok", "ok"]

@@ -273,6 +273,12 @@ def run_compare(args) -> int:
     outcome = sweep.run_sweep(exp, args.out, jobs=args.jobs, shard=shard)
     rows = sweep.collect(args.out)
     missing = sum(r["status"] == "missing" for r in rows)
+    if outcome.interrupted:
+        s = report.write_report(args.out)
+        print(f"normlab compare: interrupted; {sum(r['status'] == 'ok' for r in rows)} of {len(rows)} runs are "
+              f"finished and kept, report -> {s['paths']['markdown']}; run the same command again to train the "
+              f"rest", file=sys.stderr)
+        return 130
     if missing:
         print(f"{args.out}/results.csv written; {missing} runs of the grid are not finished yet "
               f"(other shards?); run `normlab report {args.out}` once they are")

@@ -94,8 +94,14 @@ class RunDir:
         p = self / "metrics.csv"
         if not p.is_file():
             return []
-        with p.open(newline="") as f:
-            return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        try:
+            with p.open(newline="", encoding="utf-8") as f:
+                rows = [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+            if any(None in r or not isinstance(r.get("epoch"), int) for r in rows):
+                raise ValueError("a row has extra fields or no epoch number")
+            return rows
+        except (ValueError, TypeError, UnicodeDecodeError, csv.Error) as exc:
+            raise CheckpointError(f"{str(p)!r} is damaged ({exc})") from None
 
     def load_weights(self, name: str = "weights.safetensors") -> dict[str, torch.Tensor]:
         try:

@@ -21,6 +21,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..errors import CheckpointError
 from ..fileio import atomic_write_text
 from ..rundir import RunDir
 from . import figures, paired, render
@@ -92,7 +93,7 @@ def summarize(exp: Experiment, rows: list[dict], clean: Optional[dict] = None) -
     for c in cells:
         ok = [r for r in by_cell[c.id] if r["status"] == "ok"]
         entry = {"cell": c.id, "factors": c.factors, "runs": len(ok), "of": len(by_cell[c.id]),
-                 "failed": sum(r["status"] == "failed" for r in by_cell[c.id])}
+                 "failed": sum(r["status"] in ("failed", "damaged") for r in by_cell[c.id])}
         entry[exp.metric] = mean_std((r[exp.metric] for r in ok), scale)
         for k in ("best_test_acc", "final_test_acc", "final_train_acc"):
             entry[k] = mean_std((r[k] for r in ok), 100.0)
@@ -116,7 +117,8 @@ def summarize(exp: Experiment, rows: list[dict], clean: Optional[dict] = None) -
               "comparison": next(done) if seeds else None} for cid, seeds, _, _ in pairs]
     missing = sum(r["status"] == "missing" for r in rows)
     return {"experiment": exp, "baseline": base.id, "table": table, "diffs": diffs, "missing": missing,
-            "rows": rows, "failed": [(r["cell"], r["seed"], r["error"]) for r in rows if r["status"] == "failed"]}
+            "rows": rows, "failed": [(r["cell"], r["seed"], r["error"]) for r in rows
+                                     if r["status"] in ("failed", "damaged")]}
 
 
 def differences_rows(s: dict) -> list[dict]:
@@ -240,8 +242,9 @@ def curves_figures(exp: Experiment, rows: list[dict], out: Path) -> list[render.
     for factor, levels in exp.factors.items():
         if len(levels) < 2:
             continue
-        groups = [(f"{factor}={_level(level)}", [RunDir(out / r["run_dir"]).read_metrics()
-                                                  for r in ok if r.get(factor) == level]) for level in levels]
+        groups = [(f"{factor}={_level(level)}", [m for r in ok if r.get(factor) == level
+                                                  if (m := _metrics_or_none(out / r["run_dir"]))])
+                  for level in levels]
         fig = figures.learning_curves(groups, f"{exp.name}: by {factor}", classes)
         name = f"curves-{factor}.png"
         png = figures.save(fig, out / name)
@@ -332,3 +335,11 @@ def write_report(out) -> dict:
     s["paths"] = {"results": out / "results.csv", "differences": out / "differences.csv",
                   "markdown": out / "report.md", "html": out / "report.html"}
     return s
+
+
+def _metrics_or_none(run_dir: Path):
+    """A run's metrics rows, or None where metrics.csv is damaged: its curve is left out."""
+    try:
+        return RunDir(run_dir).read_metrics()
+    except CheckpointError:
+        return None

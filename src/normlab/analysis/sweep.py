@@ -14,6 +14,12 @@ Runs go to SWEEP_DIR/runs/<cell-id>-s<seed>, the cell id being its levels, e.g.
 norm=bn,dropout=0.5-s0. A run whose summary.json exists is finished and is
 skipped on a rerun; a run directory without one was interrupted and is started over, so a sweep
 killed at any point resumes by running the same command again.
+
+Whoever trains a run holds its lock, SWEEP_DIR/.locks/<run>.lock (locks.py): a second `compare`
+on the same folder skips the runs another live process is training instead of deleting them.
+Worker processes die with the parent (parent-death signal, and a watch on the parent's pid
+where that signal does not exist); Ctrl-C or SIGTERM stop them, keep what finished and write
+results.csv.
 """
 
 from __future__ import annotations
@@ -23,16 +29,22 @@ import io
 import itertools
 import json
 import math
+import os
 import re
 import shutil
+import signal
+import sys
+import threading
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ..config import FIELDS, load_config_file, make_config, normalize_key
-from ..errors import ConfigError, NormlabError, unknown_name
+from .. import locks
+from ..errors import CheckpointError, ConfigError, NormlabError, unknown_name
 from ..fileio import atomic_write_json, atomic_write_text
 from ..train.build import resolve_config
 
@@ -84,6 +96,8 @@ class SweepOutcome:
     ran: list = field(default_factory=list)      # job names trained now
     skipped: list = field(default_factory=list)  # already finished
     failed: list = field(default_factory=list)   # (job name, message)
+    busy: list = field(default_factory=list)     # being trained by another live process: left alone
+    interrupted: bool = False                    # Ctrl-C / SIGTERM stopped the sweep
 
 
 # ------------------------------------------------------------------ the experiment file
@@ -186,34 +200,127 @@ def _silent(*_a, **_k):
     pass
 
 
-def run_job(cfg: dict) -> tuple[str, Optional[str], float]:
-    """Train one run (in this process or a worker); return (out, error message or None, seconds)."""
+def lock_path(run_dir: Path) -> Path:
+    return run_dir.parent.parent / ".locks" / f"{run_dir.name}.lock"
+
+
+def run_job(cfg: dict) -> tuple[str, str, Optional[str], float]:
+    """Train one run (in this process or a worker) while holding its lock.
+
+    Returns (out, status, message, seconds) with status "done", "failed" (message: why),
+    "skipped" (finished by another process meanwhile) or "busy" (message: who is training it).
+    """
     from ..train.trainer import train
 
     t0 = time.perf_counter()
     out = Path(cfg["out"])
     try:
-        train(cfg, log=_silent)
-        return str(out), None, time.perf_counter() - t0
-    except NormlabError as exc:  # e.g. a diverged run: a result of the experiment, recorded
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "failed.json", {"error": str(exc)})
-        return str(out), str(exc), time.perf_counter() - t0
-    except Exception:  # a bug: recorded with its traceback so one run cannot sink the sweep
-        msg = traceback.format_exc(limit=5)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "failed.json", {"error": msg})
-        return str(out), msg.strip().splitlines()[-1], time.perf_counter() - t0
+        with locks.hold(lock_path(out)):
+            if is_finished(out):
+                return str(out), "skipped", None, 0.0
+            if out.exists():  # interrupted part-way, and nobody holds it: start that run over
+                shutil.rmtree(out)
+            try:
+                train(cfg, log=_silent)
+                return str(out), "done", None, time.perf_counter() - t0
+            except NormlabError as exc:  # e.g. a diverged run: a result of the experiment, recorded
+                out.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(out / "failed.json", {"error": str(exc)})
+                return str(out), "failed", str(exc), time.perf_counter() - t0
+            except KeyboardInterrupt:
+                if _IN_WORKER:  # stopped by the parent: leave at once, the parent reports
+                    os._exit(130)
+                raise
+            except Exception:  # a bug: recorded with its traceback so one run cannot sink the sweep
+                msg = traceback.format_exc(limit=5)
+                out.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(out / "failed.json", {"error": msg})
+                return str(out), "failed", msg.strip().splitlines()[-1], time.perf_counter() - t0
+    except locks.Locked as exc:
+        return str(out), "busy", f"being trained by process {exc.pid or '?'}; left alone", 0.0
 
 
-def _worker_init(threads: int) -> None:
+_IN_WORKER = False
+
+
+def _worker_init(threads: int, parent: int) -> None:
     import torch
 
+    global _IN_WORKER
+    _IN_WORKER = True
     torch.set_num_threads(threads)
+    # Ctrl-C reaches the whole process group; the parent decides what stops (it sends SIGTERM,
+    # which the trainer turns into a stop at the next step).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent)
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this process end when `parent` does, even after a kill -9 of the parent.
+
+    Linux: the kernel sends SIGKILL on the parent's death (prctl PR_SET_PDEATHSIG). Elsewhere,
+    and for a parent that died before the prctl, a daemon thread watches the parent's pid.
+    A worker killed this way loses at most its current epoch: checkpoints commit atomically."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="normlab-parent-watch").start()
+
+
+def stop_workers(procs, grace: float = 5.0) -> None:
+    """SIGTERM every worker (the trainer stops at the next step), SIGKILL those still alive
+    after `grace` seconds; return when all are gone."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + grace
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
+@contextmanager
+def _signals_interrupt():
+    """SIGTERM, like SIGINT, raises KeyboardInterrupt in the parent, so both end in the same
+    orderly stop (workers stopped, results written) instead of a silent death."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(*_):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def is_finished(run_dir: Path) -> bool:
-    return (run_dir / "summary.json").is_file() or (run_dir / "failed.json").is_file()
+    """A readable summary.json, or a failed.json: a damaged summary is not a finished run."""
+    if (run_dir / "failed.json").is_file():
+        return True
+    try:
+        return read_summary(run_dir) is not None
+    except CheckpointError:
+        return False
 
 
 def prepare_sweep_dir(exp: Experiment, out) -> Path:
@@ -221,7 +328,7 @@ def prepare_sweep_dir(exp: Experiment, out) -> Path:
     out = Path(out)
     rec = out / "experiment.json"
     if rec.is_file():
-        old = json.loads(rec.read_text(encoding="utf-8"))
+        old = _read_experiment_json(rec)
         mine = json.loads(json.dumps(exp.to_dict()))
         changed = [k for k in ("base", "factors", "seeds") if old.get(k) != mine.get(k)]
         if changed:
@@ -229,6 +336,9 @@ def prepare_sweep_dir(exp: Experiment, out) -> Path:
                               f"use another --out, or delete that folder to start over")
     elif out.exists() and not out.is_dir():
         raise ConfigError(f"out: {str(out)!r} exists and is not a directory")
+    elif (out / "config.json").is_file() or (out / "preprocess.json").is_file():
+        raise ConfigError(f"out: {str(out)!r} is a training run's folder, not a sweep's; "
+                          f"give compare a new or empty --out (nothing there was changed)")
     (out / "runs").mkdir(parents=True, exist_ok=True)
     if not rec.is_file():
         atomic_write_json(rec, exp.to_dict())
@@ -245,8 +355,6 @@ def pending_jobs(exp: Experiment, out: Path, cells: Sequence[Cell], parallel: bo
         if is_finished(run_dir):
             outcome.skipped.append(prefix + job.name)
             continue
-        if run_dir.exists():  # interrupted part-way: start that run over
-            shutil.rmtree(run_dir)
         cfg = cell_config(exp, job.cell, job.seed, str(run_dir))
         if parallel and "threads" not in cfg:
             cfg["threads"] = 1  # parallel runs share the cores; one thread each avoids oversubscription
@@ -260,42 +368,37 @@ def run_pending(todo: Sequence[tuple[str, dict]], jobs: int, outcome: SweepOutco
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
 
-    def record(name, err, secs):
-        if err:
+    def record(name, status, err, secs):
+        if status == "failed":
             outcome.failed.append((name, err))
             log(f"  {name}: FAILED ({err.splitlines()[0]})")
+        elif status == "busy":
+            outcome.busy.append(name)
+            log(f"  {name}: {err}")
+        elif status == "skipped":
+            outcome.skipped.append(name)
         else:
             outcome.ran.append(name)
             log(f"  {name}: done in {secs:.1f} s")
 
-    if jobs == 1 or len(todo) <= 1:
-        for name, cfg in todo:
-            _, err, secs = run_job(cfg)
-            record(name, err, secs)
-        return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-
-    # spawn: a fresh interpreter per worker, safe with torch's threads (fork is not).
-    # An executor, not multiprocessing.Pool: when a worker dies (killed, out of memory) a
-    # Pool waits forever for its task, while the executor fails the pending runs at once.
-    died = ("a worker process died (killed, or out of memory?) before this run finished; "
-            "run the same command again to train only the missing runs")
-    with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn"),
-                             initializer=_worker_init, initargs=(1,)) as pool:
-        futures = {pool.submit(run_job, cfg): name for name, cfg in todo}
-        for fut in as_completed(futures):
-            try:
-                _, err, secs = fut.result()
-            except BrokenProcessPool:
-                err, secs = died, 0.0
-            record(futures[fut], err, secs)
+    with _signals_interrupt():
+        try:
+            if jobs == 1 or len(todo) <= 1:
+                for name, cfg in todo:
+                    record(name, *run_job(cfg)[1:])
+            else:
+                _run_parallel(todo, jobs, record)
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+            log("normlab compare: interrupted; keeping the finished runs")
 
 
 def run_sweep(exp: Experiment, out, jobs: int = 1, shard: Optional[tuple[int, int]] = None,
               log: Callable = print) -> SweepOutcome:
-    """Run every unfinished run of the experiment (or of one shard of its cells)."""
+    """Run every unfinished run of the experiment (or of one shard of its cells).
+
+    Ctrl-C or SIGTERM stop it (workers included); what finished is kept, results.csv is written
+    and the outcome says `interrupted`."""
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
     out = prepare_sweep_dir(exp, out)
@@ -311,15 +414,74 @@ def run_sweep(exp: Experiment, out, jobs: int = 1, shard: Optional[tuple[int, in
     return outcome
 
 
+def _run_parallel(todo, jobs: int, record) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    # spawn: a fresh interpreter per worker, safe with torch's threads (fork is not).
+    # An executor, not multiprocessing.Pool: when a worker dies (killed, out of memory) a
+    # Pool waits forever for its task, while the executor fails the pending runs at once.
+    died = ("a worker process died (killed, or out of memory?) before this run finished; "
+            "run the same command again to train only the missing runs")
+    pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn"),
+                               initializer=_worker_init, initargs=(1, os.getpid()))
+    try:
+        futures = {pool.submit(run_job, cfg): name for name, cfg in todo}
+        for fut in as_completed(futures):
+            try:
+                _, status, err, secs = fut.result()
+            except BrokenProcessPool:
+                status, err, secs = "failed", died, 0.0
+            record(futures[fut], status, err, secs)
+    except BaseException:
+        workers = mp.active_children()
+        pool.shutdown(wait=False, cancel_futures=True)
+        stop_workers(workers)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
 # ------------------------------------------------------------------ results
 def read_experiment(out) -> Experiment:
     rec = Path(out) / "experiment.json"
     if not rec.is_file():
         raise ConfigError(f"{str(out)!r} is not a sweep directory (no experiment.json); "
                           f"create one with `normlab compare EXPERIMENT.yaml --out {out}`")
-    d = json.loads(rec.read_text(encoding="utf-8"))
-    return Experiment(d["base"], d["factors"], d["seeds"], d.get("metric", "final_test_acc"),
-                      d.get("name", "experiment"), d.get("description", ""))
+    d = _read_experiment_json(rec)
+    try:
+        return parse_experiment(d, source=str(rec))
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} ({_DAMAGED_EXPERIMENT})") from None
+
+
+_DAMAGED_EXPERIMENT = ("experiment.json records the sweep's experiment; restore it, or run `normlab compare "
+                       "EXPERIMENT.yaml --out DIR` into a new folder")
+
+
+def _read_experiment_json(rec: Path) -> dict:
+    try:
+        d = json.loads(rec.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{str(rec)!r} is damaged ({exc}); {_DAMAGED_EXPERIMENT}") from None
+    if not isinstance(d, dict) or not {"base", "factors", "seeds"} <= set(d):
+        raise ConfigError(f"{str(rec)!r} is damaged (it lacks base, factors or seeds); {_DAMAGED_EXPERIMENT}")
+    return d
+
+
+def read_summary(run_dir: Path) -> Optional[dict]:
+    """A run's summary.json as a dict; None if there is none; CheckpointError if it is damaged."""
+    path = run_dir / "summary.json"
+    try:
+        s = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{str(path)!r} is damaged ({exc})") from None
+    if not isinstance(s, dict):
+        raise CheckpointError(f"{str(path)!r} is damaged (not a JSON object)")
+    return s
 
 
 def collect(out) -> list[dict]:
@@ -332,13 +494,22 @@ def collect(out) -> list[dict]:
         row = {"cell": job.cell.id, **job.cell.factors, "seed": job.seed, "status": "missing", "error": ""}
         row.update({k: None for k in SUMMARY_COLUMNS})
         row["run_dir"] = str(Path("runs") / job.name)
-        if (run_dir / "summary.json").is_file():
-            s = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+        try:
+            s = read_summary(run_dir)
+        except CheckpointError as exc:  # one damaged run must not sink the whole report
+            row["status"] = "damaged"
+            row["error"] = (f"{exc}; `normlab compare` on this folder finishes that run again from its "
+                            f"checkpoint (or retrains it)")
+            s = None
+        if s is not None:
             row["status"] = "ok"
             row.update({k: s.get(k) for k in SUMMARY_COLUMNS})
-        elif (run_dir / "failed.json").is_file():
+        elif row["status"] == "missing" and (run_dir / "failed.json").is_file():
             row["status"] = "failed"
-            row["error"] = json.loads((run_dir / "failed.json").read_text(encoding="utf-8")).get("error", "")
+            try:
+                row["error"] = str(json.loads((run_dir / "failed.json").read_text(encoding="utf-8")).get("error", ""))
+            except (ValueError, AttributeError) as exc:
+                row["error"] = f"failed.json is damaged ({exc})"
         rows.append(row)
     return rows
 

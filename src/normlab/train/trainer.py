@@ -20,6 +20,7 @@ import torch
 
 from ..config import RESUME_OPTIONS, TrainConfig, make_config
 from ..data.loader import DeviceLoader
+from .. import faults
 from ..errors import TrainingError
 from ..evaluation import evaluate
 from ..rundir import METRIC_COLUMNS, RunDir, link_latest
@@ -158,6 +159,7 @@ def fit(loop: Loop, hooks: list[H.Hook]) -> dict:
         for epoch in range(loop.start_epoch, cfg.epochs + 1):
             loop.epoch, t0, lr = epoch, time.perf_counter(), r.optimizer.param_groups[0]["lr"]
             call("on_epoch_start", loop)
+            faults.point("epoch-start", loop.stop_event)  # a test can pause here and signal at a known instant
             stats = _train_pass(loop, step_hooks)
             call("on_train_end", loop, stats)
             t_train = time.perf_counter() - t0
