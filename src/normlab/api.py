@@ -46,7 +46,7 @@ def load(run_dir, device: str = "cpu", fuse_bn: bool = False, norm=None, act=Non
         cfg = resolve_config(cfg.replace(**{k: v for k, v in (("norm", norm), ("act", act)) if v is not None}))
     except NormlabError as exc:
         raise CheckpointError(f"{str(run / 'config.json')!r} is not a valid normlab config: {exc}") from None
-    pre = run.read_json("preprocess.json")
+    pre, transform = read_preprocess(run)
     built = build_run(cfg, preprocess=pre, device=device)
     model, dev, shape = built.model, built.device, tuple(pre["input_shape"])
     state = run.load_weights()
@@ -64,8 +64,32 @@ def load(run_dir, device: str = "cpu", fuse_bn: bool = False, norm=None, act=Non
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     summary = run.read_json("summary.json") if (run / "summary.json").is_file() else {}
-    return LoadedRun(run.path, cfg, model, pipeline.input_transform(pre), pre, pre["classes"],
-                     shape, summary, dev)
+    return LoadedRun(run.path, cfg, model, transform, pre, pre["classes"], shape, summary, dev)
+
+
+def read_preprocess(run: RunDir):
+    """preprocess.json checked in full, with its input transform: (dict, transform).
+    A damaged file is a CheckpointError naming what is wrong, never a KeyError deep inside."""
+    pre = run.read_json("preprocess.json")
+    try:
+        if not isinstance(pre, dict):
+            raise ValueError("not a JSON object")
+        for key in ("input_shape", "model_input_shape"):
+            if key not in pre and key == "model_input_shape":
+                continue
+            v = pre.get(key)
+            if not (isinstance(v, list) and len(v) == 3 and all(isinstance(n, int) and n > 0 for n in v)):
+                raise ValueError(f"{key} must be a list of 3 positive integers, got {v!r}")
+        classes = pre.get("classes")
+        if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+            raise ValueError(f"classes must be a non-empty list of names, got {classes!r}")
+        transform = pipeline.input_transform(pre)
+    except Exception as exc:  # KeyError, base64/shape errors of the fitted transform, ...
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0] or type(exc).__name__
+        raise CheckpointError(f"{str(run / 'preprocess.json')!r} is damaged ({detail}); it is written when "
+                              f"training starts and cannot be rebuilt without the training data: train the "
+                              f"run again") from None
+    return pre, transform
 
 
 def evaluate_run(run_dir, device: str = "cpu", fuse_bn: bool = False, split: str = "test") -> dict:
@@ -91,9 +115,14 @@ def read_image(path, shape, invert: bool = False) -> torch.Tensor:
     had been inverted) and resized (antialiased) to its input size."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    from .data.imagefolder import check_pixels, to_uint8
+
     c, h, w = shape
     try:
+        check_pixels(path)
         with Image.open(path) as img:
+            if img.mode.startswith("I;16"):  # 16-bit grayscale: Pillow's convert("L") would clip at 255
+                img = Image.fromarray(to_uint8(np.asarray(img).astype(np.uint16)), "L")
             img = img.convert("L" if c == 1 else "RGB")
             if invert:
                 img = ImageOps.invert(img)
@@ -104,6 +133,8 @@ def read_image(path, shape, invert: bool = False) -> torch.Tensor:
         raise DataError(f"image {str(path)!r} does not exist") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise DataError(f"image {str(path)!r} could not be decoded ({exc}); give a PNG or JPEG file") from None
+    except ValueError as exc:
+        raise DataError(f"image {str(path)!r} was refused: {exc}") from None
     if c == 1:
         arr = arr[None]
     else:

@@ -50,6 +50,11 @@ def probability(x):
     return None if 0 <= x < 1 else "must be in [0, 1)"
 
 
+def _seed_range(x):
+    # torch's generators take 64 bits; a larger seed would fail deep inside torch.manual_seed
+    return None if 0 <= x < 2 ** 63 else "must be from 0 to 2**63 - 1"
+
+
 def optional(check):
     return lambda x: None if x is None else check(x)
 
@@ -179,7 +184,7 @@ class TrainConfig:
                                      check=optional(positive))
     clip_mode: str = opt("norm", "what --clip-grad bounds: norm or value", choices=("norm", "value"))
     # --- where and how
-    seed: int = opt(0, "random seed for weights, data order and augmentation")
+    seed: int = opt(0, "random seed for weights, data order and augmentation", check=_seed_range)
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
     threads: Optional[int] = opt(None, "CPU threads for torch (default: torch's choice)",
                                  check=optional(at_least_one))
@@ -356,7 +361,11 @@ def load_config_file(path: Union[str, os.PathLike]) -> dict:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                          f"save it as UTF-8 YAML or JSON") from None
     try:
         if p.suffix.lower() == ".json":
             data = json.loads(text)

@@ -41,3 +41,17 @@ class DistributedError(NormlabError):
     """Under torchrun, another process died or stalled; not the user's input, hence exit code 1."""
 
     exit_code = 1
+
+
+class WriteError(NormlabError, OSError):
+    """A file could not be written (disk full, no permission); the previous version is intact."""
+
+    def __init__(self, path, cause: OSError):
+        self.path, self.cause = path, cause
+        reason = f"[Errno {cause.errno}] {cause.strerror}" if cause.strerror else str(cause)
+        super().__init__(f"could not write {str(path)!r}: {reason}; nothing earlier was lost (the file's "
+                         f"previous version, if any, is unchanged)")
+        self.errno = cause.errno
+
+    def __str__(self) -> str:
+        return self.args[0]

@@ -26,6 +26,9 @@ def export_run(run_dir, fmt: str = "onnx", out: Optional[str] = None, fuse_bn: b
                check: bool = True) -> dict:
     if fmt not in FORMATS:
         raise unknown_name("export format", fmt, FORMATS)
+    if out is not None and (Path(out).exists() or Path(out).is_symlink()):
+        raise ConfigError(f"out: {str(out)!r} already exists; export never overwrites a file (it could be a "
+                          f"run's weights): choose another --out, or delete that file first")
     r = load(run_dir)
     model = r.model.eval()
     if fuse_bn:

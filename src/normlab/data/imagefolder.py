@@ -55,15 +55,50 @@ def scan(root) -> tuple[list[str], list[tuple[str, int]], Optional[list[tuple[st
     return classes, files, None
 
 
-def decode(path: str) -> torch.Tensor:
-    """uint8 (C, H, W) with C as stored (1..4); raises on undecodable files."""
+# Pillow's own bound on a decoded image (89.5 megapixels, about 268 MB as RGB): a header claiming
+# more is refused before anything is allocated, so a tiny file cannot ask for gigabytes.
+MAX_PIXELS = 89_478_485
+
+
+def check_pixels(path) -> None:
+    """Raise ValueError if the file's header claims more than MAX_PIXELS pixels (reads the header only)."""
     import warnings
 
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+        except Image.DecompressionBombError:
+            w = h = None
+    if w is None or w * h > MAX_PIXELS:
+        size = "more pixels" if w is None else f"{w}x{h} pixels"
+        raise ValueError(f"its header claims {size} than the limit of {MAX_PIXELS:,} (a decompression bomb, or "
+                         f"an image far too large for a classifier; shrink it first)")
+
+
+def to_uint8(img):
+    """16-bit samples scaled to 8 bits by their high byte, as Pillow does for 16-bit RGB PNGs, so
+    training (torchvision) and predict (Pillow) see the same pixels; 8-bit input unchanged."""
+    if img.dtype == torch.uint16:
+        return (img.to(torch.int32) >> 8).to(torch.uint8)
+    if img.dtype == np.uint16:
+        return (img >> 8).astype(np.uint8)
+    return img
+
+
+def decode(path: str) -> torch.Tensor:
+    """uint8 (C, H, W) with C as stored (1..4); raises on undecodable or oversized files."""
+    import warnings
+
+    check_pixels(path)
     with warnings.catch_warnings():  # torchvision 0.29 warns that TorchCodec will take over decoding
         warnings.simplefilter("ignore", DeprecationWarning)
         from torchvision.io import ImageReadMode, decode_image, read_file
 
-        return decode_image(read_file(path), mode=ImageReadMode.UNCHANGED)
+        return to_uint8(decode_image(read_file(path), mode=ImageReadMode.UNCHANGED))
 
 
 def conform(img: torch.Tensor, channels: int, size: tuple[int, int]) -> tuple[torch.Tensor, bool]:

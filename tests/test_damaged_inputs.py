@@ -1,0 +1,264 @@
+"""Damaged or hostile inputs: a one-line error and exit code 2, nothing changed; 16-bit images;
+nothing overwritten by surprise; files written with the user's umask."""
+
+import hashlib
+import json
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import normlab
+from normlab import cli
+from normlab.analysis import report, sweep
+from normlab.data import imagefolder, sources
+
+BASE = dict(dataset="digits", model="mlp", epochs=1, width=16, depth=1, batch_size=128)
+TINY = dict(BASE, progress=False)
+
+
+def quiet(*_):
+    pass
+
+
+def snapshot(folder):
+    """Every file under `folder` with its bytes' hash: equal before and after means nothing changed."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def fails_cleanly(capsys, argv, *fragments):
+    """The command exits 2 with exactly one line on stderr holding every fragment."""
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"normlab {argv[0]}: error: "), err
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return normlab.train(dict(TINY, out=str(tmp_path_factory.mktemp("r") / "run")), log=quiet).run_dir
+
+
+def damaged_copy(run, tmp_path, name, content: bytes):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / name).write_bytes(content)
+    return copy
+
+
+def png_header_only(path, width, height):
+    """A PNG whose header claims width x height 8-bit gray pixels, with almost no data behind it."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+# ---------------------------------------------------------------- damaged run files
+@pytest.mark.parametrize("content, detail", [
+    (b'{"input_shape": [1, 8', "preprocess.json' is corrupt"),
+    (b"{}", "preprocess.json' is damaged (input_shape must be a list of 3 positive integers, got None)"),
+    (b'{"input_shape": [1, 8, 8], "classes": ["0", "1"], "transform": {"kind": "channel"}}',
+     "preprocess.json' is damaged (missing 'features')"),
+])
+@pytest.mark.parametrize("verb", ["eval", "export", "inspect"])
+def test_a_damaged_preprocess_json_is_one_line(run, tmp_path, capsys, content, detail, verb):
+    copy = damaged_copy(run, tmp_path, "preprocess.json", content)
+    before = snapshot(copy)
+    fails_cleanly(capsys, [verb, str(copy)], detail)
+    assert snapshot(copy) == before
+
+
+def test_a_non_utf8_config_file_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "c.yaml"
+    bad.write_bytes(b"epochs: 1\nout: \xff\xfe\n")
+    fails_cleanly(capsys, ["train", "--config", str(bad)], "is not UTF-8 text (invalid start byte at byte 15)",
+                  "save it as UTF-8")
+    assert list(tmp_path.iterdir()) == [bad]
+
+
+@pytest.mark.parametrize("seed", [str(2 ** 70), str(2 ** 63), "-1"])
+def test_a_seed_torch_cannot_take_is_one_line(tmp_path, capsys, seed):
+    fails_cleanly(capsys, ["train", "--dataset", "digits", "--seed", seed, "--out", str(tmp_path / "r")],
+                  "seed: must be from 0 to 2**63 - 1")
+    assert not (tmp_path / "r").exists()
+    assert normlab.make_config({"seed": 2 ** 63 - 1}).seed == 2 ** 63 - 1  # the largest is fine
+
+
+# ---------------------------------------------------------------- damaged sweeps
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    exp = sweep.parse_experiment({"base": BASE, "factors": {"lr": [0.05, 0.1]}, "seeds": 1})
+    assert not sweep.run_sweep(exp, out, log=quiet).failed
+    return out
+
+
+@pytest.mark.parametrize("content, detail", [
+    (b'{"base": {"dataset"', "experiment.json' is damaged (Expecting"),
+    (b"{}", "experiment.json' is damaged (it lacks base, factors or seeds)"),
+    (b'{"base": {}, "factors": {"norm": "bn"}, "seeds": 1}', "factor 'norm' must be a non-empty list"),
+])
+def test_a_damaged_experiment_json_is_one_line(sweep_dir, tmp_path, capsys, content, detail):
+    import shutil
+
+    copy = tmp_path / "s"
+    shutil.copytree(sweep_dir, copy)
+    (copy / "experiment.json").write_bytes(content)
+    before = snapshot(copy)
+    fails_cleanly(capsys, ["report", str(copy)], detail, "restore it, or run `normlab compare")
+    assert snapshot(copy) == before
+
+
+def test_a_truncated_summary_is_reported_and_the_rest_goes_on(sweep_dir, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "s"
+    shutil.copytree(sweep_dir, copy)
+    damaged = copy / "runs" / "lr=0.1-s0" / "summary.json"
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    assert cli.main(["report", str(copy)]) == 0
+    rows = {r["cell"]: r for r in sweep.collect(copy)}
+    assert rows["lr=0.05"]["status"] == "ok" and rows["lr=0.1"]["status"] == "damaged"
+    assert f"{str(damaged)!r} is damaged" in rows["lr=0.1"]["error"]
+    md = (copy / "report.md").read_text()
+    assert "Run lr=0.1 seed 0 failed: " in md and "summary.json' is damaged" in md
+    # compare goes on too: the damaged run is not finished, so it is trained again; the other is kept
+    kept = snapshot(copy / "runs" / "lr=0.05-s0")
+    exp = sweep.read_experiment(copy)
+    again = sweep.run_sweep(exp, copy, log=quiet)
+    assert again.skipped == ["lr=0.05-s0"] and again.ran == ["lr=0.1-s0"]
+    assert json.loads(damaged.read_text())["epochs"] == 1
+    assert snapshot(copy / "runs" / "lr=0.05-s0") == kept
+
+
+def test_a_garbled_metrics_csv_leaves_its_curve_out_of_the_report(sweep_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "s"
+    shutil.copytree(sweep_dir, copy)
+    (copy / "runs" / "lr=0.1-s0" / "metrics.csv").write_bytes(b"epoch,train_loss\n1,0.5,7,8\n\xff\n")
+    s = report.write_report(copy)
+    assert s["paths"]["markdown"].is_file() and (copy / "curves-lr.png").is_file()
+
+
+# ---------------------------------------------------------------- images
+def test_a_decompression_bomb_is_refused_before_decoding(run, tmp_path, capsys):
+    bomb = tmp_path / "bomb.png"
+    png_header_only(bomb, 20000, 20000)
+    fails_cleanly(capsys, ["predict", str(run), str(bomb)], "bomb.png' was refused: its header claims more pixels "
+                  "than the limit of 89,478,485 (a decompression bomb")
+    big = tmp_path / "big.png"
+    png_header_only(big, 10000, 10000)  # under Pillow's own error threshold, over ours
+    fails_cleanly(capsys, ["predict", str(run), str(big)], "claims 10000x10000 pixels than the limit")
+    # In an image folder it is one more undecodable file: skipped and named, or refused with --strict.
+    folder = tmp_path / "folder"
+    for cls in ("a", "b"):
+        (folder / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((6, 6), 40 * i, np.uint8)).save(folder / cls / f"{i}.png")
+    png_header_only(folder / "b" / "bomb.png", 20000, 20000)
+    ds = sources.load_dataset("imagefolder", data_dir=str(folder))
+    assert [s["path"] for s in ds.info["skipped"]] == [str(folder / "b" / "bomb.png")]
+    assert "decompression bomb" in ds.info["skipped"][0]["reason"]
+    with pytest.raises(normlab.DataError, match="bomb.png' could not be decoded \\(its header claims"):
+        sources.load_dataset("imagefolder", data_dir=str(folder), strict=True)
+
+
+def save_png16(path, arr16):
+    """A 16-bit grayscale (H, W) or RGB (H, W, 3) PNG, written by hand so the bit depth is certain."""
+    h, w = arr16.shape[:2]
+    color = 2 if arr16.ndim == 3 else 0
+    raw = b"".join(b"\x00" + arr16[i].astype(">u2").tobytes() for i in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_16_bit_pngs_are_scaled_to_8_bits_not_clipped(run, tmp_path):
+    data = sources.load_dataset("digits")
+    files8, files16 = [], []
+    for i in range(6):
+        # the digits span 0..16; stretched to 0..255 so that clipping at 255 would destroy them
+        img8 = (data.test_x[i, 0].numpy().astype(np.uint16) * 255 // 16).astype(np.uint8)
+        img8 = np.kron(img8, np.ones((3, 3), np.uint8))  # 24x24, resized back by predict
+        p8, p16 = tmp_path / f"{i}-8.png", tmp_path / f"{i}-16.png"
+        Image.fromarray(img8, "L").save(p8)
+        save_png16(p16, img8.astype(np.uint16) * 257)  # the exact 16-bit widening of the 8-bit copy
+        files8.append(str(p8))
+        files16.append(str(p16))
+    assert Image.open(files16[0]).mode == "I;16"
+    p8 = normlab.predict(run, files8)
+    p16 = normlab.predict(run, files16)
+    assert [(a["class"], a["probability"]) for a in p8] == [(b["class"], b["probability"]) for b in p16]
+    assert len({a["class"] for a in p8}) > 1  # not all one answer, as a saturated white image would give
+    # torchvision's decoder (image folders) gives the same 8-bit pixels as the 8-bit file
+    assert torch.equal(imagefolder.decode(files16[1]), imagefolder.decode(files8[1]))
+    rgb8 = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    save_png16(tmp_path / "rgb16.png", rgb8.astype(np.uint16) * 257)
+    Image.fromarray(rgb8).save(tmp_path / "rgb8.png")
+    assert torch.equal(imagefolder.decode(str(tmp_path / "rgb16.png")), imagefolder.decode(str(tmp_path / "rgb8.png")))
+
+
+def test_an_image_folder_with_one_16_bit_png_trains(tmp_path):
+    rng = np.random.default_rng(1)
+    for k, cls in enumerate(("dark", "light")):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(6):
+            arr = rng.integers(0, 100, (8, 8)).astype(np.uint8) + 150 * k
+            Image.fromarray(arr.astype(np.uint8), "L").save(tmp_path / "data" / cls / f"{i}.png")
+    save_png16(tmp_path / "data" / "light" / "deep.png", np.full((8, 8), 200 * 257, np.uint16))
+    ds = sources.load_dataset("imagefolder", data_dir=str(tmp_path / "data"))
+    assert not ds.info["skipped"] and len(ds.train_y) + len(ds.test_y) == 13
+    assert ds.train_x.dtype == torch.uint8
+    r = normlab.train(dict(TINY, dataset="imagefolder", data_dir=str(tmp_path / "data"), batch_size=4,
+                           out=str(tmp_path / "run")), log=quiet)
+    assert r.summary["epochs"] == 1
+
+
+# ---------------------------------------------------------------- nothing overwritten by surprise
+def test_export_refuses_an_existing_file(run, tmp_path, capsys):
+    before = snapshot(run)
+    fails_cleanly(capsys, ["export", str(run), "--format", "torchscript", "--out", str(run / "weights.safetensors")],
+                  "weights.safetensors' already exists; export never overwrites a file")
+    assert snapshot(run) == before
+    free = tmp_path / "model.pt"
+    assert cli.main(["export", str(run), "--format", "torchscript", "--out", str(free)]) == 0
+    assert free.is_file()
+
+
+def test_compare_refuses_a_training_runs_folder(run, tmp_path, capsys):
+    yml = tmp_path / "e.yaml"
+    yml.write_text(json.dumps({"base": BASE, "factors": {"lr": [0.1]}, "seeds": 1}))
+    before = snapshot(run)
+    fails_cleanly(capsys, ["compare", str(yml), "--out", str(run)], "is a training run's folder, not a sweep's")
+    assert snapshot(run) == before
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_run_files_follow_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        out = normlab.train(dict(TINY, out=str(tmp_path / "r")), log=quiet).run_dir
+    finally:
+        os.umask(old)
+    modes = {str(p.relative_to(out)): p.stat().st_mode & 0o777 for p in out.rglob("*")}
+    files = {k: v for k, v in modes.items() if (out / k).is_file() and not k.startswith(".")}
+    assert {"config.json", "summary.json", "weights.safetensors", "metrics.csv"} <= set(files)
+    assert set(files.values()) == {mode}, files
+    assert all(v == mode | 0o111 & ~umask for k, v in modes.items() if (out / k).is_dir())
