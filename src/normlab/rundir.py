@@ -4,8 +4,8 @@
   preprocess.json      input shape, class names and the normalization fitted on the train split
   metrics.csv          one row per epoch (METRIC_COLUMNS, then test_top5 / val_loss / val_acc
                        where they apply)
-  last.safetensors     weights after the last complete epoch; best.safetensors at the best one
-  state.pt             optimizer, scheduler, RNG states for --resume (tensors and plain values only)
+  checkpoints/epoch-N/ the last committed epoch (train/checkpoint.py): model, best and EMA weights,
+                       state.pt with optimizer, scheduler, RNG states for --resume
   summary.json         final/best accuracy, wall time, parameter count, versions, seed
   weights.safetensors  the model's state_dict
   curves.png           loss and accuracy against epoch
@@ -41,14 +41,14 @@ class RunDir:
 
     # ---- creating
     @classmethod
-    def create(cls, path) -> "RunDir":
+    def create(cls, path, ignore=()) -> "RunDir":
         p = Path(path)
         if p.exists() and not p.is_dir():
             raise ConfigError(f"out: {str(p)!r} exists and is not a directory; choose another --out")
         if p.is_dir() and (p / "config.json").is_file() and not (p / "summary.json").is_file():
             raise ConfigError(f"out: {str(p)!r} holds an interrupted run; continue it with "
                               f"`normlab train --resume {p}` or choose another --out (nothing there was changed)")
-        if p.is_dir() and any(p.iterdir()):
+        if p.is_dir() and any(q.name not in ignore for q in p.iterdir()):
             raise ConfigError(f"out: run directory {str(p)!r} already exists and is not empty; "
                               f"choose another --out (nothing there was changed)")
         p.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,9 @@ agree) and see the batches in the same order: the comparison is paired.
 
 Runs go to SWEEP_DIR/runs/<cell-id>-s<seed>, the cell id being its levels, e.g.
 norm=bn,dropout=0.5-s0. A run whose summary.json exists is finished and is
-skipped on a rerun; a run directory without one was interrupted and is started over, so a sweep
-killed at any point resumes by running the same command again.
+skipped on a rerun; a run directory without one was interrupted and is resumed from its last
+committed epoch (bit-identical to training it in one go) or, where it has none, started over, so
+a sweep killed at any point resumes by running the same command again.
 
 Whoever trains a run holds its lock, SWEEP_DIR/.locks/<run>.lock (locks.py): a second `compare`
 on the same folder skips the runs another live process is training instead of deleting them.
@@ -218,10 +219,13 @@ def run_job(cfg: dict) -> tuple[str, str, Optional[str], float]:
         with locks.hold(lock_path(out)):
             if is_finished(out):
                 return str(out), "skipped", None, 0.0
-            if out.exists():  # interrupted part-way, and nobody holds it: start that run over
-                shutil.rmtree(out)
             try:
-                train(cfg, log=_silent)
+                if _resumable(out):  # interrupted part-way: continue from its last epoch (exact)
+                    train({k: cfg[k] for k in ("threads",) if k in cfg}, log=_silent, resume=out)
+                else:
+                    if out.exists():  # nothing usable in it, and nobody holds it: start that run over
+                        shutil.rmtree(out)
+                    train(cfg, log=_silent)
                 return str(out), "done", None, time.perf_counter() - t0
             except NormlabError as exc:  # e.g. a diverged run: a result of the experiment, recorded
                 out.mkdir(parents=True, exist_ok=True)
@@ -238,6 +242,18 @@ def run_job(cfg: dict) -> tuple[str, str, Optional[str], float]:
                 return str(out), "failed", msg.strip().splitlines()[-1], time.perf_counter() - t0
     except locks.Locked as exc:
         return str(out), "busy", f"being trained by process {exc.pid or '?'}; left alone", 0.0
+
+
+def _resumable(out: Path) -> bool:
+    """A run folder holding its config and an intact committed epoch: resuming it gives exactly
+    what training it again would (train/checkpoint.py), for less."""
+    from ..train import checkpoint
+
+    try:
+        saved = json.loads((out / "config.json").read_text(encoding="utf-8"))
+        return checkpoint.load_last_complete_epoch(out, ema=saved.get("ema") is not None) is not None
+    except (OSError, ValueError, AttributeError, NormlabError):
+        return False
 
 
 _IN_WORKER = False

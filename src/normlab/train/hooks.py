@@ -22,7 +22,10 @@ import sys
 import time
 import threading
 
-from ..errors import ConfigError, TrainingError
+from typing import Optional
+
+from .. import faults
+from ..errors import CheckpointError, ConfigError, TrainingError
 from ..plots import plot_curves
 from . import checkpoint, distributed
 from .ema import EMA
@@ -47,13 +50,14 @@ class Hook:
 
 
 class Checkpoint(Hook):
-    """Restores a resumed run's state at the start; writes each epoch's state at its end.
+    """Restores a resumed run from its last committed epoch; commits each epoch at its end.
 
-    `save_epoch` is the one place an epoch's state reaches the disk: weights first, then state.pt,
-    so whatever state.pt says, the weights it refers to exist. Only rank 0 writes (`write`)."""
+    `save_epoch` is the one place an epoch's state reaches the disk, through
+    checkpoint.commit_epoch: every file of the epoch in a hidden folder, renamed into place last,
+    so an epoch is on disk entirely or not at all. Only rank 0 writes (`write`)."""
 
-    def __init__(self, write: bool = True):
-        self.write = write
+    def __init__(self, columns: list[str], write: bool = True):
+        self.columns, self.write = columns, write
 
     def on_start(self, loop) -> None:
         if loop.resume:
@@ -61,60 +65,82 @@ class Checkpoint(Hook):
 
     def restore(self, loop) -> None:
         run, r = loop.run_dir, loop.run
-        state = checkpoint.load_state(run / checkpoint.STATE_FILE)
-        r.model.load_state_dict(run.load_weights("last.safetensors"))
+        ckpt = checkpoint.load_last_complete_epoch(run.path, ema=loop.ema is not None)
+        state = ckpt.state
+        r.model.load_state_dict(ckpt.weights(checkpoint.MODEL))
         r.optimizer.load_state_dict(state["optimizer"])
         r.scheduler.load_state_dict(state["scheduler"])
         replan_schedule(loop, run.read_json("config.json").get("epochs"))
         checkpoint.set_rng_state(state["rng"], r.pipe.train.generator)
         if loop.ema is not None:
-            loop.ema.shadow.load_state_dict(run.load_weights("ema.safetensors"))
+            loop.ema.shadow.load_state_dict(ckpt.weights(checkpoint.EMA_FILE))
         loop.start_epoch, loop.elapsed0 = state["epoch"] + 1, state["elapsed"]
         loop.best_score, loop.best_epoch = state["best_score"], state["best_epoch"]
-        loop.rows = [row for row in run.read_metrics() if row["epoch"] <= state["epoch"]]
-        if loop.start_epoch > r.cfg.epochs:
+        loop.rows = [dict(row) for row in state["rows"]]
+        patience = r.cfg.patience
+        finished = loop.start_epoch > r.cfg.epochs or bool(patience and state["epoch"] - loop.best_epoch >= patience)
+        if finished and _summary_epochs(run) == state["epoch"]:
             raise ConfigError(f"{str(run.path)!r} already finished {state['epoch']} epochs; "
                               f"to train longer pass --epochs N with N > {state['epoch']}")
+        if finished:  # every epoch is done: only the end-of-run files are missing
+            loop.start_epoch = r.cfg.epochs + 1
         if self.write:
+            checkpoint.after_commit(run.path, dict(state, columns=self.columns))  # metrics.csv repaired
             run.write_json("config.json", r.cfg.to_dict())
-        loop.log(f"normlab: resuming {run.path} after epoch {state['epoch']}")
+        loop.log(f"normlab: {run.path} finished its {state['epoch']} epochs; writing its results" if finished
+                 else f"normlab: resuming {run.path} after epoch {state['epoch']}")
 
     def on_epoch_end(self, loop, row: dict) -> None:
         if self.write:
             self.save_epoch(loop, row)
 
     def save_epoch(self, loop, row: dict) -> None:
-        run, r = loop.run_dir, loop.run
-        if loop.improved:
-            run.save_weights(loop.evaluated.state_dict(), "best.safetensors")
-        run.save_weights(r.model.state_dict(), "last.safetensors")
-        if loop.ema is not None:
-            run.save_weights(loop.evaluated.state_dict(), "ema.safetensors")
-        checkpoint.save_state(run / checkpoint.STATE_FILE, {
-            "epoch": loop.epoch, "step": loop.epoch * r.steps_per_epoch, "elapsed": row["elapsed_seconds"],
-            "optimizer": r.optimizer.state_dict(), "scheduler": r.scheduler.state_dict(),
-            "rng": checkpoint.rng_state(r.pipe.train.generator),
-            "best_score": loop.best_score, "best_epoch": loop.best_epoch})
+        r = loop.run
+        checkpoint.commit_epoch(
+            loop.run_dir.path, loop.epoch, r.model.state_dict(),
+            {"epoch": loop.epoch, "step": loop.epoch * r.steps_per_epoch, "elapsed": row["elapsed_seconds"],
+             "optimizer": r.optimizer.state_dict(), "scheduler": r.scheduler.state_dict(),
+             "rng": checkpoint.rng_state(r.pipe.train.generator),
+             "best_score": loop.best_score, "best_epoch": loop.best_epoch, "rows": loop.rows,
+             "columns": self.columns},
+            best=loop.evaluated.state_dict() if loop.improved else None,
+            ema=loop.evaluated.state_dict() if loop.ema is not None else None)
 
     def on_end(self, loop, summary: dict) -> None:
         if self.write:
             loop.run_dir.save_weights(loop.evaluated.state_dict())
-            loop.run_dir.write_json("summary.json", summary)
+
+
+def _summary_epochs(run) -> Optional[int]:
+    """The epochs a run's summary.json reports; None if it has none or it is damaged."""
+    try:
+        return run.read_json("summary.json").get("epochs") if (run / "summary.json").is_file() else None
+    except (CheckpointError, AttributeError):
+        return None
+
+
+class Finished(Hook):
+    """summary.json, written after every other file of the run: its presence says the run is
+    finished and usable (a sweep skips it, --resume refuses it)."""
+
+    def on_end(self, loop, summary: dict) -> None:
+        loop.run_dir.write_json("summary.json", summary)
 
 
 class MetricsCSV(Hook):
-    """metrics.csv rewritten after every epoch; curves.png at the end."""
+    """curves.png at the end (metrics.csv is rewritten by Checkpoint after each epoch's commit)."""
 
     def __init__(self, columns: list[str]):
         self.columns = columns
 
     def on_epoch_end(self, loop, row: dict) -> None:
-        loop.run_dir.write_metrics(loop.rows, self.columns)
+        pass  # written by Checkpoint right after the epoch's commit, from the committed rows
 
     def on_end(self, loop, summary: dict) -> None:
         cfg = loop.run.cfg
         plot_curves(loop.rows, loop.run_dir / "curves.png", title=f"{cfg.model} on {cfg.dataset}",
                     classes=loop.run.pipe.num_classes)
+        faults.point("finish curves.png")
 
 
 class TensorBoard(Hook):

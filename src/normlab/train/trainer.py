@@ -12,6 +12,7 @@ import math
 import platform
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
@@ -20,8 +21,9 @@ import torch
 
 from ..config import RESUME_OPTIONS, TrainConfig, make_config
 from ..data.loader import DeviceLoader
-from .. import faults
-from ..errors import TrainingError
+from .. import faults, locks
+from ..errors import CheckpointError, ConfigError, TrainingError
+from ..fileio import remove_temps
 from ..evaluation import evaluate
 from ..rundir import METRIC_COLUMNS, RunDir, link_latest
 from . import checkpoint, determinism, distributed, hooks as H
@@ -76,8 +78,8 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
     """
     d = distributed.Dist()
     try:
-        with determinism.restored():
-            return _train(config, log, resume, list(hooks), d)
+        with determinism.restored(), ExitStack() as held:  # held: the run's lock, released however it ends
+            return _train(config, log, resume, list(hooks), d, held)
     except RuntimeError as exc:  # what torch's collectives raise when a peer is gone
         lost = distributed.lost_peer(exc, d)
         if lost is None:
@@ -87,10 +89,37 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
         distributed.teardown(d)
 
 
-def _train(config, log, resume, extra_hooks: list, d: distributed.Dist) -> Result:
+LOCK = ".lock"
+
+
+def _open_for_resume(path) -> RunDir:
+    p = Path(path)
+    if not p.is_dir():
+        raise CheckpointError(f"run directory {str(p)!r} does not exist")
+    if not (p / "config.json").is_file():
+        raise CheckpointError(f"{str(p)!r} has no config.json: that run stopped before it saved anything; start "
+                              f"it again with its original `normlab train` command (the same --out may be used)")
+    return RunDir(p)
+
+
+def _create_locked(out, held: ExitStack) -> RunDir:
+    """The run's folder, created (or an empty one, or one holding only debris of a run killed
+    before it saved its config), locked by this process."""
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"out: {str(p)!r} exists and is not a directory; choose another --out")
+    if p.is_dir() and (p / "config.json").is_file() and not (p / "summary.json").is_file():
+        raise ConfigError(f"out: {str(p)!r} holds an interrupted run; continue it with "
+                          f"`normlab train --resume {p}` or choose another --out (nothing there was changed)")
+    p.mkdir(parents=True, exist_ok=True)
+    held.enter_context(locks.hold(p / LOCK))
+    remove_temps(p)  # ours to remove: we hold the lock
+    return RunDir.create(p, ignore=(LOCK,))
+
+
+def _train(config, log, resume, extra_hooks: list, d: distributed.Dist, held: ExitStack) -> Result:
     if resume is not None:
-        run_dir = RunDir.open(resume, required=("config.json", "preprocess.json", "last.safetensors",
-                                                checkpoint.STATE_FILE))
+        run_dir = _open_for_resume(resume)
         changes = {k: v for k, v in config.items() if k in RESUME_OPTIONS} if isinstance(config, dict) else {}
         cfg = make_config(run_dir.read_json("config.json"), changes)
         latest = False
@@ -101,15 +130,31 @@ def _train(config, log, resume, extra_hooks: list, d: distributed.Dist) -> Resul
     run = build_run(cfg, dist=d)
     if not d.main:
         log = lambda *a: None  # noqa: E731  (rank 0 speaks for all)
-    if resume is None and d.main:
-        run_dir = RunDir.create(run.cfg.out)
+    has_epoch = False
+    if resume is not None:
+        if d.main:
+            held.enter_context(locks.hold(run_dir / LOCK))
+            checkpoint.remove_debris(run_dir.path)  # temporary files and folders of killed writes
+        has_epoch = checkpoint.last_epoch_dir(run_dir.path) is not None
+        if not has_epoch:  # stopped before its first epoch was committed: start it again
+            if any((run_dir / n).is_file() for n in ("summary.json", "state.pt", "last.safetensors")):
+                raise CheckpointError(f"{str(run_dir.path)!r} has no checkpoints/ folder but results of training "
+                                      f"(a run written by normlab before checkpoints/, or its checkpoints were "
+                                      f"removed); it cannot be resumed exactly: train it again with a new --out")
+            if d.main:
+                run_dir.write_json("config.json", run.cfg.to_dict())
+                run_dir.write_json("preprocess.json", run.preprocess)
+            log(f"normlab: {run_dir.path} stopped before its first epoch ended; starting it again from the "
+                f"beginning")
+    elif d.main:
+        run_dir = _create_locked(run.cfg.out, held)
         if latest:
             link_latest(run_dir.path)
         run_dir.write_json("config.json", run.cfg.to_dict())
         run_dir.write_json("preprocess.json", run.preprocess)
-    elif resume is None:
+    else:
         run_dir = RunDir(run.cfg.out)
-    loop = Loop(run, run_dir, log, resume=resume is not None)
+    loop = Loop(run, run_dir, log, resume=has_epoch)
     hooks = default_hooks(loop) + extra_hooks
     summary = fit(loop, hooks)
     return Result(run_dir.path, run.cfg, loop.rows, summary, loop.evaluated)
@@ -126,7 +171,7 @@ def default_hooks(loop: Loop) -> list[H.Hook]:
         hooks.append(ema)
     if r.dist.enabled:
         hooks.append(H.Distributed(r.dist))
-    hooks.append(H.Checkpoint(write=main))
+    hooks.append(H.Checkpoint(columns, write=main))
     if main:
         hooks.append(H.MetricsCSV(columns))
         if cfg.tensorboard:
@@ -134,6 +179,8 @@ def default_hooks(loop: Loop) -> list[H.Hook]:
     hooks.append(H.Console())
     if cfg.patience:
         hooks.append(H.EarlyStopping(cfg.patience))
+    if main:
+        hooks.append(H.Finished())  # summary.json, after every other file of the run
     return hooks
 
 
