@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 import normlab
+from normlab.train import checkpoint
 
 REFERENCE = json.loads((Path(__file__).parent / "reference" / "bit_for_bit.json").read_text())
 CONFIGS = {
@@ -38,8 +39,11 @@ def fingerprint(res) -> dict:
     rows = [[r["epoch"]] + [None if r.get(k) is None else float(r[k]).hex() for k in VALUE_COLUMNS]
             for r in res.metrics]
     out = {"metrics": rows}
-    for name in ("weights", "last", "best"):
-        state = load_file(str(res.run_dir / f"{name}.safetensors"))
+    last_epoch = checkpoint.last_epoch_dir(res.run_dir)  # the last committed epoch's folder
+    files = {"weights": res.run_dir / "weights.safetensors", "last": last_epoch / checkpoint.MODEL,
+             "best": last_epoch / checkpoint.BEST}
+    for name, path in files.items():
+        state = load_file(str(path))
         h = hashlib.sha256()
         for k in sorted(state):
             h.update(k.encode())
