@@ -292,3 +292,23 @@ def test_a_run_without_checkpoints_but_with_results_is_refused_not_retrained(cut
     line = one_line_error(capsys, ["train", "--resume", str(cut)])
     assert "has no checkpoints/ folder but results of training" in line and "train it again with a new --out" in line
     assert snapshot(cut) == before
+
+
+def test_an_epoch_that_does_not_improve_carries_the_best_weights_over(tmp_path):
+    """commit_epoch with best=None hard-links the previous epoch's best weights into the new
+    epoch (the path a crash test may not reach when every epoch improves)."""
+    state = {k: 0 for k in checkpoint.STATE_KEYS}
+    w1, w2 = {"w": torch.arange(4.0)}, {"w": torch.ones(4)}
+    checkpoint.commit_epoch(tmp_path, 1, w1, dict(state, epoch=1, rows=[{"epoch": 1}]), best=w1)
+    trace = []
+    faults.configure(trace=trace)
+    try:
+        checkpoint.commit_epoch(tmp_path, 2, w2, dict(state, epoch=2, rows=[{"epoch": 1}, {"epoch": 2}]), best=None)
+    finally:
+        faults.configure()
+    assert "commit best.safetensors link" in trace
+    ckpt = checkpoint.load_last_complete_epoch(tmp_path)
+    assert ckpt.epoch == 2 and sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch-0002"]
+    assert torch.equal(ckpt.weights(checkpoint.BEST)["w"], w1["w"])
+    assert torch.equal(ckpt.weights(checkpoint.MODEL)["w"], w2["w"])
+    assert [r["epoch"] for r in RunDir(tmp_path).read_metrics()] == [1, 2]
