@@ -15,7 +15,7 @@ import secrets
 from pathlib import Path
 from typing import Union
 
-from . import faults
+from .faults import point as fault_point
 from .errors import WriteError
 
 PathLike = Union[str, os.PathLike]
@@ -38,7 +38,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        faults.point(f"before-rename {path.name}")
+        fault_point(f"before-rename {path.name}")
         os.replace(tmp, path)
     except BaseException as exc:
         try:
@@ -48,7 +48,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
         if isinstance(exc, OSError) and not isinstance(exc, WriteError):
             raise WriteError(path, exc) from None
         raise
-    faults.point(f"after-rename {path.name}")
+    fault_point(f"after-rename {path.name}")
 
 
 def atomic_write_text(path: PathLike, text: str) -> None:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ..config import FIELDS, load_config_file, make_config, normalize_key
-from .. import locks
+from ..locks import Locked, hold as hold_lock
 from ..errors import CheckpointError, ConfigError, NormlabError, unknown_name
 from ..fileio import atomic_write_json, atomic_write_text
 from ..train.build import resolve_config
@@ -216,7 +216,7 @@ def run_job(cfg: dict) -> tuple[str, str, Optional[str], float]:
     t0 = time.perf_counter()
     out = Path(cfg["out"])
     try:
-        with locks.hold(lock_path(out)):
+        with hold_lock(lock_path(out)):
             if is_finished(out):
                 return str(out), "skipped", None, 0.0
             try:
@@ -240,7 +240,7 @@ def run_job(cfg: dict) -> tuple[str, str, Optional[str], float]:
                 out.mkdir(parents=True, exist_ok=True)
                 atomic_write_json(out / "failed.json", {"error": msg})
                 return str(out), "failed", msg.strip().splitlines()[-1], time.perf_counter() - t0
-    except locks.Locked as exc:
+    except Locked as exc:
         return str(out), "busy", f"being trained by process {exc.pid or '?'}; left alone", 0.0
 
 

@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .. import faults
+from ..faults import point as fault_point
 from ..errors import CheckpointError
 from ..fileio import fsync_dir, remove_temps
 
@@ -127,31 +127,31 @@ def commit_epoch(run, epoch: int, model: dict, state: dict, best: Optional[dict]
     try:
         ck.mkdir(exist_ok=True)
         tmp.mkdir()
-        faults.point("commit mkdir")
+        fault_point("commit mkdir")
         files = {MODEL: model, **({EMA_FILE: ema} if ema is not None else {}), **({BEST: best} if best else {})}
         for name, sd in files.items():
             doing = f"writing {name}"
             _write_new(tmp / name, _safetensors_bytes(sd))
-            faults.point(f"commit {name}")
+            fault_point(f"commit {name}")
         doing = f"writing {BEST}"
         if not best:
             previous = last_epoch_dir(run)
             if previous is None or not (previous / BEST).is_file():
                 raise CheckpointError(f"no best weights to carry into epoch {epoch} (the previous epoch is missing)")
             _link_or_copy(previous / BEST, tmp / BEST)
-            faults.point(f"commit {BEST} link")
+            fault_point(f"commit {BEST} link")
         buf = io.BytesIO()
         torch.save(state, buf)
         doing = f"writing {STATE_FILE}"
         _write_new(tmp / STATE_FILE, buf.getvalue())
-        faults.point(f"commit {STATE_FILE}")
+        fault_point(f"commit {STATE_FILE}")
         fsync_dir(tmp)
-        faults.point("commit before-rename")
+        fault_point("commit before-rename")
         doing = "renaming it into place"
         os.rename(tmp, final)
-        faults.point("commit after-rename")
+        fault_point("commit after-rename")
         fsync_dir(ck)
-        faults.point("commit synced")
+        fault_point("commit synced")
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         before = last_epoch_dir(run)
@@ -168,9 +168,9 @@ def after_commit(run, state: dict) -> None:
     """metrics.csv rewritten from the committed rows, then the older epochs and debris removed.
     Both are derived from the last committed epoch, so a crash part-way is repaired by resume."""
     write_metrics_csv(run, state["rows"], state.get("columns"))
-    faults.point("commit metrics.csv")
+    fault_point("commit metrics.csv")
     remove_debris(run, keep=state["epoch"])
-    faults.point("commit cleaned")
+    fault_point("commit cleaned")
 
 
 def last_epoch_dir(run) -> Optional[Path]:

@@ -24,7 +24,7 @@ import threading
 
 from typing import Optional
 
-from .. import faults
+from ..faults import point as fault_point
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..plots import plot_curves
 from . import checkpoint, distributed
@@ -140,7 +140,7 @@ class MetricsCSV(Hook):
         cfg = loop.run.cfg
         plot_curves(loop.rows, loop.run_dir / "curves.png", title=f"{cfg.model} on {cfg.dataset}",
                     classes=loop.run.pipe.num_classes)
-        faults.point("finish curves.png")
+        fault_point("finish curves.png")
 
 
 class TensorBoard(Hook):

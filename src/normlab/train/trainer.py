@@ -21,7 +21,8 @@ import torch
 
 from ..config import RESUME_OPTIONS, TrainConfig, make_config
 from ..data.loader import DeviceLoader
-from .. import faults, locks
+from ..faults import point as fault_point
+from ..locks import hold as hold_lock
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..fileio import remove_temps
 from ..evaluation import evaluate
@@ -112,7 +113,7 @@ def _create_locked(out, held: ExitStack) -> RunDir:
         raise ConfigError(f"out: {str(p)!r} holds an interrupted run; continue it with "
                           f"`normlab train --resume {p}` or choose another --out (nothing there was changed)")
     p.mkdir(parents=True, exist_ok=True)
-    held.enter_context(locks.hold(p / LOCK))
+    held.enter_context(hold_lock(p / LOCK))
     remove_temps(p)  # ours to remove: we hold the lock
     return RunDir.create(p, ignore=(LOCK,))
 
@@ -133,7 +134,7 @@ def _train(config, log, resume, extra_hooks: list, d: distributed.Dist, held: Ex
     has_epoch = False
     if resume is not None:
         if d.main:
-            held.enter_context(locks.hold(run_dir / LOCK))
+            held.enter_context(hold_lock(run_dir / LOCK))
             checkpoint.remove_debris(run_dir.path)  # temporary files and folders of killed writes
         has_epoch = checkpoint.last_epoch_dir(run_dir.path) is not None
         if not has_epoch:  # stopped before its first epoch was committed: start it again
@@ -206,7 +207,7 @@ def fit(loop: Loop, hooks: list[H.Hook]) -> dict:
         for epoch in range(loop.start_epoch, cfg.epochs + 1):
             loop.epoch, t0, lr = epoch, time.perf_counter(), r.optimizer.param_groups[0]["lr"]
             call("on_epoch_start", loop)
-            faults.point("epoch-start", loop.stop_event)  # a test can pause here and signal at a known instant
+            fault_point("epoch-start", loop.stop_event)  # a test can pause here and signal at a known instant
             stats = _train_pass(loop, step_hooks)
             call("on_train_end", loop, stats)
             t_train = time.perf_counter() - t0
