@@ -7,49 +7,39 @@ says how each recipe was tuned and what it measured.
 
 from __future__ import annotations
 
+_FAST = {
+    "dataset": "mnist5k", "model": "digitnet", "width": 32, "norm": "bn", "act": "relu",
+    "epochs": 28, "batch_size": 64, "optimizer": "adam", "lr": 0.01, "schedule": "linear",
+    "warmup": 1.0, "label_smoothing": 0.1, "augment": "translate:2,rotate:8,zoom:5",
+    "channels_last": True, "precision": "bf16",
+}
+# The d2l book's (Dive into Deep Learning, PyTorch edition) Fashion-MNIST runs as the tutorial
+# seed 000 types them: Adam lr 0.001, 5 epochs, batch 16, constant lr, ToTensor only.
+_D2L = {"dataset": "fashion-mnist", "epochs": 5, "batch_size": 16, "optimizer": "adam", "lr": 0.001,
+        "schedule": "constant", "preprocess": "scale"}
+
 RECIPES: dict[str, dict] = {
     "fast": {
         "goal": "time to >= 99% test accuracy on small grayscale digits (mnist5k) on a 2-core CPU",
-        "options": {
-            "dataset": "mnist5k", "model": "digitnet", "width": 32, "norm": "bn", "act": "relu",
-            "epochs": 28, "batch_size": 64, "optimizer": "adam", "lr": 0.01, "schedule": "linear",
-            "warmup": 1.0, "label_smoothing": 0.1, "augment": "translate:2,rotate:8,zoom:5",
-            "channels_last": True, "precision": "bf16",
-        },
+        "options": _FAST,
     },
     # The same training for one GPU: a small net's GPU step costs about the same at batch 64 and
     # 256 (the time is Python and kernel launches), so 4x the batch is 4x fewer steps; the lr
     # doubles with it. Measured on an H100 and an H200 (docs/gpu.md).
     "fast-gpu": {
         "goal": "time to >= 99% test accuracy on mnist5k on one GPU",
-        "options": {
-            "dataset": "mnist5k", "model": "digitnet", "width": 32, "norm": "bn", "act": "relu",
-            "epochs": 28, "batch_size": 256, "optimizer": "adam", "lr": 0.02, "schedule": "linear",
-            "warmup": 1.0, "label_smoothing": 0.1, "augment": "translate:2,rotate:8,zoom:5",
-            "channels_last": True, "precision": "bf16",
-        },
+        "options": {**_FAST, "batch_size": 256, "lr": 0.02},
     },
-    # The d2l book's (Dive into Deep Learning, PyTorch edition) Fashion-MNIST runs as the tutorial
-    # seed 000 types them: Adam lr 0.001, 5 epochs, batch 16, constant lr, ToTensor only.
     "d2l": {
         "goal": "the tutorial's BN-LeNet run on Fashion-MNIST (seed 000; d2l section 5.10)",
-        "options": {
-            "dataset": "fashion-mnist", "model": "lenet-bn", "epochs": 5, "batch_size": 16,
-            "optimizer": "adam", "lr": 0.001, "schedule": "constant", "preprocess": "scale",
-        },
+        "options": {**_D2L, "model": "lenet-bn"},
     },
     "d2l-resnet18": {
         "goal": "the tutorial's ResNet-18 run on Fashion-MNIST at 96x96 (d2l section 5.11)",
-        "options": {
-            "dataset": "fashion-mnist", "model": "resnet18-d2l", "resize": "96", "epochs": 5, "batch_size": 16,
-            "optimizer": "adam", "lr": 0.001, "schedule": "constant", "preprocess": "scale",
-        },
+        "options": {**_D2L, "model": "resnet18-d2l", "resize": "96"},
     },
     "d2l-densenet": {
         "goal": "the tutorial's DenseNet run on Fashion-MNIST at 96x96 (seed 000; d2l section 5.12)",
-        "options": {
-            "dataset": "fashion-mnist", "model": "densenet-d2l", "resize": "96", "epochs": 5, "batch_size": 16,
-            "optimizer": "adam", "lr": 0.001, "schedule": "constant", "preprocess": "scale",
-        },
+        "options": {**_D2L, "model": "densenet-d2l", "resize": "96"},
     },
 }
