@@ -5,7 +5,6 @@ with `python scripts/doc_commands.py --all` instead.
 """
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
@@ -20,7 +19,6 @@ spec.loader.exec_module(doc_commands)
 PAGES = [p for p in doc_commands.documents() if any(b.mode == "run" for b in doc_commands.blocks(p))]
 
 
-@pytest.mark.skipif(os.environ.get("NORMLAB_DOC_COMMANDS") != "1", reason="TEMPORARY during the session's merges")
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_every_command_on_the_page_runs(page):
     failures = doc_commands.run_document(page, log=lambda *a: None)

@@ -90,10 +90,10 @@ def eval_scores(run: Path) -> dict:
     """Loss and accuracy of the saved weights, in eval mode, on the run's own training split
     (after its val_split) and on the test split. Dropout, which lowers the running train
     accuracy the trainer logs, does not act here, so it cannot shrink a gap by itself."""
-    from ... import api
+    from ...api import load
     from ...data import pipeline
 
-    r = api.load(run)
+    r = load(run)
     data, pre = pipeline.load(r.config)
     pipe = pipeline.build(r.config.replace(augment=""), torch.device("cpu"), False, data=data, preprocess=pre)
     (tr_loss, tr_acc), (te_loss, te_acc) = _scores(r.model, pipe.train), _scores(r.model, pipe.test)
@@ -126,10 +126,10 @@ def affine_views(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
 def contrast_change(run: Path) -> float:
     """Fraction of test images whose predicted class changes when every image gets its own
     contrast and brightness (affine_views, the same draw for every run)."""
-    from ... import api
+    from ...api import load
     from ...data import pipeline
 
-    r = api.load(run)
+    r = load(run)
     changed = seen = 0
     for i, (xb, _) in enumerate(pipeline.test_loader(r.config, r.preprocess, torch.device("cpu"))):
         changed += int((r.model(xb).argmax(1) != r.model(affine_views(xb, seed=i)).argmax(1)).sum())
