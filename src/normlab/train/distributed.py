@@ -101,6 +101,14 @@ def lost_peer(exc: BaseException, d: Dist) -> Optional[DistributedError]:
                             f"complete epoch with `-m normlab train --resume RUN_DIR`")
 
 
+def finish(d: Dist) -> None:
+    """After a run that ended well: wait until every process has finished its collectives, so
+    no process tears the group down while a peer still talks to it (a rank was aborted now and
+    then with `terminate called without an active exception`, seen under load)."""
+    if d.enabled and dist.is_initialized():
+        dist.barrier()
+
+
 def teardown(d: Dist) -> None:
     if d.enabled and dist.is_initialized():
         dist.destroy_process_group()

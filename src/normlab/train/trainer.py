@@ -80,7 +80,9 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
     d = distributed.Dist()
     try:
         with determinism.restored(), ExitStack() as held:  # held: the run's lock, released however it ends
-            return _train(config, log, resume, list(hooks), d, held)
+            result = _train(config, log, resume, list(hooks), d, held)
+        distributed.finish(d)
+        return result
     except RuntimeError as exc:  # what torch's collectives raise when a peer is gone
         lost = distributed.lost_peer(exc, d)
         if lost is None:
