@@ -66,8 +66,10 @@ def put_normlab_on_path(d: Path, *argv) -> dict:
 
 
 def without_seconds(report_md: str) -> str:
-    """report.md minus its timing column (wall seconds differ between any two runs)."""
+    """report.md minus its timing column (wall seconds differ between any two runs) and the
+    minute the report was written (two reports a minute apart are the same report)."""
     lines, drop = [], None
+    report_md = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", "DATE UTC", report_md)
     for line in report_md.splitlines():
         if not line.startswith("|"):
             drop = None
