@@ -41,13 +41,19 @@ class RunDir:
 
     # ---- creating
     @classmethod
-    def create(cls, path, ignore=()) -> "RunDir":
+    def refuse_unusable(cls, path) -> Path:
+        """Refuse a --out that is a file or holds an interrupted run, before anything is written."""
         p = Path(path)
         if p.exists() and not p.is_dir():
             raise ConfigError(f"out: {str(p)!r} exists and is not a directory; choose another --out")
         if p.is_dir() and (p / "config.json").is_file() and not (p / "summary.json").is_file():
             raise ConfigError(f"out: {str(p)!r} holds an interrupted run; continue it with "
                               f"`normlab train --resume {p}` or choose another --out (nothing there was changed)")
+        return p
+
+    @classmethod
+    def create(cls, path, ignore=()) -> "RunDir":
+        p = cls.refuse_unusable(path)
         if p.is_dir() and any(q.name not in ignore for q in p.iterdir()):
             raise ConfigError(f"out: run directory {str(p)!r} already exists and is not empty; "
                               f"choose another --out (nothing there was changed)")

@@ -23,7 +23,7 @@ from ..config import RESUME_OPTIONS, TrainConfig, make_config
 from ..data.loader import DeviceLoader
 from ..faults import point as fault_point
 from ..locks import hold as hold_lock
-from ..errors import CheckpointError, ConfigError, TrainingError
+from ..errors import CheckpointError, TrainingError
 from ..fileio import remove_temps
 from ..evaluation import evaluate
 from ..rundir import METRIC_COLUMNS, RunDir, link_latest
@@ -108,12 +108,7 @@ def _open_for_resume(path) -> RunDir:
 def _create_locked(out, held: ExitStack) -> RunDir:
     """The run's folder, created (or an empty one, or one holding only debris of a run killed
     before it saved its config), locked by this process."""
-    p = Path(out)
-    if p.exists() and not p.is_dir():
-        raise ConfigError(f"out: {str(p)!r} exists and is not a directory; choose another --out")
-    if p.is_dir() and (p / "config.json").is_file() and not (p / "summary.json").is_file():
-        raise ConfigError(f"out: {str(p)!r} holds an interrupted run; continue it with "
-                          f"`normlab train --resume {p}` or choose another --out (nothing there was changed)")
+    p = RunDir.refuse_unusable(out)
     p.mkdir(parents=True, exist_ok=True)
     held.enter_context(hold_lock(p / LOCK))
     remove_temps(p)  # ours to remove: we hold the lock
