@@ -167,3 +167,80 @@ def test_torchrun_nccl_single_gpu_equals_a_plain_run(tmp_path):
     ddp = normlab.load(tmp_path / "ddp")
     for (k, a), b in zip(plain.model.state_dict().items(), ddp.model.state_dict().values()):
         torch.testing.assert_close(b.cpu(), a.cpu(), rtol=1e-5, atol=1e-6, msg=k)
+
+
+# --cuda-graphs: forward and backward replayed from a CUDA graph after three eager steps
+def _steps_for(model, cfg, n_steps):
+    from normlab.train import schedule
+    from normlab.train.optim import make_optimizer
+    from normlab.train.step import Step
+
+    opt = make_optimizer(model, cfg.section("optim"))
+    return Step(model, opt, schedule.make_scheduler(opt, cfg.section("optim"), n_steps),
+                cfg.section("regularization"), precision=cfg.precision, channels_last=cfg.channels_last)
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"optimizer": "adam", "lr": 0.01, "l1": 1e-5, "max_norm": 3.0, "clip_grad": 1.0, "label_smoothing": 0.1},
+    {"precision": "fp16", "l2": 1e-4},
+    {"precision": "bf16", "channels_last": True},
+])
+def test_graphed_step_replays_the_eager_step_exactly(options):
+    """Same weights, same batches (one of them smaller, as an epoch's last): the graphed step gives
+    the eager step's losses and weights bit for bit, and it really replays a graph."""
+    import copy
+
+    from normlab.config import make_config
+    from normlab.train.graphs import GraphedStep
+
+    cfg = make_config({"optimizer": "momentum", "lr": 0.05, "schedule": "cosine", "epochs": 1, **options})
+    torch.manual_seed(0)
+    base = normlab.create_model("lenet-bn", num_classes=10, in_channels=1, input_size=(28, 28)).cuda()
+    if cfg.channels_last:
+        base = base.to(memory_format=torch.channels_last)
+    sizes = [32] * 6 + [20] + [32] * 3
+    eager = _steps_for(copy.deepcopy(base), cfg, len(sizes))
+    graphed = GraphedStep(_steps_for(copy.deepcopy(base), cfg, len(sizes)))
+    prev = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        gen = torch.Generator().manual_seed(1)
+        for n in sizes:
+            xb = torch.randn(n, 1, 28, 28, generator=gen).cuda()
+            yb = torch.randint(0, 10, (n,), generator=gen).cuda()
+            out_e, loss_e = eager(xb, yb)
+            out_g, loss_g = graphed(xb, yb)
+            assert torch.equal(loss_g, loss_e.detach()), n
+            assert torch.equal(out_g, out_e.detach())
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = prev
+    assert graphed.graph is not None
+    for (k, a), b in zip(eager.model.state_dict().items(), graphed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_cuda_graphs_run_trains_and_resumes_bit_for_bit(tmp_path):
+    kw = dict(model="lenet-bn", dataset="mnist5k", batch_size=256, augment="translate:1", deterministic=True,
+              cuda_graphs=True)
+    full = run(tmp_path, "full", **kw)
+    run(tmp_path, "cut", **dict(kw, epochs=2))
+    resumed = normlab.train({"epochs": 3}, log=quiet, resume=tmp_path / "cut")
+    assert timeless(resumed.metrics) == timeless(full.metrics)
+    assert_same_weights(full, resumed)
+    eager = run(tmp_path, "eager", **dict(kw, cuda_graphs=False))
+    assert abs(full.summary["final_test_acc"] - eager.summary["final_test_acc"]) < 0.01
+    assert full.summary["final_test_acc"] > 0.9
+
+
+def test_cuda_graphs_with_dropout_train_like_eager(tmp_path):
+    kw = dict(model="mlp", dropout=0.3, epochs=4)
+    eager = run(tmp_path, "eager", **kw).summary["final_test_acc"]
+    graphed = run(tmp_path, "graphed", cuda_graphs=True, **kw).summary["final_test_acc"]
+    assert abs(graphed - eager) < 0.03 and graphed > 0.9
+
+
+def test_fast_gpu_recipe_with_cuda_graphs_reaches_99_percent(tmp_path):
+    r = normlab.train({"recipe": "fast-gpu", "cuda_graphs": True, "device": "cuda", "out": str(tmp_path / "g"),
+                       "progress": False}, log=quiet)
+    assert r.summary["final_test_acc"] >= 0.99

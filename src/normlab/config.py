@@ -192,6 +192,8 @@ class TrainConfig:
                          "scaling); norm layers run in fp32 under autocast", choices=("fp32", "bf16", "fp16"))
     channels_last: bool = opt(False, "NHWC memory format for model and inputs (faster for some convs)")
     compile: bool = opt(False, "torch.compile the model (slow first epoch, faster after, mainly on CUDA)")
+    cuda_graphs: bool = opt(False, "CUDA only: replay each step's forward and backward from a CUDA graph "
+                            "(fewer kernel launches; a fixed batch shape; docs/gpu.md)")
     deterministic: bool = opt(False, "deterministic kernels only (bit-identical reruns on CUDA; slower; "
                               "docs/training.md)")
     tensorboard: bool = opt(False, "also log metrics to RUN_DIR/tensorboard (needs the tensorboard package)")
@@ -242,7 +244,7 @@ SECTIONS = {
               "schedule", "warmup", "lr_step", "lr_gamma", "milestones", "epochs", "patience"),
     "regularization": ("l1", "l2", "max_norm", "label_smoothing", "clip_grad", "clip_mode", "ema",
                        "decay_norm_bias"),
-    "runtime": ("seed", "device", "threads", "precision", "channels_last", "compile", "deterministic",
+    "runtime": ("seed", "device", "threads", "precision", "channels_last", "compile", "cuda_graphs", "deterministic",
                 "tensorboard", "sync_bn", "dist_backend", "dist_timeout", "out", "progress", "log_every"),
 }
 

@@ -29,9 +29,10 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def autocast(device: torch.device, precision: str):
-    """Mixed precision context; autocast keeps batch/group/layer norm in fp32 by itself."""
+def autocast(device: torch.device, precision: str, cache: bool = True):
+    """Mixed precision context; autocast keeps batch/group/layer norm in fp32 by itself.
+    `cache=False` while a CUDA graph is recorded (the cast weights must not outlive it)."""
     if precision == "fp32":
         return nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=cache)

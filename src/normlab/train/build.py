@@ -23,7 +23,7 @@ from ..device import resolve_device
 from ..errors import ConfigError
 from ..models.registry import create_model, get_spec
 from ..nn import factory, init as init_mod
-from . import determinism, distributed, optim, schedule
+from . import determinism, distributed, graphs, optim, schedule
 from .step import Step
 
 
@@ -149,6 +149,9 @@ def build_run(cfg: TrainConfig, *, preprocess: Optional[dict] = None, num_classe
     step = Step(model, optimizer, scheduler, cfg.section("regularization"),
                 forward=torch.compile(forward) if cfg.compile else forward,
                 precision=cfg.precision, channels_last=cfg.channels_last)
+    if cfg.cuda_graphs:
+        graphs.check_supported(step, dev, compiled=cfg.compile, distributed=d.enabled)
+        step = graphs.GraphedStep(step)
     return Run(cfg, dev, preprocess, model, data, pipe, optimizer, scheduler, step, d)
 
 

@@ -26,7 +26,7 @@ class Step:
         self.forward = model if forward is None else forward  # a compiled view of the model, when asked for
         self.penalized = regularize.penalized_params(model, reg)
         device = next(model.parameters()).device
-        self.autocast = lambda: autocast(device, precision)
+        self.autocast = lambda cache=True: autocast(device, precision, cache)
         # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         if self.scaler is not None and isinstance(optimizer, torch.optim.LBFGS):
@@ -35,35 +35,40 @@ class Step:
             raise ConfigError("optimizer lbfgs: fp16 loss scaling does not fit its closure; use --precision fp32 or bf16")
 
     def __call__(self, xb, yb):
-        cfg = self.cfg
         if self.channels_last and xb.dim() == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
         if isinstance(self.optimizer, torch.optim.LBFGS):
             return self._closure_step(xb, yb)
-        with self.autocast():
-            out = self.forward(xb).float()
-        loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
-        total = loss + regularize.l2_penalty(self.penalized, cfg.l2) if cfg.l2 else loss
+        out, loss, total = self.losses(xb, yb)
         self.optimizer.zero_grad(set_to_none=True)
         lr = self.optimizer.param_groups[0]["lr"]
+        (self.scaler.scale(total) if self.scaler is not None else total).backward()
+        self.finish_update(lr)
+        return out, loss
+
+    def losses(self, xb, yb, cache: bool = True):
+        """(logits, the batch's loss, the loss with its penalties). `cache=False` while a CUDA
+        graph is recorded: autocast's cache of cast weights must not outlive the recording."""
+        with self.autocast(cache):
+            out = self.forward(xb).float()
+        loss = F.cross_entropy(out, yb, label_smoothing=self.cfg.label_smoothing)
+        total = loss + regularize.l2_penalty(self.penalized, self.cfg.l2) if self.cfg.l2 else loss
+        return out, loss, total
+
+    def finish_update(self, lr):
+        """After backward: clipping, the update (through the loss scaler for fp16) and the
+        constraints that follow it."""
+        cfg = self.cfg
         if self.scaler is not None:
-            self.scaler.scale(total).backward()
             self.scaler.unscale_(self.optimizer)
-            if cfg.clip_grad:
-                regularize.clip_gradients(self.model, cfg.clip_grad, cfg.clip_mode)
+        if cfg.clip_grad:
+            regularize.clip_gradients(self.model, cfg.clip_grad, cfg.clip_mode)
+        if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            total.backward()
-            if cfg.clip_grad:
-                regularize.clip_gradients(self.model, cfg.clip_grad, cfg.clip_mode)
             self.optimizer.step()
-        if cfg.l1:
-            regularize.l1_proximal(self.penalized, cfg.l1, lr)
-        if cfg.max_norm:
-            regularize.apply_max_norm(self.model, cfg.max_norm)
-        self.scheduler.step()
-        return out, loss
+        self._constraints(lr)
 
     def _closure_step(self, xb, yb):
         """L-BFGS re-evaluates the loss during its line search, so it takes the whole forward and
@@ -73,10 +78,7 @@ class Step:
 
         def closure():
             self.optimizer.zero_grad(set_to_none=True)
-            with self.autocast():
-                out = self.forward(xb).float()
-            loss = F.cross_entropy(out, yb, label_smoothing=cfg.label_smoothing)
-            total = loss + regularize.l2_penalty(self.penalized, cfg.l2) if cfg.l2 else loss
+            out, loss, total = self.losses(xb, yb)
             total.backward()
             if cfg.clip_grad:
                 regularize.clip_gradients(self.model, cfg.clip_grad, cfg.clip_mode)
@@ -86,9 +88,15 @@ class Step:
 
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step(closure)
+        self._constraints(lr)
+        return first[0]
+
+    def _constraints(self, lr):
+        """What follows the update: the L1 proximal step at the lr the update used, max-norm,
+        and the schedule's step."""
+        cfg = self.cfg
         if cfg.l1:
             regularize.l1_proximal(self.penalized, cfg.l1, lr)
         if cfg.max_norm:
             regularize.apply_max_norm(self.model, cfg.max_norm)
         self.scheduler.step()
-        return first[0]
