@@ -363,3 +363,41 @@ def test_second_derivative_is_refused_not_wrong():
     (gx,) = torch.autograd.grad((y * y.detach().exp()).sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable"):
         gx.sum().backward()
+
+
+def _layouts(shape):
+    """The same values in every layout a model hands a norm layer: contiguous, channels_last
+    (4-D and 5-D), and a permuted view that is neither (a transposed last pair of dims)."""
+    x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    out = {"contiguous": x}
+    if x.dim() == 4:
+        out["channels_last"] = x.contiguous(memory_format=torch.channels_last)
+    if x.dim() == 5:
+        out["channels_last_3d"] = x.contiguous(memory_format=torch.channels_last_3d)
+    if x.dim() >= 3:
+        out["permuted"] = x.transpose(-1, -2).contiguous().transpose(-1, -2)  # same shape, other strides
+    return out
+
+
+_STRIDE_CASES = [
+    ("BatchNorm1d", (4,), {}, (3, 4, 5)), ("BatchNorm2d", (4,), {}, (3, 4, 5, 3)),
+    ("BatchNorm3d", (4,), {}, (3, 4, 5, 3, 2)),
+    ("InstanceNorm1d", (4,), {"affine": True}, (3, 4, 5)), ("InstanceNorm2d", (4,), {"affine": True}, (3, 4, 5, 3)),
+    ("InstanceNorm3d", (4,), {"affine": True, "track_running_stats": True}, (3, 4, 5, 3, 2)),
+    ("GroupNorm", (2, 4), {}, (3, 4, 5, 3)), ("GroupNorm", (1, 32), {}, (3, 32, 5, 3)),
+    ("GroupNorm", (2, 4), {}, (3, 4, 5, 3, 2)),
+    ("LayerNorm", ((3,),), {}, (3, 4, 5, 3)), ("LayerNorm", ((5, 3),), {}, (3, 4, 5, 3)),
+    ("LayerNorm", ((4, 5, 3),), {}, (3, 4, 5, 3)), ("LayerNorm", ((3, 2),), {}, (3, 4, 5, 3, 2)),
+]
+
+
+@pytest.mark.parametrize("name,args,kw,shape", _STRIDE_CASES)
+def test_output_strides_match_torch_in_every_layout(name, args, kw, shape):
+    ours, theirs = _pair(getattr(norm, name), getattr(nn, name), *args, **kw)
+    for mode in (True, False):
+        ours.train(mode)
+        theirs.train(mode)
+        for layout, x in _layouts(shape).items():
+            ya, yb = ours(x), theirs(x)
+            torch.testing.assert_close(ya, yb, **TOL)
+            assert ya.stride() == yb.stride(), (layout, mode, ya.stride(), yb.stride())

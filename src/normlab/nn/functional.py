@@ -29,6 +29,24 @@ def _channel_view(t: Tensor, ndim: int) -> Tensor:
     return t.reshape((1, -1) + (1,) * (ndim - 2))
 
 
+def _torch_layout(t: Tensor) -> torch.memory_format:
+    """The memory format torch's kernels give their output for input `t`: channels_last(_3d)
+    when t's strides look like it, contiguous for any other layout (even a permuted one)."""
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        return torch.channels_last
+    if t.dim() == 5 and t.is_contiguous(memory_format=torch.channels_last_3d) and not t.is_contiguous():
+        return torch.channels_last_3d
+    if t.dim() in (4, 5):
+        from torch._prims_common import suggest_memory_format  # strided (sliced) channels_last too
+
+        return suggest_memory_format(t)
+    return torch.contiguous_format
+
+
+def _in_layout(out: Tensor, layout: torch.memory_format) -> Tensor:
+    return out if out.is_contiguous(memory_format=layout) else out.contiguous(memory_format=layout)
+
+
 def _verify_batch_size(size: Sequence[int], shown) -> None:
     # Normalizing one value per channel gives 0/0: torch refuses it in training, so do we.
     values = size[0] * math.prod(size[2:])
@@ -144,7 +162,8 @@ def batch_norm(
     else:
         mean = _channel_view(running_mean, input.dim())
         x_hat = (input - mean) * _channel_view(torch.rsqrt(running_var + eps), input.dim())
-    return _affine(x_hat, weight, bias)
+    # Elementwise ops keep any input layout; torch's kernel writes channels_last or contiguous.
+    return _in_layout(_affine(x_hat, weight, bias), _torch_layout(input))
 
 
 def instance_norm(
@@ -204,6 +223,8 @@ def layer_norm(
 ) -> Tensor:
     """Normalize each sample over its trailing `normalized_shape` dims."""
     shape = list(normalized_shape)
+    # torch normalizes a contiguous copy and returns a contiguous tensor whatever the input's layout.
+    input = input.contiguous()
     if list(input.shape[input.dim() - len(shape):]) != shape or input.dim() < len(shape):
         expected = ", ".join(["*"] + [str(s) for s in shape])
         raise RuntimeError(

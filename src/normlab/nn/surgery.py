@@ -223,9 +223,18 @@ def _can_fold(layer: nn.Module, bn: nn.Module) -> bool:
     )
 
 
+class _NormLeafTracer(fx.Tracer):
+    """fx tracing that treats every norm layer as one opaque call. normlab's reference layers
+    check their input in Python (rank, empty batch), which fx cannot trace through; the folding
+    only needs to know where each layer is called, not what happens inside it."""
+
+    def is_leaf_module(self, m: nn.Module, qualified_name: str) -> bool:
+        return is_norm_layer(m) or super().is_leaf_module(m, qualified_name)
+
+
 def _pairs_from_graph(model: nn.Module) -> list[tuple[str, str]]:
     """(layer, bn) module names where bn's only input is the layer's output, used nowhere else."""
-    graph = fx.symbolic_trace(model).graph
+    graph = _NormLeafTracer().trace(model)
     calls: dict[str, int] = {}
     for node in graph.nodes:
         if node.op == "call_module":
@@ -241,6 +250,63 @@ def _pairs_from_graph(model: nn.Module) -> list[tuple[str, str]]:
         if calls[node.target] == 1 and calls[prev.target] == 1:
             pairs.append((prev.target, node.target))
     return pairs
+
+
+def _pairs_from_run(model: nn.Module, example: Tensor) -> list[tuple[str, str]]:
+    """The data flow of one forward pass of `example`, for models fx cannot trace: (layer, bn)
+    where bn's input is the very tensor the layer returned, unchanged (no in-place op between),
+    each module called once, and that tensor used by nothing but bn (its autograd node has one
+    consumer)."""
+    names = {m: n for n, m in model.named_modules()}
+    calls: dict[nn.Module, int] = {}
+    produced: dict[int, tuple[nn.Module, Tensor, int]] = {}  # id(output) -> (layer, output, version)
+    fed: dict[nn.Module, tuple[nn.Module, object]] = {}  # bn -> (layer, the output's autograd node)
+
+    def count(module, args):
+        calls[module] = calls.get(module, 0) + 1
+
+    def after_layer(module, args, out):
+        if isinstance(out, Tensor):
+            produced[id(out)] = (module, out, out._version)
+
+    def before_bn(module, args):
+        x = args[0] if args else None
+        hit = produced.get(id(x)) if isinstance(x, Tensor) else None
+        if hit is not None and hit[1] is x and x._version == hit[2]:
+            fed[module] = (hit[0], x.grad_fn)
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, _FOLDABLE + _BATCH + (FrozenBatchNorm,)):
+            hooks.append(m.register_forward_pre_hook(count))
+        if isinstance(m, _FOLDABLE):
+            hooks.append(m.register_forward_hook(after_layer))
+        elif isinstance(m, _BATCH + (FrozenBatchNorm,)):
+            hooks.append(m.register_forward_pre_hook(before_bn))
+    x = example.detach().clone()
+    if x.is_floating_point():
+        x.requires_grad_(True)  # an autograd graph even where no parameter requires grad
+    try:
+        with torch.enable_grad():
+            out = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    consumers: dict[object, int] = {}
+    seen_nodes: set = set()
+    stack = [o.grad_fn for o in (out if isinstance(out, (tuple, list)) else [out])
+             if isinstance(o, Tensor) and o.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        if node in seen_nodes:
+            continue
+        seen_nodes.add(node)
+        for nxt, _ in node.next_functions:
+            if nxt is not None:
+                consumers[nxt] = consumers.get(nxt, 0) + 1
+                stack.append(nxt)
+    return [(names[layer], names[bn]) for bn, (layer, node) in fed.items()
+            if node is not None and consumers.get(node) == 1 and calls.get(layer) == 1 and calls.get(bn) == 1]
 
 
 def _pairs_from_sequentials(model: nn.Module) -> list[tuple[str, str]]:
@@ -275,8 +341,11 @@ class FoldedFeatureNorm(nn.Identity):
 def fuse_bn(model: nn.Module, inplace: bool = False, example: Tensor | None = None) -> nn.Module:
     """Fold each BatchNorm into the Conv/Linear feeding it; the model must be in eval mode.
 
-    The data flow comes from torch.fx tracing; a model fx cannot trace (data-dependent control
-    flow) is fused only where nn.Sequential makes the order certain. Returns the fused model
+    The data flow comes from torch.fx tracing, with every norm layer (torch's or normlab's) an
+    opaque call. A model fx cannot trace (data-dependent control flow) is followed through one
+    forward pass of `example` when one is given, else fused only where nn.Sequential makes the
+    order certain. A BatchNorm whose input is not a conv/linear output alone (pre-activation
+    blocks: after an addition, a concatenation or an activation) stays. Returns the fused model
     (a copy unless inplace=True); folded BatchNorms become nn.Identity. A Linear -> BatchNorm1d
     pair folds only for 2-D inputs: with `example` (an input batch) the input of every
     BatchNorm is observed and other pairs are left alone; without it they are folded and a
@@ -290,7 +359,7 @@ def fuse_bn(model: nn.Module, inplace: bool = False, example: Tensor | None = No
     try:
         pairs = _pairs_from_graph(model)
     except Exception:  # noqa: BLE001 - any tracing failure means "order unknown"
-        pairs = _pairs_from_sequentials(model)
+        pairs = _pairs_from_run(model, example) if example is not None else _pairs_from_sequentials(model)
     for layer_name, bn_name in pairs:
         layer, bn = model.get_submodule(layer_name), model.get_submodule(bn_name)
         if not _can_fold(layer, bn):
