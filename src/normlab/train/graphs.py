@@ -48,6 +48,7 @@ class GraphedStep:
         self.model, self.optimizer = step.model, step.optimizer
         self.graph = None
         self.done = 0
+        self.side = None  # one side stream for all warm-up steps, so autograd's nodes keep one stream
 
     def __getattr__(self, name):  # the trainer and hooks see the wrapped Step's parts
         return getattr(self.step, name)
@@ -70,11 +71,14 @@ class GraphedStep:
         return self.out.clone(), self.loss.clone()
 
     def _eager_on_side_stream(self, xb, yb):
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
+        if self.side is None:
+            self.side = torch.cuda.Stream()
+        side, main = self.side, torch.cuda.current_stream()
+        side.wait_stream(main)
         with torch.cuda.stream(side):
             out, loss = self.step(xb, yb)
-        main = torch.cuda.current_stream()
+        # detached: a loss held by the caller would keep this step's autograd graph alive
+        out, loss = out.detach(), loss.detach()
         main.wait_stream(side)
         for t in (out, loss):  # made on the side stream, read on the main one: keep their memory till then
             t.record_stream(main)
