@@ -87,7 +87,8 @@ def tutorial_rate(name, size, batch, steps, options):
     return batch * steps / (time.perf_counter() - t0)
 
 
-def normlab_rate(name, size, batch, steps, options, way):
+def normlab_epoch(name, size, batch, steps, options, way):
+    """normlab's step and epoch loop for one model, after one untimed epoch; returns run_epoch()."""
     x, y, (mean, std) = images(size, batch * steps)
     cfg = make_config({"optimizer": "adam", "lr": 1e-3, "schedule": "constant", "model": name, **WAYS[way]})
     torch.manual_seed(0)
@@ -102,12 +103,32 @@ def normlab_rate(name, size, batch, steps, options, way):
     loader = DeviceLoader(x.cuda(), y.cuda(), batch, Normalize(mean, std), shuffle=True,
                           generator=torch.Generator().manual_seed(0), drop_single=True)
     stop = threading.Event()
-    train_epoch(step, loader, 1, lambda: None, stop)  # untimed: warm-up and capture
+    run_epoch = lambda: train_epoch(step, loader, 2, lambda: None, stop)  # noqa: E731
+    run_epoch()  # untimed: warm-up and capture
     sync()
+    return run_epoch
+
+
+def normlab_rate(name, size, batch, steps, options, way):
+    run_epoch = normlab_epoch(name, size, batch, steps, options, way)
     t0 = time.perf_counter()
-    train_epoch(step, loader, 2, lambda: None, stop)
+    run_epoch()
     sync()
     return batch * steps / (time.perf_counter() - t0)
+
+
+def profile_graphed(name="lenet-bn", size=28, batch=64, steps=40):
+    """Where a graphed epoch's time goes, for the model with the lowest utilization."""
+    from torch.profiler import ProfilerActivity, profile
+
+    run_epoch = normlab_epoch(name, size, batch, steps, {}, "graphs")
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as p:
+        run_epoch()
+        sync()
+    table = p.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+    print(f"profile: {name} @ {size} px, batch {batch}, one epoch of {steps} graphed steps")
+    print(table)
+    return table
 
 
 def throughput(peak_bf16, steps):
@@ -163,6 +184,8 @@ def main(argv=None):
     res["peak"] = peaks()
     res["throughput"] = throughput(res["peak"]["bf16"], args.steps)
     res["fast_gpu"] = fast_gpu(range(args.seeds))
+    worst = min(res["throughput"], key=lambda r: r["fraction_of_bf16_peak"])
+    res["profile"] = profile_graphed(worst["model"], worst["size"], worst["batch"], args.steps)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))
     print(f"wrote {args.out}")

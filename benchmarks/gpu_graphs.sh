@@ -15,7 +15,7 @@ fi
   python3 -c "import torch, platform; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn',
 torch.backends.cudnn.version(), torch.cuda.get_device_name(), 'python', platform.python_version())"
   date -u; } 2>&1 | tee "$out/env.txt"
-timeout 230 python3 -m pytest tests/test_cuda.py tests/test_graphs.py -v -p no:cacheprovider -o addopts="" \
+timeout 230 python3 -m pytest ${TESTS:-tests/test_cuda.py tests/test_graphs.py} -v -p no:cacheprovider -o addopts="" \
   > "$out/cuda_tests.txt" 2>&1
 echo "tests exit $?"
 grep -E "PASSED|FAILED|ERROR|passed|failed" "$out/cuda_tests.txt" | tail -40
