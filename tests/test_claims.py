@@ -10,6 +10,7 @@ import pytest
 import torch
 from scipy import stats as st
 
+import normlab
 from normlab.analysis import claims
 from normlab.cli import main
 from normlab.errors import ConfigError
@@ -87,9 +88,10 @@ def test_cli_claims_only_writes_report(tmp_path, capsys):
     assert "128,049,152" in md and "308,281,344" in md and "**holds**" in md
     rows = parse_table((out / "claims.html").read_text()).rows[1:]
     assert [(r[0][0], r[1]) for r in rows] == [
-        ("inception-1x1" + claims.CLAIMS["inception-1x1"].text, ("holds", "verdict holds")),
-        ("norm-train-eval" + claims.CLAIMS["norm-train-eval"].text, ("holds", "verdict holds"))]
-    assert rows[0][2][0] == "-180,232,192"  # 128,049,152 - 308,281,344 mult-adds
+        ("inception-1x1: " + claims.CLAIMS["inception-1x1"].text, ("holds", "holds")),
+        ("norm-train-eval: " + claims.CLAIMS["norm-train-eval"].text, ("holds", "holds"))]
+    assert rows[0][2][0] == "0.415 x mult-adds (with / without 1x1)"  # 128,049,152 / 308,281,344
+    assert doc["claims"][0]["effect"] == pytest.approx(128_049_152 / 308_281_344)
 
 
 def test_gn_interpolates_counts_the_seeds_example():
@@ -183,7 +185,7 @@ def test_difference_of_drops_on_hand_numbers():
 GN_TABLE = {("bn", 32): 0.90, ("bn", 2): 0.60, ("gn:2", 32): 0.85, ("gn:2", 2): 0.84}
 
 
-@pytest.mark.parametrize("quick,seeds,epochs", [(True, 3, 1), (False, 5, 1)])
+@pytest.mark.parametrize("quick,seeds,epochs", [(True, 3, 1), (False, 5, 2)])
 def test_gn_batch_size_pairs_four_cells_and_takes_the_difference_of_drops(fake, tmp_path, quick, seeds, epochs):
     # BN at batch 2 loses 0.01 more per seed, so the per-seed effect is 0.29 + 0.01 * seed.
     f = fake(lambda c: {"final_test_acc": GN_TABLE[c["norm"], c["batch_size"]]
@@ -199,18 +201,19 @@ def test_gn_batch_size_pairs_four_cells_and_takes_the_difference_of_drops(fake, 
                for c in f.calls)
     assert f.calls[0]["dataset"] == "mnist5k" and f.calls[0]["model"] == "lenet-bn"
     assert f.calls[0]["optimizer"] == "adam" and f.calls[0]["lr"] == 1e-3
-    # equal optimizer steps: 500 images / 2 x epochs = 500 / 32 x (16 x epochs), rounded up
-    assert {c["val_split"] for c in f.calls} == {0.875}
+    # equal optimizer steps on all 4,000 training images: 4,000 / 2 x epochs = 4,000 / 32 x (16 x epochs)
+    assert all("val_split" not in c for c in f.calls)
     assert {(c["batch_size"], c["epochs"]) for c in f.calls} == {(2, epochs), (32, 16 * epochs)}
-    per_seed = [0.29 + 0.01 * s for s in range(seeds)]
-    assert r["arm"] == pytest.approx([0.30 + 0.01 * s for s in range(seeds)])  # BN's drop
-    assert r["baseline"] == pytest.approx([0.01] * seeds)  # GN's drop
+    per_seed = [29 + s for s in range(seeds)]  # in accuracy points
+    assert r["unit"] == "accuracy points"
+    assert r["arm"] == pytest.approx([30 + s for s in range(seeds)])  # BN's drop
+    assert r["baseline"] == pytest.approx([1.0] * seeds)  # GN's drop
     assert r["numbers"]["effect_per_seed"] == pytest.approx(per_seed)
     assert r["effect"] == pytest.approx(sum(per_seed) / seeds)
     half = st.t.ppf(0.975, seeds - 1) * np.std(per_seed, ddof=1) / np.sqrt(seeds)  # paired t interval
     assert r["ci"] == pytest.approx([np.mean(per_seed) - half, np.mean(per_seed) + half])
     assert r["verdict"] == claims.HOLDS
-    assert r["numbers"]["cells"]["gn@32"] == pytest.approx(0.85)
+    assert r["numbers"]["cells"]["gn@32"] == pytest.approx(85.0)
     assert r["train_seconds"] == pytest.approx(0.25 * 4 * seeds)
 
 
@@ -225,10 +228,10 @@ def test_gn_claims_share_the_batch_32_runs(fake, tmp_path):
     assert_paired(f.calls, "norm", list(LENET32), 3)
     between, behind = doc["claims"]
     preds = between["numbers"]["predictions"]
-    assert preds["GN - IN"]["effect"] == pytest.approx(-0.03) and preds["GN - IN"]["verdict"] == claims.FAILS
-    assert preds["GN - LN"]["effect"] == pytest.approx(0.03) and preds["GN - LN"]["verdict"] == claims.HOLDS
+    assert preds["GN - IN"]["effect"] == pytest.approx(-3) and preds["GN - IN"]["verdict"] == claims.FAILS
+    assert preds["GN - LN"]["effect"] == pytest.approx(3) and preds["GN - LN"]["verdict"] == claims.HOLDS
     assert between["verdict"] == claims.FAILS
-    assert behind["effect"] == pytest.approx(0.02) and behind["verdict"] == claims.HOLDS
+    assert behind["effect"] == pytest.approx(2) and behind["verdict"] == claims.HOLDS  # accuracy points
 
 
 DEPTH_TRAIN = {"plain20": 0.99, "plain56": 0.30, "resnet20": 1.00, "resnet56": 0.97, "preact-resnet56": 0.98}
@@ -246,11 +249,11 @@ def test_plain_vs_residual_depth_is_measured_on_training_accuracy(fake, tmp_path
     r = run(tmp_path, "plain-vs-residual-depth")["claims"][0]
     assert_paired(f.calls, "model", ["plain20", "plain56", "resnet20", "resnet56"], 3)
     assert f.calls[0]["dataset"] == "digits" and f.calls[0]["epochs"] == 3
-    # (0.99 - (0.30 - 0.02 s)) - (1.00 - 0.97) = 0.66 + 0.02 s
-    assert r["numbers"]["effect_per_seed"] == pytest.approx([0.66, 0.68, 0.70])
-    assert r["effect"] == pytest.approx(0.66 + 0.02)
+    # (99 - (30 - 2 s)) - (100 - 97) = 66 + 2 s accuracy points
+    assert r["numbers"]["effect_per_seed"] == pytest.approx([66, 68, 70])
+    assert r["effect"] == pytest.approx(68) and r["unit"] == "accuracy points"
     assert r["verdict"] == claims.HOLDS
-    assert r["numbers"]["per_seed"]["plain56"] == pytest.approx([0.30, 0.28, 0.26])
+    assert r["numbers"]["per_seed"]["plain56"] == pytest.approx([30, 28, 26])
 
 
 def test_preact_reuses_the_resnet56_runs_of_the_depth_claim(fake, tmp_path):
@@ -260,8 +263,8 @@ def test_preact_reuses_the_resnet56_runs_of_the_depth_claim(fake, tmp_path):
     assert sorted((c["model"], c["seed"]) for c in f.calls) == sorted(
         (m, s) for m in DEPTH_TRAIN for s in range(3))
     pre = doc["claims"][1]
-    assert pre["baseline"] == pytest.approx([0.03] * 3) and pre["arm"] == pytest.approx([0.02] * 3)
-    assert pre["effect"] == pytest.approx(-0.01) and pre["verdict"] == claims.FAILS
+    assert pre["baseline"] == pytest.approx([3] * 3) and pre["arm"] == pytest.approx([2] * 3)
+    assert pre["effect"] == pytest.approx(-1) and pre["verdict"] == claims.FAILS
     assert pre["numbers"]["also"]["final train loss"]["effect"] == pytest.approx(-0.01)
     assert_paired([c for c in f.calls if c["model"] in ("resnet56", "preact-resnet56")], "model",
                   ["resnet56", "preact-resnet56"], 3)
@@ -275,7 +278,7 @@ def test_bn_lenet_early_switches_only_the_norm(fake, tmp_path):
     c = f.calls[0]
     assert (c["model"], c["dataset"], c["epochs"], c["optimizer"], c["lr"], c["schedule"]) == \
         ("lenet-bn", "mnist5k", 1, "adam", 1e-3, "constant")
-    assert r["effect"] == pytest.approx(0.72) and r["verdict"] == claims.HOLDS
+    assert r["effect"] == pytest.approx(72) and r["verdict"] == claims.HOLDS
     assert r["numbers"]["also"]["train loss over the first epoch"]["effect"] == pytest.approx(-0.8)
 
 
@@ -287,8 +290,9 @@ def test_l1_sparse_counts_exact_zeros_in_the_saved_weights(fake, tmp_path):
     f = fake(lambda c: {"final_test_acc": 0.90 if c["l1"] else 0.92}, weights)
     r = run(tmp_path, "l1-sparse")["claims"][0]
     assert_paired(f.calls, "l1", [0.0, 0.3], 3)
-    assert r["effect"] == pytest.approx(0.5)  # 1e-8 is small, not zero
-    assert r["numbers"]["also"]["final test accuracy"]["effect"] == pytest.approx(-0.02)
+    assert r["effect"] == pytest.approx(50)  # percentage points; 1e-8 is small, not zero
+    assert r["unit"] == "percentage points of the weights"
+    assert r["numbers"]["also"]["final test accuracy"]["effect"] == pytest.approx(-2)
 
 
 def lr_table(c):
@@ -319,7 +323,9 @@ def test_bn_higher_lr_finds_the_highest_trainable_rate_and_records_divergence(fa
     saved = json.loads((tmp_path / "rep" / "claims.json").read_text())["claims"][0]
     assert saved["figures"] == ["bn-higher-lr.png"] and saved["numbers"]["cells"]["none@1.4"]["status"][0] == "diverged"
     assert (tmp_path / "rep" / "bn-higher-lr.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "![bn-higher-lr.png](bn-higher-lr.png)" in (tmp_path / "rep" / "claims.md").read_text()
+    assert (tmp_path / "rep" / "bn-higher-lr.svg").read_text().lstrip().startswith("<?xml")
+    assert "![bn-higher-lr](bn-higher-lr.png)" in (tmp_path / "rep" / "claims.md").read_text()
+    assert r["unit"] == "decades of lr (log10)"
     assert "data:image/png;base64," in (tmp_path / "rep" / "claims.html").read_text()
 
 
@@ -340,7 +346,7 @@ def test_a_rerun_resumes_and_trains_only_unfinished_runs(fake, tmp_path):
     second = run(tmp_path, "bn-deep-mlp")
     assert [(c["norm"], c["seed"]) for c in f.calls[6:]] == [("bn", 1)]
     assert second["trained_now"] == 1 and second["resumed"] == 5
-    assert second["claims"][0]["effect"] == first["claims"][0]["effect"] == pytest.approx(0.7)
+    assert second["claims"][0]["effect"] == first["claims"][0]["effect"] == pytest.approx(70)
     # the runs folder is a `normlab compare` sweep folder
     exp = sweep.read_experiment(tmp_path / "rep" / "runs" / "quick" / "deep-mlp")
     assert exp.factors == {"norm": ["none", "bn"]} and exp.seeds == [0, 1, 2]
@@ -457,58 +463,149 @@ def parse_table(text):
     return p
 
 
-def test_html_report_one_row_per_claim_with_coloured_verdicts():
-    def claim(name, verdict, effect, ci):
+def _doc():
+    def claim(name, verdict, effect, ci, unit="accuracy points"):
         return {"name": name, "claim": f"{name} <b>&</b>", "verdict": verdict, "effect": effect, "ci": ci,
-                "summary": "x < y", "setting": "uses `digits`", "seconds": 1.25}
+                "unit": unit, "summary": "max |train-eval| < y", "setting": "uses `digits`", "seconds": 1234.5}
 
-    doc = {"quick": True, "total_seconds": 12.0, "claims": [
+    return {"quick": True, "total_seconds": 12.0, "provenance": "Written here.", "claims": [
         claim("a", claims.HOLDS, 0.5, [0.25, 0.75]), claim("b", claims.FAILS, -0.125, [-0.2, -0.05]),
-        claim("c", claims.INCONCLUSIVE, 0.01, [-0.1, 0.1]), claim("d", claims.HOLDS, -1000, None),
-        claim("e", claims.HOLDS, None, None)]}
-    text = claims.render_html(doc)
+        claim("c", claims.INCONCLUSIVE, 0.01, [-0.1, 0.1]), claim("d", claims.HOLDS, 0.415, None, "x mult-adds"),
+        claim("e", claims.HOLDS, None, None, "")]}
+
+
+def test_html_report_one_row_per_claim_with_coloured_verdicts():
+    text = claims.render_html(_doc())
     assert text.startswith("<!DOCTYPE html>") and "<script" not in text and "src=" not in text
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in text
+    assert "`" not in text  # the texts' Markdown code spans became <code>, never raw backticks
     p = parse_table(text)
     assert p.title == "The tutorials' claims, measured (--quick run)"
     header, *rows = p.rows
-    assert [c[0] for c in header] == ["claim", "verdict", "effect [95% CI]", "measured", "setting", "seconds"]
-    assert [r[0][0] for r in rows] == [f"{n}{n} <b>&</b>" for n in "abcde"]  # escaped, so it is text
-    assert [r[1] for r in rows] == [("holds", "verdict holds"), ("does not hold here", "verdict fails"),
-                                    ("inconclusive", "verdict inconclusive"), ("holds", "verdict holds"),
-                                    ("holds", "verdict holds")]
-    assert [r[2][0] for r in rows] == ["+0.5000 [+0.2500, +0.7500]", "-0.1250 [-0.2000, -0.0500]",
-                                       "+0.0100 [-0.1000, +0.1000]", "-1,000", "–"]
-    assert rows[0][3][0] == "x < y" and rows[0][4][0] == "uses digits" and rows[0][5][0] == "1.2"
-    assert "<code>digits</code>" in text
+    assert [c[0] for c in header] == ["claim", "verdict", "effect [95% interval] (unit)", "p (Holm)", "n", "seconds"]
+    assert [r[0][0] for r in rows] == [f"{n}: {n} <b>&</b>" for n in "abcde"]  # escaped, so it is text
+    assert [r[1] for r in rows] == [("holds", "holds"), ("does not hold here", "fails"),
+                                    ("inconclusive", "inconclusive"), ("holds", "holds"), ("holds", "holds")]
+    assert [r[2][0] for r in rows] == ["+0.50 [+0.25, +0.75] accuracy points",
+                                       "-0.12 [-0.20, -0.05] accuracy points",
+                                       "+0.01 [-0.10, +0.10] accuracy points", "0.415 x mult-adds", "–"]
+    assert rows[0][5] == ("1,234.5", "num")  # thousands separators
+    assert "<code>a</code>" in text and "<code>digits</code>" in text
+    assert '<div class="scroll" tabindex="0" role="region" aria-label="table">' in text  # scrolls in its box
     assert "3 holds, 1 does not hold here, 1 inconclusive; 12 s in all" in text
 
 
 def test_markdown_table_escapes_pipes_in_cells():
-    doc = {"quick": False, "total_seconds": 3.0, "claims": [
-        {"name": "a", "claim": "c", "verdict": claims.HOLDS, "summary": "max |train-eval| 0", "setting": "s",
+    doc = {"quick": False, "total_seconds": 3.0, "provenance": "", "claims": [
+        {"name": "a", "claim": "c | d", "verdict": claims.HOLDS, "summary": "max |train-eval| 0", "setting": "s",
          "seconds": 1.0, "effect": None, "ci": None}]}
-    row = [line for line in claims.render_markdown(doc).splitlines() if line.startswith("| c ")]
-    assert row == ["| c | **holds** | max \\|train-eval\\| 0 | 1.0 |"]
+    md = claims.render_markdown(doc)
+    assert "| `a`: c \\| d | **holds** | – | – | exact | 1.0 |" in md.splitlines()
+    assert "Measured: max |train-eval| 0." in md.splitlines()  # outside a table a pipe stays
+
+
+def test_differences_csv_matches_a_hand_computation(fake, tmp_path):
+    """Two claims, each one comparison of 3 seeds; every column of differences.csv against numbers
+    worked out by hand (the t distribution with 2 degrees of freedom has a closed form)."""
+    import csv
+
+    bn_deep = {"none": [0.10, 0.10, 0.10], "bn": [0.80, 0.84, 0.82]}       # differences 70, 74, 72 points
+    early = {"none": [0.50, 0.52, 0.49], "bn": [0.51, 0.50, 0.52]}         # differences 1, -2, 3 points
+
+    def table(c):
+        accs = early if c["model"] == "lenet-bn" else bn_deep
+        return {"final_test_acc": accs[c["norm"]][c["seed"]], "final_train_loss": 1.0}
+
+    fake(table)
+    run(tmp_path, "bn-deep-mlp,bn-lenet-early,inception-1x1")
+    rows = list(csv.DictReader(open(tmp_path / "rep" / "differences.csv")))
+    assert list(rows[0]) == ["claim", "cell", "baseline", "metric", "unit", "n", "mean_difference", "low", "high",
+                             "method", "p", "p_holm", "prob_better", "verdict", "seeds_needed"]
+    t975 = 4.302652729911275  # t(0.975, 2 df)
+
+    def p_two_sided(t):  # Student t, 2 df: P(|T| > t) = 1 - t / sqrt(2 + t^2)
+        return 1 - abs(t) / math.sqrt(2 + t * t)
+
+    expect = {}
+    for name, d in (("bn-deep-mlp", [70, 74, 72]), ("bn-lenet-early", [1, -2, 3])):
+        m = sum(d) / 3
+        sd = math.sqrt(sum((x - m) ** 2 for x in d) / 2)
+        expect[name] = (m, m - t975 * sd / math.sqrt(3), m + t975 * sd / math.sqrt(3), p_two_sided(m / (sd / math.sqrt(3))))
+    deep, lenet, exact = rows
+    p_deep, p_lenet = expect["bn-deep-mlp"][3], expect["bn-lenet-early"][3]
+    assert p_deep < p_lenet  # Holm: the smaller p times 2, the larger times 1, kept monotone
+    holm = {"bn-deep-mlp": min(1, 2 * p_deep), "bn-lenet-early": max(min(1, 2 * p_deep), p_lenet)}
+    for row, name in ((deep, "bn-deep-mlp"), (lenet, "bn-lenet-early")):
+        m, lo, hi, p = expect[name]
+        assert (row["claim"], row["cell"], row["baseline"], row["unit"], row["n"]) == (name, "bn", "none",
+                                                                                       "accuracy points", "3")
+        assert [float(row[k]) for k in ("mean_difference", "low", "high", "p", "p_holm")] == pytest.approx(
+            [m, lo, hi, p, holm[name]], rel=1e-9)
+        assert row["method"] == "paired t, 95% interval, 3 seeds; p Holm-adjusted over 2"
+    assert deep["metric"] == "final test accuracy" and deep["prob_better"] == "1.0"
+    assert deep["verdict"] == claims.HOLDS and deep["seeds_needed"] == ""
+    assert float(lenet["prob_better"]) == pytest.approx(2 / 3)
+    assert lenet["verdict"] == claims.INCONCLUSIVE
+    from normlab.analysis import paired
+
+    sd = math.sqrt(((1 - 2 / 3) ** 2 + (-2 - 2 / 3) ** 2 + (3 - 2 / 3) ** 2) / 2)
+    assert int(lenet["seeds_needed"]) == paired.seeds_needed(2 / 3, sd, 0.05 / 2)
+    assert (exact["claim"], exact["cell"], exact["verdict"]) == ("inception-1x1", "exact", claims.HOLDS)
+    assert float(exact["mean_difference"]) == pytest.approx(128_049_152 / 308_281_344)
+    assert exact["p"] == exact["n"] == ""
+    # the page says how many seeds the inconclusive one would need, and links its runs and configs
+    text = (tmp_path / "rep" / "claims.html").read_text()
+    assert f"inconclusive (~{int(lenet['seeds_needed']):,} seeds for this size)" in text
+    assert '<a href="configs/lenet-early/norm=bn.yaml">norm=bn.yaml</a>' in text
+    assert '<a href="runs/quick/lenet-early/runs/norm=bn-s2/">s2</a>' in text
+    cfg = (tmp_path / "rep" / "configs" / "lenet-early" / "norm=bn.yaml").read_text()
+    assert "model: lenet-bn" in cfg and "seed:\n- 0\n- 1\n- 2" in cfg
+    assert "`" not in text and "<pre><code>" in text  # the base configs as YAML
+    assert (tmp_path / "rep" / "effects.svg").is_file() and (tmp_path / "rep" / "effects.png").is_file()
 
 
 def test_gap_claims_share_the_unregularized_runs_and_measure_in_eval_mode(fake, tmp_path, monkeypatch):
     f = fake(lambda c: {"final_test_acc": 0.85})
-    loss = {"weight_decay=0.0,dropout=0.0": 0.8, "weight_decay=0.01,dropout=0.0": 0.45,
-            "weight_decay=0.0,dropout=0.5": 0.9}
+    test_acc = {"weight_decay=0.0,hidden_dropout=0.0": 0.80, "weight_decay=0.01,hidden_dropout=0.0": 0.82,
+                "weight_decay=0.0,hidden_dropout=0.5": 0.78}
 
-    def scores(run):  # the test loss by cell, +0.01 a seed; train loss 0 and train accuracy 1
+    def scores(run):  # test accuracy by cell, -0.01 a seed; train accuracy 1 (eval mode)
         cell, seed = run.name.rsplit("-s", 1)
-        return {"train_loss": 0.0, "train_acc": 1.0, "test_loss": loss[cell] + 0.01 * int(seed), "test_acc": 0.85}
+        return {"train_loss": 0.0, "train_acc": 1.0, "test_loss": 0.5, "test_acc": test_acc[cell] - 0.01 * int(seed)}
 
     monkeypatch.setattr(measures, "eval_scores", scores)
     l2, drop = run(tmp_path, "l2-gap,dropout-gap")["claims"]
     assert len(f.calls) == 3 * 3  # plain, l2 and dropout cells; plain trained once for both claims
-    assert {(c["weight_decay"], c["dropout"]) for c in f.calls} == {(0.0, 0.0), (0.01, 0.0), (0.0, 0.5)}
+    assert {(c["weight_decay"], c["hidden_dropout"], c["dropout"]) for c in f.calls} == {
+        (0.0, 0.0, 0.0), (0.01, 0.0, 0.0), (0.0, 0.5, 0.0)}  # dropout after the hidden layers, not the head
     c = f.calls[0]
     assert (c["dataset"], c["val_split"], c["model"], c["width"], c["epochs"]) == ("mnist5k", 0.9, "mlp", 512, 15)
-    assert l2["effect"] == pytest.approx(-0.35) and l2["verdict"] == claims.HOLDS
-    assert drop["effect"] == pytest.approx(0.1) and drop["verdict"] == claims.FAILS
-    assert l2["numbers"]["also"]["train - test accuracy gap"]["baseline_mean"] == pytest.approx(0.15)
+    # gap = train - test accuracy in points: plain 20 + s, l2 18 + s, dropout 22 + s
+    assert l2["effect"] == pytest.approx(-2) and l2["verdict"] == claims.HOLDS and l2["unit"] == "accuracy points"
+    assert drop["effect"] == pytest.approx(2) and drop["verdict"] == claims.FAILS
+    assert l2["numbers"]["also"]["train accuracy, eval mode"]["baseline_mean"] == pytest.approx(100)
+    assert l2["numbers"]["also"]["test - train loss gap"]["effect"] == pytest.approx(0)
+
+
+def test_batch_norm_at_batch_1_in_a_recurrent_net_is_a_clear_error(tmp_path):
+    from normlab.errors import ConfigError
+
+    for model in ("gru-rows", "lstm-rows"):
+        with pytest.raises(ConfigError) as e:
+            normlab.train(dict(model=model, dataset="digits", norm="bn", batch_size=1, epochs=1, width=8,
+                               out=str(tmp_path / model)), log=lambda *a: None)
+        assert str(e.value) == (f"{model} with batch norm cannot train at batch size 1: batch norm takes each "
+                                "feature's mean and variance over the batch, and one example has no variance; use "
+                                "--batch-size 2 or more, or a norm that works per example (--norm ln or gn)")
+    assert not (tmp_path / "gru-rows" / "summary.json").exists()
+
+
+def test_cli_batch_norm_at_batch_1_exits_2_with_one_line(tmp_path, capsys):
+    code = main(["train", "--model", "gru-rows", "--dataset", "digits", "--norm", "bn", "--batch-size", "1",
+                 "--epochs", "1", "--width", "8", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "gru-rows with batch norm cannot train at batch size 1" in err and "Traceback" not in err
 
 
 def test_ln_recurrent_counts_a_run_that_cannot_train_at_chance(fake, tmp_path):
@@ -516,18 +613,19 @@ def test_ln_recurrent_counts_a_run_that_cannot_train_at_chance(fake, tmp_path):
 
     def table(c):
         if (c["norm"], c["batch_size"]) == ("bn", 1):
-            return "ValueError: Expected more than 1 value per channel when training"
+            return "gru-rows with batch norm cannot train at batch size 1: ..."
         return {"final_test_acc": acc[c["norm"], c["batch_size"]]}
 
     f = fake(table)
     r = run(tmp_path, "ln-recurrent")["claims"][0]
     assert {(c["norm"], c["batch_size"], c["epochs"]) for c in f.calls} == {
         (n, b, b) for n in ("ln", "bn", "none") for b in (32, 1)}  # equal steps: 32 epochs at batch 32
-    assert all(c["model"] == "gru-rows" and (c["dataset"], c["val_split"]) == ("digits", 0.8) for c in f.calls)
+    # 300 of mnist5k's 4,000 training images, 28 rows of 28 pixels
+    assert all(c["model"] == "gru-rows" and (c["dataset"], c["val_split"]) == ("mnist5k", 0.925) for c in f.calls)
     preds = r["numbers"]["predictions"]
-    assert preds["LN - BN at batch 1"]["effect"] == pytest.approx(0.70 - 0.1)
-    # BN drops 0.92 - 0.1, LN 0.90 - 0.70
-    assert preds["BN's drop 32->1 minus LN's"]["effect"] == pytest.approx(0.82 - 0.20)
+    assert preds["LN - BN at batch 1"]["effect"] == pytest.approx(70 - 10)  # accuracy points
+    # BN drops 92 - 10, LN 90 - 70
+    assert preds["BN's drop 32->1 minus LN's"]["effect"] == pytest.approx(82 - 20)
     assert r["verdict"] == claims.HOLDS
-    assert r["numbers"]["cells"]["bn@1"] == [0.1] * 3
+    assert r["numbers"]["cells"]["bn@1"] == pytest.approx([10.0] * 3)
     assert "runs that failed: bn@1 seed 0, bn@1 seed 1, bn@1 seed 2" in r["summary"]

@@ -30,11 +30,13 @@ def new_figure(rows: int, cols: int, size):
     return fig, fig.subplots(rows, cols, squeeze=False).ravel()
 
 
-def save(fig, png_path) -> bytes:
-    """Write PNG_PATH (150 dpi) and the same figure as .svg beside it; return the PNG bytes."""
+def save(fig, png_path, layout: bool = True) -> bytes:
+    """Write PNG_PATH (150 dpi) and the same figure as .svg beside it; return the PNG bytes.
+    `layout=False` keeps a layout the figure made itself (room kept for a figure legend)."""
     from ..fileio import atomic_write_bytes
 
-    fig.tight_layout()
+    if layout:
+        fig.tight_layout()
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)  # e.g. --plot runs/stats.png before runs/ exists
     png = encode(fig, "png")

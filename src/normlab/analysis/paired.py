@@ -203,10 +203,11 @@ def difference_row(cell: str, baseline: str, metric: str, unit: str, c: Comparis
             "seeds_needed": "" if c.seeds_needed is None else c.seeds_needed}
 
 
-def differences_csv(rows: Sequence[dict]) -> str:
-    """The text of differences.csv: DIFFERENCE_COLUMNS, floats as repr (full precision), NaN empty."""
+def differences_csv(rows: Sequence[dict], columns: Sequence[str] = DIFFERENCE_COLUMNS) -> str:
+    """The text of differences.csv: `columns` (claims put theirs first), floats as repr (full
+    precision), NaN empty."""
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=DIFFERENCE_COLUMNS, lineterminator="\n", extrasaction="ignore")
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for r in rows:
         r = {k: ("" if isinstance(v, float) and not math.isfinite(v) else repr(v) if isinstance(v, float) else v)

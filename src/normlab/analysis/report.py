@@ -43,9 +43,6 @@ def mean_std(values, scale: float = 1.0) -> tuple[float, float, int]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
 
 
-_inline = render.inline  # the claims page imports it from here until it renders through render.py
-
-
 def _level(v) -> str:
     return "none" if v is None else str(v)
 

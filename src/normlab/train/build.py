@@ -91,6 +91,18 @@ def has_batchnorm(model: torch.nn.Module) -> bool:
                for m in model.modules())
 
 
+def check_batch_statistics(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Batch norm over feature vectors (BatchNorm1d on (N, C): the recurrent and MLP models) has one
+    value per feature and example, so a batch of one gives no variance to normalize by and torch
+    stops the first step with a ValueError. Said here, before any data is read."""
+    if cfg.batch_size != 1:
+        return
+    if any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()):
+        raise ConfigError(f"{cfg.model} with batch norm cannot train at batch size 1: batch norm takes each "
+                          f"feature's mean and variance over the batch, and one example has no variance; use "
+                          f"--batch-size 2 or more, or a norm that works per example (--norm ln or gn)")
+
+
 def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -139,6 +151,7 @@ def build_run(cfg: TrainConfig, *, preprocess: Optional[dict] = None, num_classe
         raise ConfigError("precision: fp16 autocast needs a CUDA device; on CPU use --precision bf16 or fp32")
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    check_batch_statistics(model, cfg)
     pipe = _build_pipeline(cfg.section("data"), dev, d, has_batchnorm(model), data, preprocess)
     model, forward = distributed.wrap_model(model, d, dev, cfg.sync_bn)
     if cfg.patience and pipe.val is None:

@@ -8,7 +8,9 @@ measures.py  run directory -> number
 paired.py    the analyses' shapes: two arms paired by seed, a difference of drops
 catalog.py   the claims in report order
 runner.py    train the cells (resume, --jobs, --shard), measure, write the report
-render.py    claims.md, claims.html, claims.json
+render.py    claims.md, claims.html (through analysis/render.py, as `normlab report`), claims.json,
+             differences.csv (every comparison: n, mean difference in its unit, interval, p, p_holm)
+plots.py     the effects figure (every paired comparison with its interval, in its unit)
 
 "here" matters: these are tiny models, few epochs and few seeds on small datasets, so a verdict
 is about this setting, not a refutation of the paper.

@@ -53,7 +53,7 @@ def claim_inception(quick: bool) -> dict:
     m = inception_mult_adds(**cfg)
     return {"setting": f"GoogLeNet inception (3a), input {cfg['hw']}x{cfg['hw']}x{cfg['cin']}, 5x5 kernel, "
                        "one image; the module without reductions keeps the pool projection",
-            "numbers": m, "effect": m["with_1x1"] - m["without_1x1"], "ci": None,
+            "numbers": m, "effect": m["ratio"], "ci": None, "unit": "x mult-adds (with / without 1x1)",
             "verdict": HOLDS if m["with_1x1"] < m["without_1x1"] else FAILS,
             "summary": f"{m['with_1x1']:,} mult-adds with 1x1 reductions vs {m['without_1x1']:,} without "
                        f"({m['ratio']:.3f}x)"}
@@ -142,12 +142,14 @@ def claim_grad_flow(quick: bool) -> dict:
     depth, seeds = 10, (3 if quick else 10)
     sig = [_grad_ratio("sigmoid", s, depth) for s in range(seeds)]
     rel = [_grad_ratio("relu", s, depth) for s in range(seeds)]
-    c = compare_arms(sig, rel, +1)
+    c = compare_arms(sig, rel, +1, "log10 ratio (decades)", ("sigmoid", "relu"),
+                     "log10 |grad W_first| / |grad W_last hidden|")
     c["setting"] = (f"fresh mlp depth {depth} width 64, torch default init, one batch of 128 digits; "
                     f"log10(|grad W_first| / |grad W_last hidden|); {seeds} seeds, baseline sigmoid, arm relu")
     c["numbers"] = {"sigmoid_mean": sum(sig) / seeds, "relu_mean": sum(rel) / seeds}
     c["summary"] = (f"log10 gradient ratio sigmoid {c['numbers']['sigmoid_mean']:.2f} vs relu "
-                    f"{c['numbers']['relu_mean']:.2f}, effect {c['effect']:+.2f} [{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}]")
+                    f"{c['numbers']['relu_mean']:.2f}, effect {c['effect']:+.2f} [{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] "
+                    "log10 ratio (decades)")
     return c
 
 

@@ -9,7 +9,6 @@ large finite value, or stalled at chance).
 
 from __future__ import annotations
 
-import io
 import math
 
 from . import measures as m
@@ -46,34 +45,36 @@ def table(runs) -> dict:
     return out
 
 
-def figure(cells: dict) -> bytes:
-    from ...plots import new_figure
+def figure(cells: dict):
+    """Final test accuracy (%) against the learning rate, one line per arm (mean of the runs that
+    finished), crosses at 0 where seeds diverged; the "trains" threshold and chance dotted. A
+    matplotlib Figure in the reports' style (analysis/figures.py), saved by the report."""
+    from ..figures import new_figure, style
 
-    fig, ax = new_figure(1, 1, (6, 3.8))
-    for arm, marker in zip(ARMS, "os"):
+    fig, (ax,) = new_figure(1, 1, (6.4, 4.0))
+    for i, arm in enumerate(ARMS):
+        st = style(i)
         xs, ys, div = [], [], []
         for lr in LR_GRID:
             c = cells[f"{arm}@{lr}"]
             acc = [a for a in c["test_acc"] if math.isfinite(a)]
             if acc:
-                xs.append(lr), ys.append(mean(acc))
+                xs.append(lr), ys.append(100 * mean(acc))
             if "diverged" in c["status"]:
                 div.append(lr)
-        line, = ax.plot(xs, ys, marker + "-", label=f"norm {arm} (mean of finished runs)")
+        ax.plot(xs, ys, lw=1.8, ms=6, label=f"norm {arm} (mean of the runs that finished)", **st)
         if div:
-            ax.plot(div, [0.0] * len(div), "x", ms=9, color=line.get_color(),
-                    label=f"norm {arm}: some seeds diverged (NaN loss)")
-    ax.axhline(TRAINS_ACC, color="grey", lw=0.8, ls="--", label=f"'trains' threshold {TRAINS_ACC}")
+            ax.plot(div, [0.0] * len(div), "x", ms=9, mew=2, color=st["color"], linestyle="none",
+                    label=f"norm {arm}: some seeds diverged (non-finite loss)")
+    ax.axhline(100 * TRAINS_ACC, color="#555555", lw=1.0, ls="--", label=f"'trains' threshold ({100 * TRAINS_ACC:.0f}%)")
+    ax.axhline(100 * m.CHANCE, color="#555555", lw=1.2, ls=":", label=f"chance ({100 * m.CHANCE:.0f}%)")
     ax.set_xscale("log")
-    ax.set_xlabel("learning rate"), ax.set_ylabel("final test accuracy")
-    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("learning rate (log scale)"), ax.set_ylabel("final test accuracy (%)")
+    ax.set_ylim(-3, 103)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title("BN and the learning rate")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    return buf.getvalue()
+    ax.legend(fontsize=7, loc="center left")
+    ax.set_title("BN and the learning rate (per-rate means over seeds)")
+    return fig
 
 
 def _cell_text(c: dict) -> str:
@@ -87,15 +88,16 @@ def claim_bn_lr(runs, setting: str) -> dict:
     cells = table(runs)
     best = {arm: [highest_trainable([cells[f"{arm}@{lr}"]["status"][i] for lr in LR_GRID])
                   for i in range(len(runs.seeds))] for arm in ARMS}
-    c = compare_arms(best["none"], best["bn"], +1)
+    c = compare_arms(best["none"], best["bn"], +1, "decades of lr (log10)", ("none", "bn"),
+                     "log10 of the highest lr that trains")
     c["setting"] = (f"{setting}; lr grid {list(LR_GRID)}; a run trains when it finishes with test accuracy >= "
                     f"{TRAINS_ACC}; effect = log10 of the highest lr that trains, BN minus none (decades), per seed; "
                     f"n = {len(runs.seeds)} paired seeds")
     c["numbers"] = {"cells": cells, "highest_lr": {a: [10 ** v for v in best[a]] for a in ARMS}}
     c["figures"] = {"bn-higher-lr.png": figure(cells)}
     hi = {a: sorted({round(10 ** v, 3) for v in best[a]}) for a in ARMS}
-    c["summary"] = (f"highest lr that trains: none {hi['none']}, bn {hi['bn']}; effect {c['effect']:+.2f} decades "
-                    f"[{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}]" + (" (BN trains at the top of the grid in some seed: a lower bound)"
+    c["summary"] = (f"highest lr that trains: none {hi['none']}, bn {hi['bn']}; effect {c['effect']:+.2f} "
+                    f"[{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] decades of lr" + (" (BN trains at the top of the grid in some seed: a lower bound)"
                     if max(best["bn"]) >= math.log10(LR_GRID[-1]) else "") + "; test accuracy by lr: " +
                     "; ".join(f"{a}: " + ", ".join(f"{lr} {_cell_text(cells[f'{a}@{lr}'])}" for lr in LR_GRID)
                               for a in ARMS))

@@ -32,23 +32,37 @@ def diverged(run: Path) -> bool:
     return "the loss became" in failure(run)
 
 
-def metric(key: str):
+def unit(name: str, scale: float = 1.0):
+    """Mark a measure with the unit its differences are reported in and the factor from its raw
+    value to that unit (100 for an accuracy in [0, 1] shown in accuracy points)."""
+    def mark(fn):
+        fn.unit, fn.scale = name, scale
+        return fn
+    return mark
+
+
+ACC = ("accuracy points", 100.0)
+NATS = ("nats (cross-entropy)", 1.0)
+
+
+def metric(key: str, how: tuple):
     """summary.json's `key` (NaN for a run that failed)."""
     def read(run: Path) -> float:
         v = summary(run).get(key)
         return float(v) if isinstance(v, (int, float)) else NAN
     read.__name__ = key
-    return read
+    return unit(*how)(read)
 
 
-test_acc = metric("final_test_acc")
-train_acc = metric("final_train_acc")
-train_loss = metric("final_train_loss")
+test_acc = metric("final_test_acc", ACC)
+train_acc = metric("final_train_acc", ACC)
+train_loss = metric("final_train_loss", NATS)
 
 
 CHANCE = 0.1  # the ten classes of mnist5k and digits
 
 
+@unit(*ACC)
 def test_acc_or_chance(run: Path) -> float:
     """Final test accuracy; a run that failed (could not train at all) counts at chance."""
     return CHANCE if failure(run) else test_acc(run)
@@ -65,11 +79,13 @@ def _matrices(run: Path) -> list[torch.Tensor]:
     return [w for w in RunDir(run).load_weights().values() if w.ndim == 2]
 
 
+@unit("percentage points of the weights", 100.0)
 def zero_fraction(run: Path) -> float:
     ws = _matrices(run)
     return sum(int((w == 0).sum()) for w in ws) / sum(w.numel() for w in ws)
 
 
+@unit("L2 norm")
 def weight_norm(run: Path) -> float:
     return math.sqrt(sum(float((w.double() ** 2).sum()) for w in _matrices(run)))
 
@@ -86,6 +102,9 @@ def _scores(model, loader) -> tuple[float, float]:
     return loss / seen, correct / seen
 
 
+_EVAL_CACHE: dict = {}
+
+
 def eval_scores(run: Path) -> dict:
     """Loss and accuracy of the saved weights, in eval mode, on the run's own training split
     (after its val_split) and on the test split. Dropout, which lowers the running train
@@ -93,23 +112,40 @@ def eval_scores(run: Path) -> dict:
     from ...api import load
     from ...data import pipeline
 
+    weights = Path(run) / "weights.safetensors"
+    key = (str(Path(run).resolve()), weights.stat().st_mtime_ns if weights.is_file() else None)
+    if key in _EVAL_CACHE:  # several measures of one claim read the same scores
+        return _EVAL_CACHE[key]
     r = load(run)
     data, pre = pipeline.load(r.config)
     pipe = pipeline.build(r.config.replace(augment=""), torch.device("cpu"), False, data=data, preprocess=pre)
     (tr_loss, tr_acc), (te_loss, te_acc) = _scores(r.model, pipe.train), _scores(r.model, pipe.test)
-    return {"train_loss": tr_loss, "train_acc": tr_acc, "test_loss": te_loss, "test_acc": te_acc}
+    _EVAL_CACHE[key] = {"train_loss": tr_loss, "train_acc": tr_acc, "test_loss": te_loss, "test_acc": te_acc}
+    return _EVAL_CACHE[key]
 
 
+@unit(*NATS)
 def eval_loss_gap(run: Path) -> float:
     """Test loss minus train loss (cross-entropy, eval mode, see eval_scores)."""
+    if failure(run):
+        return NAN
     s = eval_scores(run)
     return s["test_loss"] - s["train_loss"]
 
 
+@unit(*ACC)
 def eval_acc_gap(run: Path) -> float:
     """Train accuracy minus test accuracy (eval mode, see eval_scores)."""
+    if failure(run):
+        return NAN
     s = eval_scores(run)
     return s["train_acc"] - s["test_acc"]
+
+
+@unit(*ACC)
+def eval_train_acc(run: Path) -> float:
+    """The clean train accuracy: final weights, eval mode, the run's own training split."""
+    return NAN if failure(run) else eval_scores(run)["train_acc"]
 
 
 def affine_views(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -122,6 +158,7 @@ def affine_views(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
     return x * a.to(x.dtype) + b.to(x.dtype)
 
 
+@unit("percentage points of the test predictions", 100.0)
 @torch.no_grad()
 def contrast_change(run: Path) -> float:
     """Fraction of test images whose predicted class changes when every image gets its own

@@ -22,37 +22,67 @@ def failed_note(runs, labels) -> str:
     return "; runs that failed: " + ", ".join(f"{lab} seed {runs.seeds[i]}" for lab, i in bad)
 
 
-def _interval_text(c: dict) -> str:
-    return f"effect {c['effect']:+.4f} [{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]"
+def unit_of(measure: Callable) -> tuple[str, float]:
+    """The unit a measure's differences are reported in and the factor from its raw values
+    (measures.unit marks them; 100 turns an accuracy in [0, 1] into accuracy points)."""
+    return getattr(measure, "unit", ""), getattr(measure, "scale", 1.0)
+
+
+def in_unit(runs, label: str, measure: Callable) -> list[float]:
+    return [v * unit_of(measure)[1] for v in runs.values(label, measure)]
+
+
+def digits(unit: str) -> int:
+    """Decimals for a value in `unit`: points of a percentage need 2, raw numbers 4."""
+    return 2 if "points" in unit else 4
+
+
+def value(x: float, unit: str, sign: bool = False) -> str:
+    from ..render import num
+
+    return num(x, digits(unit), sign=sign)
+
+
+def what_in(what: str, unit: str) -> str:
+    """The measure's name with the unit of its values: % for accuracies and fractions shown in points."""
+    return f"{what} (%)" if "points" in unit else f"{what} ({unit})" if unit else what
+
+
+def effect_text(c: dict) -> str:
+    """"+1.23 accuracy points [+0.45, +2.01]": the mean difference, its interval, its unit."""
+    u = c.get("unit", "")
+    return (f"{value(c['effect'], u, True)} [{value(c['ci'][0], u, True)}, {value(c['ci'][1], u, True)}]"
+            + (f" {u}" if u else ""))
 
 
 def side_effects(runs, base: str, arm: str, also: dict) -> dict:
     """Secondary measures of the same runs, reported with their interval, not in the verdict."""
     out = {}
     for label, fn in also.items():
-        c = compare_arms(runs.values(base, fn), runs.values(arm, fn), +1)
+        c = compare_arms(in_unit(runs, base, fn), in_unit(runs, arm, fn), +1, unit_of(fn)[0])
         out[label] = {"baseline_mean": mean(c["baseline"]), "arm_mean": mean(c["arm"]),
-                      "effect": c["effect"], "ci": c["ci"]}
+                      "effect": c["effect"], "ci": c["ci"], "unit": c["unit"]}
     return out
 
 
 def also_text(also: dict) -> str:
-    return "".join(f"; {k}: {v['baseline_mean']:.4f} -> {v['arm_mean']:.4f}, effect {v['effect']:+.4f} "
-                   f"[{v['ci'][0]:+.4f}, {v['ci'][1]:+.4f}]" for k, v in also.items())
+    return "".join(f"; {what_in(k, v['unit'])}: {value(v['baseline_mean'], v['unit'])} -> {value(v['arm_mean'], v['unit'])}, "
+                   f"effect {effect_text(v)}" for k, v in also.items())
 
 
 def two_arms(runs, base: str, arm: str, measure: Callable, direction: int, what: str, setting: str,
              also: Optional[dict] = None) -> dict:
-    """The arm against the baseline on `measure`, paired by seed."""
-    a, b = runs.values(base, measure), runs.values(arm, measure)
-    c = compare_arms(a, b, direction)
+    """The arm against the baseline on `measure`, paired by seed, in the measure's unit."""
+    u = unit_of(measure)[0]
+    a, b = in_unit(runs, base, measure), in_unit(runs, arm, measure)
+    c = compare_arms(a, b, direction, u, (base, arm), what)
     c["setting"] = f"{setting}; n = {len(a)} paired seeds"
     c["numbers"] = {"baseline_mean": mean(a), "arm_mean": mean(b)}
     extra = side_effects(runs, base, arm, also or {})
     if extra:
         c["numbers"]["also"] = extra
-    c["summary"] = (f"{what}: {mean(a):.4f} -> {mean(b):.4f}, {_interval_text(c)}" + also_text(extra)
-                    + failed_note(runs, (base, arm)))
+    c["summary"] = (f"{what_in(what, u)}: {value(mean(a), u)} -> {value(mean(b), u)}, effect {effect_text(c)}"
+                    + also_text(extra) + failed_note(runs, (base, arm)))
     return c
 
 
@@ -61,10 +91,12 @@ def interaction(runs, arm: tuple, baseline: tuple, measure: Callable, direction:
     """A difference of differences: the arm's drop between two conditions (arm[0] - arm[1]) against
     the baseline's drop between the same two (baseline[0] - baseline[1]), all on the same seeds."""
     labels = (*arm, *baseline)
-    vals = {lab: runs.values(lab, measure) for lab in labels}
+    u = unit_of(measure)[0]
+    vals = {lab: in_unit(runs, lab, measure) for lab in labels}
     arm_drop = [h - lo for h, lo in zip(vals[arm[0]], vals[arm[1]])]
     base_drop = [h - lo for h, lo in zip(vals[baseline[0]], vals[baseline[1]])]
-    c = compare_arms(base_drop, arm_drop, direction)
+    c = compare_arms(base_drop, arm_drop, direction, u, (f"{baseline[0]} - {baseline[1]}", f"{arm[0]} - {arm[1]}"),
+                     f"{what}, drop")
     means = {lab: mean(v) for lab, v in vals.items()}
     c["setting"] = (f"{setting}; effect = ({arm[0]} - {arm[1]}) - ({baseline[0]} - {baseline[1]}) per seed; "
                     f"n = {len(arm_drop)} paired seeds")
@@ -72,9 +104,9 @@ def interaction(runs, arm: tuple, baseline: tuple, measure: Callable, direction:
                     "baseline_drop_mean": mean(base_drop),
                     "effect_per_seed": difference_of_drops(vals[arm[0]], vals[arm[1]],
                                                            vals[baseline[0]], vals[baseline[1]])}
-    c["summary"] = (f"{what}: " + ", ".join(f"{k} {v:.4f}" for k, v in means.items()) +
-                    f"; drop {arm[0]}->{arm[1]} {mean(arm_drop):+.4f} vs {baseline[0]}->{baseline[1]} "
-                    f"{mean(base_drop):+.4f}, {_interval_text(c)}" + failed_note(runs, labels))
+    c["summary"] = (f"{what_in(what, u)}: " + ", ".join(f"{k} {value(v, u)}" for k, v in means.items()) +
+                    f"; drop {arm[0]}->{arm[1]} {value(mean(arm_drop), u, True)} vs {baseline[0]}->{baseline[1]} "
+                    f"{value(mean(base_drop), u, True)}, effect {effect_text(c)}" + failed_note(runs, labels))
     return c
 
 
@@ -85,7 +117,7 @@ def several(parts: dict, setting: str, what: str) -> dict:
     first = next(iter(parts.values()))
     return {"setting": setting + "; " + first["setting"].rsplit("; ", 1)[-1],
             "verdict": all_of(p["verdict"] for p in parts.values()),
-            "effect": first["effect"], "ci": first["ci"], "direction": first["direction"],
+            "effect": first["effect"], "ci": first["ci"], "direction": first["direction"], "unit": first["unit"],
             "baseline": first["baseline"], "arm": first["arm"], "numbers": {"predictions": parts},
             "summary": f"{what}: " + "; ".join(f"{k}: {p['summary']}" for k, p in parts.items())}
 

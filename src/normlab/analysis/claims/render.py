@@ -1,126 +1,243 @@
-"""claims.md, claims.html and claims.json: one table of verdicts, a section per claim, and the
-figures a claim draws (PNG files beside claims.md, embedded in claims.html)."""
+"""claims.md, claims.html, claims.json and differences.csv, through the renderer `normlab report`
+uses (analysis/render.py): one table of verdicts, a figure of every paired effect, a section per
+claim with the cells it trained (links to their run folders and configs), the experiments' base
+configs as YAML, and where, when and with what the page was written."""
 
 from __future__ import annotations
 
-import base64
 import json
+import math
 from pathlib import Path
 
-from ...fileio import atomic_write_bytes, atomic_write_text
-from .verdict import FAILS, HOLDS, INCONCLUSIVE, METHOD
+from ...fileio import atomic_write_text
+from .. import figures, paired, render
+from ..render import Link, Mark, num
+from .paired import effect_text, tests_of, value
+from .verdict import FAILS, HOLDS, INCONCLUSIVE, METHOD, TOO_FEW
+
+CLAIM_COLUMNS = ("claim", *paired.DIFFERENCE_COLUMNS)
+VERDICT_CLASS = {HOLDS: "holds", FAILS: "fails", INCONCLUSIVE: "inconclusive", TOO_FEW: "inconclusive"}
+EFFECTS_FIGURE = "effects.png"
 
 
-def write_reports(out: Path, doc: dict) -> None:
-    """claims.json (numbers only), claims.md with each figure as a PNG beside it, claims.html."""
-    figures = {}
-    for r in doc["claims"]:
-        for fname, png in (r.get("figures") or {}).items():
-            atomic_write_bytes(Path(out) / fname, png)
-            figures[fname] = png
-    plain = {**doc, "claims": [{k: v for k, v in r.items() if k != "figures"} | {"figures": sorted(r.get("figures") or {})}
-                               for r in doc["claims"]]}
-    atomic_write_text(Path(out) / "claims.json", json.dumps(plain, indent=2) + "\n")
-    atomic_write_text(Path(out) / "claims.md", render_markdown(plain))
-    atomic_write_text(Path(out) / "claims.html", render_html(plain, figures))
-
-
-def _title(doc: dict) -> str:
+def title(doc: dict) -> str:
     return f"The tutorials' claims, measured ({'--quick' if doc['quick'] else 'full'} run)"
 
 
 INTRO = ("Verdicts are about this small setting (tiny models, few epochs and seeds); effect = arm - "
          "baseline (for the two-factor claims, the arm's drop minus the baseline's drop) paired by seed, "
-         f"with a {METHOD}; n (the seeds) is in each setting. Seconds: the training time of a claim's "
-         "runs (summed; a run two claims share counts in both) plus its measuring.")
+         f"with a {METHOD}; n (the seeds) is in each setting. Every effect is in its unit (accuracy points, "
+         "decades, L2 norm, ...). Seconds: the training time of a claim's runs (summed; a run two claims share "
+         "counts in both) plus its measuring. Every number behind a verdict is in "
+         "[differences.csv](differences.csv).")
 
 
-def _tally(doc: dict) -> str:
-    counts = {v: sum(r["verdict"] == v for r in doc["claims"]) for v in (HOLDS, FAILS, INCONCLUSIVE)}
+def tally(doc: dict) -> str:
+    counts = {v: sum(r["verdict"] == v for r in doc["claims"]) for v in (HOLDS, FAILS, INCONCLUSIVE, TOO_FEW)}
     text = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     if doc.get("total_seconds") is not None:
-        text += f"; {doc['total_seconds']:.0f} s in all"
+        text += f"; {num(doc['total_seconds'], 0)} s in all"
     return text + "."
 
 
-def render_markdown(doc: dict) -> str:
-    lines = [f"# {_title(doc)}", "", INTRO, "", _tally(doc), "",
-             "| claim | verdict | measured | seconds |", "|---|---|---|---|"]
-    for r in doc["claims"]:
-        cells = (r["claim"], f"**{r['verdict']}**", r["summary"], f"{r['seconds']:.1f}")
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    lines.append("")
-    for r in doc["claims"]:
-        lines += [f"## {r['name']}: {r['claim']}", "", f"- verdict: **{r['verdict']}**",
-                  f"- setting: {r['setting']}", f"- measured: {r['summary']}"]
-        if r.get("p_holm") is not None:
-            lines.append(f"- statistics: {stats_text(r)}")
-        for k, p in ((r.get("numbers") or {}).get("predictions") or {}).items():
-            lines.append(f"- prediction {k}: **{p['verdict']}**, {effect_text(p)}; {stats_text(p)}")
-        cells = (r.get("numbers") or {}).get("per_seed")
-        if cells:
-            lines.append("- per seed: " + ", ".join(f"{k} {[round(v, 4) for v in vs]}" for k, vs in cells.items()))
-        elif r.get("baseline") is not None:
-            lines.append(f"- per seed: baseline {[round(v, 4) for v in r['baseline']]}, "
-                         f"arm {[round(v, 4) for v in r['arm']]}")
-        lines += [f"![{f}]({f})" for f in r.get("figures") or []]
-        lines.append("")
-    return "\n".join(lines)
-
-
-VERDICT_CLASS = {HOLDS: "holds", FAILS: "fails", INCONCLUSIVE: "inconclusive"}
-
-
-def effect_text(r: dict) -> str:
+# ---------------------------------------------------------------- numbers
+def claim_effect(r: dict) -> str:
+    """The effect cell of the summary table, with its unit (an exact claim's, if it has one)."""
     e = r.get("effect")
     if e is None:
         return "–"
     if r.get("ci") is None:
-        return f"{e:+,}" if isinstance(e, int) else f"{e:+.4g}"
-    return f"{e:+.4f} [{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}]"
+        u = r.get("unit", "")
+        return (num(e, 3) if isinstance(e, float) else num(e, sign=True)) + (f" {u}" if u else "")
+    return effect_text(r)
+
+
+def verdict_text(t: dict) -> str:
+    if t["verdict"] == INCONCLUSIVE and t.get("seeds_needed"):
+        return f"inconclusive (~{t['seeds_needed']:,} seeds for this size)"
+    return t["verdict"]
+
+
+def _p(p) -> str:
+    return "–" if p is None or not math.isfinite(p) else "< 0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
 def stats_text(t: dict) -> str:
     """n, p, Holm-adjusted p over the family, the share of seeds the arm won, and for an
     inconclusive comparison the seeds a test would need."""
-    text = (f"n = {t['n']} seeds, p = {t['p']:.2g}, Holm-adjusted p = {t['p_holm']:.2g} over {t['family']} "
-            f"comparisons, arm better in {t['prob_better']:.0%} of the seeds")
+    text = (f"n = {t['n']} seeds, p = {_p(t['p'])}, Holm-adjusted p = {_p(t['p_holm'])} over {t['family']} "
+            f"comparisons, arm better in {t['prob_better'] * t['n']:g} of {t['n']} seeds")
     if t.get("seeds_needed"):
-        text += f"; about {t['seeds_needed']} seeds would detect the observed difference (power 0.8)"
+        text += f"; about {t['seeds_needed']:,} seeds would detect the observed difference (power {paired.POWER:g})"
     return text
 
 
-def render_html(doc: dict, figures: dict = None) -> str:
-    """One self-contained page: the claims in one table, the verdict cell coloured by verdict."""
-    from html import escape as e
-
-    from ..report import _inline
-
+def difference_rows(doc: dict) -> list[dict]:
+    """One row per comparison of the run (Holm family) and one per exact claim: differences.csv."""
     rows = []
     for r in doc["claims"]:
-        cls = VERDICT_CLASS.get(r["verdict"], "inconclusive")
-        rows.append(f"<tr id=\"{e(r['name'])}\"><td><code>{e(r['name'])}</code><br>{e(r['claim'])}</td>"
-                    f"<td class=\"verdict {cls}\">{e(r['verdict'])}</td><td class=\"num\">{e(effect_text(r))}</td>"
-                    f"<td>{e(r['summary'])}</td><td class=\"setting\">{_inline(r['setting'])}</td>"
-                    f"<td class=\"num\">{r['seconds']:.1f}</td></tr>")
-    style = ("body{font-family:sans-serif;max-width:1300px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;"
-             "vertical-align:top;text-align:left}.num{text-align:right;white-space:nowrap}"
-             ".setting{color:#555;font-size:90%}.verdict{font-weight:bold;white-space:nowrap}"
-             ".holds{background:#d4edda;color:#155724}.fails{background:#f8d7da;color:#721c24}"
-             ".inconclusive{background:#fff3cd;color:#856404}")
-    head = "".join(f"<th>{h}</th>" for h in ("claim", "verdict", "effect [95% CI]", "measured", "setting",
-                                                  "seconds"))
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{e(_title(doc))}</title>\n<style>{style}</style>\n</head>\n<body>\n"
-            f"<h1>{e(_title(doc))}</h1>\n<p>{e(INTRO)}</p>\n<p>{e(_tally(doc))}</p>\n"
-            f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows) +
-            "\n</tbody>\n</table>\n" + _figures_html(figures or {}) + "</body>\n</html>\n")
+        tests = tests_of(r)
+        if not tests:
+            rows.append({"claim": r["name"], "cell": "exact", "baseline": "", "metric": r["claim"],
+                         "unit": r.get("unit", ""), "n": "", "mean_difference": r.get("effect") if r.get("effect") is not None else math.nan,
+                         "low": math.nan, "high": math.nan, "method": "exact (counted or computed, no sampling)",
+                         "p": math.nan, "p_holm": math.nan, "prob_better": math.nan, "verdict": r["verdict"],
+                         "seeds_needed": ""})
+            continue
+        for t in tests:
+            base, arm = t.get("labels") or ("baseline", "arm")
+            c = paired.Comparison(t["n"], t["effect"], t["sd"], t["ci"][0], t["ci"][1], t["p"], t["prob_better"],
+                                  p_holm=t["p_holm"], verdict=t["verdict"], seeds_needed=t.get("seeds_needed"),
+                                  family=t["family"])
+            rows.append({"claim": r["name"], **paired.difference_row(arm, base, t.get("metric", ""), t.get("unit", ""),
+                                                                       c)})
+    return rows
 
 
-def _figures_html(figures: dict) -> str:
-    from html import escape as e
+# ---------------------------------------------------------------- tables
+def summary_table(doc: dict) -> list[list]:
+    rows = [["claim", "verdict", "effect [95% interval] (unit)", "p (Holm)", "n", "seconds"]]
+    for r in doc["claims"]:
+        tests = tests_of(r)
+        ph = max((t["p_holm"] for t in tests if t.get("p_holm") is not None and math.isfinite(t["p_holm"])),
+                 default=None)
+        n = tests[0]["n"] if tests else None
+        rows.append([f"`{r['name']}`: {r['claim']}", Mark(r["verdict"], VERDICT_CLASS.get(r["verdict"], "inconclusive")),
+                     claim_effect(r), _p(ph), "exact" if n is None else str(n), num(r["seconds"], 1)])
+    return rows
 
-    return "".join(f"<figure><img alt=\"{e(name)}\" src=\"data:image/png;base64,"
-                   f"{base64.b64encode(png).decode('ascii')}\"><figcaption>{e(name)}</figcaption></figure>\n"
-                   for name, png in figures.items())
+
+def predictions_table(r: dict) -> list[list]:
+    rows = [["prediction", "effect [95% interval] (unit)", "p", "p (Holm)", "verdict"]]
+    for k, t in r["numbers"]["predictions"].items():
+        rows.append([k, effect_text(t), _p(t["p"]), _p(t["p_holm"]),
+                     Mark(verdict_text(t), VERDICT_CLASS.get(t["verdict"], "inconclusive"))])
+    return rows
+
+
+def per_seed_table(r: dict, seeds: list) -> list[list]:
+    """Values per seed of the arms (or of the four cells of a two-factor claim), in the measure's unit."""
+    cells = (r.get("numbers") or {}).get("per_seed")
+    u = r.get("unit", "")
+    if not cells:
+        if r.get("baseline") is None or r.get("direction") not in (1, -1):
+            return []
+        base, arm = r.get("labels") or ("baseline", "arm")
+        cells = {f"{base} (baseline)": r["baseline"], f"{arm} (arm)": r["arm"]}
+    seeds = seeds if seeds and len(seeds) == len(next(iter(cells.values()))) else \
+        list(range(len(next(iter(cells.values())))))
+    rows = [["arm", *(f"seed {s}" for s in seeds), "mean"]]
+    for k, vs in cells.items():
+        finite = [v for v in vs if math.isfinite(v)]
+        rows.append([k, *(value(v, u) for v in vs), value(sum(finite) / len(finite), u) if finite else "–"])
+    return rows
+
+
+def cells_table(doc: dict, name: str) -> list[list]:
+    """The trained cells of a claim: its experiment, its config, one link per seed's run folder."""
+    arms = (doc.get("arms") or {}).get(name)
+    if not arms:
+        return []
+    rows = [["arm", "experiment", "cell", "config", "run folders"]]
+    for label, (ename, cell) in arms.items():
+        exp = doc["experiments"][ename]
+        runs = " ".join(f"[s{s}]({doc['work']}/{ename}/runs/{cell}-s{s}/)" for s in exp["seeds"])
+        rows.append([label, ename, cell, Link(f"{cell}.yaml", f"configs/{ename}/{cell}.yaml"), runs])
+    return rows
+
+
+# ---------------------------------------------------------------- the page
+def claim_blocks(doc: dict, r: dict, figs: dict) -> list[tuple]:
+    out = [("h2", f"{r['name']}: {r['claim']}"),
+           ("p", f"Verdict: **{verdict_text(r) if tests_of(r) and len(tests_of(r)) == 1 else r['verdict']}**. "
+                 f"Setting: {r['setting']}."),
+           ("p", f"Measured: {r['summary']}.")]
+    tests = tests_of(r)
+    if len(tests) == 1:
+        out.append(("p", f"Statistics: {stats_text(tests[0])}."))
+    if (r.get("numbers") or {}).get("predictions"):
+        out += [("table", predictions_table(r)),
+                ("note", "; ".join(f"{k}: {stats_text(t)}" for k, t in r["numbers"]["predictions"].items()) + ".")]
+    seeds = doc["experiments"][next(iter(doc["arms"][r["name"]].values()))[0]]["seeds"] \
+        if r["name"] in (doc.get("arms") or {}) else []
+    per_seed = per_seed_table(r, seeds)
+    if per_seed:
+        out.append(("table", per_seed))
+    out += [("figure", figs[f]) for f in r.get("figures") or [] if f in figs]
+    cells = cells_table(doc, r["name"])
+    if cells:
+        out += [("table", cells)]
+    return out
+
+
+def experiment_blocks(doc: dict) -> list[tuple]:
+    if not doc.get("experiments"):
+        return []
+    out = [("h2", "Experiments: base configs"),
+           ("note", "Each trained claim is a set of cells of these `normlab compare` experiments, run by the sweep "
+                    f"runner under `{doc['work']}/EXPERIMENT/` (not committed: a committed copy of this page "
+                    "carries the configs, not the run folders and their weights). Every cell runs the listed "
+                    "seeds, so the arms are paired by seed.")]
+    for ename, e in doc["experiments"].items():
+        out += [("p", f"**{ename}**: factors " + "; ".join(f"`{k}` {', '.join(map(str, v))}" for k, v in
+                                                           e["factors"].items())
+                 + f"; seeds {', '.join(map(str, e['seeds']))}; cells trained: {', '.join(e['cells'])}."),
+                ("code", render.yaml_text(e["base"]))]
+    return out
+
+
+def page_blocks(doc: dict, figs: dict) -> list[tuple]:
+    out = [("p", INTRO), ("p", tally(doc)), ("table", summary_table(doc))]
+    if EFFECTS_FIGURE in figs:
+        out.append(("figure", figs[EFFECTS_FIGURE]))
+    for r in doc["claims"]:
+        out += claim_blocks(doc, r, figs)
+    out += experiment_blocks(doc)
+    out.append(("foot", doc.get("provenance") or render.provenance()))
+    return out
+
+
+# ---------------------------------------------------------------- files
+def _figures(out: Path, doc: dict, live: dict) -> dict:
+    """Save the claims' figures (matplotlib Figures in `live`, by file name) and the effects figure
+    as PNG + SVG beside claims.md; return file name -> render.Figure."""
+    from .plots import effects_figure
+
+    figs = {}
+    for name, fig in live.items():
+        png = figures.save(fig, out / name)
+        figs[name] = render.Figure(png, name, name.rsplit(".", 1)[0], f"Figure `{name}`.")
+    fig = effects_figure(doc)
+    if fig is not None:
+        png = figures.save(fig, out / EFFECTS_FIGURE, layout=False)  # laid out around its legend already
+        figs[EFFECTS_FIGURE] = render.Figure(
+            png, EFFECTS_FIGURE, "every paired effect with its 95% interval",
+            "Every paired comparison of the run: the mean effect (marker) with its 95% paired t interval, the "
+            "per-seed differences as small dots, 0 dotted; the shaded side is the one the claim predicts. Each "
+            "panel has its own axis and unit.")
+    return figs
+
+
+def write_reports(out: Path, doc: dict) -> None:
+    """claims.json (numbers only), differences.csv, claims.md with its figures as PNG + SVG beside
+    it, claims.html (the same page, figures embedded)."""
+    out = Path(out)
+    live = {}
+    for r in doc["claims"]:
+        live.update(r.get("figures") or {})
+    plain = {**doc, "claims": [{k: v for k, v in r.items() if k != "figures"} | {"figures": sorted(r.get("figures") or {})}
+                               for r in doc["claims"]]}
+    figs = _figures(out, plain, live)
+    atomic_write_text(out / "claims.json", json.dumps(plain, indent=2) + "\n")
+    atomic_write_text(out / "differences.csv", paired.differences_csv(difference_rows(plain), CLAIM_COLUMNS))
+    blocks = page_blocks(plain, figs)
+    atomic_write_text(out / "claims.md", render.markdown(title(plain), blocks))
+    atomic_write_text(out / "claims.html", render.html_page(title(plain), blocks))
+
+
+def render_markdown(doc: dict, figs: dict = None) -> str:
+    return render.markdown(title(doc), page_blocks(doc, figs or {}))
+
+
+def render_html(doc: dict, figs: dict = None) -> str:
+    return render.html_page(title(doc), page_blocks(doc, figs or {}))

@@ -12,10 +12,14 @@ Runs live in OUT/runs/<quick|full>/<experiment>/, each a `normlab compare` sweep
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from .. import render
+from ...fileio import atomic_write_text
 from ..sweep import (SweepOutcome, expand, is_finished, jobs_of, parse_experiment, pending_jobs,
                      prepare_sweep_dir, run_pending, shard_cells, write_results)
 from .catalog import CLAIMS, select
@@ -123,6 +127,40 @@ def measure(names: list[str], quick: bool, exps: dict, arms: dict, work: Path) -
     return results
 
 
+def write_cell_configs(exps: dict, work: Path, out: Path) -> None:
+    """OUT/configs/EXPERIMENT/CELL.yaml: each trained cell's resolved config, read from its first
+    finished run (seed listed as all the cell's seeds); small, so a committed page keeps them."""
+    for ename, (exp, cells) in exps.items():
+        for cell in cells:
+            cfg = {**exp.base, **cell.factors}
+            for s in exp.seeds:
+                p = work / ename / "runs" / f"{cell.id}-s{s}" / "config.json"
+                if p.is_file():
+                    cfg = json.loads(p.read_text(encoding="utf-8"))
+                    break
+            cfg.pop("out", None)
+            cfg["seed"] = list(exp.seeds)
+            target = out / "configs" / ename / f"{cell.id}.yaml"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(target, f"# cell {cell.id} of the claims experiment {ename}; one run per seed\n"
+                                      f"{render.yaml_text(cfg)}\n")
+
+
+def describe(exps: dict, arms: dict, work: Path, out: Path) -> dict:
+    """What the page needs to link each claim to its cells: the experiments (base config, factors,
+    seeds, the cells trained) and, per claim, arm label -> (experiment, cell id)."""
+    return {"work": work.relative_to(out).as_posix(),
+            "experiments": {e: {"base": dict(exp.base), "factors": {k: list(v) for k, v in exp.factors.items()},
+                                "seeds": list(exp.seeds), "cells": [c.id for c in cells]}
+                            for e, (exp, cells) in exps.items()},
+            "arms": {name: {label: [e, cell.id] for label, (e, cell) in a.items()} for name, a in arms.items()}}
+
+
+def load_text(start: tuple, end: tuple) -> str:
+    return (f"Load average (1, 5, 15 min) when the run began: {', '.join(f'{x:.2f}' for x in start)}; when it "
+            f"ended: {', '.join(f'{x:.2f}' for x in end)} (the seconds are wall time on a shared machine).")
+
+
 def run_claims(out, quick: bool = False, only: Optional[str] = None, jobs: int = 1,
                shard: Optional[tuple] = None, log: Callable = print) -> dict:
     """Train (or resume) the selected claims' runs and, once all of them are finished, measure
@@ -133,6 +171,7 @@ def run_claims(out, quick: bool = False, only: Optional[str] = None, jobs: int =
     out.mkdir(parents=True, exist_ok=True)
     work = out / "runs" / ("quick" if quick else "full")
     t_all = time.perf_counter()
+    load_start = os.getloadavg()
     exps, arms = plan(names, quick)
     outcome, missing = train_cells(exps, work, jobs, shard, log)
     if missing:
@@ -143,7 +182,9 @@ def run_claims(out, quick: bool = False, only: Optional[str] = None, jobs: int =
     settle_verdicts(results)
     for r in results:
         log(f"{r['name']}: {r['verdict']} ({r['summary']})")
+    write_cell_configs(exps, work, out)
     doc = {"quick": quick, "claims": results, "total_seconds": time.perf_counter() - t_all,
-           "trained_now": len(outcome.ran), "resumed": len(outcome.skipped)}
+           "trained_now": len(outcome.ran), "resumed": len(outcome.skipped), **describe(exps, arms, work, out)}
+    doc["provenance"] = render.provenance(load_text(load_start, os.getloadavg()))
     write_reports(out, doc)
     return doc

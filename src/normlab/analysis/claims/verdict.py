@@ -43,13 +43,16 @@ def verdict_from_ci(lo: float, hi: float, direction: int) -> str:
     return INCONCLUSIVE
 
 
-def compare_arms(baseline: list, arm: list, direction: int) -> dict:
-    """Paired effect arm - baseline with its t interval and p; the verdict here is the single
-    comparison's, which decide_family replaces by the family's."""
+def compare_arms(baseline: list, arm: list, direction: int, unit: str = "", labels: tuple = ("baseline", "arm"),
+                 metric: str = "") -> dict:
+    """Paired effect arm - baseline with its t interval and p, the samples already in `unit`; the
+    verdict here is the single comparison's, which decide_family replaces by the family's.
+    `labels` (baseline, arm) and `metric` name the comparison in differences.csv."""
     c = paired.compare(baseline, arm, better=direction)
     return {"baseline": list(map(float, baseline)), "arm": list(map(float, arm)), "n": c.n,
             "effect": c.mean, "ci": [c.low, c.high], "sd": c.sd, "p": c.p, "prob_better": c.prob_better,
-            "direction": direction, "verdict": _alone(c, direction)}
+            "direction": direction, "verdict": _alone(c, direction), "unit": unit,
+            "labels": list(labels), "metric": metric}
 
 
 def _alone(c: paired.Comparison, direction: int) -> str:
