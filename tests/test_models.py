@@ -370,3 +370,17 @@ def test_dropout_none_is_the_models_own_and_zero_turns_it_off():
     assert ps(create_model("googlenet", input_size=(96, 96), dropout=0.0)) == [0.0]
     assert ps(create_model("lenet-bn", dropout=0.3)) == [0.3] and ps(create_model("lenet-bn")) == []
     assert get_spec("nin").default_dropout == 0.5 and get_spec("mlp").default_dropout == 0.0
+
+
+@pytest.mark.parametrize("name,channels,smallest", [("densenet-d2l", 1, 29), ("densenet121", 3, 29),
+                                                    ("densenet-bc100", 3, 4)])
+def test_densenets_refuse_inputs_their_poolings_shrink_to_nothing(name, channels, smallest):
+    """The smallest input is the hand count: 7x7/2 conv and 3x3/2 pooling, then one halving per
+    transition, must leave at least 1x1 (29 -> 15 -> 8 -> 4 -> 2 -> 1 for d2l's 3 transitions)."""
+    model = normlab.create_model(name, num_classes=10, in_channels=channels, input_size=(smallest, smallest))
+    assert model(torch.zeros(2, channels, smallest, smallest)).shape == (2, 10)
+    with pytest.raises(ConfigError) as e:
+        normlab.create_model(name, num_classes=10, in_channels=channels, input_size=(smallest - 1, smallest - 1))
+    assert str(e.value) == (f"{name} needs inputs of at least {smallest}x{smallest} pixels, got "
+                            f"{smallest - 1}x{smallest - 1}; resize the inputs (--resize {smallest}) or use a "
+                            f"model for small images (mlp, logistic)")

@@ -18,16 +18,18 @@ from collections import OrderedDict
 import torch.nn as tnn
 
 from ..nn.blocks import DenseBlock, Transition
-from .registry import register
+from .registry import conv_output_size, register, require_min_size
 
 
 class DenseNet(tnn.Module):
     """features (stem, dense blocks, transitions, final norm) -> act -> global pooling -> classifier."""
 
-    def __init__(self, num_classes, in_channels, *, norm_layer, act_layer, dropout=0.0,
+    def __init__(self, num_classes, in_channels, input_size=None, *, norm_layer, act_layer, dropout=0.0,
                  growth, blocks, init_features, bn_size, compression=0.5, stem="imagenet",
-                 bias=False, **_):
+                 bias=False, name="densenet", **_):
         super().__init__()
+        if input_size is not None:
+            require_min_size(name, input_size, _min_size(stem, len(blocks) - 1))
         if stem == "imagenet":
             layers = [("conv0", tnn.Conv2d(in_channels, init_features, 7, 2, 3, bias=bias)),
                       ("norm0", norm_layer(init_features)),
@@ -55,19 +57,29 @@ class DenseNet(tnn.Module):
         return self.classifier(self.avgpool(self.relu(self.features(x))).flatten(1))
 
 
+def _min_size(stem: str, transitions: int) -> int:
+    """The smallest input that leaves the last dense block a map of at least 1x1: the ImageNet
+    stem (7x7/2 conv, 3x3/2 pooling) and each transition's 2x2 pooling shrink it."""
+    def last_map(size):
+        if stem == "imagenet":
+            size = conv_output_size(conv_output_size(size, 7, 2, 3), 3, 2, 1)
+        return size >> transitions
+    return next(s for s in range(1, 4096) if last_map(s) >= 1)
+
+
 @register("densenet-d2l", "densenet", "d2l's DenseNet: 4 blocks of 4 convs, growth 32, halving transitions",
           default_input=(1, 96, 96))
 def densenet_d2l(**kw):
-    return DenseNet(growth=32, blocks=(4, 4, 4, 4), init_features=64, bn_size=None, bias=True, **kw)
+    return DenseNet(growth=32, blocks=(4, 4, 4, 4), init_features=64, bn_size=None, bias=True, name="densenet-d2l", **kw)
 
 
 @register("densenet-bc100", "densenet", "DenseNet-BC-100 (k=12) for CIFAR (Huang et al. 2017)",
           default_input=(3, 32, 32))
 def densenet_bc100(**kw):
-    return DenseNet(growth=12, blocks=(16, 16, 16), init_features=24, bn_size=4, stem="cifar", **kw)
+    return DenseNet(growth=12, blocks=(16, 16, 16), init_features=24, bn_size=4, stem="cifar", name="densenet-bc100", **kw)
 
 
 @register("densenet121", "densenet", "DenseNet-121, torchvision-compatible weights",
           default_input=(3, 224, 224))
 def densenet121(**kw):
-    return DenseNet(growth=32, blocks=(6, 12, 24, 16), init_features=64, bn_size=4, **kw)
+    return DenseNet(growth=32, blocks=(6, 12, 24, 16), init_features=64, bn_size=4, name="densenet121", **kw)

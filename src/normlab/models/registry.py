@@ -151,4 +151,4 @@ def require_min_size(model: str, input_size, minimum: int) -> None:
     if min(input_size) < minimum:
         h, w = input_size
         raise ConfigError(f"{model} needs inputs of at least {minimum}x{minimum} pixels, got {h}x{w}; "
-                          f"use a model for small images (mlp, logistic) or a larger dataset")
+                          f"resize the inputs (--resize {minimum}) or use a model for small images (mlp, logistic)")
