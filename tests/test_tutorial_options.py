@@ -158,3 +158,25 @@ def test_log_every_prints_the_loss_every_n_steps(tmp_path):
     steps = [ln for ln in lines if ln.startswith("epoch 1, step ")]
     assert steps and all(int(ln.split("step ")[1].split("/")[0]) % 5 == 0 for ln in steps)
     assert "loss " in steps[0]
+
+
+def test_predict_pads_and_centre_crops_like_the_test_images(tmp_path):
+    """A run trained with seed 001's pad + random crop sees its test images padded (2 pixels a
+    side after the centre crop), not stretched: predict gives an image file the same, and its
+    probabilities equal the model's on the test pipeline's own image."""
+    import numpy as np
+    from PIL import Image
+
+    from normlab.data.sources import load_dataset
+
+    run = normlab.train({"dataset": "digits", "model": "mlp", "epochs": 1, "augment": "pad:2,randcrop:10",
+                         "progress": False, "out": str(tmp_path / "run")}, log=QUIET)
+    digit = load_dataset("digits").test_x[0]  # 1x8x8 uint8
+    Image.fromarray(digit[0].numpy()).save(tmp_path / "d.png")
+    r = normlab.load(tmp_path / "run")
+    seen = normlab.api.read_images(r, [tmp_path / "d.png"])
+    assert torch.equal(seen[0], F.pad(digit, (1, 1, 1, 1)))  # pad 2 to 12x12, centre 10x10
+    want = torch.softmax(r.model(r.transform(F.pad(digit, (1, 1, 1, 1))[None])), 1).max().item()
+    got = normlab.predict(tmp_path / "run", [tmp_path / "d.png"])[0]["probability"]
+    assert got == pytest.approx(want, rel=1e-5)
+    assert run.summary["final_test_acc"] > 0.5

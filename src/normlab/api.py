@@ -74,8 +74,8 @@ def read_preprocess(run: RunDir):
     try:
         if not isinstance(pre, dict):
             raise ValueError("not a JSON object")
-        for key in ("input_shape", "model_input_shape"):
-            if key not in pre and key == "model_input_shape":
+        for key in ("input_shape", "model_input_shape", "source_shape"):
+            if key not in pre and key != "input_shape":  # later additions: older runs lack them
                 continue
             v = pre.get(key)
             if not (isinstance(v, list) and len(v) == 3 and all(isinstance(n, int) and n > 0 for n in v)):
@@ -144,6 +144,15 @@ def read_image(path, shape, invert: bool = False) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
+def read_images(r: LoadedRun, images: Sequence, invert: bool = False) -> torch.Tensor:
+    """Image files as the run's test images are given to it: read at the training images' own
+    size, then the augmentation's deterministic part (pad, centre crop, resize), as uint8 on the
+    run's device. (Runs from before source_shape was recorded read at the input size.)"""
+    source = tuple(r.preprocess.get("source_shape", r.input_shape))
+    x = torch.stack([read_image(p, source, invert) for p in images])
+    return pipeline.eval_resize(r.preprocess)(x).to(r.device)
+
+
 @torch.no_grad()
 def predict(run_dir, images: Sequence, device: str = "cpu", run: Optional[LoadedRun] = None,
             fuse_bn: bool = True, invert: bool = False) -> list[dict]:
@@ -153,8 +162,7 @@ def predict(run_dir, images: Sequence, device: str = "cpu", run: Optional[Loaded
     ones (MNIST's digits are white on black; a scan of ink on paper is the opposite).
     """
     r = run or load(run_dir, device, fuse_bn)
-    x = torch.stack([read_image(p, r.input_shape, invert) for p in images]).to(r.device)
-    probs = predict_proba(r.model, r.transform(x), parse_tta(r.config.tta))
+    probs = predict_proba(r.model, r.transform(read_images(r, images, invert)), parse_tta(r.config.tta))
     p, k = probs.max(1)
     return [{"file": str(f), "class": r.classes[int(ki)], "probability": float(pi)}
             for f, ki, pi in zip(images, k, p)]

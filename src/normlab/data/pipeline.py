@@ -144,7 +144,9 @@ def load(cfg) -> tuple[Dataset, dict]:
     else:
         fit_x = augment_mod.deterministic(aug, data.train_x, image_shape[1:])
     transform = preprocess_mod.fit(getattr(cfg, "preprocess", "channel"), fit_x)
-    preprocess = {"input_shape": list(image_shape), "classes": data.classes,
+    # source_shape: the images' own size, before augmentation's pad/crop (predict needs it)
+    preprocess = {"input_shape": list(image_shape), "source_shape": list(data.train_x.shape[1:]),
+                  "classes": data.classes,
                   "transform": transform.to_dict(), "dataset": data.info,
                   "model_input_shape": list(transform.output_shape),
                   "augment": aug, "val_split": getattr(cfg, "val_split", 0.0)}
@@ -154,7 +156,7 @@ def load(cfg) -> tuple[Dataset, dict]:
     return data, preprocess
 
 
-def _eval_resize(preprocess: dict):
+def eval_resize(preprocess: dict):
     """Test/val images get the augmentation's deterministic part only (pad, centre crop, resize)."""
     size = tuple(preprocess["input_shape"][1:])
     spec = preprocess.get("augment", "")
@@ -172,10 +174,10 @@ def build(cfg, device: torch.device, drop_single: bool, data: Optional[Dataset] 
     aug = augment_mod.make_augment(getattr(cfg, "augment", ""))
     size = tuple(preprocess["input_shape"][1:])
     if aug is None and tuple(data.train_x.shape[-2:]) != size:
-        aug = _eval_resize(preprocess)
+        aug = eval_resize(preprocess)
     train = DeviceLoader(data.train_x.to(device), data.train_y.to(device), cfg.batch_size, transform,
                          shuffle=True, generator=order, drop_single=drop_single, augment=aug)
-    eval_aug = _eval_resize(preprocess) if tuple(data.test_x.shape[-2:]) != size else None
+    eval_aug = eval_resize(preprocess) if tuple(data.test_x.shape[-2:]) != size else None
     test = DeviceLoader(data.test_x.to(device), data.test_y.to(device), cfg.eval_batch_size, transform,
                         augment=eval_aug)
     val = None
@@ -199,7 +201,7 @@ def _build_stream(cfg, device, drop_single, data, preprocess) -> Pipeline:
     st = data.info["stream"]
     size = tuple(preprocess["input_shape"][1:])
     aug = augment_mod.make_augment(getattr(cfg, "augment", ""))
-    eval_aug = _eval_resize(preprocess) if tuple(st["size"]) != size else None
+    eval_aug = eval_resize(preprocess) if tuple(st["size"]) != size else None
     if aug is None:
         aug = eval_aug
     train = _stream(data, st["train"], cfg.batch_size, transform, device, aug, shuffle=True,
@@ -227,10 +229,10 @@ def eval_loader(cfg, preprocess: dict, device: torch.device, split: str = "test"
         split_val(data, getattr(cfg, "val_split", 0.0), cfg.seed)
     size = tuple(preprocess["input_shape"][1:])
     if "stream" in data.info:
-        eval_aug = _eval_resize(preprocess) if tuple(data.info["stream"]["size"]) != size else None
+        eval_aug = eval_resize(preprocess) if tuple(data.info["stream"]["size"]) != size else None
         return _stream(data, data.info["stream"][split], cfg.eval_batch_size, input_transform(preprocess),
                        device, eval_aug)
     x, y = (data.test_x, data.test_y) if split == "test" else (data.train_x, data.train_y)
-    eval_aug = _eval_resize(preprocess) if tuple(x.shape[-2:]) != size else None
+    eval_aug = eval_resize(preprocess) if tuple(x.shape[-2:]) != size else None
     return DeviceLoader(x.to(device), y.to(device), cfg.eval_batch_size, input_transform(preprocess),
                         augment=eval_aug)
