@@ -239,3 +239,23 @@ def test_lost_peer_errors_are_named_and_others_pass_through(monkeypatch):
     # any other runtime error, or one process alone, keeps its own traceback
     assert D.lost_peer(RuntimeError("mat1 and mat2 shapes cannot be multiplied (16x64 and 32x10)"), d) is None
     assert D.lost_peer(closed, D.Dist()) is None
+
+
+def test_ranks_agree_on_a_default_run_folder(tmp_path):
+    """Without --out each rank would name its own folder from the clock; rank 1 starting a
+    second later would name another one. Rank 0's name is given to all."""
+    script = tmp_path / "two.py"
+    script.write_text(
+        "import os, time, normlab\n"
+        "if os.environ['RANK'] == '1':\n"
+        "    time.sleep(1.2)  # the clock's second has moved on for rank 1\n"
+        "r = normlab.train({'dataset': 'digits', 'model': 'mlp', 'epochs': 1, 'progress': False, 'threads': 1},\n"
+        "                  log=lambda *a: None)\n"
+        "print('RUN', os.environ['RANK'], r.run_dir)\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                        str(script)], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    seen = dict(line.split()[1:] for line in r.stdout.splitlines() if line.startswith("RUN "))
+    assert seen.keys() == {"0", "1"} and seen["0"] == seen["1"], r.stdout
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(["latest", Path(seen["0"]).name])

@@ -129,6 +129,16 @@ def wrap_model(model: torch.nn.Module, d: Dist, device: torch.device, sync_bn: b
     return model, torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
+def rank0s(value, d: Dist):
+    """Rank 0's value on every rank (a default run folder's name: each rank would make its own,
+    a second apart or with a -2 suffix once rank 0 has made the folder)."""
+    if not d.enabled:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def all_sum(values: list[float], d: Dist, device) -> list[float]:
     if not d.enabled:
         return values

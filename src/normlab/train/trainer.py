@@ -126,6 +126,8 @@ def _train(config, log, resume, extra_hooks: list, d: distributed.Dist, held: Ex
         latest = cfg.out is None  # a default folder under runs/: runs/latest will point to it
         cfg = cfg.replace(out=default_out(cfg))
     run = build_run(cfg, dist=d)
+    if latest:
+        run.cfg = run.cfg.replace(out=distributed.rank0s(run.cfg.out, d))
     if not d.main:
         log = lambda *a: None  # noqa: E731  (rank 0 speaks for all)
     has_epoch = False
