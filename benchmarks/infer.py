@@ -17,6 +17,14 @@ Variants, all in float32 (on the CPU unless --device says otherwise):
   jit        torch.jit.trace + torch.jit.freeze of the folded model (freezing lets TorchScript fuse
              conv+add+relu, which eager cannot)
   compiled   torch.compile of the folded model (only with --compile; compile time is reported)
+  normlab    normlab's own serving path, `normlab.load(run)` / `predict` / `eval` with the default
+             backend torch (serving.prepare: BatchNorm folded, channels_last), under inference_mode
+  normlab_ort  the same path with `--backend onnxruntime` (serving.prepare: ONNX Runtime on the
+             folded model, tensors in and out)
+
+Targets: folded at least 1.3x eager at the large batch (issue 9); normlab's serving path at least
+0.8x ONNX Runtime's images/s at batch 1 and at the large batch (issue 19), reported for both
+backends.
 
 Before timing, each cell checks that every variant's output matches eager's within 1e-4 x the
 output scale and raises NormlabError otherwise. BatchNorm statistics and affine are randomized
@@ -36,6 +44,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -52,14 +61,18 @@ from normlab.errors import NormlabError
 from normlab.nn.surgery import fuse_bn
 from normlab.export import _onnx_bytes
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import format_peaks, forward_flops, load_average, machine_info, peaks  # noqa: E402
+
 # (model, input size): the tutorials' models at the sizes the tutorials train them
 MODELS = [("lenet-bn", 28), ("resnet18-d2l", 28), ("resnet18-d2l", 96), ("densenet-d2l", 96),
           ("googlenet-mini", 28), ("resnet20", 32)]
 LARGE_BATCH = 256
 # One call of resnet18-d2l / densenet-d2l at 96px and batch 256 takes 3-5 s on 2 cores: use 64 there.
 LARGE_BATCH_96 = 64
-VARIANTS = ("eager", "eager_cl", "folded", "folded_cl", "onnx", "jit")
+VARIANTS = ("eager", "eager_cl", "folded", "folded_cl", "onnx", "jit", "normlab", "normlab_ort")
 TARGET = 1.3  # issue 9: folded at least 1.3x eager at batch 256
+ORT_TARGET = 0.8  # issue 19: normlab's serving path at least 0.8x ONNX Runtime
 REL_TOL = 1e-4
 
 
@@ -140,6 +153,13 @@ def make_variants(model: nn.Module, x: torch.Tensor, names=VARIANTS, threads: in
                 warnings.simplefilter("ignore")  # TorchScript announces its deprecation
                 frozen = torch.jit.freeze(torch.jit.trace(folded, x))
             v = Variant(name, _torch_fn(frozen), x)
+        elif name in ("normlab", "normlab_ort"):
+            from normlab import serving
+
+            backend = "torch" if name == "normlab" else "onnxruntime"
+            served = serving.prepare(copy.deepcopy(model), backend, x[:1], fuse=True,
+                                     channels_last=backend == "torch" and x.dim() == 4, threads=threads)
+            v = Variant(name, _torch_fn(served), x)
         elif name == "compiled":
             compiled = torch.compile(folded)
             compiled_fn = _torch_fn(compiled)
@@ -215,6 +235,7 @@ def run_cell(name: str, size: int, batch: int, names, rounds: int, seconds: floa
     diffs = check(variants)
     per_call = time_variants(variants, rounds, seconds, device=device)
     row = {"model": name, "size": size, "batch": batch, "rounds": rounds,
+           "forward_flops_per_image": forward_flops(model, (1, size, size)),
            "bn_layers": count_bn(model), "bn_left_after_fuse": count_bn(fuse_bn(model)),
            "img_s": {k: batch / t for k, t in per_call.items()},
            "ms_per_call": {k: 1000 * t for k, t in per_call.items()},
@@ -234,6 +255,32 @@ def run_cell(name: str, size: int, batch: int, names, rounds: int, seconds: floa
     return row
 
 
+def utilization(rows: list, peak_fp32: float) -> None:
+    """Achieved FLOP/s and fraction of the fp32 matmul peak, per variant, into each row."""
+    print(f"\nachieved GFLOP/s and % of the fp32 matmul peak ({peak_fp32 / 1e9:,.0f} GFLOP/s); FLOPs = 2 x mult-adds:")
+    for row in rows:
+        f = row["forward_flops_per_image"]
+        row["gflop_s"] = {k: s * f / 1e9 for k, s in row["img_s"].items()}
+        row["frac_fp32_peak"] = {k: s * f / peak_fp32 for k, s in row["img_s"].items()}
+        best = max(row["img_s"], key=row["img_s"].get)
+        print(f"  {row['model']:<15}{row['size']:>3}px b{row['batch']:<4} eager {row['gflop_s']['eager']:6.1f} "
+              f"({100 * row['frac_fp32_peak']['eager']:4.1f}%)  best {best} {row['gflop_s'][best]:6.1f} "
+              f"({100 * row['frac_fp32_peak'][best]:4.1f}%)")
+
+
+def ort_ratios(rows: list) -> None:
+    """normlab's serving path (both backends) over ONNX Runtime, against ORT_TARGET."""
+    print(f"\nnormlab's serving path / ONNX Runtime (target {ORT_TARGET}x at batch 1 and the large batch):")
+    for row in rows:
+        s = row["img_s"]
+        if "onnx" not in s:
+            continue
+        row["vs_onnx"] = {k: s[k] / s["onnx"] for k in ("normlab", "normlab_ort") if k in s}
+        row["ort_target_met"] = {k: r >= ORT_TARGET for k, r in row["vs_onnx"].items()}
+        print(f"  {row['model']:<15}{row['size']:>3}px b{row['batch']:<4} "
+              + "  ".join(f"{k} {r:.2f}x {'met' if r >= ORT_TARGET else 'NOT met'}" for k, r in row["vs_onnx"].items()))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds of ~0.3 s per cell instead of 5 of ~1 s")
@@ -251,10 +298,15 @@ def main(argv=None) -> None:
     device = torch.device(args.device)
     names = VARIANTS + (("compiled",) if args.compile else ())
     if device.type != "cpu":
-        names = tuple(n for n in names if n != "onnx")
+        names = tuple(n for n in names if n not in ("onnx", "normlab_ort"))
     rounds, seconds = (3, 0.3) if args.quick else (5, 1.0)
+    info = machine_info(device)
+    peak_before = peaks(device, args.quick)
+    print(f"{info['cpu_model']}, {info['cpu_count']} cores, torch {info['torch']}, threads {args.threads}, "
+          f"load average {info['load_average_before']}\nmatmul peak now: {format_peaks(peak_before)}")
     cols = [n for n in names if n != "eager"]
-    head = f"{'model':<15}{'px':>4}{'batch':>6}{'eager':>9}" + "".join(f"{n:>10}" for n in cols)
+    w = {n: max(10, len(n) + 2) for n in cols}
+    head = f"{'model':<15}{'px':>4}{'batch':>6}{'eager':>9}" + "".join(f"{n:>{w[n]}}" for n in cols)
     print("images/s (ratio vs eager in brackets)\n" + head)
     rows = []
     for name, size in MODELS:
@@ -267,8 +319,8 @@ def main(argv=None) -> None:
             rows.append(row)
             s = row["img_s"]
             print(f"{name:<15}{size:>4}{batch:>6}{s['eager']:>9,.0f}"
-                  + "".join(f"{s[n]:>10,.0f}" for n in cols), flush=True)
-            ratios = "".join(f"{'(' + format(row['vs_eager'][n], '.2f') + ')':>10}" for n in cols)
+                  + "".join(f"{s[n]:>{w[n]},.0f}" for n in cols), flush=True)
+            ratios = "".join(f"{'(' + format(row['vs_eager'][n], '.2f') + ')':>{w[n]}}" for n in cols)
             print(" " * 34 + ratios, flush=True)
     print(f"\nBN-folded vs eager (NCHW) at the large batch (target {TARGET}x; best of NCHW and channels_last);"
           "\nfold alone = folded/eager in NCHW and folded_cl/eager_cl in channels_last:")
@@ -281,14 +333,23 @@ def main(argv=None) -> None:
               f"{row['best_fold_vs_eager']:.2f}x  {'met' if met else 'NOT met'}  fold alone "
               f"{row.get('fold_gain_nchw', float('nan')):.2f}/{row.get('fold_gain_cl', float('nan')):.2f}  "
               f"(BatchNorms {row['bn_layers']}, left after fuse_bn {row['bn_left_after_fuse']})")
+    # the peak measured again at the end; the higher of the two is the reference (a lower bound
+    # of the fraction of peak a variant reaches)
+    peak_after = peaks(device, args.quick)
+    peak = {k: max(peak_before[k], peak_after[k]) for k in peak_before}
+    print(f"\nmatmul peak at the end: {format_peaks(peak_after)}; used: {format_peaks(peak)}")
+    utilization(rows, peak["fp32"])
+    if device.type == "cpu":
+        ort_ratios(rows)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     import onnxruntime
 
-    meta = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "threads": args.threads,
-            "cpu_count": os.cpu_count(), "machine": platform.machine(), "platform": platform.platform(),
-            "quick": args.quick, "target": TARGET, "rel_tol": REL_TOL, "device": str(device),
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+    meta = {**info, "onnxruntime": onnxruntime.__version__, "threads": args.threads,
+            "machine": platform.machine(), "quick": args.quick, "target": TARGET, "ort_target": ORT_TARGET,
+            "rel_tol": REL_TOL, "peak_flops_before": peak_before, "peak_flops_after": peak_after,
+            "peak_flops": peak, "load_average_after": load_average(),
+            "flops_rule": "2 x the mult-adds of `normlab inspect` (convs and linears) per image forward"}
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     print(f"wrote {out}")
 

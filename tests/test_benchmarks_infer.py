@@ -29,7 +29,7 @@ def lenet_variants():
 def test_every_variant_agrees_with_eager_on_lenet_bn(lenet_variants):
     model, x, variants = lenet_variants
     diffs = infer.check(variants)
-    assert set(diffs) == {"eager_cl", "folded", "folded_cl", "onnx", "jit"}
+    assert set(diffs) == {"eager_cl", "folded", "folded_cl", "onnx", "jit", "normlab", "normlab_ort"}
     with torch.no_grad():
         scale = float(model(x).abs().max())
     assert all(d <= infer.REL_TOL * scale for d in diffs.values()), diffs
@@ -58,3 +58,20 @@ def test_check_rejects_a_wrong_output_shape(lenet_variants):
     bad = {"eager": variants["eager"], "onnx": infer.Variant("onnx", lambda a: a[:, :, 0, :10], x)}
     with pytest.raises(NormlabError, match=r"onnx gives shape \(2, 1, 10\), eager \(2, 10\)"):
         infer.check(bad)
+
+
+def test_utilization_and_ort_ratios_follow_from_images_per_second(capsys):
+    # d2l's lenet-bn at 28 px: conv 6x1x5x5 -> 24x24, conv 16x6x5x5 -> 8x8, then 256-120-84-10
+    # linears, counted by hand (a conv: output elements x input channels x kernel area)
+    hand = 6 * 24 * 24 * 1 * 25 + 16 * 8 * 8 * 6 * 25 + 256 * 120 + 120 * 84 + 84 * 10
+    flops = infer.forward_flops(infer.build_model("lenet-bn", 28), (1, 28, 28))
+    assert flops == 2 * hand
+    rows = [{"model": "m", "size": 28, "batch": 1, "forward_flops_per_image": 1e6,
+             "img_s": {"eager": 100.0, "onnx": 400.0, "normlab": 200.0, "normlab_ort": 360.0}}]
+    infer.utilization(rows, peak_fp32=1e9)
+    assert rows[0]["gflop_s"]["onnx"] == pytest.approx(0.4) and rows[0]["frac_fp32_peak"]["eager"] == pytest.approx(0.1)
+    infer.ort_ratios(rows)
+    assert rows[0]["vs_onnx"] == {"normlab": 0.5, "normlab_ort": 0.9}
+    assert rows[0]["ort_target_met"] == {"normlab": False, "normlab_ort": True}
+    out = capsys.readouterr().out
+    assert "normlab 0.50x NOT met  normlab_ort 0.90x met" in out

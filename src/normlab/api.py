@@ -12,7 +12,7 @@ import torch
 from .config import TrainConfig, make_config
 from .data import pipeline
 from .data.tta import parse as parse_tta, predict_proba
-from .errors import CheckpointError, DataError, NormlabError
+from .errors import CheckpointError, ConfigError, DataError, NormlabError
 from .evaluation import evaluate
 from .rundir import RunDir
 from .train.build import build_run, model_input_shape, resolve_config
@@ -31,15 +31,22 @@ class LoadedRun:
     device: torch.device
 
 
-def load(run_dir, device: str = "cpu", fuse_bn: bool = False, norm=None, act=None) -> LoadedRun:
+def load(run_dir, device: str = "cpu", fuse_bn: bool = False, norm=None, act=None,
+         backend: str = "torch") -> LoadedRun:
     """Rebuild a run's model from config.json and weights.safetensors, in eval mode.
 
     Nothing in a run directory is executed: the config is JSON, the weights safetensors.
     fuse_bn=True folds each BatchNorm into the conv/linear before it (the same function to
     rounding, 1.1-1.8x faster on a CPU with channels_last, which the run's own setting picks).
+    backend="onnxruntime" runs the (folded) model in ONNX Runtime instead (serving.py: the
+    fastest CPU inference measured here; needs onnxruntime; CPU only; model is then an
+    inference-only module with no parameters).
     norm/act: the callables a run trained with from Python (its config.json records only
     their names, "custom:...", since nothing in a run directory is executed).
     """
+    from . import serving
+
+    serving.check_backend(backend)
     run = RunDir.open(run_dir)
     try:
         cfg = make_config(run.read_json("config.json"))
@@ -56,13 +63,10 @@ def load(run_dir, device: str = "cpu", fuse_bn: bool = False, norm=None, act=Non
         raise CheckpointError(f"weights in {str(run.path)!r} do not fit model {cfg.model!r}: "
                               f"{str(exc).splitlines()[0]}") from None
     model.to(dev).eval()
-    if fuse_bn:
-        from .nn.surgery import fuse_bn as fold
-
-        example = torch.zeros((1, *model_input_shape(pre)), device=dev)
-        model = fold(model, inplace=True, example=example)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    if backend != "torch" and dev.type != "cpu":
+        raise ConfigError(f"backend {backend}: runs on the CPU only; use --device cpu or --backend torch")
+    example = torch.zeros((1, *model_input_shape(pre)), device=dev)
+    model = serving.prepare(model, backend, example, fuse=fuse_bn, channels_last=cfg.channels_last)
     summary = run.read_json("summary.json") if (run / "summary.json").is_file() else {}
     return LoadedRun(run.path, cfg, model, transform, pre, pre["classes"], shape, summary, dev)
 
@@ -92,14 +96,16 @@ def read_preprocess(run: RunDir):
     return pre, transform
 
 
-def evaluate_run(run_dir, device: str = "cpu", fuse_bn: bool = False, split: str = "test") -> dict:
+def evaluate_run(run_dir, device: str = "cpu", fuse_bn: bool = False, split: str = "test",
+                 backend: str = "torch") -> dict:
     """Recompute test loss and accuracy from the saved weights (as trained: fuse_bn=False
     reproduces the run's own score exactly; True is faster and may move a near-tie).
 
     split="train" scores the run's training split instead, in eval mode and without
     augmentation: the clean train accuracy (the trainer logs a running one, in train mode with
-    dropout active); its keys are train_loss, train_acc, train_top5 and train_size."""
-    r = load(run_dir, device, fuse_bn)
+    dropout active); its keys are train_loss, train_acc, train_top5 and train_size.
+    backend: torch or onnxruntime (see `load`; equal to rounding, so a near-tie may move)."""
+    r = load(run_dir, device, fuse_bn, backend=backend)
     loader = pipeline.eval_loader(r.config.section("data"), r.preprocess, r.device, split)
     res = evaluate(r.model, loader, r.config.precision, r.config.channels_last, r.config.tta if split == "test" else "")
     out = {"run_dir": str(r.run_dir), f"{split}_loss": res["loss"], f"{split}_acc": res["acc"],
@@ -153,15 +159,16 @@ def read_images(r: LoadedRun, images: Sequence, invert: bool = False) -> torch.T
     return pipeline.eval_resize(r.preprocess)(x).to(r.device)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(run_dir, images: Sequence, device: str = "cpu", run: Optional[LoadedRun] = None,
-            fuse_bn: bool = True, invert: bool = False) -> list[dict]:
+            fuse_bn: bool = True, invert: bool = False, backend: str = "torch") -> list[dict]:
     """Class and probability for each image file (BatchNorm folded unless fuse_bn=False).
 
     invert: use 255 - pixel, for dark-on-light images given to a model trained on light-on-dark
     ones (MNIST's digits are white on black; a scan of ink on paper is the opposite).
+    backend: torch or onnxruntime (see `load`). For many calls, load once and pass `run=`.
     """
-    r = run or load(run_dir, device, fuse_bn)
+    r = run or load(run_dir, device, fuse_bn, backend=backend)
     probs = predict_proba(r.model, r.transform(read_images(r, images, invert)), parse_tta(r.config.tta))
     p, k = probs.max(1)
     return [{"file": str(f), "class": r.classes[int(ki)], "probability": float(pi)}

@@ -90,12 +90,20 @@ def _(p):
     add_config_options(p)
 
 
+def _backend_option(p) -> None:
+    # Checked in serving.check_backend (one message for the CLI and the API), not by argparse.
+    p.add_argument("--backend", default="torch", metavar="{torch,onnxruntime}",
+                   help="what runs the model: torch, or onnxruntime (the exported graph in ONNX Runtime, "
+                        "CPU only, needs the onnxruntime package; fastest on CPUs) (default: torch)")
+
+
 # ---------------------------------------------------------------- eval
 @command("eval", "recompute test (or clean train) accuracy of a run from its saved weights")
 def run_eval(args) -> int:
     from .api import evaluate_run
 
-    res = evaluate_run(args.run_dir, device=args.device, fuse_bn=args.fuse_bn, split=args.split)
+    res = evaluate_run(args.run_dir, device=args.device, fuse_bn=args.fuse_bn, split=args.split,
+                       backend=args.backend)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -116,6 +124,7 @@ def _(p):
     p.add_argument("--fuse-bn", action="store_true",
                    help="fold BatchNorm into the layer before it: faster, equal to rounding (default: off, so the "
                         "score reproduces the run's exactly)")
+    _backend_option(p)
     p.add_argument("--split", choices=("test", "train"), default="test",
                    help="score the test split (default) or the run's own training split, in eval mode without "
                         "augmentation (the clean train accuracy)")
@@ -127,7 +136,8 @@ def _(p):
 def run_predict(args) -> int:
     from .api import predict
 
-    preds = predict(args.run_dir, args.images, device=args.device, fuse_bn=args.fuse_bn, invert=args.invert)
+    preds = predict(args.run_dir, args.images, device=args.device, fuse_bn=args.fuse_bn, invert=args.invert,
+                    backend=args.backend)
     if args.json:
         print(json.dumps(preds, indent=2))
     else:
@@ -144,6 +154,7 @@ def _(p):
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps (default: cpu)")
     p.add_argument("--fuse-bn", action=argparse.BooleanOptionalAction, default=True,
                    help="fold BatchNorm into the layer before it, the same function to rounding (default: on)")
+    _backend_option(p)
     p.add_argument("--json", action="store_true", help='print a JSON list of {"file", "class", "probability"}')
     p.add_argument("--invert", action="store_true",
                    help="invert the images first (black-on-white scans for a model trained on MNIST's white on black)")

@@ -1,0 +1,123 @@
+"""What the benchmarks measure against: the machine, its matmul peak now, and a model's FLOPs.
+
+    machine_info(device)   CPU model, ISA flags (avx512/amx/bf16), cores, threads, torch
+                           version, date (UTC) and the load average before the run
+    peaks(device)          FLOP/s of a square matmul measured in this run: fp32 and bf16 on the
+                           CPU; fp32, tf32, fp16 and bf16 on CUDA
+    forward_flops(...)     2 x the mult-adds that `normlab inspect` counts (convs and linears)
+
+A training step is counted as 3 forward passes (the backward pass computes the gradients of the
+inputs and of the weights, each as many mult-adds as the forward), as usual (e.g. Kaplan et al.
+2020: 6 x parameters x tokens). Norms, activations, pooling and the optimizer count zero, so the
+fraction of peak is a fraction of the useful matmul/conv work, a lower bound of the busy time.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import time
+
+import torch
+
+TRAIN_FORWARDS = 3  # forward + backward (input grads + weight grads), in forward-pass units
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> dict:
+    """The ISA features that decide fp32/bf16 speed: AVX-512, its BF16 extension, AMX."""
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return {"avx2": "avx2" in flags, "avx512f": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags,
+            "amx_bf16": "amx_bf16" in flags, "amx_tile": "amx_tile" in flags,
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def machine_info(device: torch.device) -> dict:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    info = {"cpu_model": cpu_model(), "cpu_flags": cpu_flags(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "platform": platform.platform(), "device": str(device),
+            "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "load_average_before": [round(x, 2) for x in load] if load else None}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def load_average() -> list | None:
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_flops(dtype: torch.dtype, device: torch.device, n: int, seconds: float = 0.4, rounds: int = 5) -> float:
+    """Best of `rounds` timings of back-to-back n x n matmuls (the best, since a busy neighbour
+    only ever slows a round down)."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    best = 0.0
+    for _ in range(rounds):
+        t0, k = time.perf_counter(), 0
+        while True:
+            a @ b
+            k += 1
+            _sync(device)
+            dt = time.perf_counter() - t0
+            if dt >= seconds / rounds:
+                break
+        best = max(best, 2 * n ** 3 * k / dt)
+    return best
+
+
+def peaks(device: torch.device, quick: bool = False) -> dict:
+    """Matmul FLOP/s per precision, measured now (2048^3 on a CPU, 8192^3 on a GPU)."""
+    if device.type == "cuda":
+        out = {}
+        prev = torch.backends.cuda.matmul.allow_tf32
+        try:
+            for name, dtype, tf32 in (("fp32", torch.float32, False), ("tf32", torch.float32, True),
+                                      ("fp16", torch.float16, False), ("bf16", torch.bfloat16, False)):
+                torch.backends.cuda.matmul.allow_tf32 = tf32
+                out[name] = matmul_flops(dtype, device, 8192, seconds=1.0)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = prev
+        return out
+    seconds = 0.5 if quick else 2.0
+    return {"fp32": matmul_flops(torch.float32, device, 2048, seconds),
+            "bf16": matmul_flops(torch.bfloat16, device, 2048, seconds)}
+
+
+def forward_flops(model: torch.nn.Module, input_shape) -> int:
+    """FLOPs of one image's forward pass: 2 x `normlab inspect`'s mult-adds."""
+    from normlab.analysis.layer_table import summarize
+
+    return 2 * summarize(model, tuple(input_shape), batch=1).mult_adds
+
+
+def format_peaks(p: dict) -> str:
+    return ", ".join(f"{k} {v / 1e9:,.0f} GFLOP/s" for k, v in p.items())
