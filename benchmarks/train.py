@@ -10,6 +10,14 @@ bf16 autocast (`--precision bf16`).
   1. time to 96% test accuracy on mnist5k with lenet-bn (and the final accuracy);
   2. training throughput (images/s) per tutorial model, same model, same batch size.
 
+Utilization: the machine's matmul peak is measured in the same run (fp32 and bf16 on a CPU;
+fp32, tf32, fp16 and bf16 on CUDA; at the start and at the end, the higher is used), and each
+way's images/s is turned into achieved FLOP/s = images/s x 3 x forward FLOPs per image (FLOPs =
+2 x the mult-adds `normlab inspect` counts; a training step counted as 3 forward passes:
+forward, input gradients, weight gradients) and a fraction of the fp32 peak (bf16 ways: of the
+bf16 peak). The JSON carries the machine (CPU model, AVX-512/AMX/BF16 flags, cores), torch
+version, date and load average.
+
 Prints a table and writes benchmarks/results/train.json. `--quick` shortens both parts.
 """
 
@@ -17,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +41,9 @@ from normlab.data.loader import DeviceLoader, Normalize, channel_stats
 from normlab.config import make_config
 from normlab.data.sources import load_dataset
 from normlab.train.optim import make_optimizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import TRAIN_FORWARDS, format_peaks, forward_flops, load_average, machine_info, peaks  # noqa: E402
 
 
 class PILDigits(Dataset):
@@ -120,14 +131,17 @@ def sync(device: torch.device):
         torch.cuda.synchronize(device)
 
 
+WAYS = ("tutorial", "normlab", "normlab_cl", "normlab_cl_bf16")
+
+
 def throughput(model_name: str, size: int, batch: int, steps: int, options: dict,
-               device: torch.device, compile_: bool) -> dict:
+               device: torch.device, compile_: bool, ways=WAYS) -> dict:
     """Training images/s for the same model on synthetic digits: tutorial loop vs device loop."""
     # synthetic keeps 80% for training: ask for enough that warm-up + timed steps fit in it
     d = load_dataset("synthetic", size=int(batch * (steps + 2) / 0.8) + batch)
     mean, std = channel_stats(d.train_x)
     out = {}
-    for way in ("tutorial", "normlab", "normlab_cl", "normlab_cl_bf16"):
+    for way in ways:
         torch.manual_seed(0)
         model = normlab.create_model(model_name, num_classes=10, in_channels=1, input_size=(size, size),
                                      **options).to(device)
@@ -173,10 +187,42 @@ def throughput(model_name: str, size: int, batch: int, steps: int, options: dict
             n += len(yb)
         sync(device)
         out[way] = n / (time.perf_counter() - t0)
-    out["ratio"] = out["normlab"] / out["tutorial"]
-    out["ratio_cl"] = out["normlab_cl"] / out["tutorial"]
-    out["ratio_cl_bf16"] = out["normlab_cl_bf16"] / out["tutorial"]
+    if "tutorial" in out:
+        out["ratio"] = out["normlab"] / out["tutorial"]
+        out["ratio_cl"] = out["normlab_cl"] / out["tutorial"]
+        out["ratio_cl_bf16"] = out["normlab_cl_bf16"] / out["tutorial"]
     return out
+
+
+def train_flops_per_image(model_name: str, size: int, options: dict) -> int:
+    """TRAIN_FORWARDS (3) x the forward FLOPs of one image (2 x inspect's mult-adds)."""
+    model = normlab.create_model(model_name, num_classes=10, in_channels=1, input_size=(size, size), **options)
+    return TRAIN_FORWARDS * forward_flops(model, (1, size, size))
+
+
+def utilization(row: dict, peak: dict) -> None:
+    """Achieved FLOP/s and fraction of peak of every way in `row` (bf16 ways: of the bf16 peak)."""
+    f = row["train_flops_per_image"]
+    row["gflop_s"], row["frac_peak"] = {}, {}
+    for way in WAYS:
+        if way in row:
+            ref = peak["bf16"] if way.endswith("bf16") else peak["fp32"]
+            row["gflop_s"][way] = row[way] * f / 1e9
+            row["frac_peak"][way] = row[way] * f / ref
+
+
+def print_row(row: dict) -> None:
+    cells = []
+    for way in WAYS:
+        if way in row:
+            cells.append(f"{row[way]:>9,.0f} {100 * row['frac_peak'][way]:>5.1f}%")
+        else:
+            cells.append(f"{'':>16}")
+    print(f"{row['model']:<16}{row['size']:>4}{row['batch']:>6}  " + "  ".join(cells), flush=True)
+
+
+# The batch of the tutorials' runs, and a large batch for the utilization a bigger batch buys.
+LARGE_BATCH = {28: 256, 32: 256, 96: 64}
 
 
 MODELS = [("lenet-bn", 28, 64, {}), ("resnet18-d2l", 28, 64, {}), ("resnet18-d2l", 96, 16, {}),
@@ -194,9 +240,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" else args.device)
-    res = {"machine": {"device": str(device), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
-                       "platform": platform.platform(), "compile": args.compile,
-                       "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}}
+    info = machine_info(device)
+    peak_before = peaks(device, args.quick)
+    print(f"{info['cpu_model']}, {info['cpu_count']} cores ({info['torch_threads']} torch threads), torch "
+          f"{info['torch']}, load average {info['load_average_before']}\nmatmul peak now: {format_peaks(peak_before)}")
+    res = {"machine": {**info, "compile": args.compile}}
     epochs = 5 if args.quick else 10
     t_tut, acc_tut = tutorial_time_to(0.96, epochs, 256, device)
     res["time_to_96"] = {"tutorial_s": t_tut, "tutorial_acc": acc_tut, "normlab": {}}
@@ -210,13 +258,29 @@ def main(argv=None):
               + (f", normlab/tutorial = {ratio:.2f}" if ratio else ""))
     steps = 5 if args.quick else 20
     rows = []
-    print(f"{'model':<16}{'px':>5}{'batch':>7}{'tutorial img/s':>16}{'normlab img/s':>15}{'ratio':>8}"
-          f"{'+channels_last':>16}{'ratio':>8}{'+bf16':>9}{'ratio':>8}")
+    print("\ntraining images/s and % of the matmul peak (fp32 ways: of the fp32 peak; bf16: of the bf16 peak);"
+          f"\nFLOPs per image = {TRAIN_FORWARDS} x forward (2 x inspect's mult-adds)")
+    print(f"{'model':<16}{'px':>4}{'batch':>6}  " + "  ".join(f"{w:>16}" for w in WAYS))
     for name, size, batch, options in MODELS:
-        r = throughput(name, size, batch, steps, options, device, args.compile)
-        rows.append({"model": name, "size": size, "batch": batch, **r})
-        print(f"{name:<16}{size:>5}{batch:>7}{r['tutorial']:>16,.0f}{r['normlab']:>15,.0f}{r['ratio']:>8.2f}"
-              f"{r['normlab_cl']:>16,.0f}{r['ratio_cl']:>8.2f}{r['normlab_cl_bf16']:>9,.0f}{r['ratio_cl_bf16']:>8.2f}")
+        flops = train_flops_per_image(name, size, options)
+        for b, ways in ((batch, WAYS), (LARGE_BATCH[size], WAYS[1:])):
+            if b == batch and ways is not WAYS:
+                continue
+            r = throughput(name, size, b, steps, options, device, args.compile, ways)
+            row = {"model": name, "size": size, "batch": b, "train_flops_per_image": flops, **r}
+            utilization(row, peak_before)
+            rows.append(row)
+            print_row(row)
+    peak_after = peaks(device, args.quick)
+    peak = {k: max(peak_before[k], peak_after[k]) for k in peak_before}
+    for row in rows:  # against the higher of the two measurements (a lower bound of the fraction)
+        utilization(row, peak)
+    print(f"matmul peak at the end: {format_peaks(peak_after)}; fractions above used the start's; "
+          f"JSON uses the higher: {format_peaks(peak)}")
+    res["machine"].update(peak_flops_before=peak_before, peak_flops_after=peak_after, peak_flops=peak,
+                          load_average_after=load_average(), train_forwards=TRAIN_FORWARDS,
+                          flops_rule="2 x the mult-adds of `normlab inspect` per image forward; a training "
+                                     f"step = {TRAIN_FORWARDS} forward passes")
     res["throughput"] = rows
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))

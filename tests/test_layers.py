@@ -16,7 +16,7 @@ LAYERS = [
     ("schema and models", ["config", "models"]),
     ("run support", ["device", "evaluation", "plots", "rundir"]),
     ("training", ["train"]),
-    ("inference", ["api", "export"]),
+    ("inference", ["api", "export", "serving"]),
     ("analysis", ["analysis"]),
     ("interfaces", ["cli", "__main__", ""]),  # "" is the package's __init__
 ]

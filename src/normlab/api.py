@@ -44,9 +44,9 @@ def load(run_dir, device: str = "cpu", fuse_bn: bool = False, norm=None, act=Non
     norm/act: the callables a run trained with from Python (its config.json records only
     their names, "custom:...", since nothing in a run directory is executed).
     """
-    from . import serving
+    from .serving import check_backend, prepare
 
-    serving.check_backend(backend)
+    check_backend(backend)
     run = RunDir.open(run_dir)
     try:
         cfg = make_config(run.read_json("config.json"))
@@ -66,7 +66,7 @@ def load(run_dir, device: str = "cpu", fuse_bn: bool = False, norm=None, act=Non
     if backend != "torch" and dev.type != "cpu":
         raise ConfigError(f"backend {backend}: runs on the CPU only; use --device cpu or --backend torch")
     example = torch.zeros((1, *model_input_shape(pre)), device=dev)
-    model = serving.prepare(model, backend, example, fuse=fuse_bn, channels_last=cfg.channels_last)
+    model = prepare(model, backend, example, fuse=fuse_bn, channels_last=cfg.channels_last)
     summary = run.read_json("summary.json") if (run / "summary.json").is_file() else {}
     return LoadedRun(run.path, cfg, model, transform, pre, pre["classes"], shape, summary, dev)
 

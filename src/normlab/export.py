@@ -18,6 +18,7 @@ import torch
 from .api import load
 from .errors import ConfigError, NormlabError, unknown_name
 from .fileio import atomic_write_bytes
+from .serving import onnx_bytes as _onnx_bytes
 
 FORMATS = ("onnx", "torchscript")
 
@@ -55,21 +56,6 @@ def export_run(run_dir, fmt: str = "onnx", out: Optional[str] = None, fuse_bn: b
         if result["max_abs_diff"] > 1e-3:
             raise NormlabError(f"exported model disagrees with PyTorch by {result['max_abs_diff']:.2e}")
     return result
-
-
-def _onnx_bytes(model, example) -> bytes:
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        raise ConfigError("ONNX export needs the onnx package: pip install onnx onnxruntime "
-                          "(the [onnx] extra; from a clone: pip install -e \".[onnx]\")") from None
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
-        # dynamo=False: the TorchScript exporter needs no onnxscript and handles every zoo model.
-        torch.onnx.export(model, (example,), buf, dynamo=False, input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
-    return buf.getvalue()
 
 
 def _run_exported(path: Path, fmt: str, example: torch.Tensor) -> np.ndarray:

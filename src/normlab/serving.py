@@ -14,6 +14,9 @@ know which one runs. Nothing is written to disk: the ONNX graph lives in memory.
 
 from __future__ import annotations
 
+import io
+import warnings
+
 import torch
 from torch import nn
 
@@ -35,6 +38,22 @@ def check_backend(name: str) -> str:
     return name
 
 
+def onnx_bytes(model, example) -> bytes:
+    """The model as an ONNX graph (opset 17, dynamic batch), input "input", output "logits"."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ConfigError("ONNX export needs the onnx package: pip install onnx onnxruntime "
+                          "(the [onnx] extra; from a clone: pip install -e \".[onnx]\")") from None
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
+        # dynamo=False: the TorchScript exporter needs no onnxscript and handles every zoo model.
+        torch.onnx.export(model, (example,), buf, dynamo=False, input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
+    return buf.getvalue()
+
+
 class OrtModel(nn.Module):
     """An ONNX Runtime session behind the nn.Module interface: tensor in, tensor out.
 
@@ -45,8 +64,6 @@ class OrtModel(nn.Module):
         super().__init__()
         import onnxruntime as ort
 
-        from .export import _onnx_bytes
-
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or torch.get_num_threads()
         opts.inter_op_num_threads = 1
@@ -55,7 +72,7 @@ class OrtModel(nn.Module):
         # data pipeline, the benchmark's other variants) the spinning steals their cores.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         with torch.no_grad():
-            data = _onnx_bytes(model.eval(), example[:2].float().contiguous().cpu())
+            data = onnx_bytes(model.eval(), example[:2].float().contiguous().cpu())
         self.session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [self.session.get_outputs()[0].name]
