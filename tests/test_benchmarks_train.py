@@ -46,3 +46,14 @@ def test_throughput_measures_every_way(model, options):
         assert r[way] > 0, way
     assert r["ratio"] == pytest.approx(r["normlab"] / r["tutorial"])
     assert r["ratio_cl_bf16"] == pytest.approx(r["normlab_cl_bf16"] / r["tutorial"])
+
+
+def test_utilization_counts_a_training_step_as_three_forward_passes():
+    # 3 x 2 x inspect's mult-adds of d2l's lenet-bn (281,640; see test_benchmarks_infer)
+    assert bench.train_flops_per_image("lenet-bn", 28, {}) == 3 * 2 * 281_640
+    row = {"train_flops_per_image": 1e6, "tutorial": 10.0, "normlab": 100.0, "normlab_cl": 50.0,
+           "normlab_cl_bf16": 200.0}
+    bench.utilization(row, {"fp32": 1e9, "bf16": 4e9})
+    assert row["frac_peak"] == pytest.approx({"tutorial": 0.01, "normlab": 0.1, "normlab_cl": 0.05,
+                                              "normlab_cl_bf16": 0.05})  # bf16 against the bf16 peak
+    assert row["gflop_s"]["normlab_cl_bf16"] == pytest.approx(0.2)
