@@ -256,6 +256,21 @@ def test_bf16_and_channels_last_on_cpu(tmp_path):
         normlab.train(dict(base, precision="fp16", device="cpu", out=str(tmp_path / "fp16")), log=quiet)
 
 
+def test_channels_last_default_comes_from_the_model_unless_given_or_gn_in():
+    from normlab.config import make_config
+    from normlab.train.build import resolve_config
+
+    def cl(**kw):
+        return resolve_config(make_config(kw)).channels_last
+
+    assert cl(model="digitnet") is True and cl(model="resnet20") is True and cl(model="densenet-d2l") is True
+    assert cl(model="lenet-bn") is False and cl(model="mlp") is False and cl(model="resnet18-d2l") is False
+    assert cl(model="digitnet", channels_last=False) is False and cl(model="lenet-bn", channels_last=True) is True
+    # GroupNorm and InstanceNorm are slower on channels_last CPU tensors: NCHW unless asked
+    assert cl(model="resnet20", norm="gn") is False and cl(model="resnet20", norm="gn:4") is False
+    assert cl(model="resnet20", norm="in") is False and cl(model="resnet20", norm="ln") is True
+
+
 def test_ema_by_hand():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))

@@ -190,7 +190,9 @@ class TrainConfig:
                                  check=optional(at_least_one))
     precision: str = opt("fp32", "autocast precision: fp32, bf16 (CPU or CUDA) or fp16 (CUDA, with loss "
                          "scaling); norm layers run in fp32 under autocast", choices=("fp32", "bf16", "fp16"))
-    channels_last: bool = opt(False, "NHWC memory format for model and inputs (faster for some convs)")
+    channels_last: Optional[bool] = opt(None, "NHWC memory format for model and inputs (default: the model's "
+                                        "own: on for digitnet, googlenet-mini, densenet-d2l and the CIFAR "
+                                        "ResNets, where it measured faster, unless --norm is gn or in)")
     compile: bool = opt(False, "torch.compile the model (slow first epoch, faster after, mainly on CUDA)")
     cuda_graphs: bool = opt(False, "CUDA only: replay each step's forward and backward from a CUDA graph "
                             "(fewer kernel launches; a fixed batch shape; docs/gpu.md)")

@@ -68,7 +68,7 @@ def _min_size(stem: str, transitions: int) -> int:
 
 
 @register("densenet-d2l", "densenet", "d2l's DenseNet: 4 blocks of 4 convs, growth 32, halving transitions",
-          default_input=(1, 96, 96))
+          default_input=(1, 96, 96), channels_last=True)
 def densenet_d2l(**kw):
     return DenseNet(growth=32, blocks=(4, 4, 4, 4), init_features=64, bn_size=None, bias=True, name="densenet-d2l", **kw)
 

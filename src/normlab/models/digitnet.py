@@ -52,6 +52,6 @@ class DigitNet(tnn.Module):
 
 
 @register("digitnet", "digitnet", "small fast CNN for small grayscale images (conv-pool-BN-ReLU x3; the "
-          "fast recipe's model)", width=16, depth=1)
+          "fast recipe's model)", width=16, depth=1, channels_last=True)
 def digitnet(**kw):
     return DigitNet(**kw)

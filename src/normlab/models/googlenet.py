@@ -43,7 +43,7 @@ class GoogLeNetMini(tnn.Module):
 
 
 @register("googlenet-mini", "googlenet", "the tutorial's GoogLeNet for MNIST: two 88-channel Inception modules",
-          default_norm="none", default_lr=0.001)
+          default_norm="none", default_lr=0.001, channels_last=True)
 def googlenet_mini(**kw):
     return GoogLeNetMini(**kw)
 

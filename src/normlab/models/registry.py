@@ -32,6 +32,9 @@ class ModelSpec:
     # norm-free ReLU nets such as the tutorial's GoogLeNet die at it and get a lower one.
     default_lr: float = 0.01
     num_classes: Optional[int] = None  # a model that only takes this many classes (logistic-binary: 2)
+    # NHWC training when --channels-last is not given: on for the conv nets whose training step
+    # measured faster in it on a CPU (benchmarks/train.py; README's Performance section).
+    default_channels_last: bool = False
 
     @property
     def default_dropout(self) -> float:
@@ -47,10 +50,10 @@ MODELS: dict[str, ModelSpec] = {}
 
 def register(name: str, family: str, description: str, default_norm: str = "bn",
              default_act: str = "relu", default_input=(1, 28, 28), default_lr: float = 0.01,
-             num_classes: Optional[int] = None, **defaults):
+             num_classes: Optional[int] = None, channels_last: bool = False, **defaults):
     def wrap(builder):
         MODELS[name] = ModelSpec(name, family, description, builder, default_norm, default_act,
-                                 tuple(default_input), defaults, default_lr, num_classes)
+                                 tuple(default_input), defaults, default_lr, num_classes, channels_last)
         return builder
 
     return wrap

@@ -163,7 +163,7 @@ def _register_cifar(depth):
     n = (depth - 2) // 6
 
     @register(f"resnet{depth}", "resnet-cifar", f"CIFAR ResNet-{depth} (He et al. 2015, n={n}, option-A shortcuts)",
-              default_input=(3, 32, 32), block_order="original")
+              default_input=(3, 32, 32), block_order="original", channels_last=True)
     def _res(**kw):
         return CifarResNet(depth, **kw)
 

@@ -47,8 +47,13 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     filled in; resolving a resolved config changes nothing."""
     check_names(cfg)
     spec = get_spec(cfg.model)
+    norm = cfg.norm or spec.default_norm
+    channels_last = cfg.channels_last
+    if channels_last is None:
+        # GroupNorm and InstanceNorm run 2-3x slower on channels_last CPU tensors (docs/norms.md)
+        channels_last = spec.default_channels_last and not (isinstance(norm, str) and norm.split(":")[0] in ("gn", "in"))
     return cfg.replace(lr=spec.default_lr if cfg.lr is None else cfg.lr,
-                       norm=cfg.norm or spec.default_norm, act=cfg.act or spec.default_act,
+                       norm=norm, act=cfg.act or spec.default_act, channels_last=channels_last,
                        dropout=spec.default_dropout if cfg.dropout is None else cfg.dropout)
 
 
