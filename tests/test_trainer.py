@@ -464,3 +464,19 @@ def test_train_signature_has_no_test_switches():
     import inspect
 
     assert list(inspect.signature(normlab.train).parameters) == ["config", "log", "resume", "hooks"]
+
+
+def test_precision_auto_is_bf16_only_where_the_hardware_has_it(tmp_path, monkeypatch):
+    import json
+
+    from normlab import device as device_mod
+
+    monkeypatch.setattr(device_mod, "cpu_has_bf16", lambda: False)
+    assert device_mod.auto_precision(torch.device("cpu")) == "fp32"
+    monkeypatch.setattr(device_mod, "cpu_has_bf16", lambda: True)
+    assert device_mod.auto_precision(torch.device("cpu")) == "bf16"
+    assert device_mod.auto_precision(torch.device("meta")) == "fp32"  # neither CPU nor CUDA: never guessed
+    r = normlab.train(dict(TINY, precision="auto", epochs=1, out=str(tmp_path / "auto")), log=quiet)
+    saved = json.loads((r.run_dir / "config.json").read_text())
+    assert saved["precision"] == "bf16"  # the resolved value is what the run records and resumes with
+    assert normlab.load(r.run_dir).config.precision == "bf16"

@@ -55,6 +55,7 @@ def load(run_dir, device: str = "cpu", fuse_bn: bool = False, norm=None, act=Non
         raise CheckpointError(f"{str(run / 'config.json')!r} is not a valid normlab config: {exc}") from None
     pre, transform = read_preprocess(run)
     built = build_run(cfg, preprocess=pre, device=device)
+    cfg = built.cfg  # with --precision auto resolved for this device
     model, dev, shape = built.model, built.device, tuple(pre["input_shape"])
     state = run.load_weights()
     try:

@@ -188,8 +188,10 @@ class TrainConfig:
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
     threads: Optional[int] = opt(None, "CPU threads for torch (default: torch's choice)",
                                  check=optional(at_least_one))
-    precision: str = opt("fp32", "autocast precision: fp32, bf16 (CPU or CUDA) or fp16 (CUDA, with loss "
-                         "scaling); norm layers run in fp32 under autocast", choices=("fp32", "bf16", "fp16"))
+    precision: str = opt("fp32", "autocast precision: fp32, bf16 (CPU or CUDA), fp16 (CUDA, with loss "
+                         "scaling) or auto (bf16 on a CPU with AVX-512 BF16 or AMX and on a CUDA GPU that "
+                         "has bf16, else fp32); norm layers run in fp32 under autocast",
+                         choices=("fp32", "bf16", "fp16", "auto"))
     channels_last: Optional[bool] = opt(None, "NHWC memory format for model and inputs (default: the model's "
                                         "own: on for digitnet, googlenet-mini, densenet-d2l and the CIFAR "
                                         "ResNets, where it measured faster, unless --norm is gn or in)")

@@ -29,6 +29,26 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def cpu_has_bf16() -> bool:
+    """AVX-512 BF16 or AMX: the CPU computes bf16 dot products natively (without them torch
+    emulates bf16 and it is slower than fp32)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def auto_precision(device: torch.device) -> str:
+    """What --precision auto means on `device`: bf16 where the hardware has it, else fp32."""
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    return "fp32"
+
+
 def autocast(device: torch.device, precision: str, cache: bool = True):
     """Mixed precision context; autocast keeps batch/group/layer norm in fp32 by itself.
     `cache=False` while a CUDA graph is recorded (the cast weights must not outlive it)."""

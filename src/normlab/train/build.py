@@ -19,7 +19,7 @@ import torch
 
 from ..config import DataConfig, ModelConfig, TrainConfig
 from ..data import pipeline, sources
-from ..device import resolve_device
+from ..device import auto_precision, resolve_device
 from ..errors import ConfigError
 from ..models.registry import create_model, get_spec
 from ..nn import factory, init as init_mod
@@ -146,10 +146,14 @@ def build_run(cfg: TrainConfig, *, preprocess: Optional[dict] = None, num_classe
     cfg = resolve_config(cfg)
     if preprocess is not None:
         dev = resolve_device(device or cfg.device)
+        if cfg.precision == "auto":
+            cfg = cfg.replace(precision=auto_precision(dev))
         model = build_model(cfg.section("model"), model_input_shape(preprocess),
                             num_classes or len(preprocess["classes"]))
         return Run(cfg, dev, preprocess, model)
     dev, d = _setup_device(cfg, dist)
+    if cfg.precision == "auto":  # config.json records what it became
+        cfg = cfg.replace(precision=auto_precision(dev))
     data, preprocess = pipeline.load(cfg.section("data"))
     model = build_model(cfg.section("model"), model_input_shape(preprocess), data.num_classes).to(dev)
     if cfg.precision == "fp16" and dev.type != "cuda":
