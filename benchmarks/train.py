@@ -126,6 +126,35 @@ def normlab_time_to(target: float, options: dict, device: torch.device, compile_
     return hit, r.summary["final_test_acc"]
 
 
+def recipe_time_to(target: float, recipes, seeds, device: torch.device) -> dict:
+    """Each recipe once per seed, recipes alternating within a seed (so a busy minute slows both):
+    training seconds (the last epoch's elapsed_seconds: start-up and plotting excluded), wall
+    seconds of normlab.train, the first epoch at `target` and the final test accuracy."""
+    import statistics
+
+    out = {r: {"runs": []} for r in recipes}
+    for seed in seeds:
+        for recipe in (recipes if seed % 2 == 0 else recipes[::-1]):
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                r = normlab.train({"recipe": recipe, "seed": seed, "device": str(device), "progress": False,
+                                   "out": str(Path(tmp) / "run")}, log=lambda *a: None)
+                wall = time.perf_counter() - t0
+            first = next((m["epoch"] for m in r.metrics if m["test_acc"] >= target), None)
+            run = {"seed": seed, "acc": r.summary["final_test_acc"], "train_s": r.metrics[-1]["elapsed_seconds"],
+                   "wall_s": wall, "first_epoch_at_target": first, "epochs": len(r.metrics)}
+            out[recipe]["runs"].append(run)
+            print(f"  {recipe:<10} seed {seed}: acc {run['acc']:.4f}, training {run['train_s']:.1f} s, "
+                  f"wall {wall:.1f} s", flush=True)
+    for recipe, d in out.items():
+        runs = d["runs"]
+        d["median_acc"] = statistics.median(x["acc"] for x in runs)
+        d["median_train_s"] = statistics.median(x["train_s"] for x in runs)
+        d["median_wall_s"] = statistics.median(x["wall_s"] for x in runs)
+        d["met_target"] = d["median_acc"] >= target
+    return out
+
+
 def sync(device: torch.device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -237,6 +266,10 @@ def main(argv=None):
     ap.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda, cuda:N")
     ap.add_argument("--compile", action="store_true", help="torch.compile normlab's models (compilation untimed "
                     "in the throughput part, timed in time to 96%%)")
+    ap.add_argument("--time-to-99", type=int, default=0, metavar="SEEDS",
+                    help="also run the fast recipe and the one it replaced (fast-v1) side by side for seeds "
+                         "0..SEEDS-1: median accuracy and training time (default: 0, skipped; 5 takes ~3 min)")
+    ap.add_argument("--only-time-to-99", action="store_true", help="skip the other parts")
     args = ap.parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" else args.device)
@@ -245,6 +278,25 @@ def main(argv=None):
     print(f"{info['cpu_model']}, {info['cpu_count']} cores ({info['torch_threads']} torch threads), torch "
           f"{info['torch']}, load average {info['load_average_before']}\nmatmul peak now: {format_peaks(peak_before)}")
     res = {"machine": {**info, "compile": args.compile}}
+    if args.time_to_99:
+        print(f"\ntime to 99% on mnist5k: fast vs fast-v1, seeds 0..{args.time_to_99 - 1}, alternating order")
+        t99 = recipe_time_to(0.99, ("fast", "fast-v1"), range(args.time_to_99), device)
+        new, old = t99["fast"], t99["fast-v1"]
+        t99["train_time_ratio"] = new["median_train_s"] / old["median_train_s"]
+        t99["wall_time_ratio"] = new["median_wall_s"] / old["median_wall_s"]
+        res["time_to_99"] = t99
+        for name in ("fast", "fast-v1"):
+            d = t99[name]
+            print(f"  {name:<8} median acc {d['median_acc']:.4f} ({'>=' if d['met_target'] else '<'} 99%), "
+                  f"median training {d['median_train_s']:.1f} s, wall {d['median_wall_s']:.1f} s")
+        print(f"  fast / fast-v1: training time {t99['train_time_ratio']:.2f}x, wall {t99['wall_time_ratio']:.2f}x "
+              f"(target: <= 0.5x with median >= 99%)")
+    if args.only_time_to_99:
+        res["machine"]["load_average_after"] = load_average()
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=2))
+        print(f"wrote {args.out}")
+        return
     epochs = 5 if args.quick else 10
     t_tut, acc_tut = tutorial_time_to(0.96, epochs, 256, device)
     res["time_to_96"] = {"tutorial_s": t_tut, "tutorial_acc": acc_tut, "normlab": {}}
