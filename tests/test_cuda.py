@@ -128,7 +128,9 @@ def test_compile_and_channels_last_train_like_eager(tmp_path):
         compiled.summary["final_test_acc"], abs=1e-3)
 
 
-@pytest.mark.parametrize("recipe", ["fast", "fast-gpu"])
+# fast-v1, not fast: fast's median over seeds sits exactly at 99.0% (docs/recipes.md), so one
+# seed on another device may land a test image lower; fast-gpu builds on fast-v1
+@pytest.mark.parametrize("recipe", ["fast-v1", "fast-gpu"])
 def test_fast_recipes_reach_99_percent_on_cuda(tmp_path, recipe):
     r = normlab.train({"recipe": recipe, "device": "cuda", "out": str(tmp_path / "fast"), "progress": False},
                       log=quiet)
