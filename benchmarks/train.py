@@ -11,7 +11,8 @@ bf16 autocast (`--precision bf16`).
   2. training throughput (images/s) per tutorial model, same model, same batch size.
 
 Utilization: the machine's matmul peak is measured in the same run (fp32 and bf16 on a CPU;
-fp32, tf32, fp16 and bf16 on CUDA; at the start and at the end, the higher is used), and each
+fp32, tf32, fp16 and bf16 on CUDA; at the start, between models and at the end; the highest
+sample is the reference, so a fraction of peak is a lower bound), and each
 way's images/s is turned into achieved FLOP/s = images/s x 3 x forward FLOPs per image (FLOPs =
 2 x the mult-adds `normlab inspect` counts; a training step counted as 3 forward passes:
 forward, input gradients, weight gradients) and a fraction of the fp32 peak (bf16 ways: of the
@@ -313,7 +314,10 @@ def main(argv=None):
     print("\ntraining images/s and % of the matmul peak (fp32 ways: of the fp32 peak; bf16: of the bf16 peak);"
           f"\nFLOPs per image = {TRAIN_FORWARDS} x forward (2 x inspect's mult-adds)")
     print(f"{'model':<16}{'px':>4}{'batch':>6}  " + "  ".join(f"{w:>16}" for w in WAYS))
+    samples = [peak_before]
     for name, size, batch, options in MODELS:
+        if rows:  # a short peak sample between models: a busy neighbour rarely slows them all
+            samples.append(peaks(device, quick=True))
         flops = train_flops_per_image(name, size, options)
         for b, ways in ((batch, WAYS), (LARGE_BATCH[size], WAYS[1:])):
             if b == batch and ways is not WAYS:
@@ -324,12 +328,17 @@ def main(argv=None):
             rows.append(row)
             print_row(row)
     peak_after = peaks(device, args.quick)
-    peak = {k: max(peak_before[k], peak_after[k]) for k in peak_before}
-    for row in rows:  # against the higher of the two measurements (a lower bound of the fraction)
+    samples.append(peak_after)
+    peak = {k: max(x[k] for x in samples) for k in peak_before}
+    for row in rows:  # against the highest sample (so the fraction is a lower bound)
         utilization(row, peak)
     print(f"matmul peak at the end: {format_peaks(peak_after)}; fractions above used the start's; "
-          f"JSON uses the higher: {format_peaks(peak)}")
+          f"the JSON's use the highest of {len(samples)} samples: {format_peaks(peak)}")
+    print(f"{'model':<16}{'px':>4}{'batch':>6}  " + "  ".join(f"{w:>16}" for w in WAYS))
+    for row in rows:
+        print_row(row)
     res["machine"].update(peak_flops_before=peak_before, peak_flops_after=peak_after, peak_flops=peak,
+                          peak_samples=samples,
                           load_average_after=load_average(), train_forwards=TRAIN_FORWARDS,
                           flops_rule="2 x the mult-adds of `normlab inspect` per image forward; a training "
                                      f"step = {TRAIN_FORWARDS} forward passes")
