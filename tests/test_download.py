@@ -544,3 +544,44 @@ def test_train_then_eval_download_on_demand(server, checksums, tmp_path, monkeyp
     res = json.loads(capsys.readouterr().out)
     assert res["test_size"] == 20 and res["test_acc"] == res["summary_test_acc"]
     assert server.hits["m/FashionMNIST/raw/t10k-images-idx3-ubyte.gz"] == 2
+
+
+# ---------------------------------------------------------------- sweeps: compare (and claims, same path)
+def _tiny_experiment(path: Path) -> Path:
+    path.write_text("name: tiny\ndescription: a missing mnist-format set, fetched by the sweep\n"
+                    "base: {dataset: mnist, model: mlp, width: 8, epochs: 1, batch_size: 16, device: cpu}\n"
+                    "factors:\n  norm: [bn, none]\nseeds: 1\n")
+    return path
+
+
+def test_compare_downloads_a_missing_set_once_through_the_mirror(server, checksums, tmp_path, monkeypatch, capsys):
+    files, _ = mnist_files("MNIST")
+    server.publish("m", files)
+    checksums(files)
+    monkeypatch.setenv("NORMLAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("NORMLAB_DATA_MIRROR", server.url + "/m")
+    out = tmp_path / "sweep"
+    assert main(["compare", str(_tiny_experiment(tmp_path / "tiny.yaml")), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "normlab: dataset 'mnist' is not under" in err and err.count("md5 verified") == 4
+    assert all(server.hits[f"m/{rel}"] == 1 for rel in files)  # fetched before the runs, not once per run
+    for rel, data in files.items():
+        assert (tmp_path / "data" / rel).read_bytes() == data
+    for cell in ("norm=bn-s0", "norm=none-s0"):
+        summary = json.loads((out / "runs" / cell / "summary.json").read_text())
+        assert (summary["dataset"], summary["epochs"]) == ("mnist", 1)
+
+
+def test_compare_offline_lists_the_files_to_place_and_trains_nothing(server, tmp_path, monkeypatch, capsys):
+    root = tmp_path / "data"
+    monkeypatch.setenv("NORMLAB_DATA", str(root))
+    monkeypatch.setenv("NORMLAB_DATA_MIRROR", server.url)
+    out = tmp_path / "sweep"
+    assert main(["compare", str(_tiny_experiment(tmp_path / "tiny.yaml")), "--out", str(out), "--offline"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    from torchvision.datasets import MNIST
+
+    assert err == [f"normlab compare: error: dataset 'mnist' is not present under '{root}' and normlab is offline "
+                   f"(--offline or NORMLAB_OFFLINE=1). Place these files:"] + \
+                  [f"  {root}/MNIST/raw/{f}  (md5 {m}, from {MNIST.mirrors[0]}{f})" for f, m in MNIST.resources]
+    assert sum(server.hits.values()) == 0 and not list((out / "runs").glob("*/summary.json"))

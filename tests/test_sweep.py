@@ -227,6 +227,25 @@ def test_every_shipped_experiment_file_is_valid():
         assert exp.factors and len(exp.seeds) >= 3, f.name
 
 
+def test_dry_run_lists_the_resnet_v2_orders_runs_and_writes_nothing(tmp_path, capsys):
+    from pathlib import Path
+
+    exp_file = Path(__file__).parent.parent / "experiments" / "resnet-v2-orders.yaml"
+    out = tmp_path / "sweep"
+    (out / "runs" / "block_order=original-s1").mkdir(parents=True)
+    (out / "runs" / "block_order=original-s1" / "failed.json").write_text("{}")  # counts as finished
+    assert main(["compare", str(exp_file), "--out", str(out), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (f"resnet-v2-orders: 5 cells x 3 seeds = 15 runs under {out}/runs (1 finished, 14 to train); "
+                        f"nothing trained (--dry-run)")
+    assert lines[1].startswith("base: dataset=digits, model=resnet56, epochs=15,")
+    orders = ["original", "bn-after-add", "relu-before-add", "relu-preact", "full-preact"]  # He et al. fig. 4 (a)-(e)
+    runs = [line.split() for line in lines[2:]]
+    assert [r[0] for r in runs] == [f"block_order={o}-s{s}" for o in orders for s in range(3)]
+    assert [r[1] for r in runs] == ["to", "finished"] + ["to"] * 13
+    assert sorted(p.name for p in out.rglob("*")) == ["block_order=original-s1", "failed.json", "runs"]
+
+
 ALL_FOUR = ["norm=bn-s0", "norm=bn-s1", "norm=none-s0", "norm=none-s1"]
 
 

@@ -281,6 +281,8 @@ def run_compare(args) -> int:
 
     exp = sweep.load_experiment(args.experiment)
     shard = sweep.parse_shard(args.shard)
+    if args.dry_run:
+        return _print_plan(exp, sweep.plan(exp, args.out, shard), args.out)
     outcome = sweep.run_sweep(exp, args.out, jobs=args.jobs, shard=shard)
     rows = sweep.collect(args.out)
     missing = sum(r["status"] == "missing" for r in rows)
@@ -299,12 +301,28 @@ def run_compare(args) -> int:
     return 1 if outcome.failed else 0
 
 
+def _print_plan(exp, jobs, out) -> int:
+    """`compare --dry-run`: the experiment checked (every cell is a valid config) and its runs listed."""
+    done = sum(finished for _, finished in jobs)
+    cells = len({job.cell.id for job, _ in jobs})
+    print(f"{exp.name}: {cells} cells x {len(exp.seeds)} seeds = {len(jobs)} runs under {out}/runs "
+          f"({done} finished, {len(jobs) - done} to train); nothing trained (--dry-run)")
+    print("base: " + ", ".join(f"{k}={v}" for k, v in exp.base.items()))
+    width = max((len(job.name) for job, _ in jobs), default=0)
+    for job, finished in jobs:
+        print(f"  {job.name:<{width}}  {'finished' if finished else 'to train':<8}  seed={job.seed}, "
+              + ", ".join(f"{k}={v}" for k, v in job.cell.levels))
+    return 0
+
+
 @run_compare.arguments
 def _(p):
     p.add_argument("experiment", metavar="EXPERIMENT.yaml", help="base options, factors and seeds (see docs/experiments.md)")
     p.add_argument("--out", required=True, metavar="SWEEP_DIR", help="folder for the runs, results.csv and the report")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="runs trained in parallel worker processes (default: 1)")
     p.add_argument("--shard", metavar="I/N", help="run only the I-th of N slices of the cells (1-based), e.g. 2/4")
+    p.add_argument("--dry-run", action="store_true", help="check the experiment and list its runs (finished or "
+                   "to train) without training or downloading anything")
 
 
 @command("report", "write the report of a sweep folder, or of run folders side by side")

@@ -383,6 +383,7 @@ def run_pending(todo: Sequence[tuple[str, dict]], jobs: int, outcome: SweepOutco
     folder's summary.json or failed.json (see run_job), recorded in `outcome`."""
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
+    fetch_datasets(cfg for _, cfg in todo)
 
     def record(name, status, err, secs):
         if status == "failed":
@@ -407,6 +408,37 @@ def run_pending(todo: Sequence[tuple[str, dict]], jobs: int, outcome: SweepOutco
         except KeyboardInterrupt:
             outcome.interrupted = True
             log("normlab compare: interrupted; keeping the finished runs")
+
+
+def plan(exp: Experiment, out, shard: Optional[tuple[int, int]] = None) -> list[tuple[Job, bool]]:
+    """(job, finished) for every run of the experiment (or of one shard), in the order a sweep
+    trains them; reads OUT but writes nothing (`compare --dry-run`)."""
+    cells = expand(exp)
+    if shard:
+        cells = shard_cells(cells, *shard)
+    return [(job, is_finished(Path(out) / "runs" / job.name)) for job in jobs_of(exp, cells)]
+
+
+def fetch_datasets(configs) -> None:
+    """Before a sweep (`compare`, `claims`) trains: every downloadable set its runs need is fetched
+    once here, so a missing one is one download (not one per worker) and, offline, one error that
+    lists the files to place, instead of every run failing with the first line of it."""
+    from ..data.catalog import ensure_present
+    from ..data.download import data_root
+
+    done = set()
+    for options in configs:
+        try:
+            cfg = make_config(options)
+        except NormlabError:
+            continue  # a bad config fails its own run, with its own message
+        key = (cfg.dataset, data_root(cfg.data_dir))
+        if key not in done:
+            try:
+                ensure_present(cfg.dataset, cfg.data_dir, cfg.data_mirror)
+            except ConfigError:
+                continue  # an unknown set, likewise
+            done.add(key)
 
 
 def run_sweep(exp: Experiment, out, jobs: int = 1, shard: Optional[tuple[int, int]] = None,

@@ -103,3 +103,13 @@ def _download(names: list[str], data_dir: Optional[str], mirror: Optional[str]) 
         vs.ensure(root, mirror=mirror, log=log)
         print(f"{n}: present under {vs.where(root)}")
     return 0
+
+
+
+def ensure_present(name: str, data_dir: Optional[str] = None, mirror: Optional[str] = None, log=None) -> None:
+    """Fetch a downloadable set now if it is missing (offline: the error lists the files to place);
+    nothing for the sets that ship with the dependencies."""
+    vs = get_source(name).files
+    if vs is not None:
+        vs.ensure(download.data_root(data_dir), mirror=mirror,
+                  log=log or (lambda line: print(line, file=sys.stderr, flush=True)))
