@@ -17,8 +17,7 @@ Writes a table to stdout and benchmarks/results/data.json.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +26,9 @@ import torch
 
 from normlab.data import augment, load_dataset
 from normlab.data.loader import DeviceLoader, Normalize, channel_stats
+
+sys.path.insert(0, str(Path(__file__).parent))  # run as `python benchmarks/data.py`: the shared helper beside it
+from bench_record import load_average, write_results  # noqa: E402
 
 PAD, BATCH = 4, 256
 
@@ -95,6 +97,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    load_start = load_average()
     epochs = 1 if args.quick else 3
     rows = []
     for name, x, y in datasets(args.quick):
@@ -109,13 +112,9 @@ def main(argv=None):
     for r in rows:
         print(f"{r['data']:<20} {r['images']:>7,} {r['tutorial_images_per_s']:>15,.0f} "
               f"{r['device_images_per_s']:>13,.0f} {r['speedup']:>7.1f}x")
-    meta = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu_count": __import__("os").cpu_count(), "platform": platform.platform(),
-            "augmentation": f"crop:{PAD},flip + per-channel normalize", "quick": args.quick}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_results(args.out, rows, device=str(device), threads=torch.get_num_threads(),
+                  augmentation=f"crop:{PAD},flip + per-channel normalize", quick=args.quick,
+                  load_average_start=load_start)
 
 
 if __name__ == "__main__":
