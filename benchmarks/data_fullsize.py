@@ -5,21 +5,31 @@ Writes full-size files in the real formats with synthetic content into a tempora
   CIFAR-10 the python tarball, 50,000 + 10,000 images 3x32x32 (five data batches + test batch)
 Images are class templates plus noise, so the content is learnable and not a constant.
 
+Each pipeline is the tutorial's own, at the tutorial's batch size, against normlab's device-resident
+one delivering the same images:
+  MNIST format, lenet-bn   seed 000 (d2l): torchvision dataset with ToTensor() in a DataLoader,
+                           shuffle, 2 worker processes, batch 16 (and its commented-out 256)
+  CIFAR format, resnet20   seed 001: Pad(4), RandomHorizontalFlip, RandomCrop(32), ToTensor in a
+                           DataLoader, shuffle, batch 32, no workers (its default)
+  device                   normlab's load_dataset (uint8 tensors in memory) and DeviceLoader: one
+                           permutation per epoch, each batch gathered, augmented ("pad:4,flip,
+                           randcrop:32" for CIFAR) and scaled to 0..1 at once
 Each measurement runs in a fresh Python process (so peak RSS is its own):
-  load     `normlab.data.load_dataset` into the device-resident form (uint8 tensors): wall time and
-           peak RSS above the process's RSS before loading, for the first load (unpacks the archive
-           once) and a later one (reads the unpacked files), against the raw size (N x C x H x W bytes)
-  deliver  one epoch of shuffled, normalized batches of 256, images/s: normlab's DeviceLoader (one
-           thread) vs the tutorials' torchvision dataset + ToTensor + Normalize in a DataLoader with
-           2 worker processes
-  train    one epoch of Adam (lr 0.001, batch 256) with each pipeline, 2 threads, images/s: lenet-bn
-           on MNIST, resnet20 on CIFAR-10
-Rates are given per wall-clock second and per CPU-second (user + system time of the process and of
-the DataLoader's worker processes): on a machine shared with other jobs only the second means much.
+  load     the whole set (train + test) into memory: normlab's uint8 tensors, and the tutorial's
+           torchvision dataset objects. Wall time and peak RSS above the process's RSS before
+           loading (the peak is reset first), for normlab's first load (unpacks the gzip/tar files
+           once) and a later one, against the raw size (N x C x H x W bytes)
+  deliver  one epoch of batches, images/s (1 torch thread in the main process for both)
+  train    one epoch with Adam (lr 0.001, the tutorials') fed by each pipeline at the tutorial's
+           own batch size (16, 32), images/s, with --train-threads torch threads (default 1: on a
+           shared machine a second intra-op thread spins at barriers; resnet20 trained at 8 images/s
+           with 2 threads against 78 with 1, load average 8.5 on 2 cores)
+Rates are per wall-clock second and per CPU-second (user + system time of the process and of the
+DataLoader's workers); the load average before and after is in the JSON, as is the machine.
 
-    python benchmarks/data_fullsize.py            # everything at full size (minutes on a CPU)
+    flock /tmp/normlab-bench.lock python benchmarks/data_fullsize.py   # full size, one epoch each
     python benchmarks/data_fullsize.py --quick    # the training rows on the first 20 batches only
-Writes a table to stdout and benchmarks/results/data_fullsize.json (with the machine).
+Writes a table to stdout and benchmarks/results/data_fullsize.json.
 """
 
 from __future__ import annotations
@@ -30,7 +40,6 @@ import io
 import json
 import os
 import pickle
-import platform
 import resource
 import subprocess
 import sys
@@ -41,9 +50,19 @@ from pathlib import Path
 
 import numpy as np
 
-BATCH = 256
-SETS = {"mnist": {"shape": (1, 28, 28), "sizes": (60000, 10000), "model": "lenet-bn"},
-        "cifar10": {"shape": (3, 32, 32), "sizes": (50000, 10000), "model": "resnet20"}}
+sys.path.insert(0, str(Path(__file__).parent))  # run as `python benchmarks/X.py`: the shared helper beside it
+from bench_record import load_average, write_results  # noqa: E402
+
+TARGETS = {"load_seconds": 2.0, "peak_over_raw": 2.0, "deliver_ratio": 5.0}  # issue 16: MNIST format, 2 cores
+SETS = {
+    "mnist": {"shape": (1, 28, 28), "sizes": (60000, 10000), "model": "lenet-bn", "batches": (16, 256),
+              "workers": 2, "augment": None,
+              "tutorial": "seed 000: torchvision MNIST-format dataset, ToTensor(), DataLoader(shuffle=True, num_workers=2)"},
+    "cifar10": {"shape": (3, 32, 32), "sizes": (50000, 10000), "model": "resnet20", "batches": (32,),
+                "workers": 0, "augment": "pad:4,flip,randcrop:32",
+                "tutorial": "seed 001: Pad(4), RandomHorizontalFlip(), RandomCrop(32), ToTensor(); "
+                            "DataLoader(shuffle=True), no workers"},
+}
 
 
 # ---------------------------------------------------------------- writing the files
@@ -95,69 +114,95 @@ def write_cifar10(root: Path, sizes=(50000, 10000)) -> None:
 # ---------------------------------------------------------------- measurements (child processes)
 def _cpu_seconds() -> float:
     """User + system CPU time of this process's threads and of its finished (waited) children: the
-    DataLoader's workers count once they have been shut down. Unlike wall time, it does not grow
-    when other jobs share the cores."""
+    DataLoader's workers count once they have been shut down."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _rss_kb() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def child_load(name: str, root: str) -> dict:
+def _reset_peak() -> bool:
+    """Reset the kernel's peak RSS (VmHWM) to the current RSS (Linux >= 4.0), so the peak read
+    later is the load's, not the imports'. False where it cannot be reset."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _tutorial_dataset(name: str, root: str, train: bool = True):
+    from torchvision import transforms
+    from torchvision.datasets import MNIST
+
+    from normlab.data.vision import SETS as VISION, _cifar_class
+
+    if name == "mnist":
+        return MNIST(root, train=train, transform=transforms.ToTensor())
+    t = transforms.Compose([transforms.Pad(4), transforms.RandomHorizontalFlip(), transforms.RandomCrop(32),
+                            transforms.ToTensor()])
+    return _cifar_class(VISION["cifar10"].cls)(root, train=train, transform=t)  # same reader, no MD5 check
+
+
+def child_load(name: str, root: str, pipeline: str = "device") -> dict:
     import torch  # noqa: F401  (imported before the baseline, as in any run)
     import torchvision  # noqa: F401
     from normlab.data import load_dataset
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rss0 = _rss_kb()
+    reset = _reset_peak()
+    rss0 = _status_kb("VmRSS")
     t, c = time.perf_counter(), _cpu_seconds()
-    ds = load_dataset(name, data_dir=root, log=lambda s: None)
+    if pipeline == "device":
+        ds = load_dataset(name, data_dir=root, log=lambda s: None)
+        images = len(ds.train_y) + len(ds.test_y)
+    else:
+        ds = [_tutorial_dataset(name, root, train) for train in (True, False)]
+        images = sum(len(d) for d in ds)
     secs, cpu = time.perf_counter() - t, _cpu_seconds() - c
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    raw = ds.train_x.numel() + ds.test_x.numel()
-    return {"seconds": secs, "cpu_seconds": cpu, "raw_bytes": raw, "peak_extra_bytes": (max(peak, before) - rss0) * 1024,
-            "resident_extra_bytes": (_rss_kb() - rss0) * 1024, "images": len(ds.train_y) + len(ds.test_y)}
+    peak = _status_kb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    raw = images * int(np.prod(SETS[name]["shape"]))
+    return {"seconds": secs, "cpu_seconds": cpu, "raw_bytes": raw, "images": images,
+            "peak_extra_bytes": (peak - rss0) * 1024, "resident_extra_bytes": (_status_kb("VmRSS") - rss0) * 1024,
+            "peak_reset": reset}
 
 
-def _tutorial_dataset(name: str, root: str):
-    from torchvision import transforms
-    from torchvision.datasets import MNIST
-
-    from normlab.data.vision import SETS, _cifar_class
-
-    if name == "mnist":
-        t = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.25,))])
-        return MNIST(root, train=True, transform=t)
-    t = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.25,) * 3)])
-    return _cifar_class(SETS["cifar10"].cls)(root, train=True, transform=t)  # same reader, no MD5 check
-
-
-def _loaders(name: str, root: str, pipeline: str):
+def _loader(name: str, root: str, pipeline: str, batch: int):
     import torch
 
-    from normlab.data import load_dataset
+    from normlab.data import augment, load_dataset
     from normlab.data.loader import DeviceLoader, Normalize
 
     g = torch.Generator().manual_seed(0)
+    spec = SETS[name]
     if pipeline == "tutorial":
-        return torch.utils.data.DataLoader(_tutorial_dataset(name, root), batch_size=BATCH, shuffle=True,
-                                           num_workers=2, generator=g)
+        return torch.utils.data.DataLoader(_tutorial_dataset(name, root), batch_size=batch, shuffle=True,
+                                           num_workers=spec["workers"], generator=g)
     ds = load_dataset(name, data_dir=root, log=lambda s: None)
     c = ds.train_x.shape[1]
-    return DeviceLoader(ds.train_x, ds.train_y, BATCH, Normalize([0.5] * c, [0.25] * c), shuffle=True, generator=g)
+    # mean 0, std 1: the same 0..1 floats as ToTensor (the tutorials normalize no further)
+    return DeviceLoader(ds.train_x, ds.train_y, batch, Normalize([0.0] * c, [1.0] * c), shuffle=True, generator=g,
+                        augment=augment.make_augment(spec["augment"]))
 
 
-def child_deliver(name: str, root: str, pipeline: str) -> dict:
+def _rates(images: int, secs: float, cpu: float) -> dict:
+    return {"images": images, "seconds": secs, "images_per_s": images / secs, "cpu_seconds": cpu,
+            "images_per_cpu_s": images / cpu}
+
+
+def child_deliver(name: str, root: str, pipeline: str, batch: int) -> dict:
     import torch
 
-    # One thread in the main process for both (the tutorial's 2 workers do its work): per-batch
-    # gathers and a normalize of 200,000 values are too small to split, and a second intra-op
-    # thread on a busy machine mostly waits at barriers (25x slower wall time, measured).
+    # One thread in the main process for both (the tutorial's workers, where it has them, do its
+    # work): per-batch gathers of a few hundred KB are too small to split between threads.
     torch.set_num_threads(1)
-    loader = _loaders(name, root, pipeline)
+    loader = _loader(name, root, pipeline, batch)
     seen, t, c = 0, time.perf_counter(), _cpu_seconds()
     it = iter(loader)
     for xb, yb in it:
@@ -166,19 +211,14 @@ def child_deliver(name: str, root: str, pipeline: str) -> dict:
     return _rates(seen, time.perf_counter() - t, _cpu_seconds() - c)
 
 
-def _rates(images: int, secs: float, cpu: float) -> dict:
-    return {"images": images, "seconds": secs, "images_per_s": images / secs, "cpu_seconds": cpu,
-            "images_per_cpu_s": images / cpu}
-
-
-def child_train(name: str, root: str, pipeline: str, max_batches: int) -> dict:
+def child_train(name: str, root: str, pipeline: str, batch: int, max_batches: int, threads: int = 1) -> dict:
     import torch
 
     from normlab import create_model
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
-    loader = _loaders(name, root, pipeline)
+    loader = _loader(name, root, pipeline, batch)
     shape = SETS[name]["shape"]
     model = create_model(SETS[name]["model"], num_classes=10, in_channels=shape[0], input_size=shape[1:])
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -201,19 +241,64 @@ def child_train(name: str, root: str, pipeline: str, max_batches: int) -> dict:
 
 
 def _run_child(*args) -> dict:
-    env = dict(os.environ, NORMLAB_OFFLINE="1", OMP_NUM_THREADS="2")
+    env = dict(os.environ, NORMLAB_OFFLINE="1")
     out = subprocess.run([sys.executable, __file__, "--child", *map(str, args)], env=env, check=True,
                          capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------- main
+def measure(name: str, root: Path, max_batches: int, threads: int = 1, log=print) -> dict:
+    """Every measurement of one set whose files are under root: load, then deliver and train per batch size."""
+    r = {"first_load": _run_child("load", name, root, "device"), "load": _run_child("load", name, root, "device"),
+         "tutorial_load": _run_child("load", name, root, "tutorial"), "batches": {}}
+    for batch in SETS[name]["batches"]:
+        b = r["batches"][str(batch)] = {}
+        train = batch == SETS[name]["batches"][0]  # an epoch of training at the tutorial's own batch only
+        for pipeline in ("tutorial", "device"):
+            b[f"deliver_{pipeline}"] = _run_child("deliver", name, root, pipeline, batch)
+            if train:
+                b[f"train_{pipeline}"] = _run_child("train", name, root, pipeline, batch, max_batches, threads)
+            log(f"{name} batch {batch} {pipeline}: {b[f'deliver_{pipeline}']['images_per_s']:,.0f} images/s "
+                f"delivered" + (f", {b[f'train_{pipeline}']['images_per_s']:,.0f} trained" if train else ""))
+        for kind in ("deliver", "train") if train else ("deliver",):
+            for unit in ("images_per_s", "images_per_cpu_s"):
+                b[f"{kind}_ratio" + ("" if unit == "images_per_s" else "_cpu")] = \
+                    b[f"{kind}_device"][unit] / b[f"{kind}_tutorial"][unit]
+    return r
+
+
+def table(rows: dict) -> str:
+    mb = 1e6
+    lines = [f"{'data':<8} {'images':>7} {'raw MB':>6} {'load s':>6} {'1st load s':>10} {'peak/raw':>8} "
+             f"{'tut load s':>10} {'tut peak/raw':>12}"]
+    for name, r in rows.items():
+        ld, tl = r["load"], r["tutorial_load"]
+        lines.append(f"{name:<8} {ld['images']:>7,} {ld['raw_bytes'] / mb:>6.1f} {ld['seconds']:>6.2f} "
+                     f"{r['first_load']['seconds']:>10.2f} {ld['peak_extra_bytes'] / ld['raw_bytes']:>8.2f} "
+                     f"{tl['seconds']:>10.2f} {tl['peak_extra_bytes'] / tl['raw_bytes']:>12.2f}")
+    lines.append(f"{'data':<8} {'model':<9} {'batch':>5}   images/s delivered: {'tutorial':>9} {'device':>10} {'x':>6}"
+                 f"   trained: {'tutorial':>8} {'device':>7} {'x':>5}   (per CPU-second: delivered x, trained x)")
+    for name, r in rows.items():
+        for batch, b in r["batches"].items():
+            if "train_ratio" in b:
+                trained = (f"{b['train_tutorial']['images_per_s']:>8,.0f} {b['train_device']['images_per_s']:>7,.0f} "
+                           f"{b['train_ratio']:>5.2f}   ({b['deliver_ratio_cpu']:.1f}, {b['train_ratio_cpu']:.2f})")
+            else:
+                trained = f"{'-':>8} {'-':>7} {'-':>5}   ({b['deliver_ratio_cpu']:.1f}, -)"
+            lines.append(f"{name:<8} {SETS[name]['model']:<9} {batch:>5}   {'':>19} "
+                         f"{b['deliver_tutorial']['images_per_s']:>9,.0f} {b['deliver_device']['images_per_s']:>10,.0f} "
+                         f"{b['deliver_ratio']:>6.1f}   {'':>9}{trained}")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="train on the first 20 batches instead of an epoch")
     ap.add_argument("--root", help="data root to write the files in (default: a temporary folder)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "data_fullsize.json"))
     ap.add_argument("--sets", default="mnist,cifar10", help="which of mnist,cifar10 to measure (default: both)")
+    ap.add_argument("--train-threads", type=int, default=1, help="torch threads while training (default 1)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -222,8 +307,8 @@ def main(argv=None):
         rest = [int(r) if r.isdigit() else r for r in rest]
         print(json.dumps(fn(*rest)))
         return
+    load_start = load_average()
     root = Path(args.root or tempfile.mkdtemp(prefix="normlab-fullsize-"))
-    max_batches = 20 if args.quick else 0
     rows = {}
     for name, writer in (("mnist", write_mnist), ("cifar10", write_cifar10)):
         if name not in args.sets.split(","):
@@ -231,36 +316,12 @@ def main(argv=None):
         t = time.perf_counter()
         writer(root)
         print(f"{name}: wrote the files in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-        r = {"first_load": _run_child("load", name, root), "load": _run_child("load", name, root)}
-        for pipeline in ("tutorial", "device"):
-            r[f"deliver_{pipeline}"] = _run_child("deliver", name, root, pipeline)
-            r[f"train_{pipeline}"] = _run_child("train", name, root, pipeline, max_batches)
-            print(f"{name} {pipeline}: {r[f'deliver_{pipeline}']['images_per_cpu_s']:,.0f} images per CPU-second "
-                  f"delivered, {r[f'train_{pipeline}']['images_per_cpu_s']:,.0f} trained", file=sys.stderr)
-        rows[name] = r
-    mb = 1e6
-    print(f"{'data':<8} {'images':>7} {'raw MB':>6} {'peak/raw':>8} {'load s':>6} {'load cpu s':>10} "
-          f"{'1st load s':>10}   per CPU-second: {'deliver tut':>11} {'dev':>9} {'x':>5} {'train tut':>9} {'dev':>6} {'x':>5}")
-    for name, r in rows.items():
-        ld = r["load"]
-        dt, dd = r["deliver_tutorial"]["images_per_cpu_s"], r["deliver_device"]["images_per_cpu_s"]
-        tt, td = r["train_tutorial"]["images_per_cpu_s"], r["train_device"]["images_per_cpu_s"]
-        print(f"{name:<8} {ld['images']:>7,} {ld['raw_bytes'] / mb:>6.1f} {ld['peak_extra_bytes'] / ld['raw_bytes']:>8.2f} "
-              f"{ld['seconds']:>6.2f} {ld['cpu_seconds']:>10.2f} {r['first_load']['seconds']:>10.2f}   "
-              f"{'':>15} {dt:>11,.0f} {dd:>9,.0f} {dd / dt:>5.1f} {tt:>9,.0f} {td:>6,.0f} {td / tt:>5.1f}")
-        print(f"{'':<8} wall images/s: deliver tutorial {r['deliver_tutorial']['images_per_s']:,.0f}, device "
-              f"{r['deliver_device']['images_per_s']:,.0f}; train tutorial {r['train_tutorial']['images_per_s']:,.0f}, "
-              f"device {r['train_device']['images_per_s']:,.0f}")
-    import torch
-
-    meta = {"torch": torch.__version__, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "processor": platform.processor(), "quick": args.quick, "batch_size": BATCH, "threads": "deliver 1, train 2",
-            "tutorial": "torchvision dataset + ToTensor + Normalize, DataLoader(num_workers=2, shuffle=True)",
-            "device": "normlab DeviceLoader on the CPU (uint8 in memory, batch gather + normalize)"}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {out}")
+        rows[name] = measure(name, root, 20 if args.quick else 0, args.train_threads,
+                             log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(table(rows))
+    write_results(args.out, rows, quick=args.quick, load_average_start=load_start, targets=TARGETS,
+                  threads=f"deliver 1, train {args.train_threads}", sets={n: SETS[n] for n in rows},
+                  device="normlab DeviceLoader on the CPU (uint8 in memory, batch gather + augment + scale)")
 
 
 if __name__ == "__main__":

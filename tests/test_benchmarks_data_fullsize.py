@@ -33,7 +33,39 @@ def test_child_measurements_report_their_fields(tmp_path, monkeypatch):
     bench.write_mnist(tmp_path, sizes=(512, 10))
     ld = bench.child_load("mnist", str(tmp_path))
     assert ld["images"] == 522 and ld["raw_bytes"] == 522 * 784 and ld["seconds"] > 0
-    dv = bench.child_deliver("mnist", str(tmp_path), "device")
-    tr = bench.child_train("mnist", str(tmp_path), "device", 1)
+    tl = bench.child_load("mnist", str(tmp_path), "tutorial")
+    assert tl["images"] == 522 and tl["raw_bytes"] == ld["raw_bytes"]
+    dv = bench.child_deliver("mnist", str(tmp_path), "device", 16)
+    tr = bench.child_train("mnist", str(tmp_path), "device", 256, 1)
     assert dv["images"] == 512 and tr["images"] == 256 and 0 <= tr["train_acc"] <= 1
     torch.set_num_threads(1)  # the children set their own thread counts; conftest's is 1
+
+
+def test_device_pipeline_delivers_the_tutorials_tensors(tmp_path, monkeypatch):
+    """Like with like: the device loader's batch holds the images seed 000's ToTensor() gives
+    (the same 0..1 floats up to rounding), and the CIFAR one seed 001's shapes after Pad(4) + RandomCrop(32)."""
+    monkeypatch.setenv("NORMLAB_OFFLINE", "1")
+    bench.write_mnist(tmp_path, sizes=(40, 10))
+    bench.write_cifar10(tmp_path, sizes=(20, 5))
+    dev = bench._loader("mnist", str(tmp_path), "device", 16)  # unpacks the .gz files torchvision reads
+    tut = bench._tutorial_dataset("mnist", str(tmp_path))
+    xb, yb = next(iter(dev))
+    g = torch.Generator().manual_seed(0)
+    order = torch.randperm(40, generator=g)[:16]  # the loader's first permutation, same seed
+    # x * (1/255) against ToTensor's x / 255: equal to the last bit or one rounding step apart
+    torch.testing.assert_close(xb, torch.stack([tut[int(i)][0] for i in order]), rtol=0, atol=1e-7)
+    assert yb.tolist() == [tut[int(i)][1] for i in order]
+    cx, _ = next(iter(bench._loader("cifar10", str(tmp_path), "device", 8)))
+    tx = bench._tutorial_dataset("cifar10", str(tmp_path))[0][0]
+    assert cx.shape[1:] == tx.shape == (3, 32, 32) and cx.dtype == tx.dtype and 0 <= float(cx.min()) <= float(cx.max()) <= 1
+
+
+def test_results_carry_the_machine(tmp_path):
+    import json
+
+    import bench_record  # on sys.path: the benchmark put its folder there to import it
+
+    bench_record.write_results(tmp_path / "r.json", [{"a": 1}], quick=True)
+    meta = json.loads((tmp_path / "r.json").read_text())["meta"]
+    assert meta["torch"] == torch.__version__ and meta["quick"] is True and meta["cpu_model"]
+    assert len(meta["load_average"]) == 3 and meta["date"].endswith("UTC")
