@@ -28,7 +28,7 @@ from normlab.data import augment, load_dataset
 from normlab.data.loader import DeviceLoader, Normalize, channel_stats
 
 sys.path.insert(0, str(Path(__file__).parent))  # run as `python benchmarks/data.py`: the shared helper beside it
-from bench_record import load_average, write_results  # noqa: E402
+from bench_record import machine_info, write_results  # noqa: E402
 
 PAD, BATCH = 4, 256
 
@@ -97,7 +97,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    load_start = load_average()
+    info = machine_info(device)
     epochs = 1 if args.quick else 3
     rows = []
     for name, x, y in datasets(args.quick):
@@ -112,9 +112,8 @@ def main(argv=None):
     for r in rows:
         print(f"{r['data']:<20} {r['images']:>7,} {r['tutorial_images_per_s']:>15,.0f} "
               f"{r['device_images_per_s']:>13,.0f} {r['speedup']:>7.1f}x")
-    write_results(args.out, rows, device=str(device), threads=torch.get_num_threads(),
-                  augmentation=f"crop:{PAD},flip + per-channel normalize", quick=args.quick,
-                  load_average_start=load_start)
+    write_results(args.out, rows, info, threads=torch.get_num_threads(),
+                  augmentation=f"crop:{PAD},flip + per-channel normalize", quick=args.quick)
 
 
 if __name__ == "__main__":

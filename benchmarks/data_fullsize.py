@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))  # run as `python benchmarks/X.py`: the shared helper beside it
-from bench_record import load_average, write_results  # noqa: E402
+from bench_record import machine_info, write_results  # noqa: E402
 
 TARGETS = {"load_seconds": 2.0, "peak_over_raw": 2.0, "deliver_ratio": 5.0}  # issue 16: MNIST format, 2 cores
 SETS = {
@@ -307,7 +307,9 @@ def main(argv=None):
         rest = [int(r) if r.isdigit() else r for r in rest]
         print(json.dumps(fn(*rest)))
         return
-    load_start = load_average()
+    import torch
+
+    info = machine_info(torch.device("cpu"))  # before the run: its load average is the starting one
     root = Path(args.root or tempfile.mkdtemp(prefix="normlab-fullsize-"))
     rows = {}
     for name, writer in (("mnist", write_mnist), ("cifar10", write_cifar10)):
@@ -319,7 +321,7 @@ def main(argv=None):
         rows[name] = measure(name, root, 20 if args.quick else 0, args.train_threads,
                              log=lambda line: print(line, file=sys.stderr, flush=True))
     print(table(rows))
-    write_results(args.out, rows, quick=args.quick, load_average_start=load_start, targets=TARGETS,
+    write_results(args.out, rows, info, quick=args.quick, targets=TARGETS,
                   threads=f"deliver 1, train {args.train_threads}", sets={n: SETS[n] for n in rows},
                   device="normlab DeviceLoader on the CPU (uint8 in memory, batch gather + augment + scale)")
 

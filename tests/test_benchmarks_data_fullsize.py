@@ -65,7 +65,9 @@ def test_results_carry_the_machine(tmp_path):
 
     import bench_record  # on sys.path: the benchmark put its folder there to import it
 
-    bench_record.write_results(tmp_path / "r.json", [{"a": 1}], quick=True)
-    meta = json.loads((tmp_path / "r.json").read_text())["meta"]
-    assert meta["torch"] == torch.__version__ and meta["quick"] is True and meta["cpu_model"]
-    assert len(meta["load_average"]) == 3 and meta["date"].endswith("UTC")
+    info = bench_record.machine_info(torch.device("cpu"))
+    bench_record.write_results(tmp_path / "r.json", [{"a": 1}], info, quick=True)
+    doc = json.loads((tmp_path / "r.json").read_text())
+    meta = doc["meta"]
+    assert meta["torch"] == torch.__version__ and meta["quick"] is True and meta["cpu_model"] and doc["rows"] == [{"a": 1}]
+    assert len(meta["load_average_before"]) == len(meta["load_average_after"]) == 3 and meta["date_utc"].endswith("UTC")
