@@ -41,6 +41,7 @@ import json
 import os
 import pickle
 import resource
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -312,14 +313,18 @@ def main(argv=None):
     info = machine_info(torch.device("cpu"))  # before the run: its load average is the starting one
     root = Path(args.root or tempfile.mkdtemp(prefix="normlab-fullsize-"))
     rows = {}
-    for name, writer in (("mnist", write_mnist), ("cifar10", write_cifar10)):
-        if name not in args.sets.split(","):
-            continue
-        t = time.perf_counter()
-        writer(root)
-        print(f"{name}: wrote the files in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-        rows[name] = measure(name, root, 20 if args.quick else 0, args.train_threads,
-                             log=lambda line: print(line, file=sys.stderr, flush=True))
+    try:
+        for name, writer in (("mnist", write_mnist), ("cifar10", write_cifar10)):
+            if name not in args.sets.split(","):
+                continue
+            t = time.perf_counter()
+            writer(root)
+            print(f"{name}: wrote the files in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+            rows[name] = measure(name, root, 20 if args.quick else 0, args.train_threads,
+                                 log=lambda line: print(line, file=sys.stderr, flush=True))
+    finally:
+        if not args.root:  # the temporary root holds 700 MB of written and unpacked files
+            shutil.rmtree(root, ignore_errors=True)
     print(table(rows))
     write_results(args.out, rows, info, quick=args.quick, targets=TARGETS,
                   threads=f"deliver 1, train {args.train_threads}", sets={n: SETS[n] for n in rows},
