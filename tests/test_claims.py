@@ -87,10 +87,10 @@ def test_cli_claims_only_writes_report(tmp_path, capsys):
     md = (out / "claims.md").read_text()
     assert "128,049,152" in md and "308,281,344" in md and "**holds**" in md
     rows = parse_table((out / "claims.html").read_text()).rows[1:]
-    assert [(r[0][0], r[1]) for r in rows] == [
-        ("inception-1x1: " + claims.CLAIMS["inception-1x1"].text, ("holds", "holds")),
-        ("norm-train-eval: " + claims.CLAIMS["norm-train-eval"].text, ("holds", "holds"))]
-    assert rows[0][2][0] == "0.415 x mult-adds (with / without 1x1)"  # 128,049,152 / 308,281,344
+    assert [(r[0][0], r[1][0], r[2]) for r in rows] == [
+        ("inception-1x1", claims.CLAIMS["inception-1x1"].text, ("holds", "holds")),
+        ("norm-train-eval", claims.CLAIMS["norm-train-eval"].text, ("holds", "holds"))]
+    assert rows[0][3][0] == "0.415 x mult-adds (with / without 1x1)"  # 128,049,152 / 308,281,344
     assert doc["claims"][0]["effect"] == pytest.approx(128_049_152 / 308_281_344)
 
 
@@ -482,8 +482,10 @@ def test_html_report_one_row_per_claim_with_coloured_verdicts():
     p = parse_table(text)
     assert p.title == "The tutorials' claims, measured (--quick run)"
     header, *rows = p.rows
-    assert [c[0] for c in header] == ["claim", "verdict", "effect [95% interval] (unit)", "p (Holm)", "n", "seconds"]
-    assert [r[0][0] for r in rows] == [f"{n}: {n} <b>&</b>" for n in "abcde"]  # escaped, so it is text
+    assert [c[0] for c in header] == ["claim", "what the tutorials say", "verdict", "effect [95% interval] (unit)",
+                                      "p (Holm)", "n", "seconds"]
+    assert [(r[0][0], r[1][0]) for r in rows] == [(n, f"{n} <b>&</b>") for n in "abcde"]  # escaped, so it is text
+    rows = [r[1:] for r in rows]
     assert [r[1] for r in rows] == [("holds", "holds"), ("does not hold here", "fails"),
                                     ("inconclusive", "inconclusive"), ("holds", "holds"), ("holds", "holds")]
     assert [r[2][0] for r in rows] == ["+0.50 [+0.25, +0.75] accuracy points",
@@ -500,7 +502,7 @@ def test_markdown_table_escapes_pipes_in_cells():
         {"name": "a", "claim": "c | d", "verdict": claims.HOLDS, "summary": "max |train-eval| 0", "setting": "s",
          "seconds": 1.0, "effect": None, "ci": None}]}
     md = claims.render_markdown(doc)
-    assert "| `a`: c \\| d | **holds** | – | – | exact | 1.0 |" in md.splitlines()
+    assert "| `a` | c \\| d | **holds** | – | – | exact | 1.0 |" in md.splitlines()
     assert "Measured: max |train-eval| 0." in md.splitlines()  # outside a table a pipe stays
 
 
@@ -556,6 +558,8 @@ def test_differences_csv_matches_a_hand_computation(fake, tmp_path):
     # the page says how many seeds the inconclusive one would need, and links its runs and configs
     text = (tmp_path / "rep" / "claims.html").read_text()
     assert f"inconclusive (~{int(lenet['seeds_needed']):,} seeds for this size)" in text
+    summary = [r for r in parse_table(text).rows if r and r[0][0] == "bn-lenet-early"]
+    assert summary[0][2] == (f"inconclusive (~{int(lenet['seeds_needed']):,} seeds for this size)", "inconclusive")
     assert '<a href="configs/lenet-early/norm=bn.yaml">norm=bn.yaml</a>' in text
     assert '<a href="runs/quick/lenet-early/runs/norm=bn-s2/">s2</a>' in text
     cfg = (tmp_path / "rep" / "configs" / "lenet-early" / "norm=bn.yaml").read_text()

@@ -393,7 +393,7 @@ def run_claims_cmd(args) -> int:
     if "missing" in doc:
         return 0  # failed runs are results here (a diverged lr, BN at batch 1), named in the report
     print(f"{len(doc['claims'])} claims in {doc['total_seconds']:.0f} s ({doc['trained_now']} runs trained now, "
-          f"{doc['resumed']} already finished) -> {args.out}/claims.md, claims.html and claims.json")
+          f"{doc['resumed']} already finished) -> {args.out}/claims.md, claims.html, claims.json and differences.csv")
     return 0
 
 

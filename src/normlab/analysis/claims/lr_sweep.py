@@ -51,7 +51,7 @@ def figure(cells: dict):
     matplotlib Figure in the reports' style (analysis/figures.py), saved by the report."""
     from ..figures import new_figure, style
 
-    fig, (ax,) = new_figure(1, 1, (6.4, 4.0))
+    fig, (ax,) = new_figure(1, 1, (6.4, 5.0))
     for i, arm in enumerate(ARMS):
         st = style(i)
         xs, ys, div = [], [], []
@@ -72,7 +72,7 @@ def figure(cells: dict):
     ax.set_xlabel("learning rate (log scale)"), ax.set_ylabel("final test accuracy (%)")
     ax.set_ylim(-3, 103)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)  # off the data
     ax.set_title("BN and the learning rate (per-rate means over seeds)")
     return fig
 

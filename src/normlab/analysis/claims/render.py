@@ -96,13 +96,15 @@ def difference_rows(doc: dict) -> list[dict]:
 
 # ---------------------------------------------------------------- tables
 def summary_table(doc: dict) -> list[list]:
-    rows = [["claim", "verdict", "effect [95% interval] (unit)", "p (Holm)", "n", "seconds"]]
+    rows = [["claim", "what the tutorials say", "verdict", "effect [95% interval] (unit)", "p (Holm)", "n",
+             "seconds"]]
     for r in doc["claims"]:
         tests = tests_of(r)
         ph = max((t["p_holm"] for t in tests if t.get("p_holm") is not None and math.isfinite(t["p_holm"])),
                  default=None)
         n = tests[0]["n"] if tests else None
-        rows.append([f"`{r['name']}`: {r['claim']}", Mark(r["verdict"], VERDICT_CLASS.get(r["verdict"], "inconclusive")),
+        shown = verdict_text(tests[0]) if len(tests) == 1 else r["verdict"]
+        rows.append([f"`{r['name']}`", r["claim"], Mark(shown, VERDICT_CLASS.get(r["verdict"], "inconclusive")),
                      claim_effect(r), _p(ph), "exact" if n is None else str(n), num(r["seconds"], 1)])
     return rows
 
