@@ -80,7 +80,7 @@ def figure(cells: dict):
 def _cell_text(c: dict) -> str:
     acc = [a for a in c["test_acc"] if math.isfinite(a)]
     div = c["status"].count("diverged")
-    text = f"{mean(acc):.2f}" if acc else "–"
+    text = f"{100 * mean(acc):.1f}%" if acc else "–"
     return text + (f" ({div} diverged)" if div else "")
 
 
@@ -98,7 +98,7 @@ def claim_bn_lr(runs, setting: str) -> dict:
     hi = {a: sorted({round(10 ** v, 3) for v in best[a]}) for a in ARMS}
     c["summary"] = (f"highest lr that trains: none {hi['none']}, bn {hi['bn']}; effect {c['effect']:+.2f} "
                     f"[{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] decades of lr" + (" (BN trains at the top of the grid in some seed: a lower bound)"
-                    if max(best["bn"]) >= math.log10(LR_GRID[-1]) else "") + "; test accuracy by lr: " +
+                    if max(best["bn"]) >= math.log10(LR_GRID[-1]) else "") + "; mean test accuracy by lr: " +
                     "; ".join(f"{a}: " + ", ".join(f"{lr} {_cell_text(cells[f'{a}@{lr}'])}" for lr in LR_GRID)
                               for a in ARMS))
     return c

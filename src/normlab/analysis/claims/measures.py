@@ -42,7 +42,7 @@ def unit(name: str, scale: float = 1.0):
 
 
 ACC = ("accuracy points", 100.0)
-NATS = ("nats (cross-entropy)", 1.0)
+NATS = ("nats", 1.0)  # cross-entropy
 
 
 def metric(key: str, how: tuple):
