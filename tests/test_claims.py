@@ -494,7 +494,7 @@ def test_html_report_one_row_per_claim_with_coloured_verdicts():
     assert rows[0][5] == ("1,234.5", "num")  # thousands separators
     assert "<code>a</code>" in text and "<code>digits</code>" in text
     assert '<div class="scroll" tabindex="0" role="region" aria-label="table">' in text  # scrolls in its box
-    assert "3 holds, 1 does not hold here, 1 inconclusive; 12 s in all" in text
+    assert "3 holds, 1 does not hold here, 1 inconclusive; 12 s for the command that wrote this page" in text
 
 
 def test_markdown_table_escapes_pipes_in_cells():
@@ -566,6 +566,8 @@ def test_differences_csv_matches_a_hand_computation(fake, tmp_path):
     assert "model: lenet-bn" in cfg and "seed:\n- 0\n- 1\n- 2" in cfg
     assert "`" not in text and "<pre><code>" in text  # the base configs as YAML
     assert (tmp_path / "rep" / "effects.svg").is_file() and (tmp_path / "rep" / "effects.png").is_file()
+    assert f"with torch {torch.__version__}" in text and "This command trained 12 runs" in text  # provenance
+    assert "; 3 s of training (every run counted once, one thread each)" in text  # 12 fake runs of 0.25 s
 
 
 def test_gap_claims_share_the_unregularized_runs_and_measure_in_eval_mode(fake, tmp_path, monkeypatch):

@@ -5,7 +5,7 @@
 browser's smallest window), so it cannot show a phone. This script drives Chromium over its
 DevTools pipe instead and emulates the device width (as the browser's device toolbar does):
 
-    python docs/screenshots/shoot.py PAGE.html OUT.png --width 390 [--scroll-tables]
+    python docs/screenshots/shoot.py PAGE.html OUT.png --width 390 [--scroll-tables] [--palette 128]
 
 --scroll-tables scrolls every table box to its last column first: the proof that a reader on a
 phone reaches every column by swiping the table.
@@ -72,6 +72,15 @@ class Browser:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
+def to_palette(path: Path, colors: int) -> None:
+    """Rewrite a screenshot with a palette of `colors` (a page of text and a few figures needs few;
+    the file shrinks to about a third)."""
+    from PIL import Image
+
+    im = Image.open(path).convert("RGB")
+    im.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+
+
 def shoot(page: Path, out: Path, width: int, scroll_tables: bool) -> None:
     b = Browser()
     try:
@@ -100,5 +109,8 @@ if __name__ == "__main__":
     ap.add_argument("out", type=Path)
     ap.add_argument("--width", type=int, default=390)
     ap.add_argument("--scroll-tables", action="store_true")
+    ap.add_argument("--palette", type=int, metavar="N", help="save with a palette of N colours (smaller file)")
     a = ap.parse_args()
     shoot(a.page, a.out, a.width, a.scroll_tables)
+    if a.palette:
+        to_palette(a.out, a.palette)

@@ -94,7 +94,9 @@ def claim_bn_lr(runs, setting: str) -> dict:
                     f"{TRAINS_ACC}; effect = log10 of the highest lr that trains, BN minus none (decades), per seed; "
                     f"n = {len(runs.seeds)} paired seeds")
     c["numbers"] = {"cells": cells, "highest_lr": {a: [10 ** v for v in best[a]] for a in ARMS}}
-    c["figures"] = {"bn-higher-lr.png": figure(cells)}
+    c["figures"] = {"bn-higher-lr.png": (figure(cells), "Final test accuracy (%) against the learning rate (log "
+                                                        "scale), mean of the runs that finished; crosses at 0: rates "
+                                                        "where seeds diverged.")}
     hi = {a: sorted({round(10 ** v, 3) for v in best[a]}) for a in ARMS}
     c["summary"] = (f"highest lr that trains: none {hi['none']}, bn {hi['bn']}; effect {c['effect']:+.2f} "
                     f"[{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] decades of lr" + (" (BN trains at the top of the grid in some seed: a lower bound)"

@@ -45,7 +45,9 @@ def value(x: float, unit: str, sign: bool = False) -> str:
 
 def what_in(what: str, unit: str) -> str:
     """The measure's name with the unit of its values: % for accuracies and fractions shown in points."""
-    return f"{what} (%)" if "points" in unit else f"{what} ({unit})" if unit else what
+    if not unit or unit.lower() in what.lower():
+        return what
+    return f"{what} (%)" if "points" in unit else f"{what} ({unit})"
 
 
 def effect_text(c: dict) -> str:
@@ -96,7 +98,7 @@ def interaction(runs, arm: tuple, baseline: tuple, measure: Callable, direction:
     arm_drop = [h - lo for h, lo in zip(vals[arm[0]], vals[arm[1]])]
     base_drop = [h - lo for h, lo in zip(vals[baseline[0]], vals[baseline[1]])]
     c = compare_arms(base_drop, arm_drop, direction, u, (f"{baseline[0]} - {baseline[1]}", f"{arm[0]} - {arm[1]}"),
-                     f"{what}, drop")
+                     f"drop in {what}")
     means = {lab: mean(v) for lab, v in vals.items()}
     c["setting"] = (f"{setting}; effect = ({arm[0]} - {arm[1]}) - ({baseline[0]} - {baseline[1]}) per seed; "
                     f"n = {len(arm_drop)} paired seeds")

@@ -35,8 +35,10 @@ INTRO = ("Verdicts are about this small setting (tiny models, few epochs and see
 def tally(doc: dict) -> str:
     counts = {v: sum(r["verdict"] == v for r in doc["claims"]) for v in (HOLDS, FAILS, INCONCLUSIVE, TOO_FEW)}
     text = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    if doc.get("train_seconds_total"):
+        text += f"; {num(doc['train_seconds_total'], 0)} s of training (every run counted once, one thread each)"
     if doc.get("total_seconds") is not None:
-        text += f"; {num(doc['total_seconds'], 0)} s in all"
+        text += f"; {num(doc['total_seconds'], 0)} s for the command that wrote this page"
     return text + "."
 
 
@@ -128,7 +130,7 @@ def per_seed_table(r: dict, seeds: list) -> list[list]:
         cells = {f"{base} (baseline)": r["baseline"], f"{arm} (arm)": r["arm"]}
     seeds = seeds if seeds and len(seeds) == len(next(iter(cells.values()))) else \
         list(range(len(next(iter(cells.values())))))
-    rows = [["arm", *(f"seed {s}" for s in seeds), "mean"]]
+    rows = [[f"arm ({'%' if 'points' in u else u or 'value'})", *(f"seed {s}" for s in seeds), "mean"]]
     for k, vs in cells.items():
         finite = [v for v in vs if math.isfinite(v)]
         rows.append([k, *(value(v, u) for v in vs), value(sum(finite) / len(finite), u) if finite else "–"])
@@ -206,9 +208,9 @@ def _figures(out: Path, doc: dict, live: dict) -> dict:
     from .plots import effects_figure
 
     figs = {}
-    for name, fig in live.items():
+    for name, (fig, caption) in live.items():
         png = figures.save(fig, out / name)
-        figs[name] = render.Figure(png, name, name.rsplit(".", 1)[0], f"Figure `{name}`.")
+        figs[name] = render.Figure(png, name, name.rsplit(".", 1)[0], caption)
     fig = effects_figure(doc)
     if fig is not None:
         png = figures.save(fig, out / EFFECTS_FIGURE, layout=False)  # laid out around its legend already

@@ -156,9 +156,38 @@ def describe(exps: dict, arms: dict, work: Path, out: Path) -> dict:
             "arms": {name: {label: [e, cell.id] for label, (e, cell) in a.items()} for name, a in arms.items()}}
 
 
-def load_text(start: tuple, end: tuple) -> str:
-    return (f"Load average (1, 5, 15 min) when the run began: {', '.join(f'{x:.2f}' for x in start)}; when it "
-            f"ended: {', '.join(f'{x:.2f}' for x in end)} (the seconds are wall time on a shared machine).")
+def load_text(start: tuple, end: tuple, trained: int) -> str:
+    loads = (f"load average (1, 5, 15 min) {', '.join(f'{x:.2f}' for x in start)} when this command began, "
+             f"{', '.join(f'{x:.2f}' for x in end)} when it ended")
+    if not trained:
+        return f"This command trained no run (it measured finished ones); {loads}."
+    return f"This command trained {trained} runs; {loads} (the seconds are wall time on a shared machine)."
+
+
+def trained_text(work: Path) -> str:
+    """Where, with what and when the runs were trained, from their summary.json files."""
+    devices, torches, threads, times = set(), set(), set(), []
+    for p in work.glob("*/runs/*/summary.json"):
+        try:
+            sm = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        devices.add(str(sm.get("device", "?")))
+        torches.add(str((sm.get("versions") or {}).get("torch", "?")))
+        threads.add(str(sm.get("threads", "?")))
+        times.append(p.stat().st_mtime)
+    if not times:
+        return "No run has finished."
+    when = lambda t: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))  # noqa: E731
+    return (f"Runs trained on {', '.join(sorted(devices))} with torch {', '.join(sorted(torches))}, "
+            f"{'/'.join(sorted(threads))} thread(s) each, finished between {when(min(times))} and {when(max(times))}.")
+
+
+def train_seconds(exps: dict, work: Path) -> float:
+    """Wall seconds of every planned run, each counted once (a resumed run keeps its own)."""
+    from .measures import seconds
+
+    return sum(seconds(work / e / "runs" / j.name) for e, (exp, cells) in exps.items() for j in jobs_of(exp, cells))
 
 
 def run_claims(out, quick: bool = False, only: Optional[str] = None, jobs: int = 1,
@@ -184,7 +213,9 @@ def run_claims(out, quick: bool = False, only: Optional[str] = None, jobs: int =
         log(f"{r['name']}: {r['verdict']} ({r['summary']})")
     write_cell_configs(exps, work, out)
     doc = {"quick": quick, "claims": results, "total_seconds": time.perf_counter() - t_all,
-           "trained_now": len(outcome.ran), "resumed": len(outcome.skipped), **describe(exps, arms, work, out)}
-    doc["provenance"] = render.provenance(load_text(load_start, os.getloadavg()))
+           "train_seconds_total": train_seconds(exps, work), "trained_now": len(outcome.ran),
+           "resumed": len(outcome.skipped), **describe(exps, arms, work, out)}
+    doc["provenance"] = render.provenance(f"{trained_text(work)} "
+                                          f"{load_text(load_start, os.getloadavg(), len(outcome.ran))}")
     write_reports(out, doc)
     return doc
