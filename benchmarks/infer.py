@@ -256,13 +256,16 @@ def run_cell(name: str, size: int, batch: int, names, rounds: int, seconds: floa
     return row
 
 
-def utilization(rows: list, peak_fp32: float) -> None:
-    """Achieved FLOP/s and fraction of the fp32 matmul peak, per variant, into each row."""
+def utilization(rows: list, peak_fp32: float, conv_fp32: float | None = None) -> None:
+    """Achieved FLOP/s and fraction of the fp32 matmul peak (and of the large convolution's
+    FLOP/s, when measured), per variant, into each row."""
     print(f"\nachieved GFLOP/s and % of the fp32 matmul peak ({peak_fp32 / 1e9:,.0f} GFLOP/s); FLOPs = 2 x mult-adds:")
     for row in rows:
         f = row["forward_flops_per_image"]
         row["gflop_s"] = {k: s * f / 1e9 for k, s in row["img_s"].items()}
         row["frac_fp32_peak"] = {k: s * f / peak_fp32 for k, s in row["img_s"].items()}
+        if conv_fp32:
+            row["frac_fp32_conv_peak"] = {k: s * f / conv_fp32 for k, s in row["img_s"].items()}
         best = max(row["img_s"], key=row["img_s"].get)
         print(f"  {row['model']:<15}{row['size']:>3}px b{row['batch']:<4} eager {row['gflop_s']['eager']:6.1f} "
               f"({100 * row['frac_fp32_peak']['eager']:4.1f}%)  best {best} {row['gflop_s'][best]:6.1f} "
@@ -343,7 +346,7 @@ def main(argv=None) -> None:
     peak = {k: max(x[k] for x in samples) for k in peak_before}
     print(f"\nmatmul peak at the end: {format_peaks(peak_after)}; used (highest of {len(samples)} samples): "
           f"{format_peaks(peak)}")
-    utilization(rows, peak["fp32"])
+    utilization(rows, peak["fp32"], peak.get("fp32_conv"))
     if device.type == "cpu":
         ort_ratios(rows)
     out = Path(args.out)
