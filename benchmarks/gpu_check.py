@@ -34,7 +34,8 @@ from normlab.train.optim import make_optimizer
 
 # (recipe, options over it)
 FAST_WAYS = {
-    "fast (CPU recipe, batch 64)": ("fast", {}),
+    # fast-v1: the CPU recipe these GPU figures were first taken with (fast-gpu builds on it)
+    "fast-v1 (CPU recipe, batch 64)": ("fast-v1", {}),
     "fast-gpu": ("fast-gpu", {}),
     "fast-gpu, 36 epochs": ("fast-gpu", {"epochs": 36}),
     "fast-gpu, batch 512, lr 0.03, 40 epochs": ("fast-gpu", {"batch_size": 512, "lr": 0.03, "epochs": 40}),
