@@ -197,7 +197,7 @@ def test_a_killed_node_makes_the_other_exit_with_a_one_line_error(tmp_path):
 
 
 def test_a_stalled_node_makes_the_other_exit_after_dist_timeout(tmp_path):
-    a, b, worker = lost_node(tmp_path, "--dist-timeout", "60")
+    a, b, worker = lost_node(tmp_path, "--dist-timeout", "30")
     try:
         log = tmp_path / "node0.log"
         assert exit_code(a, 600, log) != 0  # node 1 is alive but silent: only the timeout ends the wait
@@ -208,7 +208,7 @@ def test_a_stalled_node_makes_the_other_exit_after_dist_timeout(tmp_path):
         except ProcessLookupError:
             pass
     text = log.read_text()
-    assert re.search(r"^normlab train: error: rank [01] of 2 waited longer than --dist-timeout \(60 s\) for "
+    assert re.search(r"^normlab train: error: rank [01] of 2 waited longer than --dist-timeout \(30 s\) for "
                      r"another process", text, re.M), text[-4000:]
 
 
