@@ -45,7 +45,6 @@ class GraphedStep:
 
     def __init__(self, step: Step, warmup: int = 3):
         self.step, self.warmup = step, warmup
-        self.model, self.optimizer = step.model, step.optimizer
         self.graph = None
         self.done = 0
         self.side = None  # one side stream for all warm-up steps, so autograd's nodes keep one stream
@@ -55,20 +54,22 @@ class GraphedStep:
 
     def __call__(self, xb, yb):
         s = self.step
-        if s.channels_last and xb.dim() == 4:
-            xb = xb.contiguous(memory_format=torch.channels_last)
+        xb = s.prepare(xb)
         if self.graph is None:
             if self.done < self.warmup:
                 self.done += 1
                 return self._eager_on_side_stream(xb, yb)
             self._capture(xb, yb)
-        if xb.shape != self.x.shape or xb.stride() != self.x.stride():
-            return self._eager_into_graph_grads(xb, yb)
-        self.x.copy_(xb)
-        self.y.copy_(yb)
-        self.graph.replay()
+        if xb.shape == self.x.shape and xb.stride() == self.x.stride():
+            self.x.copy_(xb)
+            self.y.copy_(yb)
+            self.graph.replay()
+            out, loss = self.out.clone(), self.loss.clone()
+        else:  # another shape (an epoch's last batch) runs eagerly, into the graph's gradient tensors
+            s.optimizer.zero_grad(set_to_none=False)
+            out, loss = self._forward_backward(xb, yb)
         s.finish_update(s.optimizer.param_groups[0]["lr"])
-        return self.out.clone(), self.loss.clone()
+        return out, loss
 
     def _eager_on_side_stream(self, xb, yb):
         if self.side is None:
@@ -102,10 +103,3 @@ class GraphedStep:
         out, loss, total = s.losses(xb, yb, cache)
         (s.scaler.scale(total) if s.scaler is not None else total).backward()
         return out.detach(), loss.detach()
-
-    def _eager_into_graph_grads(self, xb, yb):
-        s = self.step
-        s.optimizer.zero_grad(set_to_none=False)  # keep the graph's gradient tensors
-        out, loss = self._forward_backward(xb, yb)
-        s.finish_update(s.optimizer.param_groups[0]["lr"])
-        return out, loss

@@ -34,9 +34,14 @@ class Step:
 
             raise ConfigError("optimizer lbfgs: fp16 loss scaling does not fit its closure; use --precision fp32 or bf16")
 
-    def __call__(self, xb, yb):
+    def prepare(self, xb):
+        """The batch in the model's memory format."""
         if self.channels_last and xb.dim() == 4:
-            xb = xb.contiguous(memory_format=torch.channels_last)
+            return xb.contiguous(memory_format=torch.channels_last)
+        return xb
+
+    def __call__(self, xb, yb):
+        xb = self.prepare(xb)
         if isinstance(self.optimizer, torch.optim.LBFGS):
             return self._closure_step(xb, yb)
         out, loss, total = self.losses(xb, yb)
