@@ -23,6 +23,9 @@ BASE = ["--dataset", "digits", "--model", "mlp", "--optimizer", "sgd", "--lr", "
         "--threads", "1"]
 
 
+LATE = Path(__file__).resolve().parent / "helpers" / "late_rank_normlab.py"
+
+
 def torchrun(tmp_path, name, *args):
     out = tmp_path / name
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -81,6 +84,23 @@ def test_resume_under_ddp(tmp_path):
     assert r.returncode == 0, r.stderr[-4000:]
     a, b = RunDir(full).load_weights(), RunDir(cut).load_weights()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_with_more_epochs_replans_every_rank_alike(tmp_path):
+    """Rank 0 rewrites config.json with the new --epochs when it resumes; a rank that reads the
+    file after that must still re-plan the lr schedule from the old count (it once did not, and
+    the replicas diverged). The late rank is forced by the helper, not left to chance."""
+    cut, _ = torchrun(tmp_path, "cut", "--batch-size", "16", "--epochs", "1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", LATE_EPOCHS="2")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                        str(LATE), "train", "--resume", str(cut), "--epochs", "2", "--no-progress"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    assert "re-planned for 2 epochs (it was 1)" in r.stdout + r.stderr
+    assert json.loads((cut / "summary.json").read_text())["replicas_identical"] is True
+    single(tmp_path, "one", epochs=1)
+    ref = normlab.train(dict(epochs=2), resume=str(tmp_path / "one"), log=lambda *a: None)
+    assert_weights_close(cut, ref.model, rtol=1e-4, atol=1e-5)
 
 
 def test_sync_bn_needs_several_processes():

@@ -19,10 +19,16 @@ spec.loader.exec_module(doc_commands)
 PAGES = [p for p in doc_commands.documents() if any(b.mode == "run" for b in doc_commands.blocks(p))]
 
 
+def errors(out: str) -> str:
+    """normlab's one-line errors, which torchrun's own report would push out of the tail."""
+    return "\n".join(line for line in out.splitlines() if line.startswith("normlab") and "error:" in line)
+
+
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_every_command_on_the_page_runs(page):
     failures = doc_commands.run_document(page, log=lambda *a: None)
-    report = "\n\n".join(f"{b.where}:\n{b.text}\n--- output (end):\n{out[-2000:]}" for b, out in failures)
+    report = "\n\n".join(f"{b.where}:\n{b.text}\n--- normlab's errors:\n{errors(out)}\n--- output (end):\n{out[-2000:]}"
+                         for b, out in failures)
     assert not failures, report
 
 

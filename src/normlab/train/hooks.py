@@ -70,7 +70,7 @@ class Checkpoint(Hook):
         r.model.load_state_dict(ckpt.weights(checkpoint.MODEL))
         r.optimizer.load_state_dict(state["optimizer"])
         r.scheduler.load_state_dict(state["scheduler"])
-        replan_schedule(loop, run.read_json("config.json").get("epochs"))
+        replan_schedule(loop, loop.planned_epochs)
         checkpoint.set_rng_state(state["rng"], r.pipe.train.generator)
         if loop.ema is not None:
             loop.ema.shadow.load_state_dict(ckpt.weights(checkpoint.EMA_FILE))

@@ -59,6 +59,7 @@ class Loop:
     epoch: int = 0
     start_epoch: int = 1
     elapsed0: float = 0.0  # seconds trained before a resume
+    planned_epochs: Optional[int] = None  # a resumed run's --epochs as its config.json had it
     start: float = 0.0  # perf_counter origin of elapsed_seconds
     best_score: float = -1.0
     best_epoch: int = 0
@@ -119,11 +120,15 @@ def _train(config, log, resume, extra_hooks: list, d: distributed.Dist, held: Ex
     if resume is not None:
         run_dir = _open_for_resume(resume)
         changes = {k: v for k, v in config.items() if k in RESUME_OPTIONS} if isinstance(config, dict) else {}
-        cfg = make_config(run_dir.read_json("config.json"), changes)
-        latest = False
+        # Read once, here: every rank reads it before build_run's DDP set-up (a collective), and
+        # rank 0 rewrites it only after that, so no rank sees the new --epochs as the old one.
+        saved = run_dir.read_json("config.json")
+        cfg = make_config(saved, changes)
+        latest, planned = False, saved.get("epochs")
     else:
         cfg = make_config(config)
         latest = cfg.out is None  # a default folder under runs/: runs/latest will point to it
+        planned = None
         cfg = cfg.replace(out=default_out(cfg))
     run = build_run(cfg, dist=d)
     if latest:
@@ -154,7 +159,7 @@ def _train(config, log, resume, extra_hooks: list, d: distributed.Dist, held: Ex
         run_dir.write_json("preprocess.json", run.preprocess)
     else:
         run_dir = RunDir(run.cfg.out)
-    loop = Loop(run, run_dir, log, resume=has_epoch)
+    loop = Loop(run, run_dir, log, resume=has_epoch, planned_epochs=planned)
     hooks = default_hooks(loop) + extra_hooks
     summary = fit(loop, hooks)
     return Result(run_dir.path, run.cfg, loop.rows, summary, loop.evaluated)
