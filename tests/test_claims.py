@@ -506,6 +506,19 @@ def test_markdown_table_escapes_pipes_in_cells():
     assert "Measured: max |train-eval| 0." in md.splitlines()  # outside a table a pipe stays
 
 
+def test_a_verdict_from_the_margin_says_so():
+    from normlab.analysis.claims import render, verdict
+
+    base = [13.0 + 0.1 * i for i in range(20)]
+    arm = [b - 0.05 + (0.3 if i % 2 else -0.3) for i, b in enumerate(base)]  # -0.05 points, sd ~0.3
+    t = claims.compare_arms(base, arm, -1, "accuracy points", ("plain", "l2"), "gap", margin=1.0)
+    verdict.decide_family([t])
+    assert t["verdict"] == claims.FAILS and t["p_holm"] > 0.05 and t["p_margin_holm"] < 1e-6 and t["family"] == 2
+    assert render.verdict_text(t) == "does not hold here (smaller than 1.00)"
+    assert "margin 1.00 accuracy points (the smallest effect that would count, fixed before the runs)" in \
+        render.stats_text(t)
+
+
 def test_differences_csv_matches_a_hand_computation(fake, tmp_path):
     """Two claims, each one comparison of 3 seeds; every column of differences.csv against numbers
     worked out by hand (the t distribution with 2 degrees of freedom has a closed form)."""
@@ -522,7 +535,9 @@ def test_differences_csv_matches_a_hand_computation(fake, tmp_path):
     run(tmp_path, "bn-deep-mlp,bn-lenet-early,inception-1x1")
     rows = list(csv.DictReader(open(tmp_path / "rep" / "differences.csv")))
     assert list(rows[0]) == ["claim", "cell", "baseline", "metric", "unit", "n", "mean_difference", "low", "high",
-                             "method", "p", "p_holm", "prob_better", "verdict", "seeds_needed"]
+                             "method", "p", "p_holm", "prob_better", "verdict", "seeds_needed", "margin",
+                             "p_margin_holm"]
+    assert all(row["margin"] == row["p_margin_holm"] == "" for row in rows)  # no claim here names a margin
     t975 = 4.302652729911275  # t(0.975, 2 df)
 
     def p_two_sided(t):  # Student t, 2 df: P(|T| > t) = 1 - t / sqrt(2 + t^2)

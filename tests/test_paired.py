@@ -78,6 +78,43 @@ def test_decide_verdicts_use_the_adjusted_p():
         paired.decide([sure], directions=[2])
 
 
+def test_a_margin_makes_a_null_effect_decisive():
+    rng = np.random.default_rng(3)
+    base = rng.normal(13.7, 0.7, 20)
+    small = base + rng.normal(-0.2, 0.8, 20)      # narrows the gap by ~0.2 points: "not by 1"
+    large = base + rng.normal(-1.5, 0.8, 20)      # narrows it by ~1.5: holds
+    near = base[:10] + rng.normal(-0.5, 0.1, 10)  # surely narrows, by less than the margin: holds
+    cs = [paired.compare(base, small, better=-1), paired.compare(base, large, better=-1),
+          paired.compare(base[:10], near, better=-1)]
+    out = paired.decide(cs, directions=[-1, -1, -1], margins=[1.0, 1.0, 1.0])
+    # H0 "the decrease is at least 1" is H0 mean <= -1, tested one-sided: scipy's t-test says the same
+    assert out[0].p_margin == pytest.approx(st.ttest_1samp(small - base, -1.0, alternative="greater").pvalue)
+    assert out[0].family == 6  # three two-sided tests and three margin tests, one Holm family
+    assert out[0].p_margin_holm == pytest.approx(paired.holm([c.p for c in cs] + [o.p_margin for o in out])[3])
+    assert out[0].verdict == paired.FAILS and out[0].p_holm >= 0.05 and out[0].margin == 1.0
+    assert out[1].verdict == paired.HOLDS and out[1].p_margin > 0.5
+    assert out[2].verdict == paired.HOLDS and out[2].p_margin_holm < 0.05  # both rejected: it does narrow
+    # a claim predicting a rise: H0 "the rise is at least 1", one-sided the other way
+    risen = base + rng.normal(0.1, 0.5, 20)
+    r = paired.decide([paired.compare(base, risen)], directions=[+1], margins=[1.0])[0]
+    assert r.p_margin == pytest.approx(st.ttest_1samp(risen - base, 1.0, alternative="less").pvalue)
+    assert r.verdict == paired.FAILS
+    # without a margin the same data stay inconclusive, at any n
+    assert paired.decide([cs[0]], directions=[-1])[0].verdict == paired.INCONCLUSIVE
+    with pytest.raises(ValueError, match="a margin must be a positive number on a comparison with a predicted sign"):
+        paired.decide([cs[0]], directions=[0], margins=[1.0])
+    with pytest.raises(ValueError, match="a margin must be a positive number"):
+        paired.decide([cs[0]], directions=[-1], margins=[-1.0])
+
+
+def test_the_margin_test_rejects_a_true_margin_sized_effect_5_percent_of_the_time():
+    # exactly at the margin H0 is true: "does not hold" must come out at most alpha of the time
+    rng = np.random.default_rng(11)
+    d = rng.normal(-1.0, 0.8, (2000, 20))
+    rejected = sum(paired.p_below_margin(paired.compare(np.zeros(20), row, better=-1), -1, 1.0) < 0.05 for row in d)
+    assert 0.035 < rejected / len(d) < 0.065
+
+
 def test_seeds_needed_matches_the_power_tables_and_a_simulation():
     # G*Power / Cohen: paired t, two-sided alpha 0.05, power 0.8: dz 0.5 -> 34 pairs, dz 1 -> 10.
     assert paired.seeds_needed(0.5, 1.0) == 34

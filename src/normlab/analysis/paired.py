@@ -23,6 +23,13 @@ Method
                few seeds are rough, so this is a guide to the order of magnitude, not a promise.
   MIN_N        below 3 paired seeds no verdict is given: with 2 the sd has one degree of freedom
                and the interval spans t(0.975, 1) = 12.7 standard errors.
+  margin       a claim may name the smallest effect that would count (its margin, > 0, in the
+               comparison's units, fixed before its runs). Then a second hypothesis joins the
+               family: the one-sided paired t-test that the effect on the predicted side is smaller
+               than the margin (one half of an equivalence test, TOST; Schuirmann 1987). Rejected
+               after Holm, and the effect not shown on the predicted side, the claim does not hold
+               here: the data rule out an effect of the size that would matter. Without a margin,
+               a true effect near 0 leaves a claim inconclusive at any n.
 
 API (small on purpose)
   compare(baseline, arm, better=+1)  -> Comparison of one pair of arms (no verdict yet)
@@ -78,7 +85,10 @@ class Comparison:
     p_holm: float = math.nan
     verdict: str = TOO_FEW
     seeds_needed: Optional[int] = None
-    family: int = 0         # comparisons in the Holm family (set by decide)
+    family: int = 0         # hypotheses in the Holm family (set by decide)
+    margin: float = math.nan         # smallest effect that would count, on the predicted side
+    p_margin: float = math.nan       # one-sided p of "the effect is smaller than the margin"
+    p_margin_holm: float = math.nan
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,37 +171,66 @@ def seeds_needed(mean: float, sd: float, alpha: float = ALPHA, power: float = PO
     return None
 
 
+def p_below_margin(c: Comparison, direction: int, margin: float) -> float:
+    """One-sided paired t-test of H0 "the effect on the predicted side is at least `margin`"
+    against "it is smaller": small when the interval's predicted-side end stays short of the
+    margin. NaN below MIN_N seeds."""
+    if c.n < MIN_N or not math.isfinite(c.sd):
+        return math.nan
+    short = margin - direction * c.mean  # > 0: the observed effect falls short of the margin
+    if c.sd == 0.0:
+        return 0.0 if short > 0 else 1.0
+    return float(_t().t.sf(short / (c.sd / math.sqrt(c.n)), c.n - 1))
+
+
 def decide(comparisons: Sequence[Comparison], directions: Optional[Sequence[int]] = None,
-           alpha: float = ALPHA) -> list[Comparison]:
-    """Holm over the family `comparisons`, then each one's verdict (see the module docstring) and,
-    when inconclusive, seeds_needed. `directions`: per comparison 0 (two-sided) or the predicted
-    sign +1/-1; default all 0."""
+           alpha: float = ALPHA, margins: Optional[Sequence[Optional[float]]] = None) -> list[Comparison]:
+    """Holm over the family `comparisons` (and the margin test of each that has a margin), then
+    each one's verdict (see the module docstring) and, when inconclusive, seeds_needed.
+    `directions`: per comparison 0 (two-sided) or the predicted sign +1/-1; default all 0.
+    `margins`: per comparison None or the smallest effect that would count (> 0; needs a
+    predicted sign)."""
     directions = [0] * len(comparisons) if directions is None else list(directions)
+    margins = [None] * len(comparisons) if margins is None else list(margins)
     if len(directions) != len(comparisons) or any(x not in (-1, 0, 1) for x in directions):
         raise ValueError("directions must hold one of -1, 0, +1 per comparison")
+    if len(margins) != len(comparisons):
+        raise ValueError(f"margins must hold one entry per comparison ({len(comparisons)}), got {len(margins)}")
+    for m, d in zip(margins, directions):
+        if m is not None and not (math.isfinite(m) and m > 0 and d != 0):
+            raise ValueError(f"a margin must be a positive number on a comparison with a predicted sign, got {m}")
     usable = [c.p if c.n >= MIN_N else math.nan for c in comparisons]
-    adjusted = holm(usable)
-    family = sum(math.isfinite(x) for x in usable)
+    below = [p_below_margin(c, d, m) if m is not None else math.nan
+             for c, d, m in zip(comparisons, directions, margins)]
+    adjusted = holm(usable + below)
+    adjusted, below_holm = adjusted[:len(usable)], adjusted[len(usable):]
+    family = sum(math.isfinite(x) for x in usable + below)
     out = []
-    for c, direction, ph in zip(comparisons, directions, adjusted):
+    for c, direction, margin, ph, pb, pbh in zip(comparisons, directions, margins, adjusted, below, below_holm):
         need = None
         if not math.isfinite(ph):
             verdict = TOO_FEW
             need = seeds_needed(c.mean, c.sd, alpha / max(family, 1)) if c.n >= 2 else None
-        elif ph >= alpha:
+        elif ph < alpha and direction == 0:
+            verdict = HIGHER if c.mean > 0 else LOWER
+        elif ph < alpha:
+            verdict = HOLDS if (c.mean > 0) == (direction > 0) else FAILS
+        elif math.isfinite(pbh) and pbh < alpha:
+            verdict = FAILS  # no effect shown, and one of the margin's size ruled out
+        else:
             verdict = INCONCLUSIVE
             need = seeds_needed(c.mean, c.sd, alpha / max(family, 1))
-        elif direction == 0:
-            verdict = HIGHER if c.mean > 0 else LOWER
-        else:
-            verdict = HOLDS if (c.mean > 0) == (direction > 0) else FAILS
-        out.append(replace(c, p_holm=ph, verdict=verdict, seeds_needed=need, family=family))
+        out.append(replace(c, p_holm=ph, verdict=verdict, seeds_needed=need, family=family,
+                           margin=math.nan if margin is None else float(margin), p_margin=pb, p_margin_holm=pbh))
     return out
 
 
 def method_text(c: Comparison) -> str:
     """How the numbers of `c` were computed, in words, for a table or a CSV cell."""
-    return f"{c.method}, {c.level:.0%} interval, {c.n} seeds; p Holm-adjusted over {c.family}"
+    text = f"{c.method}, {c.level:.0%} interval, {c.n} seeds; p Holm-adjusted over {c.family}"
+    if math.isfinite(c.margin):
+        text += f"; margin {c.margin:g}: one-sided t-test that the effect is smaller, in the same family"
+    return text
 
 
 def difference_row(cell: str, baseline: str, metric: str, unit: str, c: Comparison, scale: float = 1.0) -> dict:
@@ -200,7 +239,8 @@ def difference_row(cell: str, baseline: str, metric: str, unit: str, c: Comparis
             "mean_difference": c.mean * scale, "low": c.low * scale, "high": c.high * scale,
             "method": method_text(c), "p": c.p, "p_holm": c.p_holm,
             "prob_better": c.prob_better, "verdict": c.verdict,
-            "seeds_needed": "" if c.seeds_needed is None else c.seeds_needed}
+            "seeds_needed": "" if c.seeds_needed is None else c.seeds_needed,
+            "margin": c.margin * scale, "p_margin_holm": c.p_margin_holm}
 
 
 def differences_csv(rows: Sequence[dict], columns: Sequence[str] = DIFFERENCE_COLUMNS) -> str:

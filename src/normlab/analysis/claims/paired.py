@@ -73,11 +73,12 @@ def also_text(also: dict) -> str:
 
 
 def two_arms(runs, base: str, arm: str, measure: Callable, direction: int, what: str, setting: str,
-             also: Optional[dict] = None) -> dict:
-    """The arm against the baseline on `measure`, paired by seed, in the measure's unit."""
+             also: Optional[dict] = None, margin: Optional[float] = None) -> dict:
+    """The arm against the baseline on `measure`, paired by seed, in the measure's unit; `margin`
+    (in that unit) is the smallest effect that would count (see paired.decide)."""
     u = unit_of(measure)[0]
     a, b = in_unit(runs, base, measure), in_unit(runs, arm, measure)
-    c = compare_arms(a, b, direction, u, (base, arm), what)
+    c = compare_arms(a, b, direction, u, (base, arm), what, margin)
     c["setting"] = f"{setting}; n = {len(a)} paired seeds"
     c["numbers"] = {"baseline_mean": mean(a), "arm_mean": mean(b)}
     extra = side_effects(runs, base, arm, also or {})

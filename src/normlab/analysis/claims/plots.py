@@ -44,7 +44,8 @@ def effects_figure(doc: dict):
                for c, m, lab in (*LOOK.values(), OTHER)]
     handles.append(axes[0].plot([], [], linestyle="none", marker="o", ms=4, color="#333333", alpha=0.6,
                                 label="one seed's difference")[0])
-    fig.suptitle("Paired effects (arm - baseline), mean with 95% interval; shaded: the side the claim predicts",
+    fig.suptitle("Paired effects (arm - baseline), mean with 95% interval; shaded: the side the claim predicts; "
+                 "dashed: a claim's margin",
                  y=1 - 0.12 / height, va="top", fontsize=10)
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.42 / height), ncol=4, fontsize=8,
                frameon=False)
@@ -56,7 +57,9 @@ def _panel(ax, name: str, t: dict) -> None:
     colour, marker, _ = LOOK.get(t["verdict"], OTHER)
     diffs = [a - b for a, b in zip(t["arm"], t["baseline"]) if math.isfinite(a - b)]
     lo, hi = t["ci"]
-    xs = [0.0, t["effect"], *diffs] + [v for v in (lo, hi) if math.isfinite(v)]
+    margin = t.get("margin")
+    edge = t["direction"] * margin if margin is not None and math.isfinite(margin) else None
+    xs = [0.0, t["effect"], *diffs] + [v for v in (lo, hi, edge) if v is not None and math.isfinite(v)]
     left, right = min(xs), max(xs)
     pad = 0.08 * (right - left or abs(t["effect"]) or 1.0)
     left, right = left - pad, right + pad
@@ -65,6 +68,8 @@ def _panel(ax, name: str, t: dict) -> None:
     else:
         ax.axvspan(left, 0, color=PALETTE[5], alpha=0.12, lw=0)
     ax.axvline(0, color="#555555", ls=":", lw=1.2)
+    if edge is not None:  # the smallest effect that would count: beyond it, the shaded side
+        ax.axvline(edge, color=PALETTE[5], ls="--", lw=1.2)
     ax.scatter(diffs, [-0.25] * len(diffs), s=12, color="#333333", alpha=0.6, zorder=3, label="per seed")
     if math.isfinite(lo) and math.isfinite(hi):
         ax.errorbar([t["effect"]], [0.15], xerr=[[t["effect"] - lo], [hi - t["effect"]]], fmt=marker, ms=7,

@@ -15,7 +15,7 @@ from ..render import Link, Mark, num
 from .paired import effect_text, tests_of, value
 from .verdict import FAILS, HOLDS, INCONCLUSIVE, METHOD, TOO_FEW
 
-CLAIM_COLUMNS = ("claim", *paired.DIFFERENCE_COLUMNS)
+CLAIM_COLUMNS = ("claim", *paired.DIFFERENCE_COLUMNS, "margin", "p_margin_holm")
 VERDICT_CLASS = {HOLDS: "holds", FAILS: "fails", INCONCLUSIVE: "inconclusive", TOO_FEW: "inconclusive"}
 EFFECTS_FIGURE = "effects.png"
 
@@ -54,9 +54,17 @@ def claim_effect(r: dict) -> str:
     return effect_text(r)
 
 
+def below_margin(t: dict) -> bool:
+    """Whether a "does not hold" rests on the margin test (an effect too small to count), not on
+    an effect shown on the other side."""
+    return t["verdict"] == FAILS and (t.get("p_holm") is None or not t["p_holm"] < paired.ALPHA)
+
+
 def verdict_text(t: dict) -> str:
     if t["verdict"] == INCONCLUSIVE and t.get("seeds_needed"):
         return f"inconclusive (~{t['seeds_needed']:,} seeds for this size)"
+    if below_margin(t):
+        return f"{t['verdict']} (smaller than {value(t['margin'], t.get('unit', ''))})"
     return t["verdict"]
 
 
@@ -68,7 +76,12 @@ def stats_text(t: dict) -> str:
     """n, p, Holm-adjusted p over the family, the share of seeds the arm won, and for an
     inconclusive comparison the seeds a test would need."""
     text = (f"n = {t['n']} seeds, p = {_p(t['p'])}, Holm-adjusted p = {_p(t['p_holm'])} over {t['family']} "
-            f"comparisons, arm better in {t['prob_better'] * t['n']:g} of {t['n']} seeds")
+            f"tests, arm better in {t['prob_better'] * t['n']:g} of {t['n']} seeds")
+    if t.get("margin") is not None and math.isfinite(t["margin"]):
+        u = t.get("unit", "")
+        text += (f"; margin {value(t['margin'], u)}{' ' + u if u else ''} (the smallest effect that would count, "
+                 f"fixed before the runs): one-sided p that the effect is smaller = {_p(t.get('p_margin'))}, "
+                 f"Holm-adjusted {_p(t.get('p_margin_holm'))}")
     if t.get("seeds_needed"):
         text += f"; about {t['seeds_needed']:,} seeds would detect the observed difference (power {paired.POWER:g})"
     return text
@@ -90,7 +103,8 @@ def difference_rows(doc: dict) -> list[dict]:
             base, arm = t.get("labels") or ("baseline", "arm")
             c = paired.Comparison(t["n"], t["effect"], t["sd"], t["ci"][0], t["ci"][1], t["p"], t["prob_better"],
                                   p_holm=t["p_holm"], verdict=t["verdict"], seeds_needed=t.get("seeds_needed"),
-                                  family=t["family"])
+                                  family=t["family"], margin=math.nan if t.get("margin") is None else t["margin"],
+                                  p_margin_holm=t.get("p_margin_holm", math.nan))
             rows.append({"claim": r["name"], **paired.difference_row(arm, base, t.get("metric", ""), t.get("unit", ""),
                                                                        c)})
     return rows

@@ -6,6 +6,9 @@ Holm-Bonferroni family (decide_family), and
 
   holds              p_holm < 0.05 and the mean difference lies on the predicted side
   does not hold here p_holm < 0.05 and it lies on the other side
+                     or, for a claim with a margin (the smallest effect that would count), the
+                     one-sided test that the effect falls short of it, in the same Holm family,
+                     gives p_holm < 0.05 (analysis/paired.py)
   inconclusive       p_holm >= 0.05 (the report gives the seeds a test would need), or a run
                      failed and left a NaN in the sample
   too few seeds      fewer than 3 paired seeds
@@ -16,6 +19,7 @@ Exact claims (a count, a computed identity) carry their own verdict and are not 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 from .. import paired
 
@@ -25,8 +29,9 @@ INCONCLUSIVE = paired.INCONCLUSIVE
 TOO_FEW = paired.TOO_FEW
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, TOO_FEW)
 
-METHOD = (f"{paired.LEVEL:.0%} paired t interval over the seeds; verdicts from two-sided paired t-tests, "
-          "Holm-Bonferroni adjusted over every comparison of the run")
+METHOD = (f"{paired.LEVEL:.0%} paired t interval over the seeds; verdicts from two-sided paired t-tests "
+          "(and, where a claim names a margin, the one-sided test that the effect is smaller), "
+          "Holm-Bonferroni adjusted over every test of the run")
 
 
 def verdict_from_ci(lo: float, hi: float, direction: int) -> str:
@@ -44,19 +49,20 @@ def verdict_from_ci(lo: float, hi: float, direction: int) -> str:
 
 
 def compare_arms(baseline: list, arm: list, direction: int, unit: str = "", labels: tuple = ("baseline", "arm"),
-                 metric: str = "") -> dict:
+                 metric: str = "", margin: Optional[float] = None) -> dict:
     """Paired effect arm - baseline with its t interval and p, the samples already in `unit`; the
     verdict here is the single comparison's, which decide_family replaces by the family's.
-    `labels` (baseline, arm) and `metric` name the comparison in differences.csv."""
+    `labels` (baseline, arm) and `metric` name the comparison in differences.csv; `margin`, in
+    `unit`, is the smallest effect on the predicted side that would count (paired.decide)."""
     c = paired.compare(baseline, arm, better=direction)
     return {"baseline": list(map(float, baseline)), "arm": list(map(float, arm)), "n": c.n,
             "effect": c.mean, "ci": [c.low, c.high], "sd": c.sd, "p": c.p, "prob_better": c.prob_better,
-            "direction": direction, "verdict": _alone(c, direction), "unit": unit,
-            "labels": list(labels), "metric": metric}
+            "direction": direction, "verdict": _alone(c, direction, margin), "unit": unit,
+            "labels": list(labels), "metric": metric, "margin": margin}
 
 
-def _alone(c: paired.Comparison, direction: int) -> str:
-    return paired.decide([c], [direction])[0].verdict if c.n >= paired.MIN_N and math.isfinite(c.p) \
+def _alone(c: paired.Comparison, direction: int, margin: Optional[float] = None) -> str:
+    return paired.decide([c], [direction], margins=[margin])[0].verdict if c.n >= paired.MIN_N and math.isfinite(c.p) \
         else (TOO_FEW if c.n < paired.MIN_N else INCONCLUSIVE)
 
 
@@ -65,11 +71,13 @@ def decide_family(tests: list) -> None:
     verdict, p_holm, the family size and, when inconclusive, the seeds a test would need."""
     comps = [paired.Comparison(t["n"], t["effect"], t["sd"], t["ci"][0], t["ci"][1], t["p"], t["prob_better"])
              for t in tests]
-    for t, c in zip(tests, paired.decide(comps, [t["direction"] for t in tests])):
+    decided = paired.decide(comps, [t["direction"] for t in tests], margins=[t.get("margin") for t in tests])
+    for t, c in zip(tests, decided):
         verdict = c.verdict
         if verdict == TOO_FEW and c.n >= paired.MIN_N:  # a NaN from a failed run, not a lack of seeds
             verdict = INCONCLUSIVE
-        t.update(verdict=verdict, p_holm=c.p_holm, family=c.family, seeds_needed=c.seeds_needed)
+        t.update(verdict=verdict, p_holm=c.p_holm, family=c.family, seeds_needed=c.seeds_needed,
+                 p_margin=c.p_margin, p_margin_holm=c.p_margin_holm)
 
 
 def all_of(verdicts) -> str:
