@@ -12,6 +12,11 @@ An HTML comment on the line just before a fence says how to treat the block:
     <!-- doc-test: long (why) -->   too long for every CI run; run with --all
 A block fails on a non-zero exit or a Python traceback in its output.
 
+Each page's `normlab` commands are forked from a server that imported torch once
+(scripts/warm_normlab.py: normlab itself is imported fresh by each, in its own environment; a
+command whose environment changes what torch reads at import runs cold), which saves the 2-3 s
+of torch's import per command.
+
     python scripts/doc_commands.py                 # what CI runs (tests/test_docs.py)
     python scripts/doc_commands.py --all           # the long blocks too
     python scripts/doc_commands.py docs/data.md    # one page
@@ -20,6 +25,7 @@ A block fails on a non-zero exit or a Python traceback in its output.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -34,6 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^```bash\s*$")
 DIRECTIVE = re.compile(r"<!--\s*doc-test:\s*(skip|long)\b(.*?)-->")
 COPIED = ("examples", "experiments", "benchmarks")
+WARM = Path(__file__).resolve().parent / "warm_normlab.py"
+SERVERS: dict = {}  # a page's folder -> its warm server
 
 
 @dataclass
@@ -68,26 +76,33 @@ def blocks(path: Path, root: Path = ROOT) -> list[Block]:
     return out
 
 
-def shims(bindir: Path) -> None:
-    """The reader's `normlab`, `torchrun`, `python`: this interpreter, wherever it lives."""
+def shims(bindir: Path, warm: Path = None) -> None:
+    """The reader's `normlab`, `torchrun`, `python`: this interpreter, wherever it lives; with
+    `warm` (a warm_normlab.py server's socket) `normlab` is forked from that server."""
     bindir.mkdir(parents=True, exist_ok=True)
     exe = sys.executable
-    for name, target in (("normlab", f'"{exe}" -m normlab'), ("torchrun", f'"{exe}" -m torch.distributed.run'),
+    normlab = f'"{exe}" "{WARM}" client "{warm}"' if warm else f'"{exe}" -m normlab'
+    for name, target in (("normlab", normlab), ("torchrun", f'"{exe}" -m torch.distributed.run'),
                          ("python", f'"{exe}"'), ("python3", f'"{exe}"'), ("pytest", f'"{exe}" -m pytest')):
         p = bindir / name
         p.write_text(f'#!/bin/sh\nexec {target} "$@"\n')
         p.chmod(0o755)
 
 
-def session(tmp: Path, root: Path = ROOT) -> dict:
+def session(tmp: Path, root: Path = ROOT, warm: bool = False) -> dict:
+    """The page's folder and environment; `warm`: start a warm_normlab.py server for its
+    `normlab` commands (SERVERS[tmp]; run_document stops it with the folder)."""
     for name in COPIED:
         if (root / name).is_dir():
-            shutil.copytree(root / name, tmp / name, ignore=shutil.ignore_patterns("results", "__pycache__"))
-    shims(tmp / ".shims")
+            shutil.copytree(root / name, tmp / name, ignore=shutil.ignore_patterns("results", "__pycache__", "runs"))
     env = dict(os.environ, PATH=f"{tmp / '.shims'}{os.pathsep}{os.environ.get('PATH', '')}",
                NORMLAB_DATA=str(tmp / ".data"), NORMLAB_OFFLINE="1", MPLBACKEND="Agg", OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(root / "src"), os.environ.get("PYTHONPATH")])))
     env.pop("NORMLAB_DATA_MIRROR", None)
+    sock = tmp / ".warm.sock" if warm else None
+    if warm:  # the shim runs a command cold while (or if) no server answers
+        SERVERS[tmp] = warm_normlab().start(sock, env)
+    shims(tmp / ".shims", sock)
     return env
 
 
@@ -105,20 +120,38 @@ def run_block(b: Block, cwd: Path, env: dict, timeout: float = 900) -> tuple[boo
     return ok, f"exit {r.returncode}\n{out}", time.perf_counter() - t0
 
 
-def run_document(path: Path, include_long: bool = False, log=print, root: Path = ROOT) -> list[tuple[Block, str]]:
-    """Run a page's blocks in order; the failures as (block, output)."""
+def run_document(path: Path, include_long: bool = False, log=print, root: Path = ROOT,
+                 warm: bool = True) -> list[tuple[Block, str]]:
+    """Run a page's blocks in order; the failures as (block, output). `warm`: its `normlab`
+    commands are forked from a server that imported torch once (scripts/warm_normlab.py)."""
     failures = []
     todo = [b for b in blocks(path, root) if b.mode == "run" or (include_long and b.mode == "long")]
     if not todo:
         return failures
     with tempfile.TemporaryDirectory(prefix="normlab-doc-") as tmp:
-        env = session(Path(tmp), root)
-        for b in todo:
-            ok, out, secs = run_block(b, Path(tmp), env)
-            log(f"{'ok  ' if ok else 'FAIL'} {b.where} ({secs:.1f} s)")
-            if not ok:
-                failures.append((b, out))
+        env = session(Path(tmp), root, warm=warm)
+        try:
+            for b in todo:
+                ok, out, secs = run_block(b, Path(tmp), env)
+                log(f"{'ok  ' if ok else 'FAIL'} {b.where} ({secs:.1f} s)")
+                if not ok:
+                    failures.append((b, out))
+        finally:
+            stop_server(Path(tmp))
     return failures
+
+
+def stop_server(tmp: Path) -> None:
+    server = SERVERS.pop(tmp, None)
+    if server is not None:
+        warm_normlab().stop(server)
+
+
+def warm_normlab():
+    spec = importlib.util.spec_from_file_location("warm_normlab", WARM)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main(argv=None) -> int:
