@@ -514,7 +514,7 @@ def test_a_verdict_from_the_margin_says_so():
     t = claims.compare_arms(base, arm, -1, "accuracy points", ("plain", "l2"), "gap", margin=1.0)
     verdict.decide_family([t])
     assert t["verdict"] == claims.FAILS and t["p_holm"] > 0.05 and t["p_margin_holm"] < 1e-6 and t["family"] == 2
-    assert render.verdict_text(t) == "does not hold here (smaller than 1.00)"
+    assert render.verdict_text(t) == "does not hold here (effect below the margin of 1.00 accuracy points)"
     assert "margin 1.00 accuracy points (the smallest effect that would count, fixed before the runs)" in \
         render.stats_text(t)
 

@@ -64,7 +64,8 @@ def verdict_text(t: dict) -> str:
     if t["verdict"] == INCONCLUSIVE and t.get("seeds_needed"):
         return f"inconclusive (~{t['seeds_needed']:,} seeds for this size)"
     if below_margin(t):
-        return f"{t['verdict']} (smaller than {value(t['margin'], t.get('unit', ''))})"
+        u = t.get("unit", "")
+        return f"{t['verdict']} (effect below the margin of {value(t['margin'], u)}{' ' + u if u else ''})"
     return t["verdict"]
 
 
