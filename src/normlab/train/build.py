@@ -133,6 +133,11 @@ class Run:
         return len(self.pipe.train)
 
 
+def _precision_resolved(cfg: TrainConfig, dev: torch.device) -> TrainConfig:
+    """`--precision auto` made what it is on `dev`, so config.json records what ran."""
+    return cfg.replace(precision=auto_precision(dev)) if cfg.precision == "auto" else cfg
+
+
 def build_run(cfg: TrainConfig, *, preprocess: Optional[dict] = None, num_classes: Optional[int] = None,
               device: Optional[str] = None, dist: Optional[distributed.Dist] = None,
               make_schedule: Optional[Callable] = None) -> Run:
@@ -146,14 +151,12 @@ def build_run(cfg: TrainConfig, *, preprocess: Optional[dict] = None, num_classe
     cfg = resolve_config(cfg)
     if preprocess is not None:
         dev = resolve_device(device or cfg.device)
-        if cfg.precision == "auto":
-            cfg = cfg.replace(precision=auto_precision(dev))
+        cfg = _precision_resolved(cfg, dev)
         model = build_model(cfg.section("model"), model_input_shape(preprocess),
                             num_classes or len(preprocess["classes"]))
         return Run(cfg, dev, preprocess, model)
     dev, d = _setup_device(cfg, dist)
-    if cfg.precision == "auto":  # config.json records what it became
-        cfg = cfg.replace(precision=auto_precision(dev))
+    cfg = _precision_resolved(cfg, dev)
     data, preprocess = pipeline.load(cfg.section("data"))
     model = build_model(cfg.section("model"), model_input_shape(preprocess), data.num_classes).to(dev)
     if cfg.precision == "fp16" and dev.type != "cuda":
