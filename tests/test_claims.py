@@ -592,17 +592,20 @@ def test_gap_claims_share_the_unregularized_runs_and_measure_in_eval_mode(fake, 
 
     def scores(run):  # test accuracy by cell, -0.01 a seed; train accuracy 1 (eval mode)
         cell, seed = run.name.rsplit("-s", 1)
-        return {"train_loss": 0.0, "train_acc": 1.0, "test_loss": 0.5, "test_acc": test_acc[cell] - 0.01 * int(seed)}
+        return {"train_loss": 0.0, "train_acc": 1.0, "test_loss": 0.5,
+                "test_acc": test_acc[cell] - 0.01 * (int(seed) - 1000)}
 
     monkeypatch.setattr(measures, "eval_scores", scores)
     l2, drop = run(tmp_path, "l2-gap,dropout-gap")["claims"]
-    assert len(f.calls) == 3 * 3  # plain, l2 and dropout cells; plain trained once for both claims
+    assert len(f.calls) == 3 * 10  # plain, l2 and dropout cells; plain trained once for both claims
+    assert sorted({c["seed"] for c in f.calls}) == list(range(1000, 1010))  # the experiment's own seeds
     assert {(c["weight_decay"], c["hidden_dropout"], c["dropout"]) for c in f.calls} == {
         (0.0, 0.0, 0.0), (0.01, 0.0, 0.0), (0.0, 0.5, 0.0)}  # dropout after the hidden layers, not the head
     c = f.calls[0]
     assert (c["dataset"], c["val_split"], c["model"], c["width"], c["epochs"]) == ("mnist5k", 0.9, "mlp", 512, 15)
     # gap = train - test accuracy in points: plain 20 + s, l2 18 + s, dropout 22 + s
     assert l2["effect"] == pytest.approx(-2) and l2["verdict"] == claims.HOLDS and l2["unit"] == "accuracy points"
+    assert l2["margin"] == drop["margin"] == 1.0 and l2["n"] == 10
     assert drop["effect"] == pytest.approx(2) and drop["verdict"] == claims.FAILS
     assert l2["numbers"]["also"]["train accuracy, eval mode"]["baseline_mean"] == pytest.approx(100)
     assert l2["numbers"]["also"]["test - train loss gap"]["effect"] == pytest.approx(0)
