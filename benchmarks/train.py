@@ -40,6 +40,7 @@ from torchvision import transforms
 import normlab
 from normlab.data.loader import DeviceLoader, Normalize, channel_stats
 from normlab.config import make_config
+from normlab.recipes import RECIPES
 from normlab.data.sources import load_dataset
 from normlab.train.optim import make_optimizer
 
@@ -270,8 +271,15 @@ def main(argv=None):
     ap.add_argument("--time-to-99", type=int, default=0, metavar="SEEDS",
                     help="also run the fast recipe and the one it replaced (fast-v1) side by side for seeds "
                          "0..SEEDS-1: median accuracy and training time (default: 0, skipped; 5 takes ~3 min)")
+    ap.add_argument("--recipe-time", metavar="NAME", default=None,
+                    help="with --time-to-99: also run recipe NAME (e.g. best) beside fast for the same seeds, "
+                         "the two alternating: median accuracy, training and wall time (best: ~3 min a seed)")
     ap.add_argument("--only-time-to-99", action="store_true", help="skip the other parts")
     args = ap.parse_args(argv)
+    if args.recipe_time and not args.time_to_99:
+        ap.error("--recipe-time needs --time-to-99 SEEDS (how many seeds to run it for)")
+    if args.recipe_time and args.recipe_time not in RECIPES:
+        ap.error(f"--recipe-time: unknown recipe {args.recipe_time!r}; valid: {', '.join(sorted(RECIPES))}")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else "cpu" if args.device == "auto" else args.device)
     info = machine_info(device)
@@ -292,6 +300,16 @@ def main(argv=None):
                   f"median training {d['median_train_s']:.1f} s, wall {d['median_wall_s']:.1f} s")
         print(f"  fast / fast-v1: training time {t99['train_time_ratio']:.2f}x, wall {t99['wall_time_ratio']:.2f}x "
               f"(target: <= 0.5x with median >= 99%)")
+    if args.time_to_99 and args.recipe_time:
+        name = args.recipe_time
+        print(f"\n{name} beside fast on mnist5k, seeds 0..{args.time_to_99 - 1}, alternating order")
+        pair = recipe_time_to(0.99, (name, "fast"), range(args.time_to_99), device)
+        for n in (name, "fast"):
+            d = pair[n]
+            accs = " / ".join(f"{100 * x['acc']:.1f}" for x in d["runs"])
+            print(f"  {n:<8} accuracies {accs}, median "
+                  f"{100 * d['median_acc']:.1f}%, median training {d['median_train_s']:.1f} s, wall {d['median_wall_s']:.1f} s")
+        res["recipe_time"] = pair
     if args.only_time_to_99:
         res["machine"]["load_average_after"] = load_average()
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """The `fast` recipe, test-time augmentation and DigitNet, against hand computations."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -101,7 +102,7 @@ def test_recipe_fills_only_unset_options():
 def test_unknown_recipe_is_a_clear_error():
     with pytest.raises(ConfigError) as e:
         make_config({"recipe": "fsat"})
-    assert str(e.value) == "unknown recipe 'fsat'. Did you mean 'fast'? Valid choices: d2l, d2l-densenet, d2l-resnet18, fast, fast-gpu, fast-v1."
+    assert str(e.value) == "unknown recipe 'fsat'. Did you mean 'fast'? Valid choices: best, d2l, d2l-densenet, d2l-resnet18, fast, fast-gpu, fast-v1."
 
 
 def test_recipe_run_end_to_end_and_saved_weights_reproduce_the_tta_score(tmp_path, capsys):
@@ -114,3 +115,16 @@ def test_recipe_run_end_to_end_and_saved_weights_reproduce_the_tta_score(tmp_pat
     # The saved weights, evaluated again with the same shift views, give the same score.
     again = api.evaluate_run(out)
     assert again["test_acc"] == pytest.approx(summary["final_test_acc"])
+
+
+def test_best_recipe_is_fast_v1_with_the_documented_changes():
+    # docs/recipes.md's `best` table: fast-v1's options at width 48 for 60 epochs, nothing else.
+    best = make_config({"recipe": "best"})
+    v1 = make_config({"recipe": "fast-v1"})
+    changed = {k: getattr(best, k) for k in RECIPES["best"]["options"] if getattr(best, k) != getattr(v1, k)}
+    assert changed == {"width": 48, "epochs": 60}
+    table = (Path(__file__).resolve().parent.parent / "docs" / "recipes.md").read_text().split("## `best`")[1]
+    for key, value in changed.items():
+        assert f"| `--{key}` | {value} |" in table, key
+    assert best.dataset == "mnist5k" and best.precision == "bf16" and best.channels_last is True
+    assert make_config({"recipe": "best"}, {"epochs": 2}).epochs == 2
