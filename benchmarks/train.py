@@ -9,6 +9,9 @@ bf16 autocast (`--precision bf16`).
 
   1. time to 96% test accuracy on mnist5k with lenet-bn (and the final accuracy);
   2. training throughput (images/s) per tutorial model, same model, same batch size.
+Alone, on request: `--time-to-99 SEEDS` (fast against fast-v1; `--recipe-time NAME` adds NAME
+against fast) and `--compile-vs-eager MODELS` (images/s eager and under torch.compile, with the
+compile time).
 
 Utilization: the machine's matmul peak is measured in the same run (fp32 and bf16 on a CPU;
 fp32, tf32, fp16 and bf16 on CUDA; at the start, between models and at the end; the highest
@@ -165,11 +168,17 @@ def sync(device: torch.device):
 WAYS = ("tutorial", "normlab", "normlab_cl", "normlab_cl_bf16")
 
 
+def synthetic_size(batch: int, steps: int) -> int:
+    """Images to ask `synthetic` for so that the warm-up (3 steps when compiling) and the timed
+    steps are all full batches of its training split (80%): a short last batch would make
+    torch.compile recompile inside the timed loop."""
+    return int(batch * (steps + 4) / 0.8) + 2 * batch
+
+
 def throughput(model_name: str, size: int, batch: int, steps: int, options: dict,
                device: torch.device, compile_: bool, ways=WAYS) -> dict:
     """Training images/s for the same model on synthetic digits: tutorial loop vs device loop."""
-    # synthetic keeps 80% for training: ask for enough that warm-up + timed steps fit in it
-    d = load_dataset("synthetic", size=int(batch * (steps + 2) / 0.8) + batch)
+    d = load_dataset("synthetic", size=synthetic_size(batch, steps))
     mean, std = channel_stats(d.train_x)
     out = {}
     for way in ways:
@@ -225,6 +234,37 @@ def throughput(model_name: str, size: int, batch: int, steps: int, options: dict
     return out
 
 
+def compile_vs_eager(name: str, size: int, batch: int, steps: int, options: dict, device: torch.device,
+                     repeats: int = 2) -> dict:
+    """Training images/s of one model eager and under torch.compile (default inductor), in its
+    default layout, fp32, alternating `repeats` times (the higher of each is kept: a busy neighbour
+    only slows a measurement down); `compile_s` is how much longer a compiled call took than an
+    eager one (model build, data and warm-up steps are in both: the difference is compilation,
+    with inductor's on-disk caches off, as on a first run)."""
+    from normlab.models.registry import get_spec
+
+    import torch._functorch.config
+    import torch._inductor.config
+
+    # no on-disk caches: every compiled measurement compiles from scratch, as a first run does
+    torch._inductor.config.fx_graph_cache = False
+    torch._functorch.config.enable_autograd_cache = False
+    way = "normlab_cl" if get_spec(name).default_channels_last else "normlab"
+    best = {"eager": 0.0, "compiled": 0.0}
+    call_s = {"eager": [], "compiled": []}
+    for _ in range(repeats):
+        for mode in ("eager", "compiled"):
+            torch._dynamo.reset()  # each compiled measurement pays its own compilation
+            t0 = time.perf_counter()
+            r = throughput(name, size, batch, steps, options, device, mode == "compiled", (way,))
+            call_s[mode].append(time.perf_counter() - t0)
+            best[mode] = max(best[mode], r[way])
+    compile_s = min(call_s["compiled"]) - min(call_s["eager"])
+    return {"model": name, "size": size, "batch": batch, "layout": "NHWC" if way == "normlab_cl" else "NCHW",
+            "eager": best["eager"], "compiled": best["compiled"], "ratio": best["compiled"] / best["eager"],
+            "compile_s": compile_s, "steps": steps, "repeats": repeats}
+
+
 def train_flops_per_image(model_name: str, size: int, options: dict) -> int:
     """TRAIN_FORWARDS (3) x the forward FLOPs of one image (2 x inspect's mult-adds)."""
     model = normlab.create_model(model_name, num_classes=10, in_channels=1, input_size=(size, size), **options)
@@ -275,9 +315,18 @@ def main(argv=None):
                     help="with --time-to-99: also run recipe NAME (e.g. best) beside fast for the same seeds, "
                          "the two alternating: median accuracy, training and wall time (best: ~3 min a seed)")
     ap.add_argument("--only-time-to-99", action="store_true", help="skip the other parts")
+    ap.add_argument("--compile-vs-eager", metavar="MODELS", default=None,
+                    help="only this: training images/s of MODELS (comma-separated, from the throughput table, at "
+                         "the tutorials' batch, default layout, fp32) eager and under torch.compile, side by side, "
+                         "with the compile time and the fraction of the fp32 peak")
     args = ap.parse_args(argv)
     if args.recipe_time and not args.time_to_99:
         ap.error("--recipe-time needs --time-to-99 SEEDS (how many seeds to run it for)")
+    known = {m[0] for m in MODELS}
+    for n in (args.compile_vs_eager or "").split(","):
+        if n.strip() and n.strip() not in known:
+            ap.error(f"--compile-vs-eager: {n.strip()!r} is not in the throughput table; valid: "
+                     f"{', '.join(sorted(known))}")
     if args.recipe_time and args.recipe_time not in RECIPES:
         ap.error(f"--recipe-time: unknown recipe {args.recipe_time!r}; valid: {', '.join(sorted(RECIPES))}")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
@@ -287,6 +336,9 @@ def main(argv=None):
     print(f"{info['cpu_model']}, {info['cpu_count']} cores ({info['torch_threads']} torch threads), torch "
           f"{info['torch']}, load average {info['load_average_before']}\nmatmul peak now: {format_peaks(peak_before)}")
     res = {"machine": {**info, "compile": args.compile}}
+    if args.compile_vs_eager:
+        run_compile_vs_eager(args, device, res, peak_before)
+        return
     if args.time_to_99:
         print(f"\ntime to 99% on mnist5k: fast vs fast-v1, seeds 0..{args.time_to_99 - 1}, alternating order")
         t99 = recipe_time_to(0.99, ("fast", "fast-v1"), range(args.time_to_99), device)
@@ -361,6 +413,33 @@ def main(argv=None):
                           flops_rule="2 x the mult-adds of `normlab inspect` per image forward; a training "
                                      f"step = {TRAIN_FORWARDS} forward passes")
     res["throughput"] = rows
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=2))
+    print(f"wrote {args.out}")
+
+
+def run_compile_vs_eager(args, device, res, peak_before):
+    names = [n.strip() for n in args.compile_vs_eager.split(",") if n.strip()]
+    steps = 10 if args.quick else 40
+    print(f"\ntraining images/s, eager vs torch.compile (fp32, default layout, {steps} steps, best of 2 alternating)")
+    rows, samples = [], [peak_before]
+    for name, size, batch, options in MODELS:
+        if name not in names or any(r["model"] == name for r in rows):
+            continue  # the first (tutorial-batch) row of each model
+        row = compile_vs_eager(name, size, batch, steps, options, device)
+        row["train_flops_per_image"] = flops = train_flops_per_image(name, size, options)
+        samples.append(peaks(device, quick=True))
+        rows.append(row)
+        print(f"  {name:<14}{size:>4} px b{batch:<4} eager {row['eager']:>8,.0f}  compiled {row['compiled']:>8,.0f}"
+              f"  ratio {row['ratio']:.2f}  compile {row['compile_s']:.0f} s", flush=True)
+    peak = {k: max(x[k] for x in samples) for k in peak_before}
+    for row in rows:
+        f = row["train_flops_per_image"]
+        row["frac_fp32_peak"] = {m: row[m] * f / peak["fp32"] for m in ("eager", "compiled")}
+        print(f"  {row['model']:<14} % of the fp32 matmul peak ({peak['fp32'] / 1e9:.0f} GFLOP/s): eager "
+              f"{100 * row['frac_fp32_peak']['eager']:.1f}%, compiled {100 * row['frac_fp32_peak']['compiled']:.1f}%")
+    res["machine"].update(peak_flops=peak, peak_samples=samples, load_average_after=load_average())
+    res["compile_vs_eager"] = rows
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))
     print(f"wrote {args.out}")

@@ -57,3 +57,11 @@ def test_utilization_counts_a_training_step_as_three_forward_passes():
     assert row["frac_peak"] == pytest.approx({"tutorial": 0.01, "normlab": 0.1, "normlab_cl": 0.05,
                                               "normlab_cl_bf16": 0.05})  # bf16 against the bf16 peak
     assert row["gflop_s"]["normlab_cl_bf16"] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("batch, steps", [(8, 2), (16, 5), (64, 3)])
+def test_throughput_data_has_a_full_batch_for_every_warm_up_and_timed_step(batch, steps):
+    from normlab.data.sources import load_dataset
+
+    d = load_dataset("synthetic", size=bench.synthetic_size(batch, steps))
+    assert len(d.train_y) // batch >= 3 + steps  # 3 warm-up steps when compiling
