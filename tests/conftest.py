@@ -66,3 +66,29 @@ def _loopback_only(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     yield
+
+
+# ---------------------------------------------------------------- the docs' warm normlab
+WARM_NORMLAB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts",
+                            "warm_normlab.py")
+
+
+@pytest.fixture(scope="module")
+def warm_server(tmp_path_factory):
+    """A scripts/warm_normlab.py server for the module's tests: `.client` (the command that runs
+    `normlab ARGS` through it: append ARGS), `.sock` (its socket), `.env` (the environment it was
+    started with, which its commands run warm under), `.module` (the script)."""
+    import importlib.util
+    import sys
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("warm_normlab", WARM_NORMLAB)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sock = tmp_path_factory.mktemp("warm") / "s.sock"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    server = module.start(sock, env, wait=120)
+    assert sock.exists(), "the warm server did not start"
+    yield SimpleNamespace(client=[sys.executable, WARM_NORMLAB, "client", str(sock)], sock=sock, env=env,
+                          module=module)
+    module.stop(server)

@@ -9,19 +9,14 @@ lines are the ones CI itself runs (.ci/run); the Jupyter line starts a server an
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = (ROOT / "README.zh-CN.md").read_text(encoding="utf-8")
-WARM = ROOT / "scripts" / "warm_normlab.py"
 NOT_RUN = {"python3 -m venv .venv", ".venv/bin/pip install -e .", '.venv/bin/pip install -e ".[test]"',
            ".venv/bin/pytest", ".venv/bin/pip install notebook", ".venv/bin/jupyter notebook examples/"}
 
@@ -35,21 +30,10 @@ def bash_commands() -> list[str]:
     return cmds
 
 
-def normlab(args: list[str], cwd: Path, warm: Path = None) -> subprocess.CompletedProcess:
-    """`python -m normlab ARGS`, or the same forked from a warm server (scripts/warm_normlab.py)."""
-    cmd = [sys.executable, str(WARM), "client", str(warm)] if warm else [sys.executable, "-m", "normlab"]
+def normlab(args: list[str], cwd: Path, warm=None) -> subprocess.CompletedProcess:
+    """`python -m normlab ARGS`, or the same forked from a warm server (the `warm_server` fixture)."""
+    cmd = warm.client if warm else [sys.executable, "-m", "normlab"]
     return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
-
-
-@pytest.fixture
-def warm(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("warm_normlab", WARM)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sock = tmp_path_factory.mktemp("warm") / "s.sock"
-    server = module.start(sock, dict(os.environ, OMP_NUM_THREADS="1"))
-    yield sock
-    module.stop(server)
 
 
 def test_readme_zh_is_linked_from_the_top_of_readme():
@@ -59,7 +43,7 @@ def test_readme_zh_is_linked_from_the_top_of_readme():
         assert f"examples/{nb.name}" in TEXT, f"README.zh-CN.md does not link {nb.name}"
 
 
-def test_every_command_runs_as_written(tmp_path, warm):
+def test_every_command_runs_as_written(tmp_path, warm_server):
     (tmp_path / "experiments").symlink_to(ROOT / "experiments", target_is_directory=True)
     cmds = bash_commands()
     assert set(c for c in cmds if not c.startswith(".venv/bin/normlab")) <= NOT_RUN
@@ -67,7 +51,7 @@ def test_every_command_runs_as_written(tmp_path, warm):
     for cmd in cmds:
         if not cmd.startswith(".venv/bin/normlab"):
             continue
-        proc = normlab(shlex.split(cmd)[1:], tmp_path, warm)
+        proc = normlab(shlex.split(cmd)[1:], tmp_path, warm_server)
         assert proc.returncode == 0, f"{cmd}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
         ran.append(cmd)
     assert len(ran) >= 8

@@ -2,55 +2,30 @@
 output, exit status and files for a command that succeeds and one that fails, and a cold start
 where the environment differs in what torch reads at import."""
 
-import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
-
-import pytest
-
-WARM = Path(__file__).resolve().parent.parent / "scripts" / "warm_normlab.py"
 
 
-def load():
-    spec = importlib.util.spec_from_file_location("warm_normlab", WARM)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    sock = tmp_path_factory.mktemp("warm") / "s.sock"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = load().start(sock, env, wait=120)
-    assert sock.exists(), "the warm server did not start"
-    yield sock, env
-    load().stop(p)
-
-
-def both(server, args, cwd, env=None, stdin=None):
-    sock, base = server
-    env = dict(base, **(env or {}))
-    warm = subprocess.run([sys.executable, str(WARM), "client", str(sock), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, input=stdin, timeout=300)
+def both(server, args, cwd, env=None):
+    env = dict(server.env, **(env or {}))
+    warm = subprocess.run([*server.client, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     cold = subprocess.run([sys.executable, "-m", "normlab", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, input=stdin, timeout=300)
+                          text=True, timeout=300)
     return warm, cold
 
 
-def test_a_failing_command_says_the_same_with_the_same_status(server, tmp_path):
-    warm, cold = both(server, ["train", "--dataset", "digits", "--epochs", "0"], tmp_path)
+def test_a_failing_command_says_the_same_with_the_same_status(warm_server, tmp_path):
+    warm, cold = both(warm_server, ["train", "--dataset", "digits", "--epochs", "0"], tmp_path)
     assert warm.returncode == cold.returncode == 2
     assert warm.stderr == cold.stderr == "normlab train: error: epochs: must be >= 1, got 0\n"
     assert warm.stdout == cold.stdout == ""
 
 
-def test_a_training_run_writes_the_same_run(server, tmp_path):
+def test_a_training_run_writes_the_same_run(warm_server, tmp_path):
     args = ["train", "--dataset", "digits", "--model", "logistic", "--epochs", "1", "--no-progress", "--threads", "1"]
-    sock, env = server
-    warm = subprocess.run([sys.executable, str(WARM), "client", str(sock), *args, "--out", "w"], cwd=tmp_path,
+    env = warm_server.env
+    warm = subprocess.run([*warm_server.client, *args, "--out", "w"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=300)
     cold = subprocess.run([sys.executable, "-m", "normlab", *args, "--out", "c"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -59,15 +34,15 @@ def test_a_training_run_writes_the_same_run(server, tmp_path):
     assert warm.stdout.splitlines()[0] == cold.stdout.splitlines()[0].replace("run dir c", "run dir w")
 
 
-def test_an_environment_torch_reads_at_import_gets_a_cold_start(server):
+def test_an_environment_torch_reads_at_import_gets_a_cold_start(warm_server):
     """The server imported torch under its own OMP_NUM_THREADS; a command with another must not
     inherit that torch: the server answers COLD and the client runs the command itself."""
     import json
     import socket
     import struct
 
-    warm = load()
-    sock, env = server
+    warm = warm_server.module
+    sock, env = warm_server.sock, warm_server.env
     for changed, expect_cold in (({"OMP_NUM_THREADS": "2"}, True), ({"NORMLAB_X": "1"}, False)):
         request = json.dumps({"argv": ["--version"], "cwd": str(sock.parent), "env": dict(env, **changed)}).encode()
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn, open(os.devnull, "w") as null:

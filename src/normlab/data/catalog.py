@@ -105,7 +105,6 @@ def _download(names: list[str], data_dir: Optional[str], mirror: Optional[str]) 
     return 0
 
 
-
 def ensure_present(name: str, data_dir: Optional[str] = None, mirror: Optional[str] = None, log=None) -> None:
     """Fetch a downloadable set now if it is missing (offline: the error lists the files to place);
     nothing for the sets that ship with the dependencies."""
