@@ -41,7 +41,6 @@ FENCE = re.compile(r"^```bash\s*$")
 DIRECTIVE = re.compile(r"<!--\s*doc-test:\s*(skip|long)\b(.*?)-->")
 COPIED = ("examples", "experiments", "benchmarks")
 WARM = Path(__file__).resolve().parent / "warm_normlab.py"
-SERVERS: dict = {}  # a page's folder -> its warm server
 
 
 @dataclass
@@ -89,9 +88,9 @@ def shims(bindir: Path, warm: Path = None) -> None:
         p.chmod(0o755)
 
 
-def session(tmp: Path, root: Path = ROOT, warm: bool = False) -> dict:
-    """The page's folder and environment; `warm`: start a warm_normlab.py server for its
-    `normlab` commands (SERVERS[tmp]; run_document stops it with the folder)."""
+def session(tmp: Path, root: Path = ROOT, warm: Path = None) -> dict:
+    """The page's folder and environment; `warm`: the socket of the warm_normlab.py server its
+    `normlab` commands go through (run_document starts and stops it)."""
     for name in COPIED:
         if (root / name).is_dir():
             shutil.copytree(root / name, tmp / name, ignore=shutil.ignore_patterns("results", "__pycache__", "runs"))
@@ -99,10 +98,7 @@ def session(tmp: Path, root: Path = ROOT, warm: bool = False) -> dict:
                NORMLAB_DATA=str(tmp / ".data"), NORMLAB_OFFLINE="1", MPLBACKEND="Agg", OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(root / "src"), os.environ.get("PYTHONPATH")])))
     env.pop("NORMLAB_DATA_MIRROR", None)
-    sock = tmp / ".warm.sock" if warm else None
-    if warm:  # the shim runs a command cold while (or if) no server answers
-        SERVERS[tmp] = warm_normlab().start(sock, env)
-    shims(tmp / ".shims", sock)
+    shims(tmp / ".shims", warm)
     return env
 
 
@@ -129,7 +125,10 @@ def run_document(path: Path, include_long: bool = False, log=print, root: Path =
     if not todo:
         return failures
     with tempfile.TemporaryDirectory(prefix="normlab-doc-") as tmp:
-        env = session(Path(tmp), root, warm=warm)
+        sock = Path(tmp) / ".warm.sock" if warm else None
+        env = session(Path(tmp), root, sock)
+        # the shim runs a command cold while (or if) no server answers
+        server = warm_normlab().start(sock, env) if warm else None
         try:
             for b in todo:
                 ok, out, secs = run_block(b, Path(tmp), env)
@@ -137,14 +136,9 @@ def run_document(path: Path, include_long: bool = False, log=print, root: Path =
                 if not ok:
                     failures.append((b, out))
         finally:
-            stop_server(Path(tmp))
+            if server is not None:
+                warm_normlab().stop(server)
     return failures
-
-
-def stop_server(tmp: Path) -> None:
-    server = SERVERS.pop(tmp, None)
-    if server is not None:
-        warm_normlab().stop(server)
 
 
 def warm_normlab():
