@@ -62,3 +62,19 @@ RECIPES: dict[str, dict] = {
         "options": {**_D2L, "model": "densenet-d2l", "resize": "96"},
     },
 }
+
+
+def precision_note(recipe, precision: str, device_type: str, native_bf16: bool) -> str | None:
+    """One line for a run whose recipe chose bf16 on a CPU: bf16's numbers depend on the CPU's
+    kernels (and without native bf16 it is emulated, and slower than fp32), while fp32 gives the
+    same numbers on every CPU. None where there is nothing to say."""
+    if recipe is None or RECIPES[recipe]["options"].get("precision") != "bf16" or precision != "bf16" \
+            or device_type != "cpu":
+        return None
+    if native_bf16:
+        return (f"recipe {recipe}: bf16 autocast, the precision it was tuned and measured in (docs/recipes.md); "
+                f"bf16 numbers differ between CPU kinds: --precision fp32 gives the same numbers on every CPU, "
+                f"a little slower")
+    return (f"recipe {recipe}: bf16 autocast, but this CPU has no native bf16 (AVX-512 BF16 or AMX), so bf16 is "
+            f"emulated: slower than fp32 here and not the figures of docs/recipes.md; --precision fp32 is faster "
+            f"here and gives the same numbers on every CPU")
