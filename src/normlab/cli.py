@@ -33,6 +33,15 @@ def command(name: str, help: str):
     return wrap
 
 
+# What an option left unset (None) does, in words: "(default: None)" tells a reader nothing.
+UNSET_MEANS = {
+    "recipe": "no recipe", "data_mirror": "the publishers' URLs only", "classes": "all classes",
+    "resize": "the images' own size", "depth": "the model's own", "width": "the model's own",
+    "hidden_dropout": "off", "block_order": "the model's own", "patience": "off", "ema": "off",
+    "max_norm": "off", "clip_grad": "off", "log_every": "off",
+}
+
+
 def add_config_options(p: argparse.ArgumentParser) -> None:
     """One --option per TrainConfig field; defaults are SUPPRESSed so only what was typed
     overrides the config file."""
@@ -45,8 +54,9 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else f.default_factory()
         help_text = f.metadata.get("help", "")
-        if "default:" not in help_text:  # some helps say their default in words ("the model's own")
-            help_text = f"{help_text} (default: {default})"
+        if "(default" not in help_text:  # some helps say their default in words ("the model's own")
+            said = UNSET_MEANS[f.name] if default is None else "none" if default == "" else default
+            help_text = f"{help_text} (default: {said})"
         t = field_type(f.name)
         if t is bool:
             g.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
@@ -271,7 +281,7 @@ def _(p):
     p.add_argument("--out", help="output file (default: RUN_DIR/model.onnx or model.torchscript.pt)")
     p.add_argument("--fuse-bn", action="store_true", help="fold BatchNorm into the preceding conv/linear first")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
-                   help="run the exported file (onnxruntime / torch.jit) and compare with PyTorch")
+                   help="run the exported file (onnxruntime / torch.jit) and compare with PyTorch (default: on)")
 
 
 # ---------------------------------------------------------------- compare / report

@@ -127,7 +127,7 @@ class TrainConfig:
     bn_eps: Optional[float] = opt(None, "batch norm's eps (default: torch's 1e-5; googlenet's 1e-3)",
                                   check=optional(positive))
     bn_momentum: Optional[float] = opt(None, "batch norm's running-average momentum in torch's convention, the "
-                                       "weight of the new batch (default 0.1)", check=optional(probability))
+                                       "weight of the new batch (default: 0.1)", check=optional(probability))
     act: Optional[str] = opt(None, "activation (default: the model's own), e.g. relu, sigmoid, tanh")
     dropout: Optional[float] = opt(None, "dropout probability before the classifier (default: the model's own, "
                                          "0.2 for googlenet, 0.5 for nin, 0 for the others)",
@@ -202,7 +202,7 @@ class TrainConfig:
                               "docs/training.md)")
     tensorboard: bool = opt(False, "also log metrics to RUN_DIR/tensorboard (needs the tensorboard package)")
     sync_bn: bool = opt(False, "under torchrun: synchronize BatchNorm statistics across processes")
-    dist_backend: Optional[str] = opt(None, "under torchrun: process-group backend (default nccl on CUDA, "
+    dist_backend: Optional[str] = opt(None, "under torchrun: process-group backend (default: nccl on CUDA, "
                                       "gloo on CPU)", choices=("gloo", "nccl", "mpi"))
     dist_timeout: Optional[float] = opt(None, "under torchrun: seconds a process waits for the others in a "
                                         "collective before it gives up with an error (default: torch's, "
