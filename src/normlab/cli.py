@@ -147,7 +147,7 @@ def run_predict(args) -> int:
     from .api import predict
 
     preds = predict(args.run_dir, args.images, device=args.device, fuse_bn=args.fuse_bn, invert=args.invert,
-                    backend=args.backend)
+                    backend=args.backend, hint=lambda line: print(line, file=sys.stderr))
     if args.json:
         print(json.dumps(preds, indent=2))
     else:
