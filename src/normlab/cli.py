@@ -512,6 +512,14 @@ def main(argv=None) -> int:
     except NormlabError as exc:
         print(f"normlab {args.command}: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
+    except ModuleNotFoundError as exc:  # a package of normlab's (or an extra's) missing from this environment
+        if not exc.name or exc.name.split(".")[0] == "normlab":
+            raise
+        from .deps import missing_message
+
+        print(f"normlab {args.command}: error: {missing_message(exc.name, f'normlab {args.command}')}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"normlab {args.command}: interrupted", file=sys.stderr)
         return 130

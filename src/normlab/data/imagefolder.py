@@ -19,6 +19,7 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 
+from ..deps import torchvision as import_torchvision
 from ..errors import DataError
 from .split import stratified_split
 
@@ -96,14 +97,14 @@ def decode(path: str) -> torch.Tensor:
     check_pixels(path)
     with warnings.catch_warnings():  # torchvision 0.29 warns that TorchCodec will take over decoding
         warnings.simplefilter("ignore", DeprecationWarning)
-        from torchvision.io import ImageReadMode, decode_image, read_file
+        tvio = import_torchvision("torchvision.io")
 
-        return to_uint8(decode_image(read_file(path), mode=ImageReadMode.UNCHANGED))
+        return to_uint8(tvio.decode_image(tvio.read_file(path), mode=tvio.ImageReadMode.UNCHANGED))
 
 
 def conform(img: torch.Tensor, channels: int, size: tuple[int, int]) -> tuple[torch.Tensor, bool]:
     """To `channels` (1 or 3) and `size`; returns (image, whether the channel count changed)."""
-    from torchvision.transforms.v2 import functional as F
+    F = import_torchvision("torchvision.transforms.v2.functional")
 
     c = img.shape[0]
     if c in (2, 4):  # drop alpha

@@ -42,9 +42,9 @@ PUBLISHED_BYTES = {
 
 def _tv(name):
     # torchvision is imported on first use: about a second that runs on mnist5k or digits skip.
-    from torchvision import datasets as tvd
+    from ..deps import torchvision as import_torchvision
 
-    return getattr(tvd, name)
+    return getattr(import_torchvision("torchvision.datasets"), name)
 
 
 @dataclass
