@@ -94,6 +94,7 @@ def test_the_same_run_twice_gives_the_same_bits(tmp_path):
     ({"torch": "2.11.0"}, ("torch",)),
     ({"onednn": "3.7.1"}, ("onednn",)),
     ({"arch": "aarch64", "isa": ["asimd", "sve"]}, ("arch", "-avx2", "+sve")),
+    ({"torch_cpu_capability": "AVX2", "onednn_max_isa": "AVX2"}, ("torch_cpu_capability", "onednn_max_isa")),
 ])
 def test_another_cpu_or_build_is_not_held_to_the_hashes(change, named, monkeypatch):
     monkeypatch.delenv("NORMLAB_BIT_FOR_BIT", raising=False)
@@ -110,6 +111,17 @@ def test_another_cpu_or_build_is_not_held_to_the_hashes(change, named, monkeypat
         assert word in why
     monkeypatch.setenv("NORMLAB_BIT_FOR_BIT", "1")
     assert reference_applies(here)[0]
+
+
+def test_capping_the_isa_counts_as_another_machine(monkeypatch):
+    machine.description.cache_clear()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    try:
+        here = machine.description()
+        assert here["onednn_max_isa"] == "AVX2"
+        assert "onednn_max_isa 'ALL' here 'AVX2'" in machine.differences(dict(here, onednn_max_isa="ALL"), here)
+    finally:
+        machine.description.cache_clear()
 
 
 def test_the_machine_description_reads_a_cpuinfo_file(tmp_path):

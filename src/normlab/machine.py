@@ -10,6 +10,7 @@ change of numerics from "another machine".
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 from functools import lru_cache
@@ -23,8 +24,10 @@ ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx
              "avx512dq", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
              "amx_bf16", "amx_int8", "amx_fp16",
              "asimd", "asimdhp", "asimddp", "sve", "sve2", "bf16", "i8mm", "sme")
-# The description's keys that must agree for two machines to compute the same bits.
-MATCH_KEYS = ("arch", "vendor", "cpu_model", "isa", "torch", "onednn")
+# The description's keys that must agree for two machines to compute the same bits. The last two
+# are the code paths actually taken: ATEN_CPU_CAPABILITY and ONEDNN_MAX_CPU_ISA cap them below
+# what the CPU has (which is also how a test run imitates an older CPU on a newer one).
+MATCH_KEYS = ("arch", "vendor", "cpu_model", "isa", "torch", "onednn", "torch_cpu_capability", "onednn_max_isa")
 
 
 def _cpuinfo(path: str = "/proc/cpuinfo") -> dict[str, str]:
@@ -65,7 +68,9 @@ def description() -> dict:
     vendor = info.get("vendor_id") or info.get("CPU implementer") or "unknown"
     return {"arch": platform.machine(), "vendor": vendor, "cpu_model": cpu_model(info), "isa": cpu_isa(info),
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "torch": torch.__version__.split("+")[0], "onednn": onednn_version()}
+            "torch": torch.__version__.split("+")[0], "onednn": onednn_version(),
+            "onednn_max_isa": (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+                               or "ALL").upper()}
 
 
 def differences(recorded: dict, here: Optional[dict] = None) -> list[str]:
