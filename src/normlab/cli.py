@@ -188,7 +188,7 @@ def run_stats_cmd(args) -> int:
             reports[label] = activations.model_stats(args.target, init=init, norm=args.norm, act=args.act,
                                                      depth=args.depth, width=args.width, input_shape=shape,
                                                      data=args.data, batch=args.batch, seed=args.seed,
-                                                     mode=args.mode or "train")
+                                                     mode=args.mode or "train", bias=args.bias, head=args.head)
     if args.json:
         print(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=2))
     else:
@@ -210,6 +210,12 @@ def _(p):
     p.add_argument("--act", help="activation (default: the model's own)")
     p.add_argument("--depth", type=int, metavar="N", help="hidden layers (mlp)")
     p.add_argument("--width", type=int, metavar="N", help="hidden width (mlp)")
+    p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None,
+                   help="the hidden layers' biases (mlp; --no-bias as seed 004's 100-layer net) (default: the "
+                        "model's own, on)")
+    p.add_argument("--head", action=argparse.BooleanOptionalAction, default=None,
+                   help="the classifier after the hidden layers (mlp; --no-head measures the hidden layers alone, "
+                        "as seed 004's net has no classifier) (default: on)")
     p.add_argument("--input", metavar="CxHxW", help="input shape, e.g. 1x28x28 (default: the model's)")
     p.add_argument("--data", default="auto",
                    help="input batch: a dataset name, 'normal' (standard normal), or auto: mnist5k for "

@@ -138,6 +138,9 @@ class TrainConfig:
     width: Optional[int] = opt(None, "where the model has that knob: hidden width (mlp), first stage's "
                                "channels (digitnet)",
                                check=optional(at_least_one))
+    bias: Optional[bool] = opt(None, "where the model has that knob: the hidden Linear layers' biases (mlp; "
+                               "--no-bias as seed 004's 100-layer net, --bias also before a norm layer, as torch's "
+                               "nn.Linear) (default: on where no norm layer follows)")
     hidden_dropout: Optional[float] = opt(None, "dropout after every hidden layer's activation (mlp, lenet, lenet-bn, "
                                           "maxout-mlp), as the tutorials place it", check=optional(probability))
     dropout_mode: str = opt("inverted", "inverted (scale kept units by 1/(1-p) in training, torch's) or "
@@ -243,7 +246,7 @@ SECTIONS = {
              "strict", "stream",
              "batch_size", "eval_batch_size", "tta", "seed"),
     "model": ("model", "norm", "norm_impl", "bn_eps", "bn_momentum", "act", "dropout", "hidden_dropout",
-              "dropout_mode", "block_order", "depth", "width", "init", "seed"),
+              "dropout_mode", "block_order", "depth", "width", "bias", "init", "seed"),
     "optim": ("optimizer", "lr", "momentum", "beta1", "beta2", "eps", "weight_decay", "decay_norm_bias",
               "schedule", "warmup", "lr_step", "lr_gamma", "milestones", "epochs", "patience"),
     "regularization": ("l1", "l2", "max_norm", "label_smoothing", "clip_grad", "clip_mode", "ema",

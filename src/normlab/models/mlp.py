@@ -32,11 +32,17 @@ class MLP(tnn.Module):
     """Flatten -> depth x [Linear -> norm -> act] -> (dropout) -> Linear.
 
     The tutorials place BatchNorm between the affine map and the activation; so does this.
-    With depth=100, width=256 it is the deep MLP of the BatchNorm-and-initialization experiment.
+    With depth=100, width=256, bias=False and head=False it is seed 004's 100-layer net exactly
+    (`nn.Linear(256, 256, bias=False)` x 100, each followed by its BN and ReLU, no classifier):
+    built after the same seed, its weights are the seed's, drawn in the same order.
+    bias: the hidden Linear layers' biases: None (the default) only where no norm layer follows
+    (a norm's mean subtraction cancels a bias), True everywhere (torch's nn.Linear default, as
+    seed 002's Batch_Net has them before its BNs), False nowhere. head=False leaves out the classifier, so the last hidden
+    layer's activations are the output (for `normlab stats`; training needs a head).
     """
 
     def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, depth=2, width=256,
-                 dropout=0.0, hidden_dropout=0.0, maxout_pieces=0):
+                 dropout=0.0, hidden_dropout=0.0, maxout_pieces=0, bias=None, head=True):
         super().__init__()
         n = in_channels * math.prod(input_size)
         layers = [tnn.Flatten()]
@@ -46,20 +52,21 @@ class MLP(tnn.Module):
                 layers += [Maxout(n, width, maxout_pieces), norm]
             else:
                 # A norm layer's mean subtraction would cancel a bias here, so only a bare Linear has one.
-                layers += [tnn.Linear(n, width, bias=isinstance(norm, tnn.Identity)), norm, act_layer()]
+                has_bias = isinstance(norm, tnn.Identity) if bias is None else bias
+                layers += [tnn.Linear(n, width, bias=has_bias), norm, act_layer()]
             if hidden_dropout:
                 layers.append(tnn.Dropout(hidden_dropout))
             n = width
         self.features = tnn.Sequential(*layers)
         self.dropout = tnn.Dropout(dropout) if dropout else tnn.Identity()
-        self.classifier = tnn.Linear(n, num_classes)
+        self.classifier = tnn.Linear(n, num_classes) if head else tnn.Identity()
 
     def forward(self, x):
         return self.classifier(self.dropout(self.features(x)))
 
 
 @register("mlp", "mlp", "multilayer perceptron, depth x [Linear-norm-act], width 256",
-          default_norm="none", depth=2, width=256, hidden_dropout=0.0)
+          default_norm="none", depth=2, width=256, hidden_dropout=0.0, bias=None, head=True)
 def mlp(**kw):
     return MLP(**kw)
 
