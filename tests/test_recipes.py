@@ -102,7 +102,7 @@ def test_recipe_fills_only_unset_options():
 def test_unknown_recipe_is_a_clear_error():
     with pytest.raises(ConfigError) as e:
         make_config({"recipe": "fsat"})
-    assert str(e.value) == "unknown recipe 'fsat'. Did you mean 'fast'? Valid choices: best, d2l, d2l-densenet, d2l-resnet18, fast, fast-gpu, fast-v1."
+    assert str(e.value) == "unknown recipe 'fsat'. Did you mean 'fast'? Valid choices: best, d2l, d2l-densenet, d2l-resnet18, d2l-resnet18-96, fast, fast-gpu, fast-v1, seed001."
 
 
 def test_recipe_run_end_to_end_and_saved_weights_reproduce_the_tta_score(tmp_path, capsys, monkeypatch):
