@@ -107,7 +107,7 @@ class TrainConfig:
     augment: str = opt("", "batched on-device augmentation, e.g. crop:4,flip (ops: crop:P, translate:T, "
                        "flip, cutout:S, resize:HxW, pad:P, randcrop:S; see docs/data.md)", check=_check_augment)
     preprocess: str = opt("channel", "input preprocessing fitted on the training split: channel, scale, "
-                          "standardize, minmax, robust, maxabs, pca:D, pca-whiten:D, zca[:EPS], zca-patch:K[:EPS]",
+                          "center, standardize, minmax, robust, maxabs, pca:D, pca-whiten:D, zca[:EPS], zca-patch:K[:EPS]",
                           check=_check_preprocess)
     classes: Optional[str] = opt(None, "keep only these classes, by name or index, e.g. 3,8 (relabelled 0, 1, ... "
                                  "in this order); two classes for binary logistic regression")
