@@ -58,13 +58,14 @@ class RMSNorm2d(tnn.Module):
 
     def __init__(self, num_features: int, eps: float | None = None, elementwise_affine: bool = True):
         super().__init__()
-        self.num_features, self.eps = num_features, eps
+        # torch.nn.RMSNorm's eps=None is the input dtype's machine epsilon; float32's here, fixed
+        # when the layer is built (fuse_bn's fx tracing cannot branch on an input's dtype).
+        self.num_features = num_features
+        self.eps = torch.finfo(torch.float32).eps if eps is None else eps
         self.weight = tnn.Parameter(torch.ones(num_features)) if elementwise_affine else None
 
     def forward(self, x):
-        # torch.nn.RMSNorm's eps=None means the dtype's machine epsilon; the same here.
-        eps = torch.finfo(x.dtype).eps if self.eps is None else self.eps
-        y = x * torch.rsqrt(x.pow(2).mean(1, keepdim=True) + eps)
+        y = x * torch.rsqrt(x.pow(2).mean(1, keepdim=True) + self.eps)
         return y if self.weight is None else y * self.weight.view(_channel_shape(x))
 
 
@@ -265,6 +266,11 @@ def local_response_norm(num_features: int) -> tnn.LocalResponseNorm:
     (torch divides alpha by n; the paper does not, so alpha here is the paper's times n.)"""
     return tnn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2.0)
 
+
+# normlab's newer norm layers (fuse_bn's tracer calls them opaquely, as it does torch's norms).
+NEWER_LAYERS = (RMSNorm2d, LayerNorm2d, FilterResponseNormTLU, EvoNormB0, EvoNormS0, BatchRenorm)
+# The layers with batch statistics of their own (SyncBatchNorm does not synchronize them).
+BATCH_STATISTICS = (BatchRenorm, GhostBatchNorm, EvoNormB0)
 
 __all__ = ["RMSNorm2d", "LayerNorm2d", "FilterResponseNormTLU", "EvoNormB0", "EvoNormS0", "BatchRenorm",
            "GhostBatchNorm", "StdConv2d", "standardize_convs", "weight_normalize", "local_response_norm"]
