@@ -179,8 +179,12 @@ class TrainConfig:
     tta: str = opt("", "test-time augmentation: average predictions over views of each image: shift (the "
                    "image and its 1-pixel shifts), flip (and its mirror), or shift,flip", check=_check_tta)
     # --- regularization
-    l1: float = opt(0.0, "L1 strength, applied as a proximal soft-threshold step after each update",
-                    check=non_negative)
+    l1: float = opt(0.0, "L1 strength: a proximal soft-threshold step after each update (exact zeros), or "
+                    "with --l1-mode penalty the tutorial's l1 * sum|w| added to the loss", check=non_negative)
+    l1_mode: str = opt("proximal", "how --l1 acts: proximal (a soft-threshold step after each update, which "
+                       "sets weights exactly to zero) or penalty (l1 * sum|w| added to the loss, as seed 004 "
+                       "defines L1; its subgradient makes weights hover around zero)",
+                       choices=("proximal", "penalty"))
     l2: float = opt(0.0, "L2 penalty (l2/2)*sum(w^2) added to the loss", check=non_negative)
     max_norm: Optional[float] = opt(None, "cap on each unit's incoming weight norm, enforced after each step",
                                     check=optional(positive))
@@ -251,7 +255,7 @@ SECTIONS = {
               "dropout_mode", "block_order", "depth", "width", "bias", "init", "seed"),
     "optim": ("optimizer", "lr", "momentum", "beta1", "beta2", "eps", "weight_decay", "decay_norm_bias",
               "schedule", "warmup", "lr_step", "lr_gamma", "milestones", "epochs", "patience"),
-    "regularization": ("l1", "l2", "max_norm", "label_smoothing", "clip_grad", "clip_mode", "ema",
+    "regularization": ("l1", "l1_mode", "l2", "max_norm", "label_smoothing", "clip_grad", "clip_mode", "ema",
                        "decay_norm_bias"),
     "runtime": ("seed", "device", "threads", "precision", "channels_last", "compile", "cuda_graphs", "deterministic",
                 "tensorboard", "sync_bn", "dist_backend", "dist_timeout", "out", "progress", "log_every"),
