@@ -199,3 +199,31 @@ def test_bias_and_head_are_mlp_knobs_only():
     assert create_model("mlp", depth=3, width=8, norm="bn", bias=True).features[1].bias is not None  # as asked
     with pytest.raises(ConfigError, match="bias: model 'lenet-bn' has no such option"):
         activations.model_stats("lenet-bn", bias=False)
+
+
+def test_widths_give_one_width_per_hidden_layer():
+    # seed 002's Batch_Net(in, 300, 100, out): Linear(in, 300), BN, ReLU, Linear(300, 100), BN, ReLU, Linear(100, out)
+    m = create_model("mlp", widths=(300, 100), norm="bn", bias=True, input_size=(28, 28))
+    linears = [x for x in m.modules() if isinstance(x, tnn.Linear)]
+    assert [(x.in_features, x.out_features) for x in linears] == [(784, 300), (300, 100), (100, 10)]
+    assert all(x.bias is not None for x in linears)
+    assert [type(x).__name__ for x in m.features] == ["Flatten", "Linear", "BatchNorm1d", "ReLU", "Linear",
+                                                       "BatchNorm1d", "ReLU"]
+    assert [x.out_features for x in create_model("mlp", widths="64,32,16").modules()
+            if isinstance(x, tnn.Linear)] == [64, 32, 16, 10]
+    with pytest.raises(ConfigError, match="widths: sets every hidden layer's width and so the depth; drop --depth"):
+        create_model("mlp", widths=(300, 100), depth=3)
+    with pytest.raises(ConfigError, match="widths: must be hidden-layer widths separated by commas"):
+        create_model("mlp", widths="300,,100")
+
+
+def test_widths_from_the_command_line(tmp_path):
+    out = tmp_path / "w"
+    assert main(["train", "--dataset", "digits", "--model", "mlp", "--widths", "32,16", "--epochs", "1",
+                 "--no-progress", "--out", str(out)]) == 0
+    import normlab
+
+    lin = [x for x in normlab.load(out).model.modules() if isinstance(x, tnn.Linear)]
+    assert [x.out_features for x in lin] == [32, 16, 10]
+    assert main(["train", "--dataset", "digits", "--model", "mlp", "--widths", "32,16", "--width", "8",
+                 "--epochs", "1", "--out", str(tmp_path / "x")]) == 2

@@ -85,6 +85,12 @@ def _check_tta(spec):
     tta.parse(spec)  # raises ConfigError naming the bad view
 
 
+def _check_widths(text):
+    from .models.mlp import parse_widths
+
+    parse_widths(text)  # raises ConfigError naming the bad value
+
+
 def _check_resize(spec):
     parts = str(spec).lower().split("x")
     ok = len(parts) in (1, 2) and all(p.strip().isdigit() and int(p) > 0 for p in parts)
@@ -140,6 +146,9 @@ class TrainConfig:
     width: Optional[int] = opt(None, "where the model has that knob: hidden width (mlp), first stage's "
                                "channels (digitnet)",
                                check=optional(at_least_one))
+    widths: Optional[str] = opt(None, "where the model has that knob: one width per hidden layer, e.g. 300,100 "
+                                "(mlp; seed 002's Batch_Net(in, 300, 100, out)), instead of --depth and --width",
+                                check=optional(_check_widths))
     bias: Optional[bool] = opt(None, "where the model has that knob: the hidden Linear layers' biases (mlp; "
                                "--no-bias as seed 004's 100-layer net, --bias also before a norm layer, as torch's "
                                "nn.Linear) (default: on where no norm layer follows)")
@@ -252,7 +261,7 @@ SECTIONS = {
              "strict", "stream",
              "batch_size", "eval_batch_size", "tta", "seed"),
     "model": ("model", "norm", "norm_impl", "bn_eps", "bn_momentum", "act", "dropout", "hidden_dropout",
-              "dropout_mode", "block_order", "depth", "width", "bias", "init", "seed"),
+              "dropout_mode", "block_order", "depth", "width", "widths", "bias", "init", "seed"),
     "optim": ("optimizer", "lr", "momentum", "beta1", "beta2", "eps", "weight_decay", "decay_norm_bias",
               "schedule", "warmup", "lr_step", "lr_gamma", "milestones", "epochs", "patience"),
     "regularization": ("l1", "l1_mode", "l2", "max_norm", "label_smoothing", "clip_grad", "clip_mode", "ema",

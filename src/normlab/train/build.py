@@ -78,7 +78,7 @@ def build_model(cfg: ModelConfig, input_shape, num_classes: int) -> torch.nn.Mod
     """The model a config's model section describes, with the seed applied so initial weights
     are reproducible."""
     spec = get_spec(cfg.model)
-    model_kw = {k: getattr(cfg, k) for k in ("depth", "width", "bias", "hidden_dropout", "block_order")
+    model_kw = {k: getattr(cfg, k) for k in ("depth", "width", "widths", "bias", "hidden_dropout", "block_order")
                 if getattr(cfg, k) is not None}
     unknown = [k for k in model_kw if k not in spec.defaults]
     if unknown:
