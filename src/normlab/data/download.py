@@ -235,7 +235,7 @@ def disk_error(exc: OSError, folder: Path, needed: Optional[int], doing: str) ->
     """One line for a write that the disk refused: which folder, why, how much room it needs."""
     full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
     why = "the disk is full" if full else f"it cannot be written ({exc.strerror or exc})"
-    room = f"; about {_human(needed)} more are needed there" if needed else ""
+    room = f"; about {_human(needed)} more are needed there" if needed and full else ""
     fix = ("free some space, or pass --data-dir (or set NORMLAB_DATA) to a folder with room"
            if full else "pass --data-dir (or set NORMLAB_DATA) to a writable folder")
     return DataError(f"{doing} into {str(folder)!r} failed: {why}{room}; {fix}; every verified file already "
