@@ -262,3 +262,63 @@ def test_run_files_follow_the_umask(tmp_path, umask, mode):
     assert {"config.json", "summary.json", "weights.safetensors", "metrics.csv"} <= set(files)
     assert set(files.values()) == {mode}, files
     assert all(v == mode | 0o111 & ~umask for k, v in modes.items() if (out / k).is_dir())
+
+
+# ---------------------------------------------------------------- files that are not files
+def _ends(fn, limit=60.0):
+    """fn() in a daemon thread: its result, or a failure if it has not ended within `limit` seconds
+    (a generous bound; what counts is that it ends instead of waiting on a pipe forever)."""
+    import threading
+
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault("value", fn()), daemon=True)
+    t.start()
+    t.join(limit)
+    assert not t.is_alive(), "still waiting after 60 s"
+    return box["value"]
+
+
+def test_predict_refuses_a_named_pipe_before_opening_it(run, tmp_path, capsys):
+    fifo = tmp_path / "digit.png"
+    os.mkfifo(fifo)
+    assert _ends(lambda: cli.main(["predict", str(run), str(fifo)])) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"normlab predict: error: image '{fifo}' is a named pipe (FIFO), not a regular file; give a file"]
+
+
+def test_predict_refuses_a_device(run, capsys):
+    fails_cleanly(capsys, ["predict", str(run), "/dev/null"],
+                  "image '/dev/null' is a device, not a regular file; give a file")
+
+
+def test_an_image_folder_skips_a_named_pipe_by_name(tmp_path):
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), mode="L").save(tmp_path / cls / f"{i}.png")
+    fifo = tmp_path / "a" / "pipe.png"
+    os.mkfifo(fifo)
+    lines = []
+    ds = _ends(lambda: sources.load_dataset("imagefolder", data_dir=str(tmp_path), log=lines.append, stream="off"))
+    assert len(ds.train_y) + len(ds.test_y) == 6
+    assert f"normlab: skipping '{fifo}': image '{fifo}' is a named pipe (FIFO), not a regular file; give a file" in lines
+
+
+def test_train_on_idx_labels_out_of_range_is_one_line(tmp_path, capsys):
+    import struct
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 20), ("t10k", 10)):
+        x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        y = (np.arange(n) % 10).astype(np.uint8)
+        y[3] = 200
+        for name, arr in ((f"{prefix}-images-idx3-ubyte", x), (f"{prefix}-labels-idx1-ubyte", y)):
+            (raw / name).write_bytes(struct.pack(">I", 0x0800 | arr.ndim) + b"".join(struct.pack(">I", d)
+                                                                                    for d in arr.shape) + arr.tobytes())
+    fails_cleanly(capsys, ["train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--model", "mlp",
+                           "--epochs", "1", "--out", str(tmp_path / "run")],
+                  f"IDX file '{raw}/train-labels-idx1-ubyte' holds label 200 (1 labels out of range)")
+    assert not (tmp_path / "run").exists()
