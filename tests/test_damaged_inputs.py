@@ -322,3 +322,31 @@ def test_train_on_idx_labels_out_of_range_is_one_line(tmp_path, capsys):
                            "--epochs", "1", "--out", str(tmp_path / "run")],
                   f"IDX file '{raw}/train-labels-idx1-ubyte' holds label 200 (1 labels out of range)")
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- hostile strings on pages
+def test_a_javascript_link_in_an_experiment_description_is_text_in_the_report(sweep_dir, tmp_path):
+    import re
+    import shutil
+
+    copy = tmp_path / "s"
+    shutil.copytree(sweep_dir, copy)
+    rec = json.loads((copy / "experiment.json").read_text())
+    rec["description"] = "see [here](javascript:alert(document.domain)) <script>alert(1)</script>"
+    (copy / "experiment.json").write_text(json.dumps(rec))
+    page = report.write_report(copy)["paths"]["html"].read_text()
+    assert not re.search(r'href="\s*javascript', page, re.I) and "<script" not in page
+    assert "[here](javascript:alert(document.domain)) &lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "Content-Security-Policy" in page
+
+
+def test_a_run_folder_named_like_a_scheme_stays_a_relative_link(run, tmp_path, capsys):
+    import re
+    import shutil
+
+    out = tmp_path / "out"
+    odd = out / "javascript:alert(1)"
+    shutil.copytree(run, odd)
+    assert cli.main(["report", str(odd), "--out", str(out)]) == 0
+    hrefs = re.findall(r'href="([^"]+)"', (out / "report.html").read_text())
+    assert hrefs == ["./javascript:alert(1)/", "./javascript:alert(1)/config.json"]

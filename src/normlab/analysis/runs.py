@@ -127,7 +127,9 @@ def compare_runs(run_dirs: Sequence, out) -> dict:
     differ = _differing(configs)
 
     def href(r: Path, name: str = "") -> str:
-        return os.path.relpath(r / name if name else r, out).replace(os.sep, "/") + ("" if name else "/")
+        rel = os.path.relpath(r / name if name else r, out).replace(os.sep, "/") + ("" if name else "/")
+        # "./": a folder named like a scheme ("javascript:x") stays a relative link
+        return rel if rel.startswith("../") else "./" + rel
 
     table = [["run", "model", "dataset", "norm", "epochs", "final test acc (%)", "best test acc (%)", "seconds",
               "date (UTC)", "status", "config"]]
