@@ -141,3 +141,47 @@ def test_a_runs_curves_say_what_train_accuracy_is(runs_root):
     assert png.read_bytes()[:4] == b"\x89PNG"
     for text in ("train (running, train mode)", "accuracy (%)", "loss (cross-entropy, nats)", "chance (10%)", "epoch"):
         assert text in svg, text
+
+
+# ---------------------------------------------------------------- damaged runs are listed, not fatal
+@pytest.mark.parametrize("name, content, problem", [
+    ("config.json", "[1, 2]", "config.json holds a list, not a JSON object"),
+    ("config.json", "null", "config.json holds null, not a JSON object"),
+    ("summary.json", "[]", "summary.json holds a list, not a JSON object"),
+    ("summary.json", '"done"', "summary.json holds a string, not a JSON object"),
+    ("summary.json", '{"final_test_acc": 0.9', "summary.json is unreadable (Expecting"),
+    ("metrics.csv", "epoch,test_acc\nx,y,z\n", "metrics.csv is damaged"),
+])
+def test_a_damaged_run_is_listed_as_damaged_and_the_rest_goes_on(runs_root, tmp_path, capsys, name, content, problem):
+    root, _, _ = runs_root
+    tree = tmp_path / "tree"
+    shutil.copytree(root, tree)
+    (tree / "group" / "b" / name).write_text(content)
+    assert main(["runs", str(tree), "--json"]) == 0
+    rows = {r["path"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"a", "bad", "group/b", "group/cut"}
+    assert rows["group/b"]["status"] == "damaged" and rows["group/b"]["problem"].startswith(problem)
+    assert rows["a"]["status"] == "finished" and "problem" not in rows["a"]
+    assert main(["runs", str(tree)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[-1].startswith(f"group/b: damaged ({problem}")
+
+
+def test_sorting_on_values_of_mixed_types_never_crashes(runs_root, tmp_path, capsys):
+    root, _, _ = runs_root
+    tree = tmp_path / "tree"
+    shutil.copytree(root, tree)
+    for run, model in (("a", 7), ("group/b", ["x"]), ("bad", None)):
+        cfg = json.loads((tree / run / "config.json").read_text())
+        cfg["model"] = model
+        (tree / run / "config.json").write_text(json.dumps(cfg))
+    summary = json.loads((tree / "a" / "summary.json").read_text())
+    summary.update(final_test_acc="high", epochs="one")
+    (tree / "a" / "summary.json").write_text(json.dumps(summary))
+    for column in ("model", "final_test_acc", "epochs", "seconds", "status", "path"):
+        for reverse in ([], ["--reverse"]):
+            assert main(["runs", str(tree), "--sort", column, "--json", *reverse]) == 0
+            rows = json.loads(capsys.readouterr().out)
+            assert len(rows) == 4
+    assert main(["runs", str(tree), "--sort", "model", "--json"]) == 0
+    assert [r["model"] for r in json.loads(capsys.readouterr().out)] == [7, "mlp", ["x"], None]
