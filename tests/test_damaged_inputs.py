@@ -350,3 +350,119 @@ def test_a_run_folder_named_like_a_scheme_stays_a_relative_link(run, tmp_path, c
     assert cli.main(["report", str(odd), "--out", str(out)]) == 0
     hrefs = re.findall(r'href="([^"]+)"', (out / "report.html").read_text())
     assert hrefs == ["./javascript:alert(1)/", "./javascript:alert(1)/config.json"]
+
+
+# ---------------------------------------------------------------- properties: config files, CLI values, experiments
+# Each asserts: a correct result, or a clean one-line error (NormlabError, exit 2), never another
+# exception. In-process and bounded (max_examples, deadline) so they add seconds, not minutes.
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from normlab.config import FIELDS, field_type, load_config_file, make_config  # noqa: E402
+from normlab.errors import NormlabError  # noqa: E402
+from normlab.train.build import resolve_config  # noqa: E402
+
+PROPERTY = settings(max_examples=40, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                           HealthCheck.too_slow])
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70), st.floats(),
+                    st.text(max_size=10), st.sampled_from(["bn", "none", "mlp", "digits", "1e-3", "5,8", "[1, 2]",
+                                                           "{}", ".inf", "nan", "-1", "0", "cosine", "adam"]))
+VALUES = st.recursive(SCALARS, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=2),
+                      max_leaves=5)
+OPTION_NAMES = st.sampled_from(sorted(FIELDS)) | st.text(max_size=8)
+
+
+def clean(exc: BaseException) -> None:
+    """The error is one a person reads: normlab's own type, one line, no traceback text."""
+    assert isinstance(exc, NormlabError), f"{type(exc).__name__}: {exc}"
+    msg = str(exc)
+    assert msg and "\n" not in msg and "Traceback" not in msg, msg
+
+
+def config_or_clean_error(*sources):
+    try:
+        cfg = make_config(*sources)
+        resolve_config(cfg)
+    except Exception as exc:  # noqa: BLE001 - checked by clean()
+        clean(exc)
+        return None
+    return cfg
+
+
+@PROPERTY
+@given(data=st.dictionaries(OPTION_NAMES, VALUES, max_size=4), fmt=st.sampled_from([".yaml", ".json"]))
+def test_any_config_file_is_a_config_or_one_line(tmp_path, data, fmt):
+    path = tmp_path / f"c{fmt}"
+    path.write_text(json.dumps(data) if fmt == ".json" else yaml.safe_dump(data))
+    try:
+        loaded = load_config_file(path)
+    except Exception as exc:  # noqa: BLE001
+        clean(exc)
+        return
+    cfg = config_or_clean_error(loaded)
+    if cfg is not None:  # a result: every value given in the option's own type is the one the config holds
+        for k, v in data.items():
+            if k in FIELDS and type(v) is field_type(k) and type(v) in (int, str, list):
+                assert getattr(cfg, k) == v, (k, v, getattr(cfg, k))
+
+
+@PROPERTY
+@given(text=st.text(max_size=60) | st.sampled_from(["a: [", "epochs: .inf", "lr: .nan", "- 1\n- 2", "{a: {b: }",
+                                                    "epochs: 1e400", "batch_size: !!binary AAAA", "? [1]\n: 2",
+                                                    "model: !!python/object:os.system ls"]))
+def test_any_config_file_text_is_a_config_or_one_line(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        loaded = load_config_file(path)
+    except Exception as exc:  # noqa: BLE001
+        clean(exc)
+        return
+    config_or_clean_error(loaded)
+
+
+import yaml  # noqa: E402
+
+TRAIN_FLAGS = sorted("--" + f.replace("_", "-") for f in FIELDS if f not in ("out", "config"))
+
+
+@PROPERTY
+@given(pairs=st.lists(st.tuples(st.sampled_from(TRAIN_FLAGS), st.text(min_size=1, max_size=10).filter(
+    lambda v: not v.startswith("-")) | SCALARS.map(str).filter(lambda v: v and not v.startswith("-"))), max_size=4))
+def test_any_command_line_values_are_a_config_or_one_line(pairs):
+    from normlab.cli import build_parser, config_from_args
+
+    argv = ["train"]
+    for flag, value in pairs:
+        argv += [flag, value]
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse's own two-line usage error, exit 2 (e.g. --no-x given a value)
+        assert exc.code == 2
+        return
+    try:
+        cfg = config_from_args(args)
+        resolve_config(cfg)
+    except Exception as exc:  # noqa: BLE001
+        clean(exc)
+
+
+EXPERIMENT_KEYS = st.sampled_from(["base", "factors", "seeds", "metric", "name", "description"]) | st.text(max_size=6)
+
+
+@PROPERTY
+@given(data=st.dictionaries(EXPERIMENT_KEYS, VALUES, max_size=5) | st.fixed_dictionaries(
+    {"base": st.fixed_dictionaries({"dataset": st.just("digits"), "model": st.just("mlp")},
+                                   optional={"epochs": VALUES, "norm": VALUES, "lr": VALUES}),
+     "factors": st.dictionaries(OPTION_NAMES, st.lists(SCALARS, max_size=3) | VALUES, max_size=2),
+     "seeds": VALUES}, optional={"metric": VALUES, "name": VALUES, "description": VALUES}))
+def test_any_experiment_file_is_an_experiment_or_one_line(tmp_path, data):
+    path = tmp_path / "e.yaml"
+    path.write_text(yaml.safe_dump(data))
+    try:
+        exp = sweep.load_experiment(path)
+    except Exception as exc:  # noqa: BLE001
+        clean(exc)
+        return
+    cells = sweep.expand(exp)  # a result: a grid whose every cell is a config
+    assert len(cells) == int(np.prod([len(v) for v in exp.factors.values()])) and exp.seeds
+    assert len({c.id for c in cells}) == len(cells)
