@@ -402,3 +402,113 @@ def test_a_data_file_that_is_a_fifo_is_refused_before_opening(tmp_path):
     os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
     with pytest.raises(DataError, match=rf"^IDX file '{fifo}' is a named pipe \(FIFO\), not a regular file; give a file$"):
         validate.idx_dims(fifo, 1)
+
+
+# ---------------------------------------------------------------- properties: the readers never trace back
+# Each generated file is read in-process: the result is right, or the error is one line naming the
+# file, never another exception; max_examples and deadlines keep them to seconds.
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from normlab.data import validate  # noqa: E402
+
+READER = settings(max_examples=50, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                         HealthCheck.too_slow])
+
+
+def one_line_naming(exc: BaseException, path) -> None:
+    assert isinstance(exc, DataError), f"{type(exc).__name__}: {exc}"
+    assert "\n" not in str(exc) and str(path) in str(exc), str(exc)
+
+
+IDX_HEADERS = st.tuples(st.sampled_from([b"\x00\x00", b"\x00\x01", b"\xff\xff"]), st.sampled_from([8, 9, 13]),
+                        st.integers(0, 4), st.lists(st.integers(0, 40), max_size=4))
+
+
+@READER
+@given(header=IDX_HEADERS, payload=st.binary(max_size=3000), cut=st.integers(0, 8), ndim=st.sampled_from([1, 3]))
+def test_idx_reader_on_any_bytes(tmp_path, header, payload, cut, ndim):
+    magic, code, nd, dims = header
+    raw = magic + bytes([code, nd]) + b"".join(d.to_bytes(4, "big") for d in dims) + payload
+    raw = raw[:len(raw) - cut] if cut else raw
+    path = tmp_path / "f-idx"
+    path.write_bytes(raw)
+    try:
+        got = validate.idx_dims(path, ndim)
+    except Exception as exc:  # noqa: BLE001 - checked
+        one_line_naming(exc, path)
+        return
+    # accepted: exactly an unsigned-byte IDX file of that many dimensions, and of that size
+    assert raw[:3] == b"\x00\x00\x08" and raw[3] == ndim and len(got) == ndim
+    assert len(raw) == 4 + 4 * ndim + int(np.prod(got))
+
+
+@READER
+@given(n_img=st.integers(0, 6), n_lab=st.integers(0, 6), labels=st.lists(st.integers(0, 255), min_size=6, max_size=6),
+       classes=st.integers(1, 12))
+def test_mnist_split_accepts_only_matching_counts_and_labels_in_range(tmp_path, n_img, n_lab, labels, classes):
+    x = np.zeros((n_img, 28, 28), np.uint8)
+    y = np.array(labels[:n_lab], np.uint8)
+    for name, arr in (("i", x), ("l", y)):
+        (tmp_path / name).write_bytes(struct.pack(">I", 0x0800 | arr.ndim)
+                                      + b"".join(struct.pack(">I", d) for d in arr.shape) + arr.tobytes())
+    try:
+        n = validate.mnist_split(tmp_path / "i", tmp_path / "l", classes)
+    except DataError as exc:
+        assert "\n" not in str(exc) and str(tmp_path / "l") in str(exc)
+        assert n_img != n_lab or any(v >= classes for v in y)
+        return
+    assert n == n_img == n_lab and all(v < classes for v in y)
+
+
+ARRAYS = st.one_of(
+    st.builds(lambda n, w, dt: np.zeros((n, w), dt), st.integers(0, 3), st.sampled_from([3072, 3000, 1]),
+              st.sampled_from([np.uint8, np.float32, np.int64])),
+    st.builds(lambda n: np.zeros(n, np.uint8), st.integers(0, 3)),
+    st.none(), st.text(max_size=3), st.lists(st.integers(0, 300), max_size=3))
+LABELS = st.lists(st.integers(-3, 12) | st.text(max_size=2) | st.none(), max_size=4) | st.none() | st.integers()
+
+
+@READER
+@given(entry=st.dictionaries(st.sampled_from(["data", "labels", "fine_labels", "x"]), ARRAYS | LABELS, max_size=3)
+       | st.lists(st.integers(), max_size=2) | st.none(), protocol=st.sampled_from([2, 4]),
+       garbage=st.binary(max_size=40))
+def test_cifar_batch_reader_on_any_pickle(tmp_path, entry, protocol, garbage):
+    import pickle
+
+    path = tmp_path / "data_batch_1"
+    for blob in (pickle.dumps(entry, protocol=protocol), garbage, pickle.dumps(entry, protocol=protocol)[:-3]):
+        path.write_bytes(blob)
+        try:
+            n = validate.cifar_batch(path, 10, "labels")
+        except Exception as exc:  # noqa: BLE001 - checked
+            one_line_naming(exc, path)
+            continue
+        # accepted: N records of 3072 bytes and N labels 0..9
+        assert entry["data"].shape == (n, 3072) and entry["data"].dtype == np.uint8
+        assert len(entry["labels"]) == n and all(0 <= int(v) < 10 for v in entry["labels"])
+
+
+@READER
+@given(files=st.lists(st.tuples(st.sampled_from(["a", "b"]), st.sampled_from([".png", ".jpg", ".gif"]),
+                                st.binary(max_size=64) | st.sampled_from([b"\x89PNG\r\n\x1a\n", b"GIF89a", b"\xff\xd8\xff"])),
+                      min_size=1, max_size=4))
+def test_image_folder_of_any_bytes_loads_or_says_so(tmp_path, files):
+    import shutil
+
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8), mode="L").save(root / "a" / "good.png")
+    for i, (cls, ext, blob) in enumerate(files):
+        (root / cls / f"{i}{ext}").write_bytes(blob)
+    lines = []
+    try:
+        ds = sources.load_dataset("imagefolder", data_dir=str(root), log=lines.append, stream="off")
+    except Exception as exc:  # noqa: BLE001 - checked
+        assert isinstance(exc, DataError) and "\n" not in str(exc), f"{type(exc).__name__}: {exc}"
+        return
+    skipped = sum(line.startswith("normlab: skipping ") for line in lines)
+    assert len(ds.train_y) + len(ds.test_y) == 1 + len(files) - skipped and ds.classes == ["a", "b"]

@@ -185,3 +185,41 @@ def test_sorting_on_values_of_mixed_types_never_crashes(runs_root, tmp_path, cap
             assert len(rows) == 4
     assert main(["runs", str(tree), "--sort", "model", "--json"]) == 0
     assert [r["model"] for r in json.loads(capsys.readouterr().out)] == [7, "mlp", ["x"], None]
+
+
+# ---------------------------------------------------------------- property: any damaged tree is listed
+from hypothesis import HealthCheck, example, given, settings, strategies as st  # noqa: E402
+
+from normlab.analysis import runs as runs_mod  # noqa: E402
+
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers(-10, 10 ** 6) | st.floats(allow_nan=False)
+                       | st.text(max_size=6), lambda c: st.lists(c, max_size=3) | st.dictionaries(
+                           st.sampled_from(["model", "dataset", "norm", "epochs", "final_test_acc", "best_test_acc",
+                                            "wall_seconds", "error", "x"]), c, max_size=4), max_leaves=6)
+CONTENT = st.one_of(JSONISH.map(json.dumps), st.binary(max_size=20).map(lambda b: b.decode("latin1")),
+                    st.sampled_from(["", "{", "epoch,test_acc\n1,0.5\n", "epoch,test_acc\nx\n", "\ufeff{}"]))
+RUN = st.dictionaries(st.sampled_from(["config.json", "summary.json", "failed.json", "metrics.csv"]), CONTENT,
+                      max_size=4).map(lambda d: {"config.json": "{}", **d})
+TREE = st.dictionaries(st.sampled_from(["a", "b", "g/c", "g/d", "odd:name", "<i>"]), RUN, min_size=1, max_size=4)
+
+
+@settings(max_examples=40, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(tree=TREE, sort=st.sampled_from(runs_mod.COLUMNS), reverse=st.booleans())
+@example(tree={"a": {"config.json": '{"model": "x\\ny", "norm": "\\u001b[2J"}'}, "odd:name": {"config.json": "[]"}},
+         sort="model", reverse=False)
+def test_runs_lists_any_damaged_tree_without_a_traceback(tmp_path, tree, sort, reverse):
+    root = tmp_path / "tree"
+    shutil.rmtree(root, ignore_errors=True)
+    for run, files in tree.items():
+        for name, text in files.items():
+            (root / run).mkdir(parents=True, exist_ok=True)
+            (root / run / name).write_text(text, encoding="utf-8")
+    rows = runs_mod.list_runs(root, sort=sort, reverse=reverse)
+    assert sorted(r["path"] for r in rows) == sorted(tree)  # every run listed, none lost
+    for r in rows:
+        assert r["status"] in ("finished", "failed", "interrupted", "damaged")
+        assert (r["status"] == "damaged") == bool(r.get("problem"))
+    table = runs_mod.text_table(rows)
+    assert len(table.splitlines()) == 2 + len(rows) + sum(r["status"] == "damaged" for r in rows)
+    assert table.replace("\n", "").isprintable()  # nothing from the files reaches the terminal raw

@@ -151,17 +151,25 @@ def _pct(v) -> str:
     return "–" if not isinstance(v, (int, float)) or not math.isfinite(v) else f"{100 * v:.2f}"
 
 
+def _shown(v) -> str:
+    """A value as one printable cell: a newline or a terminal escape from a run's files is shown
+    escaped, so it can neither break the table's rows nor drive the terminal."""
+    text = str(v)
+    return text if text.isprintable() else "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def text_table(rows: Sequence[dict]) -> str:
     head = ("path", "model", "dataset", "norm", "epochs", "final %", "best %", "seconds", "date (UTC)", "status")
-    body = [(r["path"], str(r["model"]), str(r["dataset"]), str(r["norm"]), r["epochs"], _pct(r["final_test_acc"]),
-             _pct(r["best_test_acc"]), num(r["seconds"], 1), r["date"], r["status"]) for r in rows]
+    body = [tuple(map(_shown, (r["path"], r["model"], r["dataset"], r["norm"], r["epochs"])))
+            + (_pct(r["final_test_acc"]), _pct(r["best_test_acc"]), num(r["seconds"], 1), r["date"], r["status"])
+            for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
     right = {4, 5, 6, 7}
 
     def line(cells):
         return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
-    notes = [f"{r['path']}: damaged ({r['problem']})" for r in rows if r.get("problem")]
+    notes = [f"{_shown(r['path'])}: damaged ({_shown(r['problem'])})" for r in rows if r.get("problem")]
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body] + notes)
 
 

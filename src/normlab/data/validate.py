@@ -22,6 +22,7 @@ FIX = "delete it and run again (it is unpacked or downloaded again), or replace 
 
 
 def _bad(kind: str, path, problem: str, fix: str = FIX) -> DataError:
+    problem = " ".join(problem.split())  # a library's multi-line message, kept to the one line
     return DataError(f"{kind} file {str(path)!r} {problem}; {fix}")
 
 
