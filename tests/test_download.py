@@ -827,3 +827,25 @@ def test_an_intact_archive_that_will_not_unpack_is_never_called_bad(root, checks
         sources.load_dataset("mnist", data_dir=str(root))
     msg = str(e.value)
     assert "matches its MD5 (it is intact, keep it)" in msg and "delete" not in msg
+
+
+def test_two_fetches_of_one_file_without_the_dataset_lock_do_not_corrupt_it(server, checksums, root):
+    files, _ = mnist_files("MNIST", n_train=100)
+    server.publish("m", files)
+    checksums(files)
+    rel = "MNIST/raw/train-images-idx3-ubyte.gz"
+    server.modes[f"m/{rel}"] = ("trickle", 0.005)
+    (remote,) = [r for r in vision.SETS["mnist"].remotes() if r.path == rel]
+    results, lines = [], []
+
+    def fetch():
+        results.append(download.fetch("mnist", root, remote, mirror=server.url + "/m", log=lines.append))
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    assert results == [root / rel] * 2
+    assert (root / rel).read_bytes() == files[rel] and not (root / f"{rel}.part").exists()
+    assert server.hits[f"m/{rel}"] == 1  # the second waited for the first, then found the file verified

@@ -350,6 +350,23 @@ def fetch(name: str, root: Path, remote: Remote, mirror: Optional[str] = None,
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise disk_error(exc, final.parent, remote.size, f"downloading {final.name}") from None
+    # The file's own lock, even for a caller that holds no dataset lock: two processes appending
+    # to one .part could otherwise write into the final file once the first has renamed it.
+    with lock(final.parent, final.name, log):
+        if final.is_file() and _md5(final) == remote.md5:  # fetched by another process meanwhile
+            return final
+        return _fetch_locked(name, final, remote, mirror, log)
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fetch_locked(name: str, final: Path, remote: Remote, mirror: Optional[str], log: Callable[[str], None]) -> Path:
     part = final.with_name(final.name + ".part")
     tried = []
     urls = urls_for(remote, mirror)
