@@ -5,6 +5,8 @@ included). Its status:
   finished     summary.json exists
   failed       failed.json exists (a sweep records a run that raised, e.g. a diverged loss)
   interrupted  neither: killed, stopped with Ctrl-C, or still training
+  damaged      config.json or summary.json is not a JSON object (a list, null, garbled) or
+               metrics.csv is garbled: listed with its `problem`, and the listing goes on
 """
 
 from __future__ import annotations
