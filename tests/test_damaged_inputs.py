@@ -361,7 +361,7 @@ from normlab.config import FIELDS, field_type, load_config_file, make_config  # 
 from normlab.errors import NormlabError  # noqa: E402
 from normlab.train.build import resolve_config  # noqa: E402
 
-PROPERTY = settings(max_examples=40, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+PROPERTY = settings(max_examples=40, deadline=20000, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                            HealthCheck.too_slow])
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70), st.floats(),
                     st.text(max_size=10), st.sampled_from(["bn", "none", "mlp", "digits", "1e-3", "5,8", "[1, 2]",

@@ -411,7 +411,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 from normlab.data import validate  # noqa: E402
 
-READER = settings(max_examples=50, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+READER = settings(max_examples=50, deadline=20000, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                          HealthCheck.too_slow])
 
 

@@ -121,7 +121,7 @@ PIECES = ["<", ">", '"', "'", "&", "#", ";", ":", "/", "?", "[", "]", "(", ")", 
 HOSTILE = st.lists(st.sampled_from(PIECES) | st.text(max_size=3), max_size=14).map("".join)
 
 
-@settings(max_examples=60, deadline=2000)
+@settings(max_examples=60, deadline=20000)
 @given(text=HOSTILE, href=HOSTILE)
 def test_no_string_yields_a_tag_an_attribute_or_a_link_of_its_own(text, href):
     linked = f"[{text or 'x'}]({href or 'x'})"

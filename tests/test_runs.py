@@ -203,7 +203,7 @@ RUN = st.dictionaries(st.sampled_from(["config.json", "summary.json", "failed.js
 TREE = st.dictionaries(st.sampled_from(["a", "b", "g/c", "g/d", "odd:name", "<i>"]), RUN, min_size=1, max_size=4)
 
 
-@settings(max_examples=40, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=40, deadline=20000, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(tree=TREE, sort=st.sampled_from(runs_mod.COLUMNS), reverse=st.booleans())
 @example(tree={"a": {"config.json": '{"model": "x\\ny", "norm": "\\u001b[2J"}'}, "odd:name": {"config.json": "[]"}},
