@@ -512,3 +512,20 @@ def test_image_folder_of_any_bytes_loads_or_says_so(tmp_path, files):
         return
     skipped = sum(line.startswith("normlab: skipping ") for line in lines)
     assert len(ds.train_y) + len(ds.test_y) == 1 + len(files) - skipped and ds.classes == ["a", "b"]
+
+
+def test_a_verified_svhn_file_that_fails_its_check_is_never_to_be_deleted(tmp_path, monkeypatch):
+    import hashlib
+
+    from scipy.io import savemat
+
+    for split in ("train", "test"):
+        savemat(tmp_path / f"{split}_32x32.mat", {"X": np.zeros((32, 32, 3, 2), np.uint8),
+                                                  "y": np.array([[1], [11]], np.uint8)})
+    sums = tmp_path / "sums"
+    sums.write_text("".join(f"{hashlib.md5((tmp_path / f).read_bytes()).hexdigest()}  {f}\n"
+                            for f in ("train_32x32.mat", "test_32x32.mat")))
+    monkeypatch.setenv("NORMLAB_DATA_CHECKSUMS", str(sums))
+    msg = _one_line_data_error("svhn", tmp_path, f"SVHN file '{tmp_path}/train_32x32.mat' holds label 11",
+                               "it matches its MD5, so keep it")
+    assert "delete" not in msg
