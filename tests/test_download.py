@@ -853,3 +853,23 @@ def test_two_fetches_of_one_file_without_the_dataset_lock_do_not_corrupt_it(serv
     assert results == [root / rel] * 2
     assert (root / rel).read_bytes() == files[rel] and not (root / f"{rel}.part").exists()
     assert server.hits[f"m/{rel}"] == 1  # the second waited for the first, then found the file verified
+
+
+def test_a_read_only_data_root_is_one_line(root, capsys, monkeypatch):
+    import builtins
+    import errno
+
+    root.mkdir()
+    real_open = builtins.open
+
+    def read_only(path, mode="r", *a, **k):  # what a read-only mount answers to any write
+        if str(path).startswith(str(root)) and any(c in mode for c in "wax+"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, mode, *a, **k)
+
+    monkeypatch.setattr(download, "open", read_only, raising=False)
+    code = main(["datasets", "--download", "mnist", "--data-dir", str(root)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [f"normlab datasets: error: cannot write to the data root '{root}' (Read-only file "
+                                 f"system); pass --data-dir (or set NORMLAB_DATA) to a writable folder"]
+    assert list(root.iterdir()) == []
