@@ -335,6 +335,9 @@ def test_a_dead_worker_fails_its_runs_instead_of_hanging_and_a_rerun_finishes(tm
         raise AssertionError("compare hung after a worker died")
     assert proc.returncode == 1
     assert "a worker process died" in log and "run the same command again" in log and "Traceback" not in log
+    assert "NOT FINISHED, stopped by the machine, not a result" in log and "FAILED" not in log
+    statuses = [r["status"] for r in sweep.collect(out)]
+    assert "machine" in statuses and "failed" not in statuses  # the killed run is no result
     exp = sweep.load_experiment(yml)
     resumed = sweep.run_sweep(exp, out, log=quiet)
     assert sorted(resumed.ran + resumed.skipped) == ALL_FOUR

@@ -246,6 +246,17 @@ def _record_failure(out: Path, record: dict) -> None:
         pass
 
 
+def _record_killed(out: Path) -> None:
+    """Mark a run whose worker died as the machine's failure, unless someone else has taken it
+    over meanwhile (its lock) or it finished after all."""
+    try:
+        with hold_lock(lock_path(out)):
+            if out.is_dir() and not is_finished(out):
+                _record_failure(out, {"error": KILLED, "kind": "machine"})
+    except (Locked, OSError):
+        pass
+
+
 def failure_record(run_dir: Path) -> Optional[dict]:
     """failed.json as a dict, None when there is none; a damaged one reads as an error record."""
     p = Path(run_dir) / "failed.json"
@@ -542,6 +553,7 @@ def _run_parallel(todo, jobs: int, record) -> None:
     # Pool waits forever for its task, while the executor fails the pending runs at once.
     pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn"),
                                initializer=_worker_init, initargs=(1, os.getpid()))
+    killed = []
     try:
         futures = {pool.submit(run_job, cfg): (name, cfg) for name, cfg in todo}
         for fut in as_completed(futures):
@@ -550,8 +562,7 @@ def _run_parallel(todo, jobs: int, record) -> None:
                 _, status, err, secs = fut.result()
             except BrokenProcessPool:  # killed: the machine's doing, not a result
                 status, err, secs = "machine", KILLED, 0.0
-                if Path(cfg["out"]).is_dir() and not is_finished(Path(cfg["out"])):
-                    _record_failure(Path(cfg["out"]), {"error": KILLED, "kind": "machine"})
+                killed.append(Path(cfg["out"]))
             record(name, status, err, secs)
     except BaseException:
         workers = mp.active_children()
@@ -560,6 +571,8 @@ def _run_parallel(todo, jobs: int, record) -> None:
         raise
     finally:
         pool.shutdown(wait=True)
+    for out in killed:  # once every worker is gone, and with it the locks of the runs it held
+        _record_killed(out)
 
 
 # ------------------------------------------------------------------ results
