@@ -15,7 +15,8 @@ Settings, all read when used (so worker processes and tests see the current envi
                          built-in MD5 of those files: for a private re-packed mirror, and for tests
   NORMLAB_DATA_TIMEOUT   seconds without a byte before a URL is given up (default 60)
   NORMLAB_DATA_DEADLINE  seconds one URL may take to deliver one file, however steadily its bytes
-                         trickle in (default 3600); then the next URL is tried, resuming the .part
+                         trickle in (default 3600; checked between reads, so a URL ends at most
+                         NORMLAB_DATA_TIMEOUT later); then the next URL is tried, resuming the .part
 
 A URL that answers with something else than the file (an HTML page from a captive portal or a
 login wall, or bytes whose MD5 does not match) is given up too, and the next one is tried; the
