@@ -466,3 +466,22 @@ def test_any_experiment_file_is_an_experiment_or_one_line(tmp_path, data):
     cells = sweep.expand(exp)  # a result: a grid whose every cell is a config
     assert len(cells) == int(np.prod([len(v) for v in exp.factors.values()])) and exp.seeds
     assert len({c.id for c in cells}) == len(cells)
+
+
+def test_named_pipes_in_place_of_run_files_never_block_a_listing_or_a_report(sweep_dir, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "s"
+    shutil.copytree(sweep_dir, copy)
+    summary = copy / "runs" / "lr=0.1-s0" / "summary.json"
+    summary.unlink()
+    os.mkfifo(summary)
+    config = copy / "runs" / "lr=0.05-s0" / "config.json"
+    config.unlink()
+    os.mkfifo(config)
+    rows = {r["cell"]: r for r in _ends(lambda: sweep.collect(copy))}
+    assert rows["lr=0.1"]["status"] == "damaged" and "not a regular file" in rows["lr=0.1"]["error"]
+    assert _ends(lambda: cli.main(["runs", str(copy / "runs"), "--json"])) == 0
+    listed = {r["path"]: r for r in json.loads(capsys.readouterr().out)}
+    assert listed["lr=0.05-s0"]["status"] == "damaged"
+    assert listed["lr=0.05-s0"]["problem"] == "config.json is not a regular file"

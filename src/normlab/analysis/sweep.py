@@ -260,6 +260,8 @@ def _record_killed(out: Path) -> None:
 def failure_record(run_dir: Path) -> Optional[dict]:
     """failed.json as a dict, None when there is none; a damaged one reads as an error record."""
     p = Path(run_dir) / "failed.json"
+    if p.exists() and not p.is_file():
+        return {"error": "failed.json is damaged (not a regular file)"}
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -605,6 +607,8 @@ def _read_experiment_json(rec: Path) -> dict:
 def read_summary(run_dir: Path) -> Optional[dict]:
     """A run's summary.json as a dict; None if there is none; CheckpointError if it is damaged."""
     path = run_dir / "summary.json"
+    if path.exists() and not path.is_file():  # a FIFO or a folder in its place: reading would block
+        raise CheckpointError(f"{str(path)!r} is damaged (not a regular file)")
     try:
         s = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
