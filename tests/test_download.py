@@ -873,3 +873,22 @@ def test_a_read_only_data_root_is_one_line(root, capsys, monkeypatch):
     assert code == 2 and err == [f"normlab datasets: error: cannot write to the data root '{root}' (Read-only file "
                                  f"system); pass --data-dir (or set NORMLAB_DATA) to a writable folder"]
     assert list(root.iterdir()) == []
+
+
+def test_a_silent_mirror_ends_at_the_deadline_before_the_read_timeout(server, checksums, root, monkeypatch):
+    files, _ = mnist_files("MNIST")
+    server.publish("slow", files)
+    goods = [f"good{i}" for i in range(3)]  # three: none of this depends on how fast the machine is
+    for g in goods:
+        server.publish(g, files)
+    checksums(files)
+    rel = "MNIST/raw/train-images-idx3-ubyte.gz"
+    server.modes[f"slow/{rel}"] = ("stall", 100)
+    monkeypatch.setenv("NORMLAB_DATA_TIMEOUT", "600")  # the per-read timeout alone would wait 10 minutes
+    monkeypatch.setenv("NORMLAB_DATA_DEADLINE", "3")
+    lines = []
+    mirror = " ".join([f"{server.url}/slow"] + [f"{server.url}/{g}" for g in goods])
+    _in_thread(lambda: sources.load_dataset("mnist", data_dir=str(root), mirror=mirror, log=lines.append), limit=120)
+    note = next(line for line in lines if line.startswith(f"normlab: {server.url}/slow/{rel}: "))
+    assert "still unfinished after the NORMLAB_DATA_DEADLINE of 3 s (100 B received)" in note
+    assert (root / rel).read_bytes() == files[rel]

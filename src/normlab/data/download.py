@@ -15,8 +15,8 @@ Settings, all read when used (so worker processes and tests see the current envi
                          built-in MD5 of those files: for a private re-packed mirror, and for tests
   NORMLAB_DATA_TIMEOUT   seconds without a byte before a URL is given up (default 60)
   NORMLAB_DATA_DEADLINE  seconds one URL may take to deliver one file, however steadily its bytes
-                         trickle in (default 3600; checked between reads, so a URL ends at most
-                         NORMLAB_DATA_TIMEOUT later); then the next URL is tried, resuming the .part
+                         trickle in (default 3600; a read that would outlast it is cut short);
+                         then the next URL is tried, resuming the .part
 
 A URL that answers with something else than the file (an HTML page from a captive portal or a
 login wall, or bytes whose MD5 does not match) is given up too, and the next one is tried; the
@@ -289,13 +289,22 @@ def _transfer(url: str, part: Path, desc: str, end: float, needed: int = 0) -> s
         length = resp.headers.get("Content-Length")
         total = int(length) + offset if length and length.isdigit() else None
 
+        sock = getattr(getattr(getattr(resp, "fp", None), "raw", None), "_sock", None)  # http(s); not file://
+
         def read(got: int) -> bytes:
-            if time.monotonic() > end:
-                raise _Dead(f"still unfinished after the NORMLAB_DATA_DEADLINE of {deadline():g} s "
-                            f"({_human(got)} received)")
+            left = end - time.monotonic()
+            late = _Dead(f"still unfinished after the NORMLAB_DATA_DEADLINE of {deadline():g} s "
+                         f"({_human(got)} received)")
+            if left <= 0:
+                raise late
+            if sock is not None:  # one read may not outlast the deadline either
+                with contextlib.suppress(OSError):
+                    sock.settimeout(min(timeout(), left))
             try:
                 return resp.read1(CHUNK) if hasattr(resp, "read1") else resp.read(CHUNK)
             except (OSError, ValueError) as exc:  # timeout or reset mid-body
+                if time.monotonic() >= end:
+                    raise late from None
                 raise _Dead(f"connection lost after {_human(got)} ({exc or type(exc).__name__})") from None
 
         # Looked at before the .part is opened, so a portal's page never replaces resumable bytes.
