@@ -124,8 +124,10 @@ def read_image(path, shape, invert: bool = False) -> torch.Tensor:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     from .data.imagefolder import check_pixels, to_uint8
+    from .data.validate import regular
 
     c, h, w = shape
+    regular(path, "image")  # a FIFO or a device would block or never end: refused before opening
     try:
         check_pixels(path)
         with Image.open(path) as img:

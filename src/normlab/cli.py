@@ -314,7 +314,14 @@ def run_compare(args) -> int:
     else:
         s = report.write_report(args.out)
         print(f"report -> {s['paths']['markdown']} and {s['paths']['html']}")
-    return 1 if outcome.failed else 0
+    # stopped by the machine now (outcome) or in an earlier run of the command (rows)
+    machine = sorted({n for n, _ in outcome.machine} | {r["run_dir"].split("/")[-1] for r in rows
+                                                        if r["status"] == "machine"})
+    if machine:
+        print(f"normlab compare: {len(machine)} runs were stopped by the machine (disk full, out of memory, killed), "
+              f"not by the experiment: {', '.join(machine)}; they are not results; "
+              f"run the same command again to train them", file=sys.stderr)
+    return 1 if outcome.failed or machine else 0
 
 
 def _print_plan(exp, jobs, out) -> int:

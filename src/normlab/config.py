@@ -296,6 +296,9 @@ def field_type(name: str):
 def _coerce(name: str, value):
     """Convert a value from a file or a string to the field's type, or raise ConfigError."""
     if value is None:
+        if get_origin(_HINTS[name]) is not Union:  # `epochs: null` in a file: not a value this option takes
+            raise ConfigError(f"{name}: expected {field_type(name).__name__}, got null; give a value, or leave "
+                              f"{name} out for its default")
         return None
     if name in ("norm", "act") and callable(value):
         return value  # from Python: the user's own layer, used as it is
@@ -380,6 +383,15 @@ def validate(cfg: TrainConfig) -> None:
                 raise ConfigError(f"{f.name}: {problem}, got {value!r}")
 
 
+def _parse_error(exc: Exception) -> str:
+    """The parser's message in one line: what broke and where (PyYAML spreads it over several,
+    with the offending text and a caret)."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def load_config_file(path: Union[str, os.PathLike]) -> dict:
     """Read a YAML or JSON file of options; keys mirror the command-line options."""
     p = Path(path)
@@ -398,7 +410,7 @@ def load_config_file(path: Union[str, os.PathLike]) -> dict:
 
             data = yaml.safe_load(text)
     except Exception as exc:  # the parser's own message says where the syntax broke
-        raise ConfigError(f"config file {str(p)!r} could not be parsed: {exc}") from None
+        raise ConfigError(f"config file {str(p)!r} could not be parsed: {_parse_error(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
