@@ -85,9 +85,18 @@ def _check_tta(spec):
     tta.parse(spec)  # raises ConfigError naming the bad view
 
 
-def _check_widths(text):
-    from .models.mlp import parse_widths
+def parse_widths(text) -> tuple[int, ...]:
+    """'300,100' -> (300, 100): the mlp's hidden widths, one per layer."""
+    try:
+        out = tuple(int(p) for p in str(text).split(","))
+    except ValueError:
+        out = ()
+    if not out or min(out) < 1:
+        raise ConfigError(f"widths: must be hidden-layer widths separated by commas, e.g. 300,100, got {text!r}")
+    return out
 
+
+def _check_widths(text):
     parse_widths(text)  # raises ConfigError naming the bad value
 
 

@@ -12,6 +12,7 @@ import torch.nn as tnn
 
 import torch
 
+from ..config import parse_widths
 from ..nn.factory import feature_norm
 from ..nn.layers import Maxout
 from .registry import register
@@ -44,18 +45,6 @@ def hidden_widths(depth=None, width=None, widths=None) -> tuple[int, ...]:
     if isinstance(widths, str):
         widths = parse_widths(widths)
     return tuple(int(w) for w in widths)
-
-
-def parse_widths(text: str) -> tuple[int, ...]:
-    try:
-        out = tuple(int(p) for p in str(text).split(","))
-    except ValueError:
-        out = ()
-    if not out or min(out) < 1:
-        from ..errors import ConfigError
-
-        raise ConfigError(f"widths: must be hidden-layer widths separated by commas, e.g. 300,100, got {text!r}")
-    return out
 
 
 class MLP(tnn.Module):
