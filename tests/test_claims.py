@@ -572,9 +572,9 @@ def test_differences_csv_matches_a_hand_computation(fake, tmp_path):
     assert exact["p"] == exact["n"] == ""
     # the page says how many seeds the inconclusive one would need, and links its runs and configs
     text = (tmp_path / "rep" / "claims.html").read_text()
-    assert f"inconclusive (~{int(lenet['seeds_needed']):,} seeds for this size)" in text
+    assert f"inconclusive (about {int(lenet['seeds_needed']):,} seeds in all for this size)" in text
     summary = [r for r in parse_table(text).rows if r and r[0][0] == "bn-lenet-early"]
-    assert summary[0][2] == (f"inconclusive (~{int(lenet['seeds_needed']):,} seeds for this size)", "inconclusive")
+    assert summary[0][2] == (f"inconclusive (about {int(lenet['seeds_needed']):,} seeds in all for this size)", "inconclusive")
     assert '<a href="configs/lenet-early/norm=bn.yaml">norm=bn.yaml</a>' in text
     assert '<a href="runs/quick/lenet-early/runs/norm=bn-s2/">s2</a>' in text
     cfg = (tmp_path / "rep" / "configs" / "lenet-early" / "norm=bn.yaml").read_text()

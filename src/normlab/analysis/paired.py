@@ -17,10 +17,14 @@ Method
                spurious verdict one time in two.
   prob_better  share of the n seeds in which the arm beat the baseline (ties count half): a plain
                count, not a model.
-  seeds_needed for an inconclusive comparison, the seeds a paired t-test needs to detect a true
-               difference of the observed mean with the observed sd at power 0.8, at the strictest
-               level Holm applies in the family (ALPHA / family size). The observed mean and sd of a
-               few seeds are rough, so this is a guide to the order of magnitude, not a promise.
+  seeds_needed for an inconclusive comparison, the seeds in all (not more seeds) a paired t-test
+               needs to detect a true difference of the observed mean with the observed sd at power
+               0.8, at the strictest level Holm applies in the family (ALPHA / family size), and at
+               least MIN_N. Power from the noncentral t (ttest_power(); both tails as upper tails, which
+               stay finite where scipy's lower tail is NaN); tests/test_paired.py checks it against
+               statsmodels and a simulation for standardised effects 0.2-15 and alphas 0.05 to
+               0.05/30. The observed mean and sd of a few seeds are rough, so this is a guide to
+               the order of magnitude, not a promise.
   MIN_N        below 3 paired seeds no verdict is given: with 2 the sd has one degree of freedom
                and the interval spans t(0.975, 1) = 12.7 standard errors.
   margin       a claim may name the smallest effect that would count (its margin, > 0, in the
@@ -36,7 +40,8 @@ API (small on purpose)
   decide(comparisons, directions)    -> the same Comparisons with p_holm, verdict, seeds_needed
   holm(pvalues)                      -> Holm-adjusted p-values (NaN stays NaN, not counted)
   t_interval(d)                      -> (mean, low, high) over the last axis, vectorized
-  seeds_needed(mean, sd, alpha)      -> int or None
+  seeds_needed(mean, sd, alpha)      -> int or None (seeds in all)
+  ttest_power(effect, n, alpha)      -> the paired t-test's power at n pairs
   differences_csv(rows)              -> the text of differences.csv (DIFFERENCE_COLUMNS)
 
 Verdicts: with direction 0 (no side predicted, as in a sweep report) HIGHER or LOWER when p_holm <
@@ -151,23 +156,40 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return out
 
 
+def ttest_power(effect: float, n, alpha: float = ALPHA):
+    """Power of the two-sided paired t-test at level `alpha` with `n` pairs (an int or an array)
+    when the true mean difference is `effect` standard deviations of the differences (noncentral t).
+
+    Both tails are upper tails of a noncentral t: P(T < -c | nc) = P(T > c | -nc). scipy's
+    nct.cdf returns NaN far in the lower tail (scipy 1.17: nct.cdf(-2, 3, 13) is nan), which made
+    the old sum NaN, and NaN >= power never true, for large effects; nct.sf stays finite there."""
+    st = _t()
+    n = np.asarray(n, dtype=np.float64)
+    df = n - 1
+    crit = st.t.ppf(1 - alpha / 2, df)
+    nc = abs(effect) * np.sqrt(n)
+    return st.nct.sf(crit, df, nc) + st.nct.sf(crit, df, -nc)
+
+
 def seeds_needed(mean: float, sd: float, alpha: float = ALPHA, power: float = POWER,
-                 limit: int = 10_000) -> Optional[int]:
-    """Smallest n at which a two-sided paired t-test at level `alpha` detects a true mean
-    difference `mean` with per-seed sd `sd` with probability `power` (noncentral t). None when
-    there is nothing to estimate from (mean 0, sd 0 or NaN) or more than `limit` are needed."""
+                 limit: int = 10_000, minimum: int = MIN_N) -> Optional[int]:
+    """The number of paired seeds in all (not more seeds) at which a two-sided paired t-test at
+    level `alpha` detects a true mean difference `mean`, with per-seed sd `sd`, with probability
+    `power`; never fewer than `minimum` (MIN_N: below it no verdict is given). None when there is
+    nothing to estimate from (mean 0, sd 0 or NaN) or more than `limit` are needed."""
     if not (math.isfinite(mean) and math.isfinite(sd)) or mean == 0.0 or sd <= 0.0:
         return None
-    st = _t()
     effect = abs(mean) / sd
+    st = _t()
     z = st.norm.ppf(1 - alpha / 2) + st.norm.ppf(power)
-    n = max(2, int((z / effect) ** 2))  # the normal approximation; the t-test needs at least this
-    while n <= limit:
-        crit = st.t.ppf(1 - alpha / 2, n - 1)
-        nc = effect * math.sqrt(n)
-        if st.nct.sf(crit, n - 1, nc) + st.nct.cdf(-crit, n - 1, nc) >= power:
-            return n
-        n += 1
+    # The normal approximation (known sd) needs fewer pairs than the t-test, so the search starts
+    # at or below the answer; blocks of 64 candidates are evaluated at once.
+    start = max(2, minimum, int((z / effect) ** 2))
+    for lo in range(start, limit + 1, 64):
+        ns = np.arange(lo, min(lo + 64, limit + 1))
+        reached = np.flatnonzero(ttest_power(effect, ns, alpha) >= power)
+        if reached.size:
+            return int(ns[reached[0]])
     return None
 
 

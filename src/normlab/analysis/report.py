@@ -131,7 +131,7 @@ def _p(p: float) -> str:
 
 def verdict_text(c: paired.Comparison) -> str:
     if c.verdict == paired.INCONCLUSIVE and c.seeds_needed:
-        return f"inconclusive (~{c.seeds_needed:,} seeds for this size)"
+        return f"inconclusive (about {c.seeds_needed:,} seeds in all for this size)"
     if c.verdict == paired.INCONCLUSIVE:
         return "inconclusive"
     if c.verdict == paired.TOO_FEW:

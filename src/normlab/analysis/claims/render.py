@@ -62,7 +62,7 @@ def below_margin(t: dict) -> bool:
 
 def verdict_text(t: dict) -> str:
     if t["verdict"] == INCONCLUSIVE and t.get("seeds_needed"):
-        return f"inconclusive (~{t['seeds_needed']:,} seeds for this size)"
+        return f"inconclusive (about {t['seeds_needed']:,} seeds in all for this size)"
     if below_margin(t):
         u = t.get("unit", "")
         return f"{t['verdict']} (effect below the margin of {value(t['margin'], u)}{' ' + u if u else ''})"
@@ -84,7 +84,8 @@ def stats_text(t: dict) -> str:
                  f"fixed before the runs): one-sided p that the effect is smaller = {_p(t.get('p_margin'))}, "
                  f"Holm-adjusted {_p(t.get('p_margin_holm'))}")
     if t.get("seeds_needed"):
-        text += f"; about {t['seeds_needed']:,} seeds would detect the observed difference (power {paired.POWER:g})"
+        text += (f"; about {t['seeds_needed']:,} seeds in all (not more) would detect the observed difference "
+                 f"with power {paired.POWER:g} at level {paired.ALPHA:g}/{t['family']} (the strictest Holm step)")
     return text
 
 
