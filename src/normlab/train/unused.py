@@ -88,7 +88,7 @@ RULES = (
     Rule("norm_impl", lambda c: _norm_kind(c) == "none" or not _takes_norm(c),
          lambda c: f"model {c.model} with norm {c.norm} has no norm layer to implement; drop --norm-impl or give "
                    f"a --norm"),
-    Rule("fc_norm", lambda c: _norm_kind(c) == "none",
+    Rule("fc_norm", lambda c: _norm_kind(c) == "none" and c.fc_norm,
          lambda c: "with --norm none there is no norm to place after the Linear layers; drop it or give a --norm"),
     Rule("dropout_mode", lambda c: not _dropout_anywhere(c),
          lambda c: "the run has no dropout layer to scale; add --dropout or --hidden-dropout, or drop it"),
