@@ -205,6 +205,16 @@ def test_the_old_percentile_bootstrap_undercovers_at_three_seeds():
         assert np.mean((lo <= 0) & (0 <= hi)) > 0.93
 
 
+@pytest.mark.parametrize("sigma,low,high", [(0.5, 0.905, 0.935), (1.0, 0.81, 0.855)])
+def test_lognormal_coverage_is_what_the_docstring_says(sigma, low, high):
+    # paired.py (and benchmarks/coverage.py): lognormal sigma 0.5 91.2-92.2%, sigma 1 82.5-83.8% at n = 3-10
+    rng = np.random.default_rng(5)
+    for n in (3, 5, 10):
+        d = rng.lognormal(0.0, sigma, (20000, n)) - math.exp(sigma ** 2 / 2)  # centred: true mean 0
+        _, lo, hi = paired.t_interval(d)
+        assert low < np.mean((lo <= 0) & (0 <= hi)) < high, (sigma, n)
+
+
 def test_the_documented_limit_strong_skew():
     # paired.py says: under exponential noise the t interval covers about 88-90% at n <= 10.
     rng = np.random.default_rng(4)

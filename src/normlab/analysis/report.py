@@ -161,7 +161,8 @@ def _plural(n: int, word: str) -> str:
 def diff_note(s: dict) -> str:
     family = sum(d["comparison"] is not None for d in s["diffs"])
     return (f"Difference of each cell to the baseline cell `{s['baseline']}` (the first level of every factor), "
-            f"paired by seed over the seeds both finished. Interval: {paired.LEVEL:.0%} paired t interval; p: "
+            f"paired by seed over the seeds both finished. Interval: {paired.LEVEL:.0%} paired t interval (it covers "
+            f"the true difference {paired.COVERAGE}); p: "
             f"two-sided paired t-test; p (Holm): adjusted with Holm-Bonferroni over the {_plural(family, 'comparison')} "
             f"of this report, and the verdict "
             f"uses it (higher / lower at p (Holm) < {paired.ALPHA:g}). Below {paired.MIN_N} paired seeds no verdict "

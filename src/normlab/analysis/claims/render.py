@@ -27,8 +27,9 @@ def title(doc: dict) -> str:
 INTRO = ("Verdicts are about this small setting (tiny models, few epochs and seeds); effect = arm - "
          "baseline (for the two-factor claims, the arm's drop minus the baseline's drop) paired by seed, "
          f"with a {METHOD}; n (the seeds) is in each setting. Every effect is in its unit (accuracy points, "
-         "decades, L2 norm, ...). Seconds: the training time of a claim's runs (summed; a run two claims share "
-         "counts in both) plus its measuring. Every number behind a verdict is in "
+         f"decades, L2 norm, ...). The interval covers the true effect {paired.COVERAGE}. Seconds: the "
+         "training time of a claim's runs (summed; a run two claims share counts in both) plus its measuring. "
+         "Every number behind a verdict is in "
          "[differences.csv](differences.csv).")
 
 
