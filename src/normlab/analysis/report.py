@@ -166,9 +166,10 @@ def diff_note(s: dict) -> str:
             f"two-sided paired t-test; p (Holm): adjusted with Holm-Bonferroni over the {_plural(family, 'comparison')} "
             f"of this report, and the verdict "
             f"uses it (higher / lower at p (Holm) < {paired.ALPHA:g}). Below {paired.MIN_N} paired seeds no verdict "
-            f"is given. For an inconclusive difference, the seeds a paired t-test would need to detect one of the "
+            f"is given. For an inconclusive difference, the seeds in all (not more) a paired t-test would need to detect one of the "
             f"observed size (power {paired.POWER:g}) is a rough guide. Every number is in "
-            f"[differences.csv](differences.csv).")
+            f"[differences.csv](differences.csv); what wrote it (git commit, versions, machine, date) is in "
+            f"[provenance.json](provenance.json) and at the foot of the page.")
 
 
 def cell_table(s: dict) -> list[list]:
@@ -210,6 +211,9 @@ def on_off_matrix(exp: Experiment) -> list[list[str]]:
 
 
 # ------------------------------------------------------------------ provenance
+PROVENANCE = "provenance.json"  # beside differences.csv: git commit, versions, machine, date
+
+
 def trained_with(out: Path, rows: list[dict]) -> str:
     """Where and with what the runs were trained, from their summary.json files."""
     devices, torches, times = set(), set(), []
@@ -325,9 +329,11 @@ def write_report(out) -> dict:
     s = summarize(exp, rows, clean_train_scores(out, rows))
     figs = curves_figures(exp, rows, out)
     write_cell_configs(exp, rows, out)
-    foot = render.provenance(trained_with(out, rows))
+    info = render.provenance_info()
+    foot = render.provenance(trained_with(out, rows), info)
     page = blocks(s, figs, foot)
     atomic_write_text(out / "differences.csv", paired.differences_csv(differences_rows(s)))
+    atomic_write_text(out / PROVENANCE, json.dumps(info, indent=2) + "\n")  # what wrote differences.csv
     atomic_write_text(out / "report.md", render.markdown(exp.name, page))
     atomic_write_text(out / "report.html", render.html_page(f"{exp.name}: normlab report", page))
     s["paths"] = {"results": out / "results.csv", "differences": out / "differences.csv",

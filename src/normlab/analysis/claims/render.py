@@ -29,8 +29,8 @@ INTRO = ("Verdicts are about this small setting (tiny models, few epochs and see
          f"with a {METHOD}; n (the seeds) is in each setting. Every effect is in its unit (accuracy points, "
          f"decades, L2 norm, ...). The interval covers the true effect {paired.COVERAGE}. Seconds: the "
          "training time of a claim's runs (summed; a run two claims share counts in both) plus its measuring. "
-         "Every number behind a verdict is in "
-         "[differences.csv](differences.csv).")
+         "Every number behind a verdict is in [differences.csv](differences.csv); what wrote it (git commit, "
+         "versions, machine, date) is in [provenance.json](provenance.json) and at the foot of this page.")
 
 
 def tally(doc: dict) -> str:
@@ -300,6 +300,9 @@ def write_reports(out: Path, doc: dict) -> None:
     figs = _figures(out, plain, live)
     atomic_write_text(out / "claims.json", json.dumps(plain, indent=2) + "\n")
     atomic_write_text(out / "differences.csv", paired.differences_csv(difference_rows(plain), CLAIM_COLUMNS))
+    # what wrote differences.csv: git commit, versions of normlab, torch, numpy, scipy, machine, date
+    atomic_write_text(out / "provenance.json", json.dumps(plain.get("provenance_info") or render.provenance_info(),
+                                                          indent=2) + "\n")
     blocks = page_blocks(plain, figs)
     atomic_write_text(out / "claims.md", render.markdown(title(plain), blocks))
     atomic_write_text(out / "claims.html", render.html_page(title(plain), blocks))
