@@ -6,7 +6,7 @@ the same list into a Markdown file and one self-contained HTML file that reads o
 
 - a viewport meta tag; text that wraps; each table scrolls sideways inside its own box, so every
   column stays reachable at 390 pixels, and the page itself never scrolls sideways;
-- figures scale to the width (PNG embedded as a data URI; an SVG beside the Markdown file);
+- figures scale to the width (PNG embedded as a data URI), each linked to its SVG beside the page;
 - the little Markdown the texts use (`code`, **bold**, [text](link)) becomes HTML, never raw
   backticks; table cells may hold links, Link(text, href), and marked cells, Mark(text, css class).
 """
@@ -216,8 +216,11 @@ def html_page(title: str, blocks: Sequence[tuple], extra_style: str = "") -> str
             body.append(f"<pre><code>{e(value)}</code></pre>")
         elif kind == "figure":
             data = base64.b64encode(value.png).decode("ascii")
-            cap = f"<figcaption>{inline(value.caption)}</figcaption>" if value.caption else ""
-            body.append(f'<figure><img alt="{e(value.alt)}" src="data:image/png;base64,{data}">{cap}</figure>')
+            # the SVG beside the page, as the Markdown page links it: on a phone, the figure at full size
+            svg = re.sub(r"\.png$", ".svg", value.name)
+            cap = f"<figcaption>{inline(value.caption)} {inline(f'([SVG]({svg}))')}</figcaption>"
+            body.append(f'<figure><a href="{e(svg)}"><img alt="{e(value.alt)}" src="data:image/png;base64,{data}">'
+                        f'</a>{cap}</figure>')
         else:
             raise ValueError(f"unknown block kind {kind!r}")
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"

@@ -257,7 +257,9 @@ def experiment_blocks(doc: dict) -> list[tuple]:
 
 
 def page_blocks(doc: dict, figs: dict) -> list[tuple]:
-    out = [("p", INTRO), ("p", tally(doc)), ("note", MARGIN_RULE), ("table", summary_table(doc))]
+    # The verdicts first: on a phone the first screen shows the tally, how to read a verdict and the
+    # table's first rows; what the effects and intervals are comes after the table.
+    out = [("p", tally(doc)), ("note", MARGIN_RULE), ("table", summary_table(doc)), ("p", INTRO)]
     if EFFECTS_FIGURE in figs:
         out.append(("figure", figs[EFFECTS_FIGURE]))
     for r in doc["claims"]:
