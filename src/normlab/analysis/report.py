@@ -111,7 +111,8 @@ def summarize(exp: Experiment, rows: list[dict], clean: Optional[dict] = None) -
     # One Holm family: every comparison of this report.
     done = iter(paired.decide([paired.compare(b, a, better=better) for _, seeds, b, a in pairs if seeds]))
     diffs = [{"cell": cid, "pairs": len(seeds), "unit": unit, "scale": scale,
-              "comparison": next(done) if seeds else None} for cid, seeds, _, _ in pairs]
+              "ties": sum(x == y for x, y in zip(b, a)),  # counted apart: never "0.5 of 3 seeds"
+              "comparison": next(done) if seeds else None} for cid, seeds, b, a in pairs]
     missing = sum(r["status"] == "missing" for r in rows)
     return {"experiment": exp, "baseline": base.id, "table": table, "diffs": diffs, "missing": missing,
             "rows": rows, "failed": [(r["cell"], r["seed"], r["error"]) for r in rows
@@ -150,8 +151,14 @@ def diff_table(s: dict) -> list[list]:
             continue
         interval = "–" if not math.isfinite(c.low) else f"[{num(c.low * k, 2, sign=True)}, {num(c.high * k, 2, sign=True)}]"
         rows.append([d["cell"], str(c.n), num(c.mean * k, 2, sign=True), interval, _p(c.p), _p(c.p_holm),
-                     f"{c.prob_better * c.n:g} of {c.n} seeds", verdict_text(c)])
+                     better_in(c, d.get("ties", 0)), verdict_text(c)])
     return rows
+
+
+def better_in(c: paired.Comparison, ties: int) -> str:
+    """"2 of 3 seeds, tied in 1": prob_better counts a tie as half a seed, the page counts it apart."""
+    wins = round(c.prob_better * c.n - ties / 2)
+    return f"{wins} of {c.n} seeds" + (f", tied in {ties}" if ties else "")
 
 
 def _plural(n: int, word: str) -> str:

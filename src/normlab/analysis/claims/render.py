@@ -19,6 +19,22 @@ CLAIM_COLUMNS = ("claim", *paired.DIFFERENCE_COLUMNS, "margin", "p_margin_holm")
 VERDICT_CLASS = {HOLDS: "holds", FAILS: "fails", INCONCLUSIVE: "inconclusive", TOO_FEW: "inconclusive"}
 EFFECTS_FIGURE = "effects.png"
 
+# On a phone the verdict table (the page's first table box) becomes one card per row: the claim,
+# its verdict, then each number on its own line with its name, so nothing needs sideways scrolling.
+_CARDS = "body>div.scroll:first-of-type"
+PHONE_CARDS = (
+    "@media (max-width:600px){"
+    f"{_CARDS}{{overflow-x:visible;border:none}}"
+    f"{_CARDS} table,{_CARDS} tbody,{_CARDS} tr,{_CARDS} td{{display:block;width:auto}}"
+    f"{_CARDS} thead{{display:none}}"
+    f"{_CARDS} tr{{border:1px solid #ddd;margin:0 0 .6em;padding:.2em 0}}"
+    f"{_CARDS} td{{border:none;white-space:normal;text-align:left;padding:1px 8px}}"
+    f"{_CARDS} td:empty,{_CARDS} td.num:last-child{{display:none}}"
+    f"{_CARDS} td:first-child{{font-weight:600}}"
+    + "".join(f'{_CARDS} td:nth-child({i})::before{{content:"{label}: ";color:#555}}'
+              for i, label in ((3, "effect [95% interval]"), (4, "p (Holm)"), (5, "n")))
+    + "}")
+
 
 def title(doc: dict) -> str:
     return f"The tutorials' claims, measured ({'--quick' if doc['quick'] else 'full'} run)"
@@ -307,7 +323,7 @@ def write_reports(out: Path, doc: dict) -> None:
                                                           indent=2) + "\n")
     blocks = page_blocks(plain, figs)
     atomic_write_text(out / "claims.md", render.markdown(title(plain), blocks))
-    atomic_write_text(out / "claims.html", render.html_page(title(plain), blocks))
+    atomic_write_text(out / "claims.html", render.html_page(title(plain), blocks, PHONE_CARDS))
 
 
 def render_markdown(doc: dict, figs: dict = None) -> str:
@@ -315,4 +331,4 @@ def render_markdown(doc: dict, figs: dict = None) -> str:
 
 
 def render_html(doc: dict, figs: dict = None) -> str:
-    return render.html_page(title(doc), page_blocks(doc, figs or {}))
+    return render.html_page(title(doc), page_blocks(doc, figs or {}), PHONE_CARDS)
