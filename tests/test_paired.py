@@ -234,3 +234,12 @@ def test_differences_csv_columns_and_values():
     assert float(row["low"]) == pytest.approx(100 * c.low) and row["verdict"] == "inconclusive"
     assert row["method"] == "paired t, 95% interval, 3 seeds; p Holm-adjusted over 1"
     assert int(row["seeds_needed"]) == c.seeds_needed > 3
+
+
+def test_a_report_counts_ties_apart():
+    from normlab.analysis import report
+
+    c = paired.compare([1.0, 2.0, 3.0], [1.0, 2.5, 2.0])  # one win, one tie, one loss: prob_better 0.5
+    assert c.prob_better == 0.5
+    assert report.better_in(c, ties=1) == "1 of 3 seeds, tied in 1"  # not "1.5 of 3 seeds"
+    assert report.better_in(paired.compare([0, 0, 0], [1, 2, -1]), ties=0) == "2 of 3 seeds"
