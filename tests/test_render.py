@@ -37,7 +37,8 @@ def test_page_has_a_viewport_and_every_block():
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
     assert "<title>T &amp; t</title>" in page and "<pre><code>a: 1\nb: &lt;2&gt;</code></pre>" in page
     assert 'alt="alt &lt;text&gt;" src="data:image/png;base64,iVBORyBmYWtl"' in page
-    assert "<figcaption>a <code>caption</code></figcaption>" in page and '<p class="foot">f</p>' in page
+    assert '<figcaption>a <code>caption</code> (<a href="c.svg">SVG</a>)</figcaption>' in page and '<p class="foot">f</p>' in page
+    assert '<figure><a href="c.svg"><img alt=' in page  # the phone reader opens the SVG at full size
     md = render.markdown("T", blocks)
     assert "```yaml\na: 1\nb: <2>\n```" in md and "![alt <text>](c.png)" in md and "([SVG](c.svg))" in md
     assert render.yaml_text({"model": "mlp", "milestones": [1, 2]}) == "model: mlp\nmilestones:\n- 1\n- 2"

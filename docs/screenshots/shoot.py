@@ -8,7 +8,8 @@ DevTools pipe instead and emulates the device width (as the browser's device too
     python docs/screenshots/shoot.py PAGE.html OUT.png --width 390 [--scroll-tables] [--palette 128]
 
 --scroll-tables scrolls every table box to its last column first: the proof that a reader on a
-phone reaches every column by swiping the table.
+phone reaches every column by swiping the table. --screen 844 captures only the first screen of a
+390 x 844 phone: what a reader sees before scrolling.
 """
 
 import argparse
@@ -81,7 +82,7 @@ def to_palette(path: Path, colors: int) -> None:
     im.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
 
 
-def shoot(page: Path, out: Path, width: int, scroll_tables: bool) -> None:
+def shoot(page: Path, out: Path, width: int, scroll_tables: bool, screen: int = 0) -> None:
     b = Browser()
     try:
         target = b.call("Target.createTarget", url="about:blank")["targetId"]
@@ -95,8 +96,9 @@ def shoot(page: Path, out: Path, width: int, scroll_tables: bool) -> None:
             b.call("Runtime.evaluate", s, expression="for (const t of document.querySelectorAll('.scroll')) "
                                                      "t.scrollLeft = t.scrollWidth;")
         size = b.call("Page.getLayoutMetrics", s)["cssContentSize"]
+        height = min(screen, size["height"]) if screen else size["height"]  # --screen: the first screen only
         shot = b.call("Page.captureScreenshot", s, format="png", captureBeyondViewport=True,
-                      clip={"x": 0, "y": 0, "width": width, "height": size["height"], "scale": 1})
+                      clip={"x": 0, "y": 0, "width": width, "height": height, "scale": 1})
         out.write_bytes(base64.b64decode(shot["data"]))
         print(f"{out}: {width} x {size['height']:.0f} CSS pixels (page {size['width']:.0f} wide)")
     finally:
@@ -110,7 +112,9 @@ if __name__ == "__main__":
     ap.add_argument("--width", type=int, default=390)
     ap.add_argument("--scroll-tables", action="store_true")
     ap.add_argument("--palette", type=int, metavar="N", help="save with a palette of N colours (smaller file)")
+    ap.add_argument("--screen", type=int, metavar="H", default=0,
+                    help="capture only the first H CSS pixels: what a phone shows before any scrolling (844)")
     a = ap.parse_args()
-    shoot(a.page, a.out, a.width, a.scroll_tables)
+    shoot(a.page, a.out, a.width, a.scroll_tables, a.screen)
     if a.palette:
         to_palette(a.out, a.palette)

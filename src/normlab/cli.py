@@ -81,13 +81,11 @@ def run_train(args) -> int:
     from .train.trainer import train
 
     if args.resume:
-        typed = {k for k in vars(args) if k in FIELDS}
-        bad = typed - set(RESUME_OPTIONS)
-        if bad or args.config:
+        if args.config:
             raise ConfigError(f"--resume continues a run with its own config; only "
-                              f"{', '.join('--' + k for k in sorted(RESUME_OPTIONS))} may be given "
-                              f"(got {', '.join('--' + k.replace('_', '-') for k in sorted(bad)) or '--config'})")
-        train({k: getattr(args, k) for k in typed}, resume=args.resume)
+                              f"{', '.join('--' + k for k in sorted(RESUME_OPTIONS))} may be given (got --config)")
+        # train() refuses any other option, for the command line and the Python API alike
+        train({k: getattr(args, k) for k in vars(args) if k in FIELDS}, resume=args.resume)
     else:
         train(config_from_args(args))
     return 0

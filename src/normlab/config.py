@@ -163,6 +163,9 @@ class TrainConfig:
                                "nn.Linear) (default: on where no norm layer follows)")
     hidden_dropout: Optional[float] = opt(None, "dropout after every hidden layer's activation (mlp, lenet, lenet-bn, "
                                           "maxout-mlp), as the tutorials place it", check=optional(probability))
+    fc_norm: Optional[bool] = opt(None, "lenet, lenet-bn: a norm after the hidden Linear layers too (default: on, "
+                                  "but off for in, which has no form for (N, C) features); --no-fc-norm puts "
+                                  "the norms after the convolutions only")
     dropout_mode: str = opt("inverted", "inverted (scale kept units by 1/(1-p) in training, torch's) or "
                             "non-inverted (no scaling in training, multiply by 1-p at test, seed 002's)",
                             choices=("inverted", "non-inverted"))
@@ -177,7 +180,8 @@ class TrainConfig:
                          "adamw, nadam, lbfgs (full-step L-BFGS with a strong-Wolfe line search per batch)")
     lr: Optional[float] = opt(None, "learning rate (default: the model's, 0.01 for most; see `normlab models`)",
                               check=optional(positive))
-    momentum: float = opt(0.9, "momentum of the momentum and nesterov optimizers", check=probability)
+    momentum: Optional[float] = opt(None, "momentum of the momentum and nesterov optimizers (default 0.9; plain "
+                                    "sgd has none)", check=optional(probability))
     beta1: float = opt(0.9, "first-moment decay of adam/adamw/nadam", check=probability)
     beta2: float = opt(0.999, "second-moment decay of adam/adamw/nadam", check=probability)
     eps: float = opt(1e-8, "epsilon of the adaptive optimizers", check=positive)
@@ -261,6 +265,27 @@ class TrainConfig:
 FIELDS = {f.name: f for f in fields(TrainConfig)}
 # What may change when a run is resumed: how long, and how it is shown and where it runs.
 RESUME_OPTIONS = ("epochs", "progress", "device", "threads")
+
+
+def resume_changes(config) -> dict:
+    """The options a resumed run takes from `config` (a dict of given options, a TrainConfig or
+    None): RESUME_OPTIONS only. Any other option is refused, as `normlab train --resume` refuses
+    it, since the run continues with its own config."""
+    if config is None:
+        return {}
+    if isinstance(config, TrainConfig):
+        defaults = TrainConfig()
+        given = {f: getattr(config, f) for f in FIELDS if getattr(config, f) != getattr(defaults, f)}
+    elif isinstance(config, dict):
+        given = {normalize_key(k): v for k, v in config.items()}
+    else:
+        raise ConfigError(f"a config must be a mapping of option names to values, got {type(config).__name__}")
+    bad = sorted(k for k in given if k not in RESUME_OPTIONS)
+    if bad:
+        raise ConfigError(f"--resume continues a run with its own config; only "
+                          f"{', '.join('--' + k for k in sorted(RESUME_OPTIONS))} may be given "
+                          f"(got {', '.join('--' + k.replace('_', '-') for k in bad)})")
+    return given
 _HINTS = get_type_hints(TrainConfig)
 
 # Which fields each subsystem reads. A field may sit in several sections (the seed drives the
@@ -270,7 +295,7 @@ SECTIONS = {
              "strict", "stream",
              "batch_size", "eval_batch_size", "tta", "seed"),
     "model": ("model", "norm", "norm_impl", "bn_eps", "bn_momentum", "act", "dropout", "hidden_dropout",
-              "dropout_mode", "block_order", "depth", "width", "widths", "bias", "init", "seed"),
+              "fc_norm", "dropout_mode", "block_order", "depth", "width", "widths", "bias", "init", "seed"),
     "optim": ("optimizer", "lr", "momentum", "beta1", "beta2", "eps", "weight_decay", "decay_norm_bias",
               "schedule", "warmup", "lr_step", "lr_gamma", "milestones", "epochs", "patience"),
     "regularization": ("l1", "l1_mode", "l2", "max_norm", "label_smoothing", "clip_grad", "clip_mode", "ema",

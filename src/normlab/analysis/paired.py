@@ -6,21 +6,27 @@ here works on those n per-seed differences d_1..d_n.
 
 Method
   interval     paired t: mean(d) -/+ t(1 - (1-level)/2, n-1) * sd(d) / sqrt(n). Its coverage is exact
-               for normal noise at any n >= 2 and stays within 93-97% for moderately skewed noise
-               (tests/test_paired.py simulates it). Under strong skew (exponential noise) it covers
-               about 88-90% at n <= 10: no interval built from 3 numbers does better. The percentile
-               bootstrap used before covered about 75% at n = 3 (its interval is the range of the
-               three differences) and is no longer used.
+               for normal noise at any n >= 2. For skewed noise it is lower; simulated
+               (benchmarks/coverage.py, 20,000 studies a cell, n = 3, 5, 10): gamma(8) noise
+               (skewness 0.7) 94.1-94.2%, lognormal sigma 0.5 (skewness 1.8) 91.2-92.2%,
+               exponential (skewness 2) 88.5-89.7%, lognormal sigma 1 (skewness 6) 82.5-83.8%
+               (COVERAGE; tests/test_paired.py checks them). No other shape was tried. The
+               percentile bootstrap used before covered about 75% at n = 3 (its interval is the
+               range of the three differences) and is no longer used.
   p            two-sided paired t-test of mean(d) = 0 (the test the interval inverts).
   p_holm       Holm-Bonferroni adjusted p over a family (every comparison of one report, every claim
                of one claims run). Verdicts use p_holm < ALPHA, so a family of 12 does not give a
                spurious verdict one time in two.
   prob_better  share of the n seeds in which the arm beat the baseline (ties count half): a plain
                count, not a model.
-  seeds_needed for an inconclusive comparison, the seeds a paired t-test needs to detect a true
-               difference of the observed mean with the observed sd at power 0.8, at the strictest
-               level Holm applies in the family (ALPHA / family size). The observed mean and sd of a
-               few seeds are rough, so this is a guide to the order of magnitude, not a promise.
+  seeds_needed for an inconclusive comparison, the seeds in all (not more seeds) a paired t-test
+               needs to detect a true difference of the observed mean with the observed sd at power
+               0.8, at the strictest level Holm applies in the family (ALPHA / family size), and at
+               least MIN_N. Power from the noncentral t (ttest_power(); both tails as upper tails, which
+               stay finite where scipy's lower tail is NaN); tests/test_paired.py checks it against
+               statsmodels and a simulation for standardised effects 0.2-15 and alphas 0.05 to
+               0.05/30. The observed mean and sd of a few seeds are rough, so this is a guide to
+               the order of magnitude, not a promise.
   MIN_N        below 3 paired seeds no verdict is given: with 2 the sd has one degree of freedom
                and the interval spans t(0.975, 1) = 12.7 standard errors.
   margin       a claim may name the smallest effect that would count (its margin, > 0, in the
@@ -36,7 +42,8 @@ API (small on purpose)
   decide(comparisons, directions)    -> the same Comparisons with p_holm, verdict, seeds_needed
   holm(pvalues)                      -> Holm-adjusted p-values (NaN stays NaN, not counted)
   t_interval(d)                      -> (mean, low, high) over the last axis, vectorized
-  seeds_needed(mean, sd, alpha)      -> int or None
+  seeds_needed(mean, sd, alpha)      -> int or None (seeds in all)
+  ttest_power(effect, n, alpha)      -> the paired t-test's power at n pairs
   differences_csv(rows)              -> the text of differences.csv (DIFFERENCE_COLUMNS)
 
 Verdicts: with direction 0 (no side predicted, as in a sweep report) HIGHER or LOWER when p_holm <
@@ -59,6 +66,11 @@ ALPHA = 1.0 - LEVEL
 MIN_N = 3
 POWER = 0.8
 METHOD = "paired t"
+
+# The 95% interval's simulated coverage at n = 3-10 (benchmarks/coverage.py), for the page texts.
+COVERAGE = ("95% for normal per-seed noise; for skewed noise less: 94% (gamma, skewness 0.7), 91-92% "
+            "(lognormal sigma 0.5), 88.5-90% (exponential), 82.5-84% (lognormal sigma 1), simulated at 3-10 seeds "
+            "in benchmarks/coverage.py")
 
 HIGHER = "higher"
 LOWER = "lower"
@@ -151,23 +163,40 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return out
 
 
+def ttest_power(effect: float, n, alpha: float = ALPHA):
+    """Power of the two-sided paired t-test at level `alpha` with `n` pairs (an int or an array)
+    when the true mean difference is `effect` standard deviations of the differences (noncentral t).
+
+    Both tails are upper tails of a noncentral t: P(T < -c | nc) = P(T > c | -nc). scipy's
+    nct.cdf returns NaN far in the lower tail (scipy 1.17: nct.cdf(-2, 3, 13) is nan), which made
+    the old sum NaN, and NaN >= power never true, for large effects; nct.sf stays finite there."""
+    st = _t()
+    n = np.asarray(n, dtype=np.float64)
+    df = n - 1
+    crit = st.t.ppf(1 - alpha / 2, df)
+    nc = abs(effect) * np.sqrt(n)
+    return st.nct.sf(crit, df, nc) + st.nct.sf(crit, df, -nc)
+
+
 def seeds_needed(mean: float, sd: float, alpha: float = ALPHA, power: float = POWER,
-                 limit: int = 10_000) -> Optional[int]:
-    """Smallest n at which a two-sided paired t-test at level `alpha` detects a true mean
-    difference `mean` with per-seed sd `sd` with probability `power` (noncentral t). None when
-    there is nothing to estimate from (mean 0, sd 0 or NaN) or more than `limit` are needed."""
+                 limit: int = 10_000, minimum: int = MIN_N) -> Optional[int]:
+    """The number of paired seeds in all (not more seeds) at which a two-sided paired t-test at
+    level `alpha` detects a true mean difference `mean`, with per-seed sd `sd`, with probability
+    `power`; never fewer than `minimum` (MIN_N: below it no verdict is given). None when there is
+    nothing to estimate from (mean 0, sd 0 or NaN) or more than `limit` are needed."""
     if not (math.isfinite(mean) and math.isfinite(sd)) or mean == 0.0 or sd <= 0.0:
         return None
-    st = _t()
     effect = abs(mean) / sd
+    st = _t()
     z = st.norm.ppf(1 - alpha / 2) + st.norm.ppf(power)
-    n = max(2, int((z / effect) ** 2))  # the normal approximation; the t-test needs at least this
-    while n <= limit:
-        crit = st.t.ppf(1 - alpha / 2, n - 1)
-        nc = effect * math.sqrt(n)
-        if st.nct.sf(crit, n - 1, nc) + st.nct.cdf(-crit, n - 1, nc) >= power:
-            return n
-        n += 1
+    # The normal approximation (known sd) needs fewer pairs than the t-test, so the search starts
+    # at or below the answer; blocks of 64 candidates are evaluated at once.
+    start = max(2, minimum, int((z / effect) ** 2))
+    for lo in range(start, limit + 1, 64):
+        ns = np.arange(lo, min(lo + 64, limit + 1))
+        reached = np.flatnonzero(ttest_power(effect, ns, alpha) >= power)
+        if reached.size:
+            return int(ns[reached[0]])
     return None
 
 

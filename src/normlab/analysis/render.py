@@ -6,7 +6,7 @@ the same list into a Markdown file and one self-contained HTML file that reads o
 
 - a viewport meta tag; text that wraps; each table scrolls sideways inside its own box, so every
   column stays reachable at 390 pixels, and the page itself never scrolls sideways;
-- figures scale to the width (PNG embedded as a data URI; an SVG beside the Markdown file);
+- figures scale to the width (PNG embedded as a data URI), each linked to its SVG beside the page;
 - the little Markdown the texts use (`code`, **bold**, [text](link)) becomes HTML, never raw
   backticks; table cells may hold links, Link(text, href), and marked cells, Mark(text, css class).
 """
@@ -70,8 +70,30 @@ def yaml_text(mapping: dict) -> str:
     return yaml.safe_dump(mapping, sort_keys=False, default_flow_style=False, allow_unicode=True).rstrip()
 
 
-def provenance(extra: str = "") -> str:
-    """One line for the foot of a report: when, where and with what it was written."""
+def git_commit() -> str:
+    """The commit of the checkout normlab's code runs from, "+ uncommitted changes" when its
+    source differs from it, or "not a git checkout" (an installed package)."""
+    import subprocess
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the normlab package
+    try:
+        head = subprocess.run(["git", "-C", here, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                              timeout=10)
+        if head.returncode != 0:
+            return "not a git checkout"
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no", "--", "."],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "not a git checkout"
+    return head.stdout.strip() + (" + uncommitted changes to the package" if dirty else "")
+
+
+def provenance_info() -> dict:
+    """Where, when and with what a page or a data file was written: git commit, the versions of
+    normlab, torch, numpy and scipy, the machine and the date (provenance.json beside each
+    differences.csv; the foot of each page)."""
+    import numpy
+    import scipy
     import torch
 
     from .._version import __version__
@@ -84,9 +106,17 @@ def provenance(extra: str = "") -> str:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    text = (f"Written {when} by normlab {__version__} with torch {torch.__version__} on {platform.system()} "
-            f"{platform.machine()}, {cpu}, {os.cpu_count()} CPU cores, {gpu}.")
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "git_commit": git_commit(),
+            "normlab": __version__, "torch": torch.__version__, "numpy": numpy.__version__, "scipy": scipy.__version__,
+            "python": platform.python_version(),
+            "machine": f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} CPU cores, {gpu}"}
+
+
+def provenance(extra: str = "", info: Optional[dict] = None) -> str:
+    """One line for the foot of a report: when, where and with what it was written."""
+    i = info or provenance_info()
+    text = (f"Written {i['date']} by normlab {i['normlab']} (git commit {i['git_commit']}) with torch {i['torch']}, "
+            f"numpy {i['numpy']}, scipy {i['scipy']} on {i['machine']}.")
     return f"{text} {extra}".strip()
 
 
@@ -222,8 +252,11 @@ def html_page(title: str, blocks: Sequence[tuple], extra_style: str = "") -> str
             body.append(f"<pre><code>{e(value)}</code></pre>")
         elif kind == "figure":
             data = base64.b64encode(value.png).decode("ascii")
-            cap = f"<figcaption>{inline(value.caption)}</figcaption>" if value.caption else ""
-            body.append(f'<figure><img alt="{e(value.alt)}" src="data:image/png;base64,{data}">{cap}</figure>')
+            # the SVG beside the page, as the Markdown page links it: on a phone, the figure at full size
+            svg = re.sub(r"\.png$", ".svg", value.name)
+            cap = f"<figcaption>{inline(value.caption)} {inline(f'([SVG]({svg}))')}</figcaption>"
+            body.append(f'<figure><a href="{e(svg)}"><img alt="{e(value.alt)}" src="data:image/png;base64,{data}">'
+                        f'</a>{cap}</figure>')
         else:
             raise ValueError(f"unknown block kind {kind!r}")
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"

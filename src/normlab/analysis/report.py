@@ -111,7 +111,8 @@ def summarize(exp: Experiment, rows: list[dict], clean: Optional[dict] = None) -
     # One Holm family: every comparison of this report.
     done = iter(paired.decide([paired.compare(b, a, better=better) for _, seeds, b, a in pairs if seeds]))
     diffs = [{"cell": cid, "pairs": len(seeds), "unit": unit, "scale": scale,
-              "comparison": next(done) if seeds else None} for cid, seeds, _, _ in pairs]
+              "ties": sum(x == y for x, y in zip(b, a)),  # counted apart: never "0.5 of 3 seeds"
+              "comparison": next(done) if seeds else None} for cid, seeds, b, a in pairs]
     missing = sum(r["status"] == "missing" for r in rows)
     return {"experiment": exp, "baseline": base.id, "table": table, "diffs": diffs, "missing": missing,
             "rows": rows, "failed": [(r["cell"], r["seed"], r["error"]) for r in rows
@@ -133,7 +134,7 @@ def _p(p: float) -> str:
 
 def verdict_text(c: paired.Comparison) -> str:
     if c.verdict == paired.INCONCLUSIVE and c.seeds_needed:
-        return f"inconclusive (~{c.seeds_needed:,} seeds for this size)"
+        return f"inconclusive (about {c.seeds_needed:,} seeds in all for this size)"
     if c.verdict == paired.INCONCLUSIVE:
         return "inconclusive"
     if c.verdict == paired.TOO_FEW:
@@ -152,8 +153,14 @@ def diff_table(s: dict) -> list[list]:
             continue
         interval = "–" if not math.isfinite(c.low) else f"[{num(c.low * k, 2, sign=True)}, {num(c.high * k, 2, sign=True)}]"
         rows.append([d["cell"], str(c.n), num(c.mean * k, 2, sign=True), interval, _p(c.p), _p(c.p_holm),
-                     f"{c.prob_better * c.n:g} of {c.n} seeds", verdict_text(c)])
+                     better_in(c, d.get("ties", 0)), verdict_text(c)])
     return rows
+
+
+def better_in(c: paired.Comparison, ties: int) -> str:
+    """"2 of 3 seeds, tied in 1": prob_better counts a tie as half a seed, the page counts it apart."""
+    wins = round(c.prob_better * c.n - ties / 2)
+    return f"{wins} of {c.n} seeds" + (f", tied in {ties}" if ties else "")
 
 
 def _plural(n: int, word: str) -> str:
@@ -163,13 +170,15 @@ def _plural(n: int, word: str) -> str:
 def diff_note(s: dict) -> str:
     family = sum(d["comparison"] is not None for d in s["diffs"])
     return (f"Difference of each cell to the baseline cell `{s['baseline']}` (the first level of every factor), "
-            f"paired by seed over the seeds both finished. Interval: {paired.LEVEL:.0%} paired t interval; p: "
+            f"paired by seed over the seeds both finished. Interval: {paired.LEVEL:.0%} paired t interval (it covers "
+            f"the true difference {paired.COVERAGE}); p: "
             f"two-sided paired t-test; p (Holm): adjusted with Holm-Bonferroni over the {_plural(family, 'comparison')} "
             f"of this report, and the verdict "
             f"uses it (higher / lower at p (Holm) < {paired.ALPHA:g}). Below {paired.MIN_N} paired seeds no verdict "
-            f"is given. For an inconclusive difference, the seeds a paired t-test would need to detect one of the "
+            f"is given. For an inconclusive difference, the seeds in all (not more) a paired t-test would need to detect one of the "
             f"observed size (power {paired.POWER:g}) is a rough guide. Every number is in "
-            f"[differences.csv](differences.csv).")
+            f"[differences.csv](differences.csv); what wrote it (git commit, versions, machine, date) is in "
+            f"[provenance.json](provenance.json) and at the foot of the page.")
 
 
 def cell_table(s: dict) -> list[list]:
@@ -211,6 +220,9 @@ def on_off_matrix(exp: Experiment) -> list[list[str]]:
 
 
 # ------------------------------------------------------------------ provenance
+PROVENANCE = "provenance.json"  # beside differences.csv: git commit, versions, machine, date
+
+
 def trained_with(out: Path, rows: list[dict]) -> str:
     """Where and with what the runs were trained, from their summary.json files."""
     devices, torches, times = set(), set(), []
@@ -331,9 +343,11 @@ def write_report(out) -> dict:
     s = summarize(exp, rows, clean_train_scores(out, rows))
     figs = curves_figures(exp, rows, out)
     write_cell_configs(exp, rows, out)
-    foot = render.provenance(trained_with(out, rows))
+    info = render.provenance_info()
+    foot = render.provenance(trained_with(out, rows), info)
     page = blocks(s, figs, foot)
     atomic_write_text(out / "differences.csv", paired.differences_csv(differences_rows(s)))
+    atomic_write_text(out / PROVENANCE, json.dumps(info, indent=2) + "\n")  # what wrote differences.csv
     atomic_write_text(out / "report.md", render.markdown(exp.name, page))
     atomic_write_text(out / "report.html", render.html_page(f"{exp.name}: normlab report", page))
     s["paths"] = {"results": out / "results.csv", "differences": out / "differences.csv",

@@ -48,7 +48,7 @@ from ..config import FIELDS, load_config_file, make_config, normalize_key
 from ..locks import Locked, hold as hold_lock
 from ..errors import CheckpointError, ConfigError, NormlabError, unknown_name
 from ..fileio import atomic_write_json, atomic_write_text
-from ..train.build import resolve_config
+from ..train.unused import refuse_unused
 
 TOP_KEYS = ("base", "factors", "seeds", "metric", "name", "description")
 RESERVED = {"out": "each run's directory is chosen by the sweep",
@@ -142,7 +142,7 @@ def parse_experiment(data, source: str = "experiment") -> Experiment:
     exp = Experiment(base, factors, seeds, metric, str(data.get("name") or source), str(data.get("description") or ""))
     for cell in expand(exp):  # every cell must be a valid config, checked now, not mid-sweep
         try:
-            resolve_config(make_config(cell_config(exp, cell, seeds[0])))
+            refuse_unused(make_config(cell_config(exp, cell, seeds[0])))  # resolves it, and refuses unused options
         except ConfigError as exc:
             raise ConfigError(f"{source}: cell {cell.id}: {exc}") from None
     return exp

@@ -52,7 +52,7 @@ def _head(n_in, hidden, num_classes, dropout, act_layer, vgg=False):
 
 class AlexNet(tnn.Module):
     def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, dropout=0.5,
-                 small=False, **_):
+                 small=False):
         super().__init__()
         layers: list = []
         blk = dict(norm_layer=norm_layer, act_layer=act_layer)
@@ -82,7 +82,7 @@ class AlexNet(tnn.Module):
 
 class VGG(tnn.Module):
     def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, cfg, dropout=0.5,
-                 small=False, **_):
+                 small=False):
         name = cfg + ("-small" if small else "")
         super().__init__()
         layers: list = []

@@ -26,7 +26,7 @@ class DenseNet(tnn.Module):
 
     def __init__(self, num_classes, in_channels, input_size=None, *, norm_layer, act_layer, dropout=0.0,
                  growth, blocks, init_features, bn_size, compression=0.5, stem="imagenet",
-                 bias=False, name="densenet", **_):
+                 bias=False, name="densenet"):
         super().__init__()
         if input_size is not None:
             require_min_size(name, input_size, _min_size(stem, len(blocks) - 1))

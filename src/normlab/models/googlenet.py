@@ -24,7 +24,7 @@ from .registry import conv_output_size, register, require_min_size
 
 
 class GoogLeNetMini(tnn.Module):
-    def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, dropout=0.0, **_):
+    def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, dropout=0.0):
         super().__init__()
         require_min_size("googlenet-mini", input_size, 16)
         h, w = input_size
@@ -71,8 +71,8 @@ _CFG = {
 
 
 class GoogLeNet(tnn.Module):
-    def __init__(self, num_classes, in_channels, *, norm_layer, act_layer, dropout=0.2,
-                 aux_logits=False, kernel5=3, **_):
+    def __init__(self, num_classes, in_channels, input_size=None, *, norm_layer, act_layer, dropout=0.2,
+                 aux_logits=False, kernel5=3):
         super().__init__()
         if isinstance(norm_layer, NormLayer) and norm_layer.kind != "none" and "eps" not in norm_layer.kw:
             norm_layer = norm_layer.with_kw(eps=1e-3)  # torchvision's BasicConv2d eps
@@ -116,7 +116,7 @@ class GoogLeNet(tnn.Module):
 
 
 @register("googlenet", "googlenet", "GoogLeNet / Inception v1, torchvision-compatible weights",
-          default_input=(3, 224, 224), aux_logits=False)
+          default_input=(3, 224, 224), aux_logits=False, kernel5=3)
 def googlenet(dropout=0.2, **kw):
     # torchvision's dropout before the classifier; a user's --dropout (0 included) replaces it.
     return GoogLeNet(dropout=dropout, **kw)

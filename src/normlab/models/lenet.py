@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch.nn as tnn
 
-from ..nn.factory import feature_norm
+from ..errors import ConfigError
+from ..nn.factory import NormLayer, feature_norm
 from .registry import conv_output_size, register, require_min_size
 
 
@@ -18,7 +19,7 @@ class LeNet(tnn.Module):
     -> fc120 -> norm -> act -> fc84 -> norm -> act -> (dropout) -> fc(classes)."""
 
     def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, pool="max", padding=0,
-                 dropout=0.0, hidden_dropout=0.0, name="lenet"):
+                 dropout=0.0, hidden_dropout=0.0, fc_norm=None, name="lenet"):
         super().__init__()
         # The tutorial keeps the conv/linear biases before BN (redundant, harmless); so do we, so
         # parameter counts match it.
@@ -38,9 +39,21 @@ class LeNet(tnn.Module):
         def drop():  # after each hidden activation, as the tutorials place dropout
             return [tnn.Dropout(hidden_dropout)] if hidden_dropout else []
 
+        # Instance norm has nothing to normalize over in a Linear layer's (N, C) features, so by
+        # default it sits after the convolutions only; fc_norm=False does the same for any norm,
+        # so that IN, GN and LN can be compared on the same layers.
+        instance = isinstance(norm_layer, NormLayer) and norm_layer.kind == "in"
+        if fc_norm and instance:
+            raise ConfigError("fc_norm: instance norm has no form for the (N, C) features of lenet's Linear "
+                              "layers; use --no-fc-norm (norms after the convolutions only) or another norm")
+        fc_norm = not instance if fc_norm is None else fc_norm
+
+        def fnorm(n):
+            return feature_norm(norm_layer, n) if fc_norm else tnn.Identity()
+
         self.fc = tnn.Sequential(
-            tnn.Linear(16 * h * w, 120), feature_norm(norm_layer, 120), act_layer(), *drop(),
-            tnn.Linear(120, 84), feature_norm(norm_layer, 84), act_layer(), *drop(),
+            tnn.Linear(16 * h * w, 120), fnorm(120), act_layer(), *drop(),
+            tnn.Linear(120, 84), fnorm(84), act_layer(), *drop(),
         )
         self.dropout = tnn.Dropout(dropout) if dropout else tnn.Identity()
         self.classifier = tnn.Linear(84, num_classes)
@@ -50,12 +63,12 @@ class LeNet(tnn.Module):
 
 
 @register("lenet", "lenet", "LeNet-5 (sigmoid, average pooling, padded first conv), no norm",
-          default_norm="none", default_act="sigmoid", hidden_dropout=0.0)
+          default_norm="none", default_act="sigmoid", hidden_dropout=0.0, fc_norm=None)
 def lenet(**kw):
     return LeNet(pool="avg", padding=2, name="lenet", **kw)
 
 
 @register("lenet-bn", "lenet", "the tutorial's LeNet with BatchNorm before each sigmoid",
-          default_norm="bn", default_act="sigmoid", hidden_dropout=0.0)
+          default_norm="bn", default_act="sigmoid", hidden_dropout=0.0, fc_norm=None)
 def lenet_bn(**kw):
     return LeNet(pool="max", padding=0, name="lenet-bn", **kw)

@@ -19,8 +19,8 @@ from .registry import register
 
 
 @register("logistic", "linear", "multinomial logistic regression: flatten -> Linear",
-          default_norm="none", default_act="identity")
-def logistic(num_classes, in_channels, input_size, dropout=0.0, **_):
+          default_norm="none", default_act="identity", takes_norm=False, takes_act=False)
+def logistic(num_classes, in_channels, input_size, dropout=0.0):
     n_in = in_channels * math.prod(input_size)
     layers = [tnn.Flatten()]
     if dropout:
@@ -93,9 +93,10 @@ def mlp(**kw):
 
 
 @register("maxout-mlp", "mlp", "MLP of maxout units (Goodfellow et al. 2013): depth x [max of 2 Linear maps]",
-          default_norm="none", default_act="identity", depth=None, width=None, widths=None, hidden_dropout=0.0)
+          default_norm="none", default_act="identity", takes_act=False, depth=None, width=None, widths=None,
+          hidden_dropout=0.0)
 def maxout_mlp(pieces=2, **kw):
-    return MLP(maxout_pieces=pieces, **kw)
+    return MLP(maxout_pieces=pieces, act_layer=None, **kw)
 
 
 class BinaryLogistic(tnn.Module):
@@ -104,7 +105,7 @@ class BinaryLogistic(tnn.Module):
     (1 - sigmoid(z), sigmoid(z)), so the trainer's cross-entropy on them is exactly the binary
     cross-entropy BCE(sigmoid(z), y), and `z` (`.score(x)`) is the model's single logit."""
 
-    def __init__(self, num_classes, in_channels, input_size, dropout=0.0, **_):
+    def __init__(self, num_classes, in_channels, input_size, dropout=0.0):
         super().__init__()
         if num_classes != 2:
             from ..errors import ConfigError
@@ -124,6 +125,6 @@ class BinaryLogistic(tnn.Module):
 
 
 @register("logistic-binary", "linear", "binary logistic regression (one logit, BCE) on two classes (--classes A,B)",
-          default_norm="none", default_act="identity", num_classes=2)
+          default_norm="none", default_act="identity", num_classes=2, takes_norm=False, takes_act=False)
 def logistic_binary(**kw):
     return BinaryLogistic(**kw)

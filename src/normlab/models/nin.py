@@ -23,7 +23,7 @@ def nin_block(cin, cout, kernel, stride, padding, *, norm_layer, act_layer):
 
 
 class NiN(tnn.Module):
-    def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, dropout=0.5, **_):
+    def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, dropout=0.5):
         super().__init__()
         # 11x11/4 conv then three 3x3/2 pools need at least 67 pixels to keep one.
         require_min_size("nin", input_size, 67)

@@ -36,6 +36,10 @@ class ModelSpec:
     # NHWC training when --channels-last is not given: on for the conv nets whose training step
     # measured faster in it on a CPU (benchmarks/train.py; README's Performance section).
     default_channels_last: bool = False
+    # Whether the builder takes a norm and an activation at all: a logistic regression has neither,
+    # a recurrent cell or a maxout unit brings its own nonlinearity. One given anyway is refused.
+    takes_norm: bool = True
+    takes_act: bool = True
 
     @property
     def default_dropout(self) -> float:
@@ -51,10 +55,14 @@ MODELS: dict[str, ModelSpec] = {}
 
 def register(name: str, family: str, description: str, default_norm: str = "bn",
              default_act: str = "relu", default_input=(1, 28, 28), default_lr: float = 0.01,
-             num_classes: Optional[int] = None, channels_last: bool = False, **defaults):
+             num_classes: Optional[int] = None, channels_last: bool = False, takes_norm: bool = True,
+             takes_act: bool = True, **defaults):
+    """Register `builder` as model `name`; `defaults` are its own options (depth, width, ...), the
+    only keyword arguments create_model passes on besides the common ones."""
     def wrap(builder):
         MODELS[name] = ModelSpec(name, family, description, builder, default_norm, default_act,
-                                 tuple(default_input), defaults, default_lr, num_classes, channels_last)
+                                 tuple(default_input), defaults, default_lr, num_classes, channels_last,
+                                 takes_norm, takes_act)
         return builder
 
     return wrap
@@ -83,9 +91,10 @@ def create_model(name: str, num_classes: int = 10, in_channels: Optional[int] = 
     and momentum (torch's convention) when the norm is given by name. dropout_mode
     "non-inverted" turns every dropout layer into seed 002's form (scale at test time).
     """
+    spec = get_spec(name)
+    check_model_options(spec, model_kw, norm, act)
     if dropout is not None:
         model_kw["dropout"] = dropout
-    spec = get_spec(name)
     if in_channels is None:
         in_channels = spec.default_input[0]
     if input_size is None:
@@ -93,13 +102,14 @@ def create_model(name: str, num_classes: int = 10, in_channels: Optional[int] = 
     input_size = tuple(int(s) for s in input_size)
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
-    norm_layer = get_norm_layer(spec.default_norm if norm is None else norm, norm_impl,
-                                bn_eps=bn_eps, bn_momentum=bn_momentum)
-    act_layer = get_act_layer(spec.default_act if act is None else act)
     kw = dict(spec.defaults)
     kw.update({k: v for k, v in model_kw.items() if v is not None})
-    model = spec.builder(num_classes=num_classes, in_channels=in_channels, input_size=input_size,
-                         norm_layer=norm_layer, act_layer=act_layer, **kw)
+    if spec.takes_norm:
+        kw["norm_layer"] = get_norm_layer(spec.default_norm if norm is None else norm, norm_impl,
+                                          bn_eps=bn_eps, bn_momentum=bn_momentum)
+    if spec.takes_act:
+        kw["act_layer"] = get_act_layer(spec.default_act if act is None else act)
+    model = spec.builder(num_classes=num_classes, in_channels=in_channels, input_size=input_size, **kw)
     _probe(model, name, (in_channels, *input_size))
     if dropout_mode not in ("inverted", "non-inverted"):
         raise unknown_name("dropout mode", dropout_mode, ("inverted", "non-inverted"))
@@ -107,7 +117,7 @@ def create_model(name: str, num_classes: int = 10, in_channels: Optional[int] = 
         from ..nn.layers import use_non_inverted_dropout
 
         use_non_inverted_dropout(model)
-    return reparametrize(init_weights(model, init), norm_layer, name)
+    return reparametrize(init_weights(model, init), kw.get("norm_layer"), name)
 
 
 def reparametrize(model: tnn.Module, norm_layer, name: str) -> tnn.Module:
@@ -120,6 +130,22 @@ def reparametrize(model: tnn.Module, norm_layer, name: str) -> tnn.Module:
     if how == "weight_norm":
         weight_normalize(model)
     return model
+
+
+def check_model_options(spec: ModelSpec, model_kw: dict, norm=None, act=None) -> None:
+    """Refuse, in one line, an option model `spec` does not take: a keyword it has no use for
+    (its own options are spec.defaults), a norm for a model without norm layers, an activation
+    for one with its own nonlinearity. Nothing is silently dropped."""
+    unknown = sorted(k for k in model_kw if k not in spec.defaults and k != "dropout")
+    if unknown:
+        raise ConfigError(f"{', '.join(unknown)}: model {spec.name!r} has no such option "
+                          f"(it takes: {', '.join(sorted(spec.defaults)) or 'none'})")
+    if not spec.takes_norm and norm is not None and norm != "none":
+        raise ConfigError(f"norm: model {spec.name!r} has no norm layers, so a norm would not be used; "
+                          f"drop --norm, or use a model with norm layers (e.g. mlp)")
+    if not spec.takes_act and act is not None and act != spec.default_act:
+        raise ConfigError(f"act: model {spec.name!r} brings its own nonlinearity (or none), so --act would not "
+                          f"be used; drop it, or use a model that takes one (e.g. mlp)")
 
 
 def _probe(model: tnn.Module, name: str, input_shape) -> None:

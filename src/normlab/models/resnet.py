@@ -32,7 +32,7 @@ from .registry import register
 class ResNet(tnn.Module):
     """ImageNet-style ResNet with torchvision's attribute names (conv1, bn1, layer1..4, fc)."""
 
-    def __init__(self, block, layers, num_classes, in_channels, *, norm_layer, act_layer, dropout=0.0, **_):
+    def __init__(self, block, layers, num_classes, in_channels, input_size=None, *, norm_layer, act_layer, dropout=0.0):
         super().__init__()
         self.conv1 = tnn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
         self.bn1 = norm_layer(64)
@@ -79,7 +79,7 @@ class ResNetD2L(tnn.Module):
     Residual blocks (64, 128, 256, 512; the first block of stages 2-4 halves the size and uses a
     1x1-conv shortcut), global average pooling, linear."""
 
-    def __init__(self, num_classes, in_channels, *, norm_layer, act_layer, dropout=0.0, **_):
+    def __init__(self, num_classes, in_channels, input_size=None, *, norm_layer, act_layer, dropout=0.0):
         super().__init__()
         self.b1 = tnn.Sequential(tnn.Conv2d(in_channels, 64, 7, 2, 3), norm_layer(64), act_layer(),
                                  tnn.MaxPool2d(3, 2, 1))
@@ -114,7 +114,7 @@ class CifarResNet(tnn.Module):
 
     def __init__(self, depth, num_classes, in_channels, *, norm_layer, act_layer, dropout=0.0,
                  shortcut=True, preact=False, shortcut_kind="zero-pad", block_order=None, head="global",
-                 input_size=None, name="resnet", **_):
+                 input_size=None, name="resnet"):
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
@@ -205,7 +205,7 @@ class PreActResNet18(tnn.Module):
     """18-layer full pre-activation ResNet for small images: conv3x3(64), stages of two PreActBlocks
     at 64/128/256/512 (1x1-conv shortcuts where the shape changes), final norm+act, pooling, linear."""
 
-    def __init__(self, num_classes, in_channels, *, norm_layer, act_layer, dropout=0.0, **_):
+    def __init__(self, num_classes, in_channels, input_size=None, *, norm_layer, act_layer, dropout=0.0):
         super().__init__()
         self.conv1 = tnn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
         layers = dict(norm_layer=norm_layer, act_layer=act_layer)

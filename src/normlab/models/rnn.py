@@ -92,7 +92,7 @@ class RowRNN(tnn.Module):
     """Image rows as time steps -> `depth` stacked normalized GRU/LSTM cells -> (dropout) -> linear."""
 
     def __init__(self, num_classes, in_channels, input_size, *, norm_layer, cell="gru", width=128, depth=1,
-                 dropout=0.0, per_step=False, **_):
+                 dropout=0.0, per_step=False):
         super().__init__()
         steps, cols = input_size
         cls = NormGRUCell if cell == "gru" else NormLSTMCell
@@ -116,12 +116,12 @@ class RowRNN(tnn.Module):
 
 
 @register("gru-rows", "rnn", "GRU reading the image row by row (28 steps for MNIST), LN/BN/GN or no norm",
-          default_norm="none", default_act="identity", width=128, depth=1)
+          default_norm="none", default_act="identity", takes_act=False, width=128, depth=1, per_step=False)
 def gru_rows(**kw):
     return RowRNN(cell="gru", **kw)
 
 
 @register("lstm-rows", "rnn", "LSTM reading the image row by row, LN/BN/GN or no norm (Ba et al. 2016)",
-          default_norm="none", default_act="identity", width=128, depth=1)
+          default_norm="none", default_act="identity", takes_act=False, width=128, depth=1, per_step=False)
 def lstm_rows(**kw):
     return RowRNN(cell="lstm", **kw)

@@ -55,7 +55,7 @@ class InceptionSeed003(tnn.Module):
 
 
 class GoogLeNetSeed003(tnn.Module):
-    def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, dropout=0.0, **_):
+    def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, dropout=0.0):
         super().__init__()
         require_min_size("googlenet-seed003", input_size, 16)
         h, w = input_size
@@ -147,7 +147,7 @@ class ResidualBlockPreAct(tnn.Module):
 
 
 class ResNetSimple(tnn.Module):
-    def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, block, dropout=0.0, **_):
+    def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, block, dropout=0.0):
         super().__init__()
         require_min_size("resnet-simple", input_size, 16)
         h, w = input_size

@@ -52,7 +52,10 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     if channels_last is None:
         # GroupNorm and InstanceNorm run 2-3x slower on channels_last CPU tensors (docs/norms.md)
         channels_last = spec.default_channels_last and not (isinstance(norm, str) and norm.split(":")[0] in ("gn", "in"))
-    return cfg.replace(lr=spec.default_lr if cfg.lr is None else cfg.lr,
+    momentum = cfg.momentum
+    if momentum is None and cfg.optimizer in ("momentum", "nesterov"):
+        momentum = optim.DEFAULT_MOMENTUM  # recorded in config.json as what ran
+    return cfg.replace(lr=spec.default_lr if cfg.lr is None else cfg.lr, momentum=momentum,
                        norm=norm, act=cfg.act or spec.default_act, channels_last=channels_last,
                        dropout=spec.default_dropout if cfg.dropout is None else cfg.dropout)
 
@@ -69,6 +72,10 @@ def default_out(cfg: TrainConfig) -> str:
     return str(out)
 
 
+# The config fields that are options of some models only (registered as their defaults).
+MODEL_OPTIONS = ("depth", "width", "widths", "bias", "hidden_dropout", "block_order", "fc_norm")
+
+
 def model_input_shape(preprocess: dict) -> tuple:
     """What the model sees: the preprocessed shape (pca:D flattens to D features), else the image's."""
     return tuple(preprocess.get("model_input_shape", preprocess["input_shape"]))
@@ -77,13 +84,8 @@ def model_input_shape(preprocess: dict) -> tuple:
 def build_model(cfg: ModelConfig, input_shape, num_classes: int) -> torch.nn.Module:
     """The model a config's model section describes, with the seed applied so initial weights
     are reproducible."""
-    spec = get_spec(cfg.model)
-    model_kw = {k: getattr(cfg, k) for k in ("depth", "width", "widths", "bias", "hidden_dropout", "block_order")
-                if getattr(cfg, k) is not None}
-    unknown = [k for k in model_kw if k not in spec.defaults]
-    if unknown:
-        raise ConfigError(f"{', '.join(unknown)}: model {cfg.model!r} has no such option "
-                          f"(it takes: {', '.join(sorted(spec.defaults)) or 'none'})")
+    # create_model refuses an option the model does not take (registry.check_model_options)
+    model_kw = {k: getattr(cfg, k) for k in MODEL_OPTIONS if getattr(cfg, k) is not None}
     torch.manual_seed(cfg.seed)
     return create_model(cfg.model, num_classes=num_classes, in_channels=input_shape[0],
                         input_size=input_shape[1:], norm=cfg.norm, act=cfg.act, dropout=cfg.dropout,

@@ -21,14 +21,21 @@ FUSABLE = ("adam", "adamw")
 FUSED_DEVICES = ("cpu", "cuda")  # where torch >= 2.4 has fused Adam kernels
 
 
+DEFAULT_MOMENTUM = 0.9
+
+
+def _momentum(cfg):
+    return DEFAULT_MOMENTUM if cfg.momentum is None else cfg.momentum
+
+
 def _betas(cfg):
     return (cfg.beta1, cfg.beta2)
 
 
 OPTIMIZERS = {
     "sgd": lambda p, c, wd: torch.optim.SGD(p, lr=c.lr, weight_decay=wd),
-    "momentum": lambda p, c, wd: torch.optim.SGD(p, lr=c.lr, momentum=c.momentum, weight_decay=wd),
-    "nesterov": lambda p, c, wd: torch.optim.SGD(p, lr=c.lr, momentum=c.momentum, nesterov=True,
+    "momentum": lambda p, c, wd: torch.optim.SGD(p, lr=c.lr, momentum=_momentum(c), weight_decay=wd),
+    "nesterov": lambda p, c, wd: torch.optim.SGD(p, lr=c.lr, momentum=_momentum(c), nesterov=True,
                                                  weight_decay=wd),
     "adagrad": lambda p, c, wd: torch.optim.Adagrad(p, lr=c.lr, eps=c.eps, weight_decay=wd),
     # Adadelta's lr scales its unitless update; 1.0 is the paper's (and torch's) default.

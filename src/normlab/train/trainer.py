@@ -19,7 +19,8 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 
-from ..config import RESUME_OPTIONS, TrainConfig, make_config
+from ..config import TrainConfig, make_config, resume_changes
+from .unused import refuse_unused
 from ..data.loader import DeviceLoader
 from ..faults import point as fault_point
 from ..locks import hold as hold_lock
@@ -120,8 +121,8 @@ def _create_locked(out, held: ExitStack) -> RunDir:
 
 def _train(config, log, resume, extra_hooks: list, d: distributed.Dist, held: ExitStack) -> Result:
     if resume is not None:
+        changes = resume_changes(config)  # refuses any other option, as the command line does
         run_dir = _open_for_resume(resume)
-        changes = {k: v for k, v in config.items() if k in RESUME_OPTIONS} if isinstance(config, dict) else {}
         # Read once, here: every rank reads it before build_run's DDP set-up (a collective), and
         # rank 0 rewrites it only after that, so no rank sees the new --epochs as the old one.
         saved = run_dir.read_json("config.json")
@@ -129,6 +130,7 @@ def _train(config, log, resume, extra_hooks: list, d: distributed.Dist, held: Ex
         latest, planned = False, saved.get("epochs")
     else:
         cfg = make_config(config)
+        refuse_unused(cfg)
         latest = cfg.out is None  # a default folder under runs/: runs/latest will point to it
         planned = None
         cfg = cfg.replace(out=default_out(cfg))

@@ -32,24 +32,22 @@ def effects_figure(doc: dict):
     items = comparisons(doc)
     if not items:
         return None
-    cols = 2
-    rows = math.ceil(len(items) / cols)
-    height = 1.45 * rows + 1.0
-    fig, axes = new_figure(rows, cols, (11, height))
+    # One column, narrow, with large text: on a 390-pixel phone the page shows it at about half its
+    # size, and its labels stay readable (the SVG beside it has the full size).
+    rows = len(items)
+    height = 1.25 * rows + 1.5
+    fig, axes = new_figure(rows, 1, (4.8, height))
     for ax, (name, t) in zip(axes, items):
         _panel(ax, name, t)
-    for ax in axes[len(items):]:
-        ax.set_visible(False)
     handles = [axes[0].plot([], [], linestyle="none", marker=m, color=c, label=lab)[0]
                for c, m, lab in (*LOOK.values(), OTHER)]
     handles.append(axes[0].plot([], [], linestyle="none", marker="o", ms=4, color="#333333", alpha=0.6,
                                 label="one seed's difference")[0])
-    fig.suptitle("Paired effects (arm - baseline), mean with 95% interval; shaded: the side the claim predicts; "
-                 "dashed: a claim's margin",
-                 y=1 - 0.12 / height, va="top", fontsize=10)
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.42 / height), ncol=4, fontsize=8,
+    fig.suptitle("Paired effects (arm - baseline): mean with 95% interval;\nshaded: the side the claim predicts; "
+                 "dashed: a margin", y=1 - 0.1 / height, va="top", fontsize=10)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.62 / height), ncol=2, fontsize=9,
                frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / height))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 1.0 / height))
     return fig
 
 
@@ -79,7 +77,7 @@ def _panel(ax, name: str, t: dict) -> None:
     ax.set_xlim(left, right)
     ax.set_ylim(-0.7, 0.7)
     ax.set_yticks([])
-    ax.set_xlabel(t.get("unit") or "difference", fontsize=8)
-    ax.tick_params(axis="x", labelsize=7)
-    ax.set_title(f"{name} (n = {t['n']})", fontsize=8, loc="left")
+    ax.set_xlabel(t.get("unit") or "difference", fontsize=9)
+    ax.tick_params(axis="x", labelsize=9)
+    ax.set_title(f"{name} (n = {t['n']})", fontsize=10, loc="left")
     ax.grid(axis="x", alpha=0.3)

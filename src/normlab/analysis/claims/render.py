@@ -19,6 +19,22 @@ CLAIM_COLUMNS = ("claim", *paired.DIFFERENCE_COLUMNS, "margin", "p_margin_holm")
 VERDICT_CLASS = {HOLDS: "holds", FAILS: "fails", INCONCLUSIVE: "inconclusive", TOO_FEW: "inconclusive"}
 EFFECTS_FIGURE = "effects.png"
 
+# On a phone the verdict table (the page's first table box) becomes one card per row: the claim,
+# its verdict, then each number on its own line with its name, so nothing needs sideways scrolling.
+_CARDS = "body>div.scroll:first-of-type"
+PHONE_CARDS = (
+    "@media (max-width:600px){"
+    f"{_CARDS}{{overflow-x:visible;border:none}}"
+    f"{_CARDS} table,{_CARDS} tbody,{_CARDS} tr,{_CARDS} td{{display:block;width:auto}}"
+    f"{_CARDS} thead{{display:none}}"
+    f"{_CARDS} tr{{border:1px solid #ddd;margin:0 0 .6em;padding:.2em 0}}"
+    f"{_CARDS} td{{border:none;white-space:normal;text-align:left;padding:1px 8px}}"
+    f"{_CARDS} td:empty,{_CARDS} td.num:last-child{{display:none}}"
+    f"{_CARDS} td:first-child{{font-weight:600}}"
+    + "".join(f'{_CARDS} td:nth-child({i})::before{{content:"{label}: ";color:#555}}'
+              for i, label in ((3, "effect [95% interval]"), (4, "p (Holm)"), (5, "n")))
+    + "}")
+
 
 def title(doc: dict) -> str:
     return f"The tutorials' claims, measured ({'--quick' if doc['quick'] else 'full'} run)"
@@ -27,9 +43,10 @@ def title(doc: dict) -> str:
 INTRO = ("Verdicts are about this small setting (tiny models, few epochs and seeds); effect = arm - "
          "baseline (for the two-factor claims, the arm's drop minus the baseline's drop) paired by seed, "
          f"with a {METHOD}; n (the seeds) is in each setting. Every effect is in its unit (accuracy points, "
-         "decades, L2 norm, ...). Seconds: the training time of a claim's runs (summed; a run two claims share "
-         "counts in both) plus its measuring. Every number behind a verdict is in "
-         "[differences.csv](differences.csv).")
+         f"decades, L2 norm, ...). The interval covers the true effect {paired.COVERAGE}. Seconds: the "
+         "training time of a claim's runs (summed; a run two claims share counts in both) plus its measuring. "
+         "Every number behind a verdict is in [differences.csv](differences.csv); what wrote it (git commit, "
+         "versions, machine, date) is in [provenance.json](provenance.json) and at the foot of this page.")
 
 
 def tally(doc: dict) -> str:
@@ -60,12 +77,31 @@ def below_margin(t: dict) -> bool:
     return t["verdict"] == FAILS and (t.get("p_holm") is None or not t["p_holm"] < paired.ALPHA)
 
 
+MARGIN_RULE = ("How the verdicts read: **holds** when the effect is shown on the predicted side (Holm-adjusted p "
+               "< 0.05), whatever its size; **does not hold here** when it is shown on the other side, or, for a "
+               "claim with a margin (the size of effect that would matter, fixed before the runs), when a "
+               "one-sided test in the same Holm family shows the effect on the predicted side is smaller than "
+               "the margin; **inconclusive** otherwise.")
+
+
+def _moves(t: dict) -> str:
+    """What the predicted side does to the measure, in words: rises for +1, falls for -1."""
+    return "rises" if t["direction"] > 0 else "falls"
+
+
+def margin_shown(t: dict) -> str:
+    """What a verdict resting on the margin showed, with positive numbers on the predicted side:
+    "the train - test accuracy gap falls by less than 1.00 accuracy points"."""
+    u = t.get("unit", "")
+    what = t.get("metric") or "the measure"
+    return f"{what} {_moves(t)} by less than {value(t['margin'], u)}{' ' + u if u else ''} (the margin)"
+
+
 def verdict_text(t: dict) -> str:
     if t["verdict"] == INCONCLUSIVE and t.get("seeds_needed"):
-        return f"inconclusive (~{t['seeds_needed']:,} seeds for this size)"
+        return f"inconclusive (about {t['seeds_needed']:,} seeds in all for this size)"
     if below_margin(t):
-        u = t.get("unit", "")
-        return f"{t['verdict']} (effect below the margin of {value(t['margin'], u)}{' ' + u if u else ''})"
+        return f"{t['verdict']}: {margin_shown(t)}"
     return t["verdict"]
 
 
@@ -73,18 +109,38 @@ def _p(p) -> str:
     return "–" if p is None or not math.isfinite(p) else "< 0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
+def p_is(name: str, p) -> str:
+    """"p = 0.0123", "p < 0.0001" (never "p = < 0.0001")."""
+    text = _p(p)
+    return f"{name} {text}" if text.startswith("<") else f"{name} = {text}"
+
+
+def seed_count(t: dict) -> str:
+    """In how many seeds the arm beat the baseline, ties counted apart (never "0.5 of 3 seeds")."""
+    n = t["n"]
+    base, arm = t.get("baseline"), t.get("arm")
+    if isinstance(base, list) and isinstance(arm, list) and len(base) == len(arm) == n:
+        d = [b - a for a, b in zip(base, arm)]
+        wins = sum(1 for x in d if x * t["direction"] > 0)
+        ties = sum(1 for x in d if x == 0)
+    else:  # no per-seed values: prob_better counts ties as half a seed
+        wins, ties = round(t["prob_better"] * n), 0
+    return f"arm better in {wins} of {n} seeds" + (f", tied in {ties}" if ties else "")
+
+
 def stats_text(t: dict) -> str:
-    """n, p, Holm-adjusted p over the family, the share of seeds the arm won, and for an
-    inconclusive comparison the seeds a test would need."""
-    text = (f"n = {t['n']} seeds, p = {_p(t['p'])}, Holm-adjusted p = {_p(t['p_holm'])} over {t['family']} "
-            f"tests, arm better in {t['prob_better'] * t['n']:g} of {t['n']} seeds")
+    """n, p, Holm-adjusted p over the family, the seeds the arm won, and for an inconclusive
+    comparison the seeds a test would need."""
+    text = (f"n = {t['n']} seeds, {p_is('p', t['p'])}, {p_is('Holm-adjusted p', t['p_holm'])} over {t['family']} "
+            f"tests, {seed_count(t)}")
     if t.get("margin") is not None and math.isfinite(t["margin"]):
         u = t.get("unit", "")
-        text += (f"; margin {value(t['margin'], u)}{' ' + u if u else ''} (the smallest effect that would count, "
-                 f"fixed before the runs): one-sided p that the effect is smaller = {_p(t.get('p_margin'))}, "
-                 f"Holm-adjusted {_p(t.get('p_margin_holm'))}")
+        text += (f"; margin {value(t['margin'], u)}{' ' + u if u else ''} (an effect this large on the predicted "
+                 f"side would matter; fixed before the runs): one-sided {p_is('p', t.get('p_margin'))} that the "
+                 f"effect is smaller, {p_is('Holm-adjusted', t.get('p_margin_holm'))}")
     if t.get("seeds_needed"):
-        text += f"; about {t['seeds_needed']:,} seeds would detect the observed difference (power {paired.POWER:g})"
+        text += (f"; about {t['seeds_needed']:,} seeds in all (not more) would detect the observed difference "
+                 f"with power {paired.POWER:g} at level {paired.ALPHA:g}/{t['family']} (the strictest Holm step)")
     return text
 
 
@@ -113,16 +169,27 @@ def difference_rows(doc: dict) -> list[dict]:
 
 # ---------------------------------------------------------------- tables
 def summary_table(doc: dict) -> list[list]:
-    rows = [["claim", "what the tutorials say", "verdict", "effect [95% interval] (unit)", "p (Holm)", "n",
+    """One row per claim; a claim of several predictions gets its own row and one per prediction,
+    each with that comparison's effect, p and verdict (the row of differences.csv it comes from).
+    The verdict comes second, so a phone shows it without scrolling sideways."""
+    rows = [["claim", "verdict", "effect [95% interval] (unit)", "p (Holm)", "n", "what the tutorials say",
              "seconds"]]
     for r in doc["claims"]:
         tests = tests_of(r)
-        ph = max((t["p_holm"] for t in tests if t.get("p_holm") is not None and math.isfinite(t["p_holm"])),
-                 default=None)
-        n = tests[0]["n"] if tests else None
-        shown = verdict_text(tests[0]) if len(tests) == 1 else r["verdict"]
-        rows.append([f"`{r['name']}`", r["claim"], Mark(shown, VERDICT_CLASS.get(r["verdict"], "inconclusive")),
-                     claim_effect(r), _p(ph), "exact" if n is None else str(n), num(r["seconds"], 1)])
+        name, cls = f"`{r['name']}`", VERDICT_CLASS.get(r["verdict"], "inconclusive")
+        if not tests:
+            rows.append([name, Mark(r["verdict"], cls), claim_effect(r), "–", "exact", r["claim"],
+                         num(r["seconds"], 1)])
+        elif len(tests) == 1:
+            t = tests[0]
+            rows.append([name, Mark(verdict_text(t), cls), effect_text(t), _p(t["p_holm"]), str(t["n"]), r["claim"],
+                         num(r["seconds"], 1)])
+        else:
+            rows.append([name, Mark(f"{r['verdict']} (holds when all {len(tests)} predictions below hold)", cls),
+                         "–", "–", "", r["claim"], num(r["seconds"], 1)])
+            for label, t in r["numbers"]["predictions"].items():
+                rows.append([f"{name}: {label}", Mark(verdict_text(t), VERDICT_CLASS.get(t["verdict"], "inconclusive")),
+                             effect_text(t), _p(t["p_holm"]), str(t["n"]), "", ""])
     return rows
 
 
@@ -206,7 +273,9 @@ def experiment_blocks(doc: dict) -> list[tuple]:
 
 
 def page_blocks(doc: dict, figs: dict) -> list[tuple]:
-    out = [("p", INTRO), ("p", tally(doc)), ("table", summary_table(doc))]
+    # The verdicts first: on a phone the first screen shows the tally, how to read a verdict and the
+    # table's first rows; what the effects and intervals are comes after the table.
+    out = [("p", tally(doc)), ("note", MARGIN_RULE), ("table", summary_table(doc)), ("p", INTRO)]
     if EFFECTS_FIGURE in figs:
         out.append(("figure", figs[EFFECTS_FIGURE]))
     for r in doc["claims"]:
@@ -249,9 +318,12 @@ def write_reports(out: Path, doc: dict) -> None:
     figs = _figures(out, plain, live)
     atomic_write_text(out / "claims.json", json.dumps(plain, indent=2) + "\n")
     atomic_write_text(out / "differences.csv", paired.differences_csv(difference_rows(plain), CLAIM_COLUMNS))
+    # what wrote differences.csv: git commit, versions of normlab, torch, numpy, scipy, machine, date
+    atomic_write_text(out / "provenance.json", json.dumps(plain.get("provenance_info") or render.provenance_info(),
+                                                          indent=2) + "\n")
     blocks = page_blocks(plain, figs)
     atomic_write_text(out / "claims.md", render.markdown(title(plain), blocks))
-    atomic_write_text(out / "claims.html", render.html_page(title(plain), blocks))
+    atomic_write_text(out / "claims.html", render.html_page(title(plain), blocks, PHONE_CARDS))
 
 
 def render_markdown(doc: dict, figs: dict = None) -> str:
@@ -259,4 +331,4 @@ def render_markdown(doc: dict, figs: dict = None) -> str:
 
 
 def render_html(doc: dict, figs: dict = None) -> str:
-    return render.html_page(title(doc), page_blocks(doc, figs or {}))
+    return render.html_page(title(doc), page_blocks(doc, figs or {}), PHONE_CARDS)

@@ -215,7 +215,9 @@ def run_claims(out, quick: bool = False, only: Optional[str] = None, jobs: int =
     doc = {"quick": quick, "claims": results, "total_seconds": time.perf_counter() - t_all,
            "train_seconds_total": train_seconds(exps, work), "trained_now": len(outcome.ran),
            "resumed": len(outcome.skipped), **describe(exps, arms, work, out)}
+    doc["provenance_info"] = render.provenance_info()
     doc["provenance"] = render.provenance(f"{trained_text(work)} "
-                                          f"{load_text(load_start, os.getloadavg(), len(outcome.ran))}")
+                                          f"{load_text(load_start, os.getloadavg(), len(outcome.ran))}",
+                                          doc["provenance_info"])
     write_reports(out, doc)
     return doc

@@ -1,0 +1,120 @@
+"""Like-for-like arms (issue 26): for every claim of `normlab claims` (quick and full) and every
+experiment file, each arm's config is resolved and its model built, and the arms may differ only in
+the factor the claim or experiment names: not in another option, the data, the schedule or the
+seeds, and not in a layer outside the factor (e.g. IN with no norm after the Linear layers where
+GN and LN have one)."""
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+
+from normlab.analysis.claims import CLAIMS
+from normlab.analysis.claims.runner import plan
+from normlab.analysis.sweep import cell_config, expand, load_experiment
+from normlab.config import make_config
+from normlab.models import create_model
+from normlab.train.build import MODEL_OPTIONS, resolve_config
+from normlab.train.unused import refuse_unused
+
+EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
+SHAPES = {"digits": (1, 8, 8), "mnist5k": (1, 28, 28), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28),
+          "synthetic": (1, 28, 28), "cifar10": (3, 32, 32)}
+# How a run is executed, not what it computes (or the run folder and seed, compared apart)
+RUNTIME = {"out", "seed", "threads", "progress", "device", "channels_last", "compile", "tensorboard", "log_every"}
+ACTS = set(torch.nn.modules.activation.__all__)
+NORM_TYPES = ("BatchNorm", "GroupNorm", "LayerNorm", "InstanceNorm", "SyncBatchNorm")
+
+
+def resolved(cfg: dict):
+    c = make_config(cfg)
+    refuse_unused(c)  # no option an arm sets goes unused
+    return resolve_config(c)
+
+
+def layers(cfg) -> list[tuple[str, str]]:
+    """Every module of the arm's model as (name, kind): a norm layer's kind is "norm"."""
+    kw = {k: getattr(cfg, k) for k in MODEL_OPTIONS if getattr(cfg, k) is not None}
+    c, h, w = SHAPES[cfg.dataset]
+    m = create_model(cfg.model, in_channels=c, input_size=(h, w), norm=cfg.norm, act=cfg.act, dropout=cfg.dropout,
+                     norm_impl=cfg.norm_impl, bn_eps=cfg.bn_eps, bn_momentum=cfg.bn_momentum,
+                     dropout_mode=cfg.dropout_mode, **kw)
+    out = []
+    for name, mod in m.named_modules():
+        kind = type(mod).__name__
+        out.append((name, "norm" if kind.startswith(NORM_TYPES) or kind == "LayerNormCHW" else kind))
+    return out
+
+
+def same_but(a, b, varies: set, where: str) -> None:
+    """Configs a and b (resolved) differ only in `varies`; their models differ only in layers the
+    factor decides: with the norm as factor, a norm layer may face a norm of another kind, or the
+    identity in an arm without norm; with the model as factor, the models may differ."""
+    diff = {k for k in a.to_dict() if k not in RUNTIME and a.to_dict()[k] != b.to_dict()[k]}
+    assert diff <= varies, f"{where}: the arms also differ in {sorted(diff - varies)}"
+    if "model" in varies or "block_order" in varies:
+        return
+    la, lb = layers(a), layers(b)
+    if varies & {"dropout", "hidden_dropout"}:  # dropout layers come and go: the rest, in order, is the same
+        la, lb = ([(None, k) for _, k in x if k not in ("Dropout", "Identity")] for x in (la, lb))
+        assert [k for _, k in la] == [k for _, k in lb], f"{where}: different layers besides dropout"
+    assert [n for n, _ in la] == [n for n, _ in lb], f"{where}: different layers"
+    for (name, ka), (_, kb) in zip(la, lb):
+        if ka == kb:
+            continue
+        if "act" in varies and ka in ACTS and kb in ACTS:
+            continue
+        # only the norm factor moves layers, and only where a norm sits: norm vs none is Identity
+        # in the arm whose norm is none; two arms with real norms must have them in the same places
+        none_a, none_b = a.norm == "none", b.norm == "none"
+        ok = "norm" in varies and {ka, kb} <= {"norm", "Identity"} and (
+            (ka == "Identity" and none_a) or (kb == "Identity" and none_b) or ka == kb == "norm")
+        assert ok, f"{where}: layer {name!r} is {ka} in one arm and {kb} in the other ({a.norm} vs {b.norm})"
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_every_claims_arms_differ_only_in_its_factor(quick):
+    names = [n for n, c in CLAIMS.items() if c.arms is not None]
+    exps, arms = plan(names, quick)
+    assert set(arms) == set(names)
+    for name, by_label in arms.items():
+        varies = set(CLAIMS[name].varies)
+        assert varies, f"claim {name} names no factor"
+        cfgs, seeds = {}, {}
+        for label, (ename, cell) in by_label.items():
+            exp = exps[ename][0]
+            cfgs[label] = resolved(cell_config(exp, cell, exp.seeds[0]))
+            seeds[label] = exp.seeds
+        assert len({tuple(s) for s in seeds.values()}) == 1, f"claim {name}: arms on different seeds {seeds}"
+        for x, y in itertools.combinations(cfgs, 2):
+            same_but(cfgs[x], cfgs[y], varies, f"claim {name} ({'quick' if quick else 'full'}): {x} vs {y}")
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_every_experiment_files_cells_differ_only_in_their_factors(path):
+    exp = load_experiment(path)
+    cells = expand(exp)
+    cfgs = {c.id: resolved(cell_config(exp, c, exp.seeds[0])) for c in cells}
+    # each pair of cells one factor apart differs in that factor alone
+    pairs = 0
+    for a, b in itertools.combinations(cells, 2):
+        differ = [k for (k, va), (_, vb) in zip(a.factors.items(), b.factors.items()) if va != vb]
+        if len(differ) == 1:
+            same_but(cfgs[a.id], cfgs[b.id], set(differ), f"{path.name}: {a.id} vs {b.id}")
+            pairs += 1
+    assert pairs >= len(cells) - 1
+
+
+def test_the_check_finds_the_old_gn_beats_ln_in_arms():
+    # GN with a norm after lenet-bn's Linear layers against IN, which has none there: refused
+    gn = resolved({"model": "lenet-bn", "dataset": "mnist5k", "norm": "gn:2"})
+    inst = resolved({"model": "lenet-bn", "dataset": "mnist5k", "norm": "in"})
+    with pytest.raises(AssertionError, match=r"layer 'fc.1' is norm in one arm and Identity in the other"):
+        same_but(gn, inst, {"norm"}, "old")
+    # and an option outside the factor
+    with pytest.raises(AssertionError, match=r"also differ in \['lr'\]"):
+        same_but(gn, resolved({"model": "lenet-bn", "dataset": "mnist5k", "norm": "ln", "lr": 0.1}), {"norm"}, "x")
+    conv_gn = resolved({"model": "lenet-bn", "dataset": "mnist5k", "norm": "gn:2", "fc_norm": False})
+    conv_in = resolved({"model": "lenet-bn", "dataset": "mnist5k", "norm": "in", "fc_norm": False})
+    same_but(conv_gn, conv_in, {"norm"}, "new")  # conv-only for both: like for like
