@@ -175,25 +175,16 @@ def googlenet_seed003(**kw):
     return GoogLeNetSeed003(**kw)
 
 
-@register("resnet-simple-seed003", "resnet-simple", "seed 003's simple ResNet as written: its block applies "
-          "conv1 and one BN twice (the bug, kept)", default_norm="bn")
-def resnet_simple_seed003(**kw):
-    return ResNetSimple(block=ResidualBlockSeed003, **kw)
+def _register_simple(name: str, block, description: str) -> None:
+    register(name, "resnet-simple", description, default_norm="bn")(
+        lambda **kw: ResNetSimple(block=block, **kw))
 
 
-@register("resnet-simple", "resnet-simple", "seed 003's simple ResNet (5x5 convs, two ResidualBlocks, fc 512) "
-          "with the block it meant: two convs, two BNs", default_norm="bn")
-def resnet_simple(**kw):
-    return ResNetSimple(block=ResidualBlockSimple, **kw)
-
-
-@register("resnet-simple-preact-seed003", "resnet-simple", "seed 003's closing listing: the simple ResNet with its "
-          "ResNet v2 (full pre-activation) block as written, one BN used before both convs", default_norm="bn")
-def resnet_simple_preact_seed003(**kw):
-    return ResNetSimple(block=ResidualBlockPreActSeed003, **kw)
-
-
-@register("resnet-simple-preact", "resnet-simple", "seed 003's simple ResNet with full pre-activation blocks "
-          "(He et al. 2016b fig. 4(e)), a BN of its own before each conv", default_norm="bn")
-def resnet_simple_preact(**kw):
-    return ResNetSimple(block=ResidualBlockPreAct, **kw)
+_register_simple("resnet-simple-seed003", ResidualBlockSeed003, "seed 003's simple ResNet as written: its block "
+                 "applies conv1 and one BN twice (the bug, kept)")
+_register_simple("resnet-simple", ResidualBlockSimple, "seed 003's simple ResNet (5x5 convs, two ResidualBlocks, "
+                 "fc 512) with the block it meant: two convs, two BNs")
+_register_simple("resnet-simple-preact-seed003", ResidualBlockPreActSeed003, "seed 003's closing listing: the simple "
+                 "ResNet with its ResNet v2 (full pre-activation) block as written, one BN used before both convs")
+_register_simple("resnet-simple-preact", ResidualBlockPreAct, "seed 003's simple ResNet with full pre-activation "
+                 "blocks (He et al. 2016b fig. 4(e)), a BN of its own before each conv")
