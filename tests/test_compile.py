@@ -9,7 +9,10 @@ import torch
 import normlab
 
 
-def test_compiled_run_matches_eager(tmp_path):
+def test_compiled_run_matches_eager(tmp_path, monkeypatch):
+    # A private inductor cache: kernels another process left in the shared one (another torch
+    # build, or a run with ATEN_CPU_CAPABILITY capped) aborted this process once (2026-12-07).
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     cfg = dict(dataset="digits", model="mlp", epochs=1, batch_size=128, lr=0.05, optimizer="sgd",
                progress=False, schedule="constant", device="cpu")
     eager = normlab.train(dict(cfg, out=str(tmp_path / "eager")), log=lambda *a: None)
