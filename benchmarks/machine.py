@@ -22,33 +22,20 @@ import time
 
 import torch
 
+from normlab import machine
+
 TRAIN_FORWARDS = 3  # forward + backward (input grads + weight grads), in forward-pass units
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return machine.cpu_model()
 
 
 def cpu_flags() -> dict:
     """The ISA features that decide fp32/bf16 speed: AVX-512, its BF16 extension, AMX."""
-    flags: set[str] = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    return {"avx2": "avx2" in flags, "avx512f": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags,
-            "amx_bf16": "amx_bf16" in flags, "amx_tile": "amx_tile" in flags,
+    isa = set(machine.cpu_isa())
+    return {"avx2": "avx2" in isa, "avx512f": "avx512f" in isa, "avx512_bf16": "avx512_bf16" in isa,
+            "amx_bf16": "amx_bf16" in isa, "amx_tile": "amx_tile" in isa,
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 

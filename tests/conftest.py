@@ -27,7 +27,8 @@ def quiet():
 import socket  # noqa: E402
 import tempfile  # noqa: E402
 
-for _var in ("NORMLAB_DATA_MIRROR", "NORMLAB_OFFLINE", "NORMLAB_DATA_CHECKSUMS", "NORMLAB_DATA_TIMEOUT"):
+for _var in ("NORMLAB_DATA_MIRROR", "NORMLAB_OFFLINE", "NORMLAB_DATA_CHECKSUMS", "NORMLAB_DATA_TIMEOUT",
+             "NORMLAB_DATA_DEADLINE"):
     os.environ.pop(_var, None)
 os.environ["NORMLAB_DATA"] = tempfile.mkdtemp(prefix="normlab-test-data-")
 

@@ -129,3 +129,101 @@ def test_plot_marks_where_an_exploding_net_stops_being_finite(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"std 3 (not finite from layer {rep.layers[first].index})" in svg
     assert "activation std (log scale)" in svg and "layer (depth)" in svg
+
+
+# ---------------------------------------------------------------- seed 004's 100-layer table, exactly
+class Seed004MLP(tnn.Module):
+    """Seed 004's code (section 3.1), with its `print` turned into a list of the printed std values."""
+
+    def __init__(self, neural_num, layers=100):
+        super(Seed004MLP, self).__init__()
+        self.linears = tnn.ModuleList([tnn.Linear(neural_num, neural_num, bias=False) for i in range(layers)])
+        self.bns = tnn.ModuleList([tnn.BatchNorm1d(neural_num) for i in range(layers)])
+        self.neural_num = neural_num
+
+    def forward(self, x, bn=False):
+        printed = []
+        for (i, linear), bn_layer in zip(enumerate(self.linears), self.bns):
+            x = linear(x)
+            if bn:
+                x = bn_layer(x)
+            x = torch.relu(x)
+            if torch.isnan(x.std()):
+                break  # the seed prints "output is nan in {i} layers" and stops
+            printed.append(x.std().item())
+        return printed
+
+    def initialize(self, method):
+        for m in self.modules():
+            if isinstance(m, tnn.Linear):
+                if method == "normal":
+                    tnn.init.normal_(m.weight.data, std=1)
+                else:
+                    tnn.init.kaiming_normal_(m.weight.data)
+
+
+def seed004_table(init, bn):
+    torch.manual_seed(1)  # set_seed(1)
+    net = Seed004MLP(256, 100)
+    if init != "default":
+        net.initialize(init)
+    inputs = torch.randn((16, 256))
+    return net(inputs, bn=bn)
+
+
+@pytest.mark.parametrize("init, ours, bn", [("default", "default", False), ("normal", "normal:std=1", False),
+                                            ("kaiming", "kaiming-normal", False), ("default", "default", True)])
+def test_stats_reproduces_seed_004s_100_layer_table(init, ours, bn):
+    want = seed004_table(init, bn)
+    rep = activations.model_stats("mlp", init=ours, norm="bn" if bn else "none", depth=100, width=256, bias=False,
+                                  head=False, input_shape=(256, 1, 1), data="normal", batch=16, seed=1)
+    assert len(rep.layers) == 100
+    assert len(want) == (35 if init == "normal" else 100)  # std=1 overflows: the seed stops at layer 36
+    for layer, (row, w) in enumerate(zip(rep.layers, want), start=1):
+        if math.isinf(w):  # the seed's float32 variance overflows; normlab's std (float64) does not
+            assert row.std > math.sqrt(torch.finfo(torch.float32).max), f"layer {layer}"
+        else:
+            assert row.std == pytest.approx(w, rel=1e-3), f"layer {layer}"
+    if init == "normal":  # where the seed's loop stops, normlab's table shows the first non-finite values
+        assert rep.layers[34].inf == 0 and rep.layers[35].inf > 0
+    assert want[0] == pytest.approx({"default": 0.334, "normal": 9.35, "kaiming": 0.827}[init] if not bn else 0.575,
+                                    rel=2e-3)
+
+
+def test_bias_and_head_are_mlp_knobs_only():
+    m = create_model("mlp", depth=3, width=8, bias=False, head=False)
+    assert all(lin.bias is None for lin in m.modules() if isinstance(lin, tnn.Linear))
+    assert isinstance(m.classifier, tnn.Identity)
+    assert create_model("mlp", depth=3, width=8).features[1].bias is not None  # on by default, where no norm follows
+    assert create_model("mlp", depth=3, width=8, norm="bn").features[1].bias is None  # a BN would cancel it
+    assert create_model("mlp", depth=3, width=8, norm="bn", bias=True).features[1].bias is not None  # as asked
+    with pytest.raises(ConfigError, match="bias: model 'lenet-bn' has no such option"):
+        activations.model_stats("lenet-bn", bias=False)
+
+
+def test_widths_give_one_width_per_hidden_layer():
+    # seed 002's Batch_Net(in, 300, 100, out): Linear(in, 300), BN, ReLU, Linear(300, 100), BN, ReLU, Linear(100, out)
+    m = create_model("mlp", widths=(300, 100), norm="bn", bias=True, input_size=(28, 28))
+    linears = [x for x in m.modules() if isinstance(x, tnn.Linear)]
+    assert [(x.in_features, x.out_features) for x in linears] == [(784, 300), (300, 100), (100, 10)]
+    assert all(x.bias is not None for x in linears)
+    assert [type(x).__name__ for x in m.features] == ["Flatten", "Linear", "BatchNorm1d", "ReLU", "Linear",
+                                                       "BatchNorm1d", "ReLU"]
+    assert [x.out_features for x in create_model("mlp", widths="64,32,16").modules()
+            if isinstance(x, tnn.Linear)] == [64, 32, 16, 10]
+    with pytest.raises(ConfigError, match="widths: sets every hidden layer's width and so the depth; drop --depth"):
+        create_model("mlp", widths=(300, 100), depth=3)
+    with pytest.raises(ConfigError, match="widths: must be hidden-layer widths separated by commas"):
+        create_model("mlp", widths="300,,100")
+
+
+def test_widths_from_the_command_line(tmp_path):
+    out = tmp_path / "w"
+    assert main(["train", "--dataset", "digits", "--model", "mlp", "--widths", "32,16", "--epochs", "1",
+                 "--no-progress", "--out", str(out)]) == 0
+    import normlab
+
+    lin = [x for x in normlab.load(out).model.modules() if isinstance(x, tnn.Linear)]
+    assert [x.out_features for x in lin] == [32, 16, 10]
+    assert main(["train", "--dataset", "digits", "--model", "mlp", "--widths", "32,16", "--width", "8",
+                 "--epochs", "1", "--out", str(tmp_path / "x")]) == 2

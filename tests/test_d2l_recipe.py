@@ -14,13 +14,15 @@ from normlab.data import preprocess
 
 # What seed 000 (000_26586db6ac5f041a.txt) types for its runs: `batch_size=16`,
 # `lr, num_epochs = 0.001, 5`, `torch.optim.Adam(net.parameters(), lr=lr)`, no scheduler,
-# `transforms.ToTensor()` only, and `load_data_fashion_mnist(batch_size, resize=96)` for DenseNet.
+# `transforms.ToTensor()` only, and `load_data_fashion_mnist(batch_size, resize=96)` for DenseNet
+# (its ResNet cell trains on the 28x28 `train_iter`; the book's section 5.11 resizes to 96).
 TUTORIAL = {"dataset": "fashion-mnist", "batch_size": 16, "lr": 0.001, "epochs": 5, "optimizer": "adam",
             "schedule": "constant", "preprocess": "scale", "weight_decay": 0.0, "augment": "", "warmup": 0.0,
             "label_smoothing": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 
 
-@pytest.mark.parametrize("recipe,model,resize", [("d2l", "lenet-bn", None), ("d2l-resnet18", "resnet18-d2l", "96"),
+@pytest.mark.parametrize("recipe,model,resize", [("d2l", "lenet-bn", None), ("d2l-resnet18", "resnet18-d2l", None),
+                                                 ("d2l-resnet18-96", "resnet18-d2l", "96"),
                                                  ("d2l-densenet", "densenet-d2l", "96")])
 def test_recipes_set_what_the_tutorial_types(recipe, model, resize):
     cfg = make_config({"recipe": recipe})
@@ -61,3 +63,14 @@ def test_train_recipe_d2l_runs_on_fashion_mnist(tmp_path):
     assert {k: cfg[k] for k in ("recipe", "dataset", "model", "batch_size", "lr", "preprocess")} == \
         {"recipe": "d2l", "dataset": "fashion-mnist", "model": "lenet-bn", "batch_size": 16, "lr": 0.001,
          "preprocess": "scale"}
+
+
+def test_seed001_recipe_is_what_the_seed_types():
+    # seed 001: num_epochs = 100, batch_size = 32, learning_rate = 0.001, transforms.Pad(4),
+    # RandomHorizontalFlip(), RandomCrop(32), ToTensor(); torchvision.datasets.MNIST; no scheduler.
+    cfg = make_config({"recipe": "seed001"})
+    assert (cfg.dataset, cfg.model, cfg.epochs, cfg.batch_size, cfg.lr) == (
+        "mnist", "resnet14-tutorial-avgpool8", 100, 32, 0.001)
+    assert (cfg.optimizer, cfg.schedule, cfg.preprocess, cfg.augment, cfg.log_every) == (
+        "adam", "constant", "scale", "pad:4,flip,randcrop:32", 100)
+

@@ -262,3 +262,226 @@ def test_run_files_follow_the_umask(tmp_path, umask, mode):
     assert {"config.json", "summary.json", "weights.safetensors", "metrics.csv"} <= set(files)
     assert set(files.values()) == {mode}, files
     assert all(v == mode | 0o111 & ~umask for k, v in modes.items() if (out / k).is_dir())
+
+
+# ---------------------------------------------------------------- files that are not files
+def _ends(fn, limit=60.0):
+    """fn() in a daemon thread: its result, or a failure if it has not ended within `limit` seconds
+    (a generous bound; what counts is that it ends instead of waiting on a pipe forever)."""
+    import threading
+
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault("value", fn()), daemon=True)
+    t.start()
+    t.join(limit)
+    assert not t.is_alive(), "still waiting after 60 s"
+    return box["value"]
+
+
+def test_predict_refuses_a_named_pipe_before_opening_it(run, tmp_path, capsys):
+    fifo = tmp_path / "digit.png"
+    os.mkfifo(fifo)
+    assert _ends(lambda: cli.main(["predict", str(run), str(fifo)])) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"normlab predict: error: image '{fifo}' is a named pipe (FIFO), not a regular file; give a file"]
+
+
+def test_predict_refuses_a_device(run, capsys):
+    fails_cleanly(capsys, ["predict", str(run), "/dev/null"],
+                  "image '/dev/null' is a device, not a regular file; give a file")
+
+
+def test_an_image_folder_skips_a_named_pipe_by_name(tmp_path):
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), mode="L").save(tmp_path / cls / f"{i}.png")
+    fifo = tmp_path / "a" / "pipe.png"
+    os.mkfifo(fifo)
+    lines = []
+    ds = _ends(lambda: sources.load_dataset("imagefolder", data_dir=str(tmp_path), log=lines.append, stream="off"))
+    assert len(ds.train_y) + len(ds.test_y) == 6
+    assert f"normlab: skipping '{fifo}': image '{fifo}' is a named pipe (FIFO), not a regular file; give a file" in lines
+
+
+def test_train_on_idx_labels_out_of_range_is_one_line(tmp_path, capsys):
+    import struct
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 20), ("t10k", 10)):
+        x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        y = (np.arange(n) % 10).astype(np.uint8)
+        y[3] = 200
+        for name, arr in ((f"{prefix}-images-idx3-ubyte", x), (f"{prefix}-labels-idx1-ubyte", y)):
+            (raw / name).write_bytes(struct.pack(">I", 0x0800 | arr.ndim) + b"".join(struct.pack(">I", d)
+                                                                                    for d in arr.shape) + arr.tobytes())
+    fails_cleanly(capsys, ["train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--model", "mlp",
+                           "--epochs", "1", "--out", str(tmp_path / "run")],
+                  f"IDX file '{raw}/train-labels-idx1-ubyte' holds label 200 (1 labels out of range)")
+    assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- hostile strings on pages
+def test_a_javascript_link_in_an_experiment_description_is_text_in_the_report(sweep_dir, tmp_path):
+    import re
+    import shutil
+
+    copy = tmp_path / "s"
+    shutil.copytree(sweep_dir, copy)
+    rec = json.loads((copy / "experiment.json").read_text())
+    rec["description"] = "see [here](javascript:alert(document.domain)) <script>alert(1)</script>"
+    (copy / "experiment.json").write_text(json.dumps(rec))
+    page = report.write_report(copy)["paths"]["html"].read_text()
+    assert not re.search(r'href="\s*javascript', page, re.I) and "<script" not in page
+    assert "[here](javascript:alert(document.domain)) &lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "Content-Security-Policy" in page
+
+
+def test_a_run_folder_named_like_a_scheme_stays_a_relative_link(run, tmp_path, capsys):
+    import re
+    import shutil
+
+    out = tmp_path / "out"
+    odd = out / "javascript:alert(1)"
+    shutil.copytree(run, odd)
+    assert cli.main(["report", str(odd), "--out", str(out)]) == 0
+    hrefs = re.findall(r'href="([^"]+)"', (out / "report.html").read_text())
+    assert hrefs == ["./javascript:alert(1)/", "./javascript:alert(1)/config.json"]
+
+
+# ---------------------------------------------------------------- properties: config files, CLI values, experiments
+# Each asserts: a correct result, or a clean one-line error (NormlabError, exit 2), never another
+# exception. In-process and bounded (max_examples, deadline) so they add seconds, not minutes.
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from normlab.config import FIELDS, field_type, load_config_file, make_config  # noqa: E402
+from normlab.errors import NormlabError  # noqa: E402
+from normlab.train.build import resolve_config  # noqa: E402
+
+PROPERTY = settings(max_examples=40, deadline=20000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                           HealthCheck.too_slow])
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70), st.floats(),
+                    st.text(max_size=10), st.sampled_from(["bn", "none", "mlp", "digits", "1e-3", "5,8", "[1, 2]",
+                                                           "{}", ".inf", "nan", "-1", "0", "cosine", "adam"]))
+VALUES = st.recursive(SCALARS, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=2),
+                      max_leaves=5)
+OPTION_NAMES = st.sampled_from(sorted(FIELDS)) | st.text(max_size=8)
+
+
+def clean(exc: BaseException) -> None:
+    """The error is one a person reads: normlab's own type, one line, no traceback text."""
+    assert isinstance(exc, NormlabError), f"{type(exc).__name__}: {exc}"
+    msg = str(exc)
+    assert msg and "\n" not in msg and "Traceback" not in msg, msg
+
+
+def config_or_clean_error(*sources):
+    try:
+        cfg = make_config(*sources)
+        resolve_config(cfg)
+    except Exception as exc:  # noqa: BLE001 - checked by clean()
+        clean(exc)
+        return None
+    return cfg
+
+
+@PROPERTY
+@given(data=st.dictionaries(OPTION_NAMES, VALUES, max_size=4), fmt=st.sampled_from([".yaml", ".json"]))
+def test_any_config_file_is_a_config_or_one_line(tmp_path, data, fmt):
+    path = tmp_path / f"c{fmt}"
+    path.write_text(json.dumps(data) if fmt == ".json" else yaml.safe_dump(data))
+    try:
+        loaded = load_config_file(path)
+    except Exception as exc:  # noqa: BLE001
+        clean(exc)
+        return
+    cfg = config_or_clean_error(loaded)
+    if cfg is not None:  # a result: every value given in the option's own type is the one the config holds
+        for k, v in data.items():
+            if k in FIELDS and type(v) is field_type(k) and type(v) in (int, str, list):
+                assert getattr(cfg, k) == v, (k, v, getattr(cfg, k))
+
+
+@PROPERTY
+@given(text=st.text(max_size=60) | st.sampled_from(["a: [", "epochs: .inf", "lr: .nan", "- 1\n- 2", "{a: {b: }",
+                                                    "epochs: 1e400", "batch_size: !!binary AAAA", "? [1]\n: 2",
+                                                    "model: !!python/object:os.system ls"]))
+def test_any_config_file_text_is_a_config_or_one_line(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        loaded = load_config_file(path)
+    except Exception as exc:  # noqa: BLE001
+        clean(exc)
+        return
+    config_or_clean_error(loaded)
+
+
+import yaml  # noqa: E402
+
+TRAIN_FLAGS = sorted("--" + f.replace("_", "-") for f in FIELDS if f not in ("out", "config"))
+
+
+@PROPERTY
+@given(pairs=st.lists(st.tuples(st.sampled_from(TRAIN_FLAGS), st.text(min_size=1, max_size=10).filter(
+    lambda v: not v.startswith("-")) | SCALARS.map(str).filter(lambda v: v and not v.startswith("-"))), max_size=4))
+def test_any_command_line_values_are_a_config_or_one_line(pairs):
+    from normlab.cli import build_parser, config_from_args
+
+    argv = ["train"]
+    for flag, value in pairs:
+        argv += [flag, value]
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse's own two-line usage error, exit 2 (e.g. --no-x given a value)
+        assert exc.code == 2
+        return
+    try:
+        cfg = config_from_args(args)
+        resolve_config(cfg)
+    except Exception as exc:  # noqa: BLE001
+        clean(exc)
+
+
+EXPERIMENT_KEYS = st.sampled_from(["base", "factors", "seeds", "metric", "name", "description"]) | st.text(max_size=6)
+
+
+@PROPERTY
+@given(data=st.dictionaries(EXPERIMENT_KEYS, VALUES, max_size=5) | st.fixed_dictionaries(
+    {"base": st.fixed_dictionaries({"dataset": st.just("digits"), "model": st.just("mlp")},
+                                   optional={"epochs": VALUES, "norm": VALUES, "lr": VALUES}),
+     "factors": st.dictionaries(OPTION_NAMES, st.lists(SCALARS, max_size=3) | VALUES, max_size=2),
+     "seeds": VALUES}, optional={"metric": VALUES, "name": VALUES, "description": VALUES}))
+def test_any_experiment_file_is_an_experiment_or_one_line(tmp_path, data):
+    path = tmp_path / "e.yaml"
+    path.write_text(yaml.safe_dump(data))
+    try:
+        exp = sweep.load_experiment(path)
+    except Exception as exc:  # noqa: BLE001
+        clean(exc)
+        return
+    cells = sweep.expand(exp)  # a result: a grid whose every cell is a config
+    assert len(cells) == int(np.prod([len(v) for v in exp.factors.values()])) and exp.seeds
+    assert len({c.id for c in cells}) == len(cells)
+
+
+def test_named_pipes_in_place_of_run_files_never_block_a_listing_or_a_report(sweep_dir, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "s"
+    shutil.copytree(sweep_dir, copy)
+    summary = copy / "runs" / "lr=0.1-s0" / "summary.json"
+    summary.unlink()
+    os.mkfifo(summary)
+    config = copy / "runs" / "lr=0.05-s0" / "config.json"
+    config.unlink()
+    os.mkfifo(config)
+    rows = {r["cell"]: r for r in _ends(lambda: sweep.collect(copy))}
+    assert rows["lr=0.1"]["status"] == "damaged" and "not a regular file" in rows["lr=0.1"]["error"]
+    assert _ends(lambda: cli.main(["runs", str(copy / "runs"), "--json"])) == 0
+    listed = {r["path"]: r for r in json.loads(capsys.readouterr().out)}
+    assert listed["lr=0.05-s0"]["status"] == "damaged"
+    assert listed["lr=0.05-s0"]["problem"] == "config.json is not a regular file"

@@ -1,6 +1,7 @@
 """Datasets in their real on-disk formats, loaded through torchvision's dataset code."""
 
 import gzip
+import os
 import pickle
 import struct
 
@@ -283,3 +284,248 @@ def test_mnist5k_holds_exactly_mlxtends_digits():
         return sorted(map(tuple, np.concatenate([a, b[:, None]], 1).tolist()))
 
     assert rows(x, y) == rows(np.rint(ref_x).astype(np.int64), ref_y.astype(np.int64))
+
+
+# ---------------------------------------------------------------- every data file checked before training
+def write_raw_mnist(root, x_train, y_train, x_test=None, y_test=None, folder="MNIST"):
+    """The unpacked IDX files (what torchvision reads), placed by hand."""
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    x_test = x_train[:5] if x_test is None else x_test
+    y_test = y_train[:5] if y_test is None else y_test
+    for prefix, arr in (("train-images-idx3", x_train), ("train-labels-idx1", y_train),
+                        ("t10k-images-idx3", x_test), ("t10k-labels-idx1", y_test)):
+        header = struct.pack(">I", (0x08 << 8) | arr.ndim) + b"".join(struct.pack(">I", d) for d in arr.shape)
+        (raw / f"{prefix}-ubyte").write_bytes(header + arr.astype(np.uint8).tobytes())
+    return raw
+
+
+def _images(n):
+    return np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+
+
+def _one_line_data_error(name, root, *fragments):
+    with pytest.raises(DataError) as e:
+        sources.load_dataset(name, data_dir=str(root))
+    msg = str(e.value)
+    assert "\n" not in msg, msg
+    for f in fragments:
+        assert f in msg, (f, msg)
+    return msg
+
+
+def test_idx_labels_out_of_range_are_one_line_naming_the_file(tmp_path):
+    y = np.arange(20) % 10
+    y[7] = 12
+    raw = write_raw_mnist(tmp_path, _images(20), y)
+    msg = _one_line_data_error("mnist", tmp_path, f"IDX file '{raw}/train-labels-idx1-ubyte' holds label 12 "
+                                                   f"(1 labels out of range); the labels must be 0..9")
+    assert msg.endswith("delete it and run again (it is unpacked or downloaded again), or replace it")
+
+
+def test_idx_images_and_labels_of_different_counts(tmp_path):
+    raw = write_raw_mnist(tmp_path, _images(200), np.arange(100) % 10)
+    _one_line_data_error("mnist", tmp_path, f"IDX file '{raw}/train-labels-idx1-ubyte' holds 100 labels for the 200 "
+                                            f"images of '{raw}/train-images-idx3-ubyte'")
+
+
+@pytest.mark.parametrize("damage, detail", [
+    (lambda b: b"\x01\x02" + b[2:], "does not start with the IDX magic number (got 01020803)"),
+    (lambda b: b[:2] + b"\x0d" + b[3:], "holds type 0x0d; normlab reads unsigned bytes (0x08)"),
+    (lambda b: b[:3] + b"\x02" + b[4:], "has 2 dimensions, expected 3"),
+    (lambda b: b[:-1], "is 15,695 bytes, but its header (20x28x28) promises 15,696"),
+    (lambda b: b[:10], "is cut short inside its header"),
+    (lambda b: b[:4] + struct.pack(">III", 20, 28, 27) + b[16:], "holds items of 28x27, expected 28x28"),
+])
+def test_damaged_idx_headers_are_one_line(tmp_path, damage, detail):
+    raw = write_raw_mnist(tmp_path, _images(20), np.arange(20) % 10)
+    path = raw / "train-images-idx3-ubyte"
+    path.write_bytes(damage(path.read_bytes()))
+    _one_line_data_error("mnist", tmp_path, f"IDX file '{path}' {detail}")
+
+
+def _cifar(tmp_path, train_data=None, train_labels=None):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    x = np.zeros((2, 3072), dtype=np.uint8)
+    for i in range(1, 6):
+        write_pickle(folder / f"data_batch_{i}", {"data": x, "labels": [1, 2]})
+    if train_data is not None:
+        write_pickle(folder / "data_batch_3", {"data": train_data, "labels": train_labels})
+    write_pickle(folder / "test_batch", {"data": x, "labels": [3, 4]})
+    write_pickle(folder / "batches.meta", {"label_names": [f"c{i}" for i in range(10)]})
+    return folder
+
+
+@pytest.mark.parametrize("data, labels, detail", [
+    (np.zeros((2, 3000), np.uint8), [1, 2], "holds records of uint8 (2, 3000); CIFAR records are 3,072 unsigned bytes"),
+    (np.zeros((3, 3072), np.uint8), [1, 2], "holds 2 labels for 3 images"),
+    (np.zeros((2, 3072), np.uint8), [1, 10], "holds label 10 (1 labels out of range); the labels must be 0..9"),
+    (np.zeros((2, 3072), np.float32), [1, 2], "holds records of float32 (2, 3072)"),
+])
+def test_cifar_record_sizes_counts_and_labels_are_checked(tmp_path, data, labels, detail):
+    folder = _cifar(tmp_path, data, labels)
+    _one_line_data_error("cifar10", tmp_path, f"CIFAR file '{folder}/data_batch_3' {detail}")
+
+
+def test_a_cifar_pickle_that_would_run_code_is_refused_unread(tmp_path):
+    folder = _cifar(tmp_path)
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    write_pickle(folder / "data_batch_2", {"data": Evil(), "labels": [1]})
+    _one_line_data_error("cifar10", tmp_path, f"CIFAR file '{folder}/data_batch_2' is not a CIFAR batch pickle "
+                                              f"(UnpicklingError: it asks for io.open")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("X, y, detail", [
+    (np.zeros((32, 32, 3, 2), np.uint8), [[1], [11]], "holds label 11; SVHN's labels are 1..10 (10 for the digit 0)"),
+    (np.zeros((32, 32, 3, 2), np.uint8), [[1]], "holds 1 labels for 2 images"),
+    (np.zeros((28, 28, 3, 2), np.uint8), [[1], [2]], "holds images X of uint8 (28, 28, 3, 2); SVHN's are unsigned bytes 32x32x3xN"),
+])
+def test_svhn_arrays_are_checked(tmp_path, X, y, detail):
+    from scipy.io import savemat
+
+    savemat(tmp_path / "train_32x32.mat", {"X": X, "y": np.array(y, dtype=np.uint8)})
+    savemat(tmp_path / "test_32x32.mat", {"X": np.zeros((32, 32, 3, 1), np.uint8), "y": np.array([[10]], np.uint8)})
+    _one_line_data_error("svhn", tmp_path, f"SVHN file '{tmp_path}/train_32x32.mat' {detail}")
+
+
+def test_a_data_file_that_is_a_fifo_is_refused_before_opening(tmp_path):
+    from normlab.data import validate
+
+    fifo = tmp_path / "t10k-labels-idx1-ubyte"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    with pytest.raises(DataError, match=rf"^IDX file '{fifo}' is a named pipe \(FIFO\), not a regular file; give a file$"):
+        validate.idx_dims(fifo, 1)
+
+
+# ---------------------------------------------------------------- properties: the readers never trace back
+# Each generated file is read in-process: the result is right, or the error is one line naming the
+# file, never another exception; max_examples and deadlines keep them to seconds.
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from normlab.data import validate  # noqa: E402
+
+READER = settings(max_examples=50, deadline=20000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                         HealthCheck.too_slow])
+
+
+def one_line_naming(exc: BaseException, path) -> None:
+    assert isinstance(exc, DataError), f"{type(exc).__name__}: {exc}"
+    assert "\n" not in str(exc) and str(path) in str(exc), str(exc)
+
+
+IDX_HEADERS = st.tuples(st.sampled_from([b"\x00\x00", b"\x00\x01", b"\xff\xff"]), st.sampled_from([8, 9, 13]),
+                        st.integers(0, 4), st.lists(st.integers(0, 40), max_size=4))
+
+
+@READER
+@given(header=IDX_HEADERS, payload=st.binary(max_size=3000), cut=st.integers(0, 8), ndim=st.sampled_from([1, 3]))
+def test_idx_reader_on_any_bytes(tmp_path, header, payload, cut, ndim):
+    magic, code, nd, dims = header
+    raw = magic + bytes([code, nd]) + b"".join(d.to_bytes(4, "big") for d in dims) + payload
+    raw = raw[:len(raw) - cut] if cut else raw
+    path = tmp_path / "f-idx"
+    path.write_bytes(raw)
+    try:
+        got = validate.idx_dims(path, ndim)
+    except Exception as exc:  # noqa: BLE001 - checked
+        one_line_naming(exc, path)
+        return
+    # accepted: exactly an unsigned-byte IDX file of that many dimensions, and of that size
+    assert raw[:3] == b"\x00\x00\x08" and raw[3] == ndim and len(got) == ndim
+    assert len(raw) == 4 + 4 * ndim + int(np.prod(got))
+
+
+@READER
+@given(n_img=st.integers(0, 6), n_lab=st.integers(0, 6), labels=st.lists(st.integers(0, 255), min_size=6, max_size=6),
+       classes=st.integers(1, 12))
+def test_mnist_split_accepts_only_matching_counts_and_labels_in_range(tmp_path, n_img, n_lab, labels, classes):
+    x = np.zeros((n_img, 28, 28), np.uint8)
+    y = np.array(labels[:n_lab], np.uint8)
+    for name, arr in (("i", x), ("l", y)):
+        (tmp_path / name).write_bytes(struct.pack(">I", 0x0800 | arr.ndim)
+                                      + b"".join(struct.pack(">I", d) for d in arr.shape) + arr.tobytes())
+    try:
+        n = validate.mnist_split(tmp_path / "i", tmp_path / "l", classes)
+    except DataError as exc:
+        assert "\n" not in str(exc) and str(tmp_path / "l") in str(exc)
+        assert n_img != n_lab or any(v >= classes for v in y)
+        return
+    assert n == n_img == n_lab and all(v < classes for v in y)
+
+
+ARRAYS = st.one_of(
+    st.builds(lambda n, w, dt: np.zeros((n, w), dt), st.integers(0, 3), st.sampled_from([3072, 3000, 1]),
+              st.sampled_from([np.uint8, np.float32, np.int64])),
+    st.builds(lambda n: np.zeros(n, np.uint8), st.integers(0, 3)),
+    st.none(), st.text(max_size=3), st.lists(st.integers(0, 300), max_size=3))
+LABELS = st.lists(st.integers(-3, 12) | st.text(max_size=2) | st.none(), max_size=4) | st.none() | st.integers()
+
+
+@READER
+@given(entry=st.dictionaries(st.sampled_from(["data", "labels", "fine_labels", "x"]), ARRAYS | LABELS, max_size=3)
+       | st.lists(st.integers(), max_size=2) | st.none(), protocol=st.sampled_from([2, 4]),
+       garbage=st.binary(max_size=40))
+def test_cifar_batch_reader_on_any_pickle(tmp_path, entry, protocol, garbage):
+    import pickle
+
+    path = tmp_path / "data_batch_1"
+    for blob in (pickle.dumps(entry, protocol=protocol), garbage, pickle.dumps(entry, protocol=protocol)[:-3]):
+        path.write_bytes(blob)
+        try:
+            n = validate.cifar_batch(path, 10, "labels")
+        except Exception as exc:  # noqa: BLE001 - checked
+            one_line_naming(exc, path)
+            continue
+        # accepted: N records of 3072 bytes and N labels 0..9
+        assert entry["data"].shape == (n, 3072) and entry["data"].dtype == np.uint8
+        assert len(entry["labels"]) == n and all(0 <= int(v) < 10 for v in entry["labels"])
+
+
+@READER
+@given(files=st.lists(st.tuples(st.sampled_from(["a", "b"]), st.sampled_from([".png", ".jpg", ".gif"]),
+                                st.binary(max_size=64) | st.sampled_from([b"\x89PNG\r\n\x1a\n", b"GIF89a", b"\xff\xd8\xff"])),
+                      min_size=1, max_size=4))
+def test_image_folder_of_any_bytes_loads_or_says_so(tmp_path, files):
+    import shutil
+
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8), mode="L").save(root / "a" / "good.png")
+    for i, (cls, ext, blob) in enumerate(files):
+        (root / cls / f"{i}{ext}").write_bytes(blob)
+    lines = []
+    try:
+        ds = sources.load_dataset("imagefolder", data_dir=str(root), log=lines.append, stream="off")
+    except Exception as exc:  # noqa: BLE001 - checked
+        assert isinstance(exc, DataError) and "\n" not in str(exc), f"{type(exc).__name__}: {exc}"
+        return
+    skipped = sum(line.startswith("normlab: skipping ") for line in lines)
+    assert len(ds.train_y) + len(ds.test_y) == 1 + len(files) - skipped and ds.classes == ["a", "b"]
+
+
+def test_a_verified_svhn_file_that_fails_its_check_is_never_to_be_deleted(tmp_path, monkeypatch):
+    import hashlib
+
+    from scipy.io import savemat
+
+    for split in ("train", "test"):
+        savemat(tmp_path / f"{split}_32x32.mat", {"X": np.zeros((32, 32, 3, 2), np.uint8),
+                                                  "y": np.array([[1], [11]], np.uint8)})
+    sums = tmp_path / "sums"
+    sums.write_text("".join(f"{hashlib.md5((tmp_path / f).read_bytes()).hexdigest()}  {f}\n"
+                            for f in ("train_32x32.mat", "test_32x32.mat")))
+    monkeypatch.setenv("NORMLAB_DATA_CHECKSUMS", str(sums))
+    msg = _one_line_data_error("svhn", tmp_path, f"SVHN file '{tmp_path}/train_32x32.mat' holds label 11",
+                               "it matches its MD5, so keep it")
+    assert "delete" not in msg

@@ -99,7 +99,8 @@ def md5(data: bytes) -> str:
 class Server:
     """A threading http.server on 127.0.0.1 with Range support and per-file misbehaviour:
     '404', ('drop', n): close after n bytes, ('stall', n): send n bytes then hang,
-    'norange': ignore Range headers, ('trickle', seconds): send in 1 KB steps with a pause."""
+    'norange': ignore Range headers, ('trickle', seconds): send in 1 KB steps with a pause,
+    ('drip', seconds): one byte per pause, 'portal': an HTML login page with status 200."""
 
     def __init__(self):
         self.files: dict[str, bytes] = {}
@@ -123,6 +124,14 @@ class Server:
                 if path not in server.files or mode == "404":
                     self.send_error(404)
                     return
+                if mode == "portal":  # a captive portal: 200 and its own page, whatever was asked
+                    page = b"<!DOCTYPE html><html><body>Please log in to the hotel Wi-Fi</body></html>"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
+                    return
                 body, start = server.files[path], 0
                 rng = self.headers.get("Range")
                 if rng and mode != "norange":
@@ -143,6 +152,16 @@ class Server:
                     self.wfile.flush()
                     server.stalled.set()
                     server.release.wait(600)
+                elif isinstance(mode, tuple) and mode[0] == "drip":  # one byte at a time, forever in effect
+                    try:
+                        for i in range(len(body)):
+                            if server.release.is_set():
+                                break
+                            self.wfile.write(body[i:i + 1])
+                            self.wfile.flush()
+                            server.release.wait(mode[1])
+                    except OSError:  # the client gave up
+                        pass
                 elif isinstance(mode, tuple) and mode[0] == "trickle":
                     for i in range(0, len(body), 1024):
                         self.wfile.write(body[i:i + 1024])
@@ -338,9 +357,14 @@ def test_checksum_mismatch_keeps_nothing(server, checksums, root, capsys):
     code = main(["datasets", "--download", "mnist", "--data-dir", str(root), "--data-mirror", server.url + "/m"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert err[-1] == (f"normlab datasets: error: checksum mismatch for {root / rel} from {server.url}/m/{rel}: "
-                       f"expected md5 {md5(files[rel])}, got {md5(bad[rel])}; the download was deleted "
-                       f"(a bad mirror? try another or place the file by hand)")
+    from torchvision.datasets import MNIST
+
+    # the mirror's bad bytes are one answer among the URLs tried (the publishers' are unreachable here)
+    assert err[-1].startswith(
+        f"normlab datasets: error: could not download {rel} of dataset 'mnist': 3 URL(s) tried: {server.url}/m/{rel} "
+        f"(checksum mismatch: expected md5 {md5(files[rel])}, got {md5(bad[rel])}; deleted); "
+        f"{MNIST.mirrors[0]}train-labels-idx1-ubyte.gz (")
+    assert err[-1].endswith("place the files by hand (`normlab datasets mnist` lists them)")
     # the file before it was good and stays; the bad one left neither its name nor a .part
     assert leftovers(root) == ["MNIST/raw/train-images-idx3-ubyte.gz"]
     assert not sources.get_source("mnist").is_present(str(root))
@@ -418,7 +442,7 @@ def test_no_network_at_all_is_one_line(root, capsys):
     url = KMNIST.mirrors[-1] + "train-images-idx3-ubyte.gz"
     assert code == 2
     assert err[-1].startswith("normlab datasets: error: could not download KMNIST/raw/train-images-idx3-ubyte.gz "
-                              f"of dataset 'kmnist': 1 URL(s) failed, last {url} (")
+                              f"of dataset 'kmnist': 1 URL(s) tried: {url} (")
     assert err[-1].endswith("place the files by hand (`normlab datasets kmnist` lists them)")
     assert leftovers(root) == []
 
@@ -585,3 +609,286 @@ def test_compare_offline_lists_the_files_to_place_and_trains_nothing(server, tmp
                    f"(--offline or NORMLAB_OFFLINE=1). Place these files:"] + \
                   [f"  {root}/MNIST/raw/{f}  (md5 {m}, from {MNIST.mirrors[0]}{f})" for f, m in MNIST.resources]
     assert sum(server.hits.values()) == 0 and not list((out / "runs").glob("*/summary.json"))
+
+
+# ---------------------------------------------------------------- hostile networks and full disks
+def _in_thread(fn, limit: float):
+    """Run fn in a daemon thread; its result, or a failure if it has not ended within `limit` seconds
+    (a generous bound: what is checked is that it ends, not how fast)."""
+    box = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(limit)
+    assert not t.is_alive(), f"still running after {limit} s"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def test_a_dripping_mirror_ends_at_the_deadline_and_the_next_one_is_tried(server, checksums, root, monkeypatch):
+    files, _ = mnist_files("MNIST")
+    server.publish("slow", files)
+    goods = [f"good{i}" for i in range(3)]
+    for g in goods:
+        server.publish(g, files)
+    checksums(files)
+    rel = "MNIST/raw/train-images-idx3-ubyte.gz"
+    server.modes[f"slow/{rel}"] = ("drip", 0.2)  # never silent for the per-read timeout, never done
+    monkeypatch.setenv("NORMLAB_DATA_TIMEOUT", "30")
+    monkeypatch.setenv("NORMLAB_DATA_DEADLINE", "2")
+    lines = []
+    # three good mirrors: a loaded machine that needs longer than the deadline for the 30 KB
+    # resumes from the next one, so nothing here depends on how fast the machine is
+    mirror = " ".join([f"{server.url}/slow"] + [f"{server.url}/{g}" for g in goods])
+    _in_thread(lambda: sources.load_dataset("mnist", data_dir=str(root), mirror=mirror, log=lines.append), limit=120)
+    note = next(line for line in lines if line.startswith(f"normlab: {server.url}/slow/{rel}: "))
+    assert "still unfinished after the NORMLAB_DATA_DEADLINE of 2 s" in note and note.endswith("trying the next URL")
+    assert (root / rel).read_bytes() == files[rel]
+    assert server.hits[f"good0/{rel}"] == 1
+
+
+def test_a_bad_deadline_setting_is_one_line(monkeypatch):
+    monkeypatch.setenv("NORMLAB_DATA_DEADLINE", "soon")
+    with pytest.raises(DataError, match=r"^NORMLAB_DATA_DEADLINE='soon': must be a number of seconds > 0$"):
+        download.deadline()
+
+
+def test_a_captive_portal_is_skipped_for_the_next_mirror_and_keeps_the_part(server, checksums, root):
+    files, _ = mnist_files("MNIST")
+    server.publish("portal", files)
+    server.publish("good", files)
+    checksums(files)
+    for rel in files:
+        server.modes[f"portal/{rel}"] = "portal"
+    rel = "MNIST/raw/train-images-idx3-ubyte.gz"
+    (root / "MNIST/raw").mkdir(parents=True)
+    (root / f"{rel}.part").write_bytes(files[rel][:1000])  # an earlier, interrupted download
+    lines = []
+    sources.load_dataset("mnist", data_dir=str(root), mirror=f"{server.url}/portal {server.url}/good", log=lines.append)
+    assert (f"normlab: {server.url}/portal/{rel}: answered a web page (text/html; charset=utf-8), not the file: "
+            f"a captive portal or login page?; trying the next URL") in lines
+    assert (f"good/{rel}", "bytes=1000-") in server.ranges  # the portal's page did not replace the .part
+    for r, data in files.items():
+        assert (root / r).read_bytes() == data and server.hits[f"good/{r}"] == 1
+
+
+def test_when_every_mirror_fails_the_error_lists_each_answer(server, checksums, root, capsys):
+    files, _ = mnist_files("KMNIST")
+    checksums(files)
+    rel = "KMNIST/raw/train-images-idx3-ubyte.gz"
+    server.publish("portal", files)
+    server.modes[f"portal/{rel}"] = "portal"
+    wrong = b"\x1f\x8b" + b"\0" * 50
+    server.publish("bad", {rel: wrong})
+    code = main(["datasets", "--download", "kmnist", "--data-dir", str(root),
+                 "--data-mirror", f"{server.url}/portal {server.url}/bad {server.url}/none"])
+    err = capsys.readouterr().err.strip().splitlines()
+    from torchvision.datasets import KMNIST
+
+    assert code == 2 and err[-1].startswith(
+        f"normlab datasets: error: could not download {rel} of dataset 'kmnist': 4 URL(s) tried: "
+        f"{server.url}/portal/{rel} (answered a web page (text/html; charset=utf-8), not the file: a captive portal "
+        f"or login page?); {server.url}/bad/{rel} (checksum mismatch: expected md5 {md5(files[rel])}, got "
+        f"{md5(wrong)}; deleted); {server.url}/none/{rel} (HTTP 404 Not Found); "
+        f"{KMNIST.mirrors[0]}train-images-idx3-ubyte.gz (")
+    assert leftovers(root) == []
+
+
+def _disk_fails(monkeypatch, module, seam: str, err: int, when):
+    """Make `module.seam(out, block)` raise OSError(err) once `when(out)` holds: the disk filling
+    (or refusing) at a chosen file, deterministically."""
+    real = getattr(module, seam)
+
+    def write(out, block):
+        if when(out):
+            raise OSError(err, os.strerror(err))
+        return real(out, block)
+
+    monkeypatch.setattr(module, seam, write)
+
+
+def test_a_disk_that_fills_while_downloading_is_one_line_and_keeps_what_was_verified(server, checksums, root,
+                                                                                    capsys, monkeypatch):
+    import errno
+
+    files, _ = mnist_files("MNIST", n_test=200)
+    server.publish("m", files)
+    checksums(files)
+    rel = "MNIST/raw/t10k-images-idx3-ubyte.gz"  # the third file: two verified ones before it
+    with monkeypatch.context() as m:
+        _disk_fails(m, download, "_write", errno.ENOSPC, lambda out: "t10k-images" in out.name and out.tell() > 0)
+        code = main(["datasets", "--download", "mnist", "--data-dir", str(root), "--data-mirror", server.url + "/m"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith(f"normlab datasets: error: downloading t10k-images-idx3-ubyte.gz into "
+                              f"'{root}/MNIST/raw' failed: the disk is full; about ")
+    assert "more are needed there; free some space, or pass --data-dir" in err[-1] and "delete" not in err[-1]
+    verified = ["MNIST/raw/train-images-idx3-ubyte.gz", "MNIST/raw/train-labels-idx1-ubyte.gz"]
+    assert all((root / v).read_bytes() == files[v] for v in verified)  # verified before the disk filled: kept
+    kept = (root / f"{rel}.part").stat().st_size
+    assert 0 < kept < len(files[rel])
+    # space freed: the same command resumes the .part and fetches nothing twice
+    assert main(["datasets", "--download", "mnist", "--data-dir", str(root), "--data-mirror", server.url + "/m"]) == 0
+    assert (f"m/{rel}", f"bytes={kept}-") in server.ranges
+    assert all(server.hits[f"m/{v}"] == 1 for v in verified)
+    for r, data in files.items():
+        assert (root / r).read_bytes() == data
+
+
+@pytest.mark.parametrize("err, why", [("EACCES", "it cannot be written (Permission denied)"),
+                                      ("EROFS", "it cannot be written (Read-only file system)")])
+def test_an_unwritable_data_folder_is_one_line(server, checksums, root, capsys, monkeypatch, err, why):
+    import errno
+
+    files, _ = mnist_files("MNIST")
+    server.publish("m", files)
+    checksums(files)
+    _disk_fails(monkeypatch, download, "_write", getattr(errno, err), lambda out: True)
+    code = main(["datasets", "--download", "mnist", "--data-dir", str(root), "--data-mirror", server.url + "/m"])
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err_lines[-1] == (
+        f"normlab datasets: error: downloading train-images-idx3-ubyte.gz into '{root}/MNIST/raw' failed: {why}; "
+        f"pass --data-dir (or set NORMLAB_DATA) to a writable folder; every verified file already there is kept, "
+        f"and a partial download resumes on the next try")
+
+
+def test_a_data_root_that_cannot_be_a_folder_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(["datasets", "--download", "mnist", "--data-dir", str(blocker / "data")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [f"normlab datasets: error: cannot write to the data root '{blocker}/data' (Not a "
+                                 f"directory); pass --data-dir (or set NORMLAB_DATA) to a writable folder"]
+
+
+def test_a_disk_that_fills_while_unpacking_keeps_the_verified_archives(server, checksums, root, capsys, monkeypatch):
+    import errno
+
+    files, arrays = mnist_files("MNIST")
+    server.publish("m", files)
+    checksums(files)
+    with monkeypatch.context() as m:
+        _disk_fails(m, vision, "_write_block", errno.ENOSPC, lambda out: "t10k-images" in out.name)
+        code = main(["datasets", "--download", "mnist", "--data-dir", str(root), "--data-mirror", server.url + "/m"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1] == (f"normlab datasets: error: unpacking t10k-images-idx3-ubyte.gz into '{root}/MNIST/raw' failed: "
+                       f"the disk is full; about {(10 * 28 * 28 + 16) / 1000:.1f} KB more are needed there; free some space, or pass "
+                       f"--data-dir (or set NORMLAB_DATA) to a folder with room; every verified file already there is "
+                       f"kept, and a partial download resumes on the next try")
+    for r, data in files.items():
+        assert (root / r).read_bytes() == data  # every archive kept, none to delete
+    assert not (root / "MNIST/raw/t10k-images-idx3-ubyte").exists()
+    assert not (root / "MNIST/raw/t10k-images-idx3-ubyte.part").exists()
+    ds = sources.load_dataset("mnist", data_dir=str(root), mirror=server.url + "/m", log=lambda s: None)
+    assert torch.equal(ds.test_x[:, 0], torch.from_numpy(arrays["t10k"][0]))
+    assert all(server.hits[f"m/{r}"] == 1 for r in files)  # unpacked from the kept archives, not fetched again
+
+
+def test_a_disk_that_fills_while_unpacking_cifar_keeps_the_archive(server, checksums, root, capsys, monkeypatch):
+    import errno
+    import tarfile as tf
+
+    files, _ = cifar10_tarball()
+    server.publish("m", files)
+    checksums(files)
+    real = tf.TarFile.extractall
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tf.TarFile, "extractall", full)
+    code = main(["datasets", "--download", "cifar10", "--data-dir", str(root), "--data-mirror", server.url + "/m"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith(f"normlab datasets: error: unpacking cifar-10-python.tar.gz into "
+                                            f"'{root}' failed: the disk is full; about ")
+    assert "delete" not in err[-1]
+    assert (root / "cifar-10-python.tar.gz").read_bytes() == files["cifar-10-python.tar.gz"]
+    monkeypatch.setattr(tf.TarFile, "extractall", real)
+    ds = sources.load_dataset("cifar10", data_dir=str(root), mirror=server.url + "/m", log=lambda s: None)
+    assert ds.test_y.tolist() == [7, 8, 9] and server.hits["m/cifar-10-python.tar.gz"] == 1
+
+
+def test_an_intact_archive_that_will_not_unpack_is_never_called_bad(root, checksums, monkeypatch):
+    files, _ = mnist_files("MNIST")
+    checksums(files)
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+
+    def broken(src, dest):
+        raise EOFError("simulated reader failure")
+
+    monkeypatch.setattr(vision, "_gunzip", broken)
+    with pytest.raises(DataError) as e:
+        sources.load_dataset("mnist", data_dir=str(root))
+    msg = str(e.value)
+    assert "matches its MD5 (it is intact, keep it)" in msg and "delete" not in msg
+
+
+def test_two_fetches_of_one_file_without_the_dataset_lock_do_not_corrupt_it(server, checksums, root):
+    files, _ = mnist_files("MNIST", n_train=100)
+    server.publish("m", files)
+    checksums(files)
+    rel = "MNIST/raw/train-images-idx3-ubyte.gz"
+    server.modes[f"m/{rel}"] = ("trickle", 0.005)
+    (remote,) = [r for r in vision.SETS["mnist"].remotes() if r.path == rel]
+    results, lines = [], []
+
+    def fetch():
+        results.append(download.fetch("mnist", root, remote, mirror=server.url + "/m", log=lines.append))
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    assert results == [root / rel] * 2
+    assert (root / rel).read_bytes() == files[rel] and not (root / f"{rel}.part").exists()
+    assert server.hits[f"m/{rel}"] == 1  # the second waited for the first, then found the file verified
+
+
+def test_a_read_only_data_root_is_one_line(root, capsys, monkeypatch):
+    import builtins
+    import errno
+
+    root.mkdir()
+    real_open = builtins.open
+
+    def read_only(path, mode="r", *a, **k):  # what a read-only mount answers to any write
+        if str(path).startswith(str(root)) and any(c in mode for c in "wax+"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, mode, *a, **k)
+
+    monkeypatch.setattr(download, "open", read_only, raising=False)
+    code = main(["datasets", "--download", "mnist", "--data-dir", str(root)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [f"normlab datasets: error: cannot write to the data root '{root}' (Read-only file "
+                                 f"system); pass --data-dir (or set NORMLAB_DATA) to a writable folder"]
+    assert list(root.iterdir()) == []
+
+
+def test_a_silent_mirror_ends_at_the_deadline_before_the_read_timeout(server, checksums, root, monkeypatch):
+    files, _ = mnist_files("MNIST")
+    server.publish("slow", files)
+    goods = [f"good{i}" for i in range(3)]  # three: none of this depends on how fast the machine is
+    for g in goods:
+        server.publish(g, files)
+    checksums(files)
+    rel = "MNIST/raw/train-images-idx3-ubyte.gz"
+    server.modes[f"slow/{rel}"] = ("stall", 100)
+    monkeypatch.setenv("NORMLAB_DATA_TIMEOUT", "600")  # the per-read timeout alone would wait 10 minutes
+    monkeypatch.setenv("NORMLAB_DATA_DEADLINE", "3")
+    lines = []
+    mirror = " ".join([f"{server.url}/slow"] + [f"{server.url}/{g}" for g in goods])
+    _in_thread(lambda: sources.load_dataset("mnist", data_dir=str(root), mirror=mirror, log=lines.append), limit=120)
+    note = next(line for line in lines if line.startswith(f"normlab: {server.url}/slow/{rel}: "))
+    assert "still unfinished after the NORMLAB_DATA_DEADLINE of 3 s (100 B received)" in note
+    assert (root / rel).read_bytes() == files[rel]

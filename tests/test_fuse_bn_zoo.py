@@ -30,7 +30,7 @@ _SIZE = {"alexnet": 64, "vgg11": 32, "vgg16": 32, "densenet-d2l": 32, "densenet1
 _KEPT = {"densenet-d2l": 20, "densenet-bc100": 51, "densenet121": 62, "digitnet": 3, "maxout-mlp": 2,
          "preact-resnet18": 9, "preact-resnet20": 10, "preact-resnet32": 16, "preact-resnet44": 22,
          "preact-resnet56": 28, "preact-resnet110": 55, "gru-rows": 2, "lstm-rows": 3,
-         "resnet-simple-seed003": 2}
+         "resnet-simple-seed003": 2, "resnet-simple-preact": 2, "resnet-simple-preact-seed003": 2}
 
 
 def _direct_followers(model: nn.Module, x: torch.Tensor) -> set:

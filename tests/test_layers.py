@@ -11,7 +11,7 @@ SRC = Path(__file__).parent.parent / "src" / "normlab"
 
 # Lowest first. A module may import its own layer and the ones below.
 LAYERS = [
-    ("foundation", ["errors", "_version", "fileio", "recipes", "faults", "locks"]),
+    ("foundation", ["errors", "_version", "fileio", "recipes", "faults", "locks", "machine", "deps"]),
     ("components", ["nn", "data"]),
     ("schema and models", ["config", "models"]),
     ("run support", ["device", "evaluation", "plots", "rundir"]),

@@ -92,7 +92,28 @@ class ResNet(nn.Module):
         x = x.view(batch_size, -1)
         x = self.fc(x)
         return x
+
+
+class ResidualBlockV2(nn.Module):  # the seed's closing listing ("所以代码只需要改一下 ResidualBlock 的 BN+ReLU 的顺序")
+    def __init__(self, channels):
+        super(ResidualBlockV2, self).__init__()
+        self.bn = nn.BatchNorm2d(channels)
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)  # 特征图大小没变
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+
+    def forward(self, x):
+        y = self.conv1(F.relu(self.bn(x)))
+        y = self.conv2(F.relu(self.bn(y)))
+        return x + y  # 不需要再激活
 # ---- end of seed 003's code
+
+
+class ResNetV2(ResNet):
+    """The seed's ResNet with the closing listing's block swapped in, as the seed says to do."""
+
+    def __init__(self):
+        super().__init__()
+        self.rblock1, self.rblock2 = ResidualBlockV2(channels=16), ResidualBlockV2(channels=32)
 
 
 def _same_function(seed_net, ours, x, train=False):
@@ -120,6 +141,24 @@ def test_resnet_simple_seed003_keeps_the_reused_conv_and_bn():
     assert count(fixed) == 41_610 + 16 * 2 + 32 * 2  # a second BN per block
     fixed(x).sum().backward()
     assert fixed.rblock1.conv2.weight.grad is not None
+
+
+def test_resnet_simple_preact_seed003_is_the_closing_listing():
+    ours = create_model("resnet-simple-preact-seed003")
+    assert count(ours) == count(ResNetV2()) == 41_610
+    x = torch.randn(4, 1, 28, 28)
+    seed = ResNetV2()
+    _same_function(seed, ours, x, train=True)  # one training-mode pass: both BN calls update the stats
+    for a, b in zip(seed.state_dict().values(), ours.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6)  # running statistics included
+    _same_function(seed, ours, x, train=False)
+    two = create_model("resnet-simple-preact")
+    assert count(two) == 41_610 + 16 * 2 + 32 * 2  # a BN of its own before each conv
+    blk = two.rblock1.eval()
+    with torch.no_grad():
+        y = torch.randn(2, 16, 6, 6)
+        want = y + blk.conv2(F.relu(blk.bn2(blk.conv1(F.relu(blk.bn1(y))))))
+        assert torch.allclose(blk(y), want, atol=1e-6)
 
 
 def test_resnet14_tutorial_avgpool8_is_seed_001s_head():

@@ -109,7 +109,7 @@ def test_bad_norms_are_config_errors():
         create_model("resnet20", norm=3)
     with pytest.raises(ConfigError, match="unknown norm 'gm'"):
         create_model("resnet20", norm="gm")
-    with pytest.raises(ConfigError, match="only gn takes a number"):
+    with pytest.raises(ConfigError, match="bn takes no number; only gn, gbn and evos0 do"):
         get_norm_layer("bn:4")
     with pytest.raises(ConfigError, match="a layer has 16 channels, which do not split into 3 groups"):
         create_model("resnet20", norm="gn:3")

@@ -26,7 +26,8 @@ def flat(x):
 
 
 @pytest.mark.parametrize("spec,ref", [("standardize", StandardScaler), ("minmax", MinMaxScaler),
-                                      ("robust", RobustScaler), ("maxabs", MaxAbsScaler)])
+                                      ("robust", RobustScaler), ("maxabs", MaxAbsScaler),
+                                      ("center", lambda: StandardScaler(with_std=False))])
 def test_scalers_match_sklearn(spec, ref):
     train, test = images(), images(seed=1)
     t = preprocess.fit(spec, train)

@@ -56,7 +56,7 @@ def test_every_command_runs_as_written(tmp_path, warm_server):
         ran.append(cmd)
     assert len(ran) >= 8
     # What the workflows promise to leave behind.
-    assert (tmp_path / "runs/lenet-bn/weights.safetensors").is_file()
+    assert (tmp_path / "runs/latest/weights.safetensors").is_file()
     assert (tmp_path / "runs/sweeps/quick/results.csv").is_file()
     assert (tmp_path / "runs/claims/claims.md").is_file()
     assert (tmp_path / "stats.png").is_file()

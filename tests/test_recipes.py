@@ -102,19 +102,39 @@ def test_recipe_fills_only_unset_options():
 def test_unknown_recipe_is_a_clear_error():
     with pytest.raises(ConfigError) as e:
         make_config({"recipe": "fsat"})
-    assert str(e.value) == "unknown recipe 'fsat'. Did you mean 'fast'? Valid choices: best, d2l, d2l-densenet, d2l-resnet18, fast, fast-gpu, fast-v1."
+    assert str(e.value) == "unknown recipe 'fsat'. Did you mean 'fast'? Valid choices: best, d2l, d2l-densenet, d2l-resnet18, d2l-resnet18-96, fast, fast-gpu, fast-v1, seed001."
 
 
-def test_recipe_run_end_to_end_and_saved_weights_reproduce_the_tta_score(tmp_path, capsys):
+def test_recipe_run_end_to_end_and_saved_weights_reproduce_the_tta_score(tmp_path, capsys, monkeypatch):
+    from normlab.train import trainer
+
+    monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: False)  # as on a CPU without bf16 instructions
     out = tmp_path / "run"
     assert main(["train", "--recipe", "fast", "--dataset", "synthetic", "--epochs", "1", "--threads", "1",
                  "--tta", "shift", "--out", str(out), "--no-progress"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("recipe fast: bf16 autocast, but this CPU has no native bf16") and "--precision fp32" in first
     saved = json.loads((out / "config.json").read_text())
     assert saved["recipe"] == "fast" and saved["model"] == "digitnet" and saved["tta"] == "shift"
     summary = json.loads((out / "summary.json").read_text())
     # The saved weights, evaluated again with the same shift views, give the same score.
     again = api.evaluate_run(out)
     assert again["test_acc"] == pytest.approx(summary["final_test_acc"])
+
+
+@pytest.mark.parametrize("recipe, precision, device, native, says", [
+    ("fast", "bf16", "cpu", True, "bf16 numbers differ between CPU kinds: --precision fp32 gives the same numbers"),
+    ("best", "bf16", "cpu", False, "this CPU has no native bf16"),
+    ("fast", "fp32", "cpu", True, None),   # the user's --precision fp32: nothing to say
+    ("fast-gpu", "bf16", "cuda", True, None),
+    ("d2l", "fp32", "cpu", False, None),   # a recipe in fp32
+    (None, "bf16", "cpu", False, None),    # the user's own --precision bf16, no recipe
+])
+def test_a_recipe_in_bf16_says_so_on_a_cpu(recipe, precision, device, native, says):
+    from normlab.recipes import precision_note
+
+    note = precision_note(recipe, precision, device, native)
+    assert (note is None) if says is None else (says in note and "\n" not in note)
 
 
 def test_best_recipe_is_fast_v1_with_the_documented_changes():

@@ -141,3 +141,85 @@ def test_a_runs_curves_say_what_train_accuracy_is(runs_root):
     assert png.read_bytes()[:4] == b"\x89PNG"
     for text in ("train (running, train mode)", "accuracy (%)", "loss (cross-entropy, nats)", "chance (10%)", "epoch"):
         assert text in svg, text
+
+
+# ---------------------------------------------------------------- damaged runs are listed, not fatal
+@pytest.mark.parametrize("name, content, problem", [
+    ("config.json", "[1, 2]", "config.json holds a list, not a JSON object"),
+    ("config.json", "null", "config.json holds null, not a JSON object"),
+    ("summary.json", "[]", "summary.json holds a list, not a JSON object"),
+    ("summary.json", '"done"', "summary.json holds a string, not a JSON object"),
+    ("summary.json", '{"final_test_acc": 0.9', "summary.json is unreadable (Expecting"),
+    ("metrics.csv", "epoch,test_acc\nx,y,z\n", "metrics.csv is damaged"),
+])
+def test_a_damaged_run_is_listed_as_damaged_and_the_rest_goes_on(runs_root, tmp_path, capsys, name, content, problem):
+    root, _, _ = runs_root
+    tree = tmp_path / "tree"
+    shutil.copytree(root, tree)
+    (tree / "group" / "b" / name).write_text(content)
+    assert main(["runs", str(tree), "--json"]) == 0
+    rows = {r["path"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"a", "bad", "group/b", "group/cut"}
+    assert rows["group/b"]["status"] == "damaged" and rows["group/b"]["problem"].startswith(problem)
+    assert rows["a"]["status"] == "finished" and "problem" not in rows["a"]
+    assert main(["runs", str(tree)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[-1].startswith(f"group/b: damaged ({problem}")
+
+
+def test_sorting_on_values_of_mixed_types_never_crashes(runs_root, tmp_path, capsys):
+    root, _, _ = runs_root
+    tree = tmp_path / "tree"
+    shutil.copytree(root, tree)
+    for run, model in (("a", 7), ("group/b", ["x"]), ("bad", None)):
+        cfg = json.loads((tree / run / "config.json").read_text())
+        cfg["model"] = model
+        (tree / run / "config.json").write_text(json.dumps(cfg))
+    summary = json.loads((tree / "a" / "summary.json").read_text())
+    summary.update(final_test_acc="high", epochs="one")
+    (tree / "a" / "summary.json").write_text(json.dumps(summary))
+    for column in ("model", "final_test_acc", "epochs", "seconds", "status", "path"):
+        for reverse in ([], ["--reverse"]):
+            assert main(["runs", str(tree), "--sort", column, "--json", *reverse]) == 0
+            rows = json.loads(capsys.readouterr().out)
+            assert len(rows) == 4
+    assert main(["runs", str(tree), "--sort", "model", "--json"]) == 0
+    assert [r["model"] for r in json.loads(capsys.readouterr().out)] == [7, "mlp", ["x"], None]
+
+
+# ---------------------------------------------------------------- property: any damaged tree is listed
+from hypothesis import HealthCheck, example, given, settings, strategies as st  # noqa: E402
+
+from normlab.analysis import runs as runs_mod  # noqa: E402
+
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers(-10, 10 ** 6) | st.floats(allow_nan=False)
+                       | st.text(max_size=6), lambda c: st.lists(c, max_size=3) | st.dictionaries(
+                           st.sampled_from(["model", "dataset", "norm", "epochs", "final_test_acc", "best_test_acc",
+                                            "wall_seconds", "error", "x"]), c, max_size=4), max_leaves=6)
+CONTENT = st.one_of(JSONISH.map(json.dumps), st.binary(max_size=20).map(lambda b: b.decode("latin1")),
+                    st.sampled_from(["", "{", "epoch,test_acc\n1,0.5\n", "epoch,test_acc\nx\n", "\ufeff{}"]))
+RUN = st.dictionaries(st.sampled_from(["config.json", "summary.json", "failed.json", "metrics.csv"]), CONTENT,
+                      max_size=4).map(lambda d: {"config.json": "{}", **d})
+TREE = st.dictionaries(st.sampled_from(["a", "b", "g/c", "g/d", "odd:name", "<i>"]), RUN, min_size=1, max_size=4)
+
+
+@settings(max_examples=40, deadline=20000, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(tree=TREE, sort=st.sampled_from(runs_mod.COLUMNS), reverse=st.booleans())
+@example(tree={"a": {"config.json": '{"model": "x\\ny", "norm": "\\u001b[2J"}'}, "odd:name": {"config.json": "[]"}},
+         sort="model", reverse=False)
+def test_runs_lists_any_damaged_tree_without_a_traceback(tmp_path, tree, sort, reverse):
+    root = tmp_path / "tree"
+    shutil.rmtree(root, ignore_errors=True)
+    for run, files in tree.items():
+        for name, text in files.items():
+            (root / run).mkdir(parents=True, exist_ok=True)
+            (root / run / name).write_text(text, encoding="utf-8")
+    rows = runs_mod.list_runs(root, sort=sort, reverse=reverse)
+    assert sorted(r["path"] for r in rows) == sorted(tree)  # every run listed, none lost
+    for r in rows:
+        assert r["status"] in ("finished", "failed", "interrupted", "damaged")
+        assert (r["status"] == "damaged") == bool(r.get("problem"))
+    table = runs_mod.text_table(rows)
+    assert len(table.splitlines()) == 2 + len(rows) + sum(r["status"] == "damaged" for r in rows)
+    assert table.replace("\n", "").isprintable()  # nothing from the files reaches the terminal raw

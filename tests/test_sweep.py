@@ -52,7 +52,7 @@ def test_grid_expansion_order_ids_and_configs():
     ({"base": dict(BASE, seed=3), "factors": {}},
      "experiment: 'seed' cannot be set in an experiment (give the seeds with the top-level `seeds:` key)"),
     ({"base": BASE, "factors": {"norm": ["bn", "xx"]}},
-     "experiment: cell norm=xx: unknown norm 'xx'. Valid choices: bn, gn, gn:G, in, ln, ln-chw, none."),
+     "experiment: cell norm=xx: unknown norm 'xx'. Valid choices: bn, brn, evob0, evos0, evos0:G, frn, gbn, gbn:V, gn, gn+ws, gn:G, gn:G+ws, in, ln, ln-chw, ln2d, lrn, none, rms, wn, ws."),
     ({"base": BASE, "seeds": 0}, "experiment: seeds must be a count >= 1 or a list of integers, got 0"),
     ({"base": BASE, "factor": {}}, "unknown key in experiment: 'factor'. Did you mean 'factors'?"),
     ({"base": ["dataset", "digits"]}, "experiment: base and factors must be mappings of option: value"),
@@ -335,6 +335,9 @@ def test_a_dead_worker_fails_its_runs_instead_of_hanging_and_a_rerun_finishes(tm
         raise AssertionError("compare hung after a worker died")
     assert proc.returncode == 1
     assert "a worker process died" in log and "run the same command again" in log and "Traceback" not in log
+    assert "NOT FINISHED, stopped by the machine, not a result" in log and "FAILED" not in log
+    statuses = [r["status"] for r in sweep.collect(out)]
+    assert "machine" in statuses and "failed" not in statuses  # the killed run is no result
     exp = sweep.load_experiment(yml)
     resumed = sweep.run_sweep(exp, out, log=quiet)
     assert sorted(resumed.ran + resumed.skipped) == ALL_FOUR
@@ -460,3 +463,86 @@ def test_a_rerun_leaves_a_run_that_another_live_process_holds(tmp_path):
     second = sweep.run_sweep(exp, tmp_path, log=quiet)
     assert second.ran == ["norm=none-s0"] and second.skipped == ["norm=bn-s0"]
     assert [r["status"] for r in sweep.collect(tmp_path)] == ["ok", "ok"]
+
+
+# ------------------------------------------------------------------ the machine's failures are not results
+def test_a_full_disk_in_a_run_is_not_a_result_and_the_next_compare_trains_it(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from normlab.train import checkpoint
+
+    yml = tmp_path / "e.yaml"
+    yml.write_text(yaml.safe_dump({"base": BASE, "factors": {"lr": [0.05, 0.1]}, "seeds": 1}))
+    out = tmp_path / "s"
+    real = checkpoint._write_new
+
+    def full_for_the_second_lr(path, data):
+        if "lr=0.1-s0" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data)
+
+    with monkeypatch.context() as m:
+        m.setattr(checkpoint, "_write_new", full_for_the_second_lr)
+        assert main(["compare", str(yml), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert ("normlab compare: 1 runs were stopped by the machine (disk full, out of memory, killed), not by the "
+            "experiment: lr=0.1-s0; they are not results; run the same command again to train them") in err
+    assert "Traceback" not in err and "FAILED" not in err
+    rec = json.loads((out / "runs" / "lr=0.1-s0" / "failed.json").read_text())
+    assert rec["kind"] == "machine" and "\n" not in rec["error"]
+    assert rec["error"].startswith("saving epoch 1 failed writing ") and "[Errno 28] No space left on device" in rec["error"]
+    rows = {r["cell"]: r for r in sweep.collect(out)}
+    assert rows["lr=0.1"]["status"] == "machine" and rows["lr=0.05"]["status"] == "ok"
+    s = report.summarize(sweep.read_experiment(out), list(rows.values()))
+    assert s["failed"] == [] and [c for c, _, _ in s["machine"]] == ["lr=0.1"]
+    md = (out / "report.md").read_text()
+    assert "**Not finished: 1 runs were stopped by the machine, not by the experiment**" in md
+    assert "Run lr=0.1 seed 0 stopped by the machine: saving epoch 1 failed" in md and " failed: " not in md
+    # space freed: the same command trains that run (it is not "0 runs to train") and the report is whole
+    assert main(["compare", str(yml), "--out", str(out)]) == 0
+    assert "normlab compare: 1 runs to train, 1 already finished" in capsys.readouterr().out
+    assert all(r["status"] == "ok" for r in sweep.collect(out))
+    assert not (out / "runs" / "lr=0.1-s0" / "failed.json").exists()
+    assert "stopped by the machine" not in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("exc, kind", [
+    (lambda: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "machine"),
+    (lambda: MemoryError(), "machine"),
+    (lambda: OSError(28, "No space left on device"), "machine"),
+    (lambda: ZeroDivisionError("a bug"), "bug"),
+    (lambda: normlab.errors.TrainingError("the loss became nan at step 3"), "result"),
+])
+def test_each_failure_is_told_apart_and_recorded_in_one_line(tmp_path, monkeypatch, exc, kind):
+    from normlab.train import trainer
+
+    def boom(cfg, log=None, resume=None):
+        raise exc()
+
+    monkeypatch.setattr(trainer, "train", boom)
+    exp = exp_of({"lr": [0.05]}, seeds=1)
+    o = sweep.run_sweep(exp, tmp_path, log=quiet)
+    rec = json.loads((tmp_path / "runs" / "lr=0.05-s0" / "failed.json").read_text())
+    assert rec["kind"] == kind and "\n" not in rec["error"] and "Traceback" not in rec["error"]
+    assert (o.machine if kind == "machine" else o.failed)[0][0] == "lr=0.05-s0"
+    assert not (o.failed if kind == "machine" else o.machine)
+    assert (tmp_path / "runs" / "lr=0.05-s0" / "traceback.txt").is_file() == (kind == "bug")
+    assert sweep.is_finished(tmp_path / "runs" / "lr=0.05-s0") == (kind != "machine")
+    if kind == "bug":
+        assert rec["error"] == "ZeroDivisionError: a bug"
+        assert "Traceback" in (tmp_path / "runs" / "lr=0.05-s0" / "traceback.txt").read_text()
+
+
+def test_a_lock_that_cannot_be_taken_is_the_machines_failure(tmp_path, monkeypatch):
+    import contextlib
+    import errno
+
+    @contextlib.contextmanager
+    def unwritable(path):
+        raise OSError(errno.EROFS, "Read-only file system")
+        yield
+
+    monkeypatch.setattr(sweep, "hold_lock", unwritable)
+    o = sweep.run_sweep(exp_of({"lr": [0.05]}, seeds=1), tmp_path, log=quiet)
+    assert not o.failed and o.machine[0][0] == "lr=0.05-s0"
+    assert "could not take the run's lock" in o.machine[0][1] and "Read-only file system" in o.machine[0][1]

@@ -96,6 +96,34 @@ def test_l1_proximal_gives_exact_zeros():
     assert not zero_cols[:2].any()              # the two informative ones survive
 
 
+def test_l1_penalty_is_the_tutorials_term_and_leaves_no_exact_zeros():
+    # seed 004: Obj = Cost + lambda * sum|w|. One SGD step from w0 moves by -lr * (dCost/dw + l1 * sign(w)).
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 20), torch.randint(0, 2, (64,))
+
+    def fit(mode, steps):
+        torch.manual_seed(1)
+        model = torch.nn.Linear(20, 2)
+        cfg = make_config({"optimizer": "sgd", "lr": 0.1, "l1": 0.05, "l1_mode": mode, "schedule": "constant",
+                           "decay_norm_bias": False})
+        opt = make_optimizer(model, cfg)
+        step = Step(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0), cfg)
+        w0 = model.weight.detach().clone()
+        for _ in range(steps):
+            step(x, y)
+        return w0, model
+
+    w0, model = fit("penalty", 1)
+    ref = torch.nn.Linear(20, 2)
+    ref.load_state_dict({"weight": w0, "bias": fit("penalty", 0)[1].bias.detach()})
+    torch.nn.functional.cross_entropy(ref(x), y).backward()
+    want = w0 - 0.1 * (ref.weight.grad + 0.05 * w0.sign())
+    torch.testing.assert_close(model.weight.detach(), want)
+    w = fit("penalty", 300)[1].weight.detach()
+    assert (w == 0).sum() == 0  # the subgradient oscillates around zero and never lands on it
+    assert (w.abs() < 0.01).float().mean() > 0.5  # yet most irrelevant weights end up small
+
+
 def test_soft_threshold_by_hand():
     p = torch.tensor([0.5, -0.05, 0.02, -0.7])
     regularize.l1_proximal([p], l1=1.0, lr=0.1)

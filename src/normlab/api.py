@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+import warnings
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -123,8 +124,10 @@ def read_image(path, shape, invert: bool = False) -> torch.Tensor:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     from .data.imagefolder import check_pixels, to_uint8
+    from .data.validate import regular
 
     c, h, w = shape
+    regular(path, "image")  # a FIFO or a device would block or never end: refused before opening
     try:
         check_pixels(path)
         with Image.open(path) as img:
@@ -160,17 +163,56 @@ def read_images(r: LoadedRun, images: Sequence, invert: bool = False) -> torch.T
     return pipeline.eval_resize(r.preprocess)(x).to(r.device)
 
 
+DARK, LIGHT = 0.35, 0.65  # background levels (0..1) that are clearly dark or clearly light
+
+
+def training_background(preprocess: dict) -> Optional[float]:
+    """The training images' background level; for runs from before it was recorded, their
+    mean pixel where it is clearly dark or light (MNIST's 0.13), else unknown."""
+    if isinstance(preprocess.get("background"), (int, float)):
+        return float(preprocess["background"])
+    mean = (preprocess.get("normalize") or {}).get("mean")
+    level = float(np.mean(mean)) if mean else None
+    return level if level is not None and not DARK <= level <= LIGHT else None
+
+
+def invert_hint(preprocess: dict, x: torch.Tensor, invert: bool) -> Optional[str]:
+    """One line when the images (uint8, as the model will see them) have the opposite background
+    of the training images', else None."""
+    trained = training_background(preprocess)
+    if trained is None or DARK <= trained <= LIGHT:
+        return None
+    levels = pipeline.background(x.cpu())
+    opposite = (levels > LIGHT) if trained < DARK else (levels < DARK)
+    n = int(opposite.sum())
+    if not n:
+        return None
+    was, now = ("dark", "light") if trained < DARK else ("light", "dark")
+    fix = "drop --invert" if invert else "add --invert"
+    return (f"hint: {n} of {len(levels)} images have a {now} background{' after --invert' if invert else ''} "
+            f"where the training images' was {was} ({trained:.2f} on a 0-1 scale); the predictions are likely "
+            f"wrong: {fix}")
+
+
 @torch.inference_mode()
 def predict(run_dir, images: Sequence, device: str = "cpu", run: Optional[LoadedRun] = None,
-            fuse_bn: bool = True, invert: bool = False, backend: str = "torch") -> list[dict]:
+            fuse_bn: bool = True, invert: bool = False, backend: str = "torch",
+            hint: Optional[Callable[[str], None]] = None) -> list[dict]:
     """Class and probability for each image file (BatchNorm folded unless fuse_bn=False).
 
     invert: use 255 - pixel, for dark-on-light images given to a model trained on light-on-dark
     ones (MNIST's digits are white on black; a scan of ink on paper is the opposite).
+    hint: called with one line when images' backgrounds are the opposite of the training
+    images' (light where they were dark, or the reverse), saying to add or drop --invert
+    (default: a UserWarning).
     backend: torch or onnxruntime (see `load`). For many calls, load once and pass `run=`.
     """
     r = run or load(run_dir, device, fuse_bn, backend=backend)
-    probs = predict_proba(r.model, r.transform(read_images(r, images, invert)), parse_tta(r.config.tta))
+    x = read_images(r, images, invert)
+    message = invert_hint(r.preprocess, x, invert)
+    if message:
+        (hint or (lambda m: warnings.warn(m, stacklevel=2)))(message)
+    probs = predict_proba(r.model, r.transform(x), parse_tta(r.config.tta))
     p, k = probs.max(1)
     return [{"file": str(f), "class": r.classes[int(ki)], "probability": float(pi)}
             for f, ki, pi in zip(images, k, p)]

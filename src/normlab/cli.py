@@ -33,6 +33,15 @@ def command(name: str, help: str):
     return wrap
 
 
+# What an option left unset (None) does, in words: "(default: None)" tells a reader nothing.
+UNSET_MEANS = {
+    "recipe": "no recipe", "data_mirror": "the publishers' URLs only", "classes": "all classes",
+    "resize": "the images' own size", "depth": "the model's own", "width": "the model's own",
+    "hidden_dropout": "off", "block_order": "the model's own", "patience": "off", "ema": "off",
+    "max_norm": "off", "clip_grad": "off", "log_every": "off", "widths": "--depth layers of --width",
+}
+
+
 def add_config_options(p: argparse.ArgumentParser) -> None:
     """One --option per TrainConfig field; defaults are SUPPRESSed so only what was typed
     overrides the config file."""
@@ -45,8 +54,9 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else f.default_factory()
         help_text = f.metadata.get("help", "")
-        if "default:" not in help_text:  # some helps say their default in words ("the model's own")
-            help_text = f"{help_text} (default: {default})"
+        if "(default" not in help_text:  # some helps say their default in words ("the model's own")
+            said = UNSET_MEANS[f.name] if default is None else "none" if default == "" else default
+            help_text = f"{help_text} (default: {said})"
         t = field_type(f.name)
         if t is bool:
             g.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
@@ -135,7 +145,7 @@ def run_predict(args) -> int:
     from .api import predict
 
     preds = predict(args.run_dir, args.images, device=args.device, fuse_bn=args.fuse_bn, invert=args.invert,
-                    backend=args.backend)
+                    backend=args.backend, hint=lambda line: print(line, file=sys.stderr))
     if args.json:
         print(json.dumps(preds, indent=2))
     else:
@@ -176,7 +186,7 @@ def run_stats_cmd(args) -> int:
             reports[label] = activations.model_stats(args.target, init=init, norm=args.norm, act=args.act,
                                                      depth=args.depth, width=args.width, input_shape=shape,
                                                      data=args.data, batch=args.batch, seed=args.seed,
-                                                     mode=args.mode or "train")
+                                                     mode=args.mode or "train", bias=args.bias, head=args.head)
     if args.json:
         print(json.dumps({k: r.to_dict() for k, r in reports.items()}, indent=2))
     else:
@@ -198,6 +208,12 @@ def _(p):
     p.add_argument("--act", help="activation (default: the model's own)")
     p.add_argument("--depth", type=int, metavar="N", help="hidden layers (mlp)")
     p.add_argument("--width", type=int, metavar="N", help="hidden width (mlp)")
+    p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None,
+                   help="the hidden layers' biases (mlp; --no-bias as seed 004's 100-layer net) (default: the "
+                        "model's own, on)")
+    p.add_argument("--head", action=argparse.BooleanOptionalAction, default=None,
+                   help="the classifier after the hidden layers (mlp; --no-head measures the hidden layers alone, "
+                        "as seed 004's net has no classifier) (default: on)")
     p.add_argument("--input", metavar="CxHxW", help="input shape, e.g. 1x28x28 (default: the model's)")
     p.add_argument("--data", default="auto",
                    help="input batch: a dataset name, 'normal' (standard normal), or auto: mnist5k for "
@@ -269,7 +285,7 @@ def _(p):
     p.add_argument("--out", help="output file (default: RUN_DIR/model.onnx or model.torchscript.pt)")
     p.add_argument("--fuse-bn", action="store_true", help="fold BatchNorm into the preceding conv/linear first")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
-                   help="run the exported file (onnxruntime / torch.jit) and compare with PyTorch")
+                   help="run the exported file (onnxruntime / torch.jit) and compare with PyTorch (default: on)")
 
 
 # ---------------------------------------------------------------- compare / report
@@ -296,7 +312,14 @@ def run_compare(args) -> int:
     else:
         s = report.write_report(args.out)
         print(f"report -> {s['paths']['markdown']} and {s['paths']['html']}")
-    return 1 if outcome.failed else 0
+    # stopped by the machine now (outcome) or in an earlier run of the command (rows)
+    machine = sorted({n for n, _ in outcome.machine} | {r["run_dir"].split("/")[-1] for r in rows
+                                                        if r["status"] == "machine"})
+    if machine:
+        print(f"normlab compare: {len(machine)} runs were stopped by the machine (disk full, out of memory, killed), "
+              f"not by the experiment: {', '.join(machine)}; they are not results; "
+              f"run the same command again to train them", file=sys.stderr)
+    return 1 if outcome.failed or machine else 0
 
 
 def _print_plan(exp, jobs, out) -> int:
@@ -500,6 +523,14 @@ def main(argv=None) -> int:
     except NormlabError as exc:
         print(f"normlab {args.command}: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
+    except ModuleNotFoundError as exc:  # a package of normlab's (or an extra's) missing from this environment
+        if not exc.name or exc.name.split(".")[0] == "normlab":
+            raise
+        from .deps import missing_message
+
+        print(f"normlab {args.command}: error: {missing_message(exc.name, f'normlab {args.command}')}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"normlab {args.command}: interrupted", file=sys.stderr)
         return 130

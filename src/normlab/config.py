@@ -85,6 +85,21 @@ def _check_tta(spec):
     tta.parse(spec)  # raises ConfigError naming the bad view
 
 
+def parse_widths(text) -> tuple[int, ...]:
+    """'300,100' -> (300, 100): the mlp's hidden widths, one per layer."""
+    try:
+        out = tuple(int(p) for p in str(text).split(","))
+    except ValueError:
+        out = ()
+    if not out or min(out) < 1:
+        raise ConfigError(f"widths: must be hidden-layer widths separated by commas, e.g. 300,100, got {text!r}")
+    return out
+
+
+def _check_widths(text):
+    parse_widths(text)  # raises ConfigError naming the bad value
+
+
 def _check_resize(spec):
     parts = str(spec).lower().split("x")
     ok = len(parts) in (1, 2) and all(p.strip().isdigit() and int(p) > 0 for p in parts)
@@ -107,7 +122,7 @@ class TrainConfig:
     augment: str = opt("", "batched on-device augmentation, e.g. crop:4,flip (ops: crop:P, translate:T, "
                        "flip, cutout:S, resize:HxW, pad:P, randcrop:S; see docs/data.md)", check=_check_augment)
     preprocess: str = opt("channel", "input preprocessing fitted on the training split: channel, scale, "
-                          "standardize, minmax, robust, maxabs, pca:D, pca-whiten:D, zca[:EPS], zca-patch:K[:EPS]",
+                          "center, standardize, minmax, robust, maxabs, pca:D, pca-whiten:D, zca[:EPS], zca-patch:K[:EPS]",
                           check=_check_preprocess)
     classes: Optional[str] = opt(None, "keep only these classes, by name or index, e.g. 3,8 (relabelled 0, 1, ... "
                                  "in this order); two classes for binary logistic regression")
@@ -119,15 +134,17 @@ class TrainConfig:
     # --- the model
     model: str = opt("lenet-bn", "model name (see `normlab models`)")
     norm: Optional[str] = opt(None, "normalization: bn, gn (Wu & He's default groups), gn:G (G groups), ln "
-                              "(GroupNorm(1, C)), ln-chw (LayerNorm over C,H,W, element-wise affine), in, none "
-                              "(default: the model's own); from Python also a callable num_channels -> nn.Module")
+                              "(GroupNorm(1, C)), ln-chw (LayerNorm over C,H,W, element-wise affine), in, none; "
+                              "after the tutorials (docs/norms.md): rms, ln2d, frn, evob0, evos0[:G], brn, gbn[:V], "
+                              "lrn, ws, gn[:G]+ws, wn (default: the model's own); from Python also a callable "
+                              "num_channels -> nn.Module")
     norm_impl: str = opt("native", "norm implementation: native (torch kernels) or reference "
                          "(normlab's tensor-op layers) or tutorial (seed 000's from-scratch BatchNorm)",
                          choices=("native", "reference", "tutorial"))
     bn_eps: Optional[float] = opt(None, "batch norm's eps (default: torch's 1e-5; googlenet's 1e-3)",
                                   check=optional(positive))
     bn_momentum: Optional[float] = opt(None, "batch norm's running-average momentum in torch's convention, the "
-                                       "weight of the new batch (default 0.1)", check=optional(probability))
+                                       "weight of the new batch (default: 0.1)", check=optional(probability))
     act: Optional[str] = opt(None, "activation (default: the model's own), e.g. relu, sigmoid, tanh")
     dropout: Optional[float] = opt(None, "dropout probability before the classifier (default: the model's own, "
                                          "0.2 for googlenet, 0.5 for nin, 0 for the others)",
@@ -138,6 +155,12 @@ class TrainConfig:
     width: Optional[int] = opt(None, "where the model has that knob: hidden width (mlp), first stage's "
                                "channels (digitnet)",
                                check=optional(at_least_one))
+    widths: Optional[str] = opt(None, "where the model has that knob: one width per hidden layer, e.g. 300,100 "
+                                "(mlp; seed 002's Batch_Net(in, 300, 100, out)), instead of --depth and --width",
+                                check=optional(_check_widths))
+    bias: Optional[bool] = opt(None, "where the model has that knob: the hidden Linear layers' biases (mlp; "
+                               "--no-bias as seed 004's 100-layer net, --bias also before a norm layer, as torch's "
+                               "nn.Linear) (default: on where no norm layer follows)")
     hidden_dropout: Optional[float] = opt(None, "dropout after every hidden layer's activation (mlp, lenet, lenet-bn, "
                                           "maxout-mlp), as the tutorials place it", check=optional(probability))
     fc_norm: Optional[bool] = opt(None, "lenet, lenet-bn: a norm after the hidden Linear layers too (default: on, "
@@ -178,8 +201,12 @@ class TrainConfig:
     tta: str = opt("", "test-time augmentation: average predictions over views of each image: shift (the "
                    "image and its 1-pixel shifts), flip (and its mirror), or shift,flip", check=_check_tta)
     # --- regularization
-    l1: float = opt(0.0, "L1 strength, applied as a proximal soft-threshold step after each update",
-                    check=non_negative)
+    l1: float = opt(0.0, "L1 strength: a proximal soft-threshold step after each update (exact zeros), or "
+                    "with --l1-mode penalty the tutorial's l1 * sum|w| added to the loss", check=non_negative)
+    l1_mode: str = opt("proximal", "how --l1 acts: proximal (a soft-threshold step after each update, which "
+                       "sets weights exactly to zero) or penalty (l1 * sum|w| added to the loss, as seed 004 "
+                       "defines L1; its subgradient makes weights hover around zero)",
+                       choices=("proximal", "penalty"))
     l2: float = opt(0.0, "L2 penalty (l2/2)*sum(w^2) added to the loss", check=non_negative)
     max_norm: Optional[float] = opt(None, "cap on each unit's incoming weight norm, enforced after each step",
                                     check=optional(positive))
@@ -206,7 +233,7 @@ class TrainConfig:
                               "docs/training.md)")
     tensorboard: bool = opt(False, "also log metrics to RUN_DIR/tensorboard (needs the tensorboard package)")
     sync_bn: bool = opt(False, "under torchrun: synchronize BatchNorm statistics across processes")
-    dist_backend: Optional[str] = opt(None, "under torchrun: process-group backend (default nccl on CUDA, "
+    dist_backend: Optional[str] = opt(None, "under torchrun: process-group backend (default: nccl on CUDA, "
                                       "gloo on CPU)", choices=("gloo", "nccl", "mpi"))
     dist_timeout: Optional[float] = opt(None, "under torchrun: seconds a process waits for the others in a "
                                         "collective before it gives up with an error (default: torch's, "
@@ -268,10 +295,10 @@ SECTIONS = {
              "strict", "stream",
              "batch_size", "eval_batch_size", "tta", "seed"),
     "model": ("model", "norm", "norm_impl", "bn_eps", "bn_momentum", "act", "dropout", "hidden_dropout",
-              "fc_norm", "dropout_mode", "block_order", "depth", "width", "init", "seed"),
+              "fc_norm", "dropout_mode", "block_order", "depth", "width", "widths", "bias", "init", "seed"),
     "optim": ("optimizer", "lr", "momentum", "beta1", "beta2", "eps", "weight_decay", "decay_norm_bias",
               "schedule", "warmup", "lr_step", "lr_gamma", "milestones", "epochs", "patience"),
-    "regularization": ("l1", "l2", "max_norm", "label_smoothing", "clip_grad", "clip_mode", "ema",
+    "regularization": ("l1", "l1_mode", "l2", "max_norm", "label_smoothing", "clip_grad", "clip_mode", "ema",
                        "decay_norm_bias"),
     "runtime": ("seed", "device", "threads", "precision", "channels_last", "compile", "cuda_graphs", "deterministic",
                 "tensorboard", "sync_bn", "dist_backend", "dist_timeout", "out", "progress", "log_every"),
@@ -303,6 +330,9 @@ def field_type(name: str):
 def _coerce(name: str, value):
     """Convert a value from a file or a string to the field's type, or raise ConfigError."""
     if value is None:
+        if get_origin(_HINTS[name]) is not Union:  # `epochs: null` in a file: not a value this option takes
+            raise ConfigError(f"{name}: expected {field_type(name).__name__}, got null; give a value, or leave "
+                              f"{name} out for its default")
         return None
     if name in ("norm", "act") and callable(value):
         return value  # from Python: the user's own layer, used as it is
@@ -387,6 +417,15 @@ def validate(cfg: TrainConfig) -> None:
                 raise ConfigError(f"{f.name}: {problem}, got {value!r}")
 
 
+def _parse_error(exc: Exception) -> str:
+    """The parser's message in one line: what broke and where (PyYAML spreads it over several,
+    with the offending text and a caret)."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def load_config_file(path: Union[str, os.PathLike]) -> dict:
     """Read a YAML or JSON file of options; keys mirror the command-line options."""
     p = Path(path)
@@ -405,7 +444,7 @@ def load_config_file(path: Union[str, os.PathLike]) -> dict:
 
             data = yaml.safe_load(text)
     except Exception as exc:  # the parser's own message says where the syntax broke
-        raise ConfigError(f"config file {str(p)!r} could not be parsed: {exc}") from None
+        raise ConfigError(f"config file {str(p)!r} could not be parsed: {_parse_error(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -7,6 +7,7 @@ from contextlib import nullcontext
 import torch
 
 from .errors import ConfigError
+from .machine import cpu_has_bf16
 
 
 def resolve_device(name: str) -> torch.device:
@@ -27,17 +28,6 @@ def resolve_device(name: str) -> torch.device:
     if dev.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"device: unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     return dev
-
-
-def cpu_has_bf16() -> bool:
-    """AVX-512 BF16 or AMX: the CPU computes bf16 dot products natively (without them torch
-    emulates bf16 and it is slower than fp32)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def auto_precision(device: torch.device) -> str:

@@ -25,6 +25,15 @@ _BEST = {**_FAST_V1, "width": 48, "epochs": 60}
 _D2L = {"dataset": "fashion-mnist", "epochs": 5, "batch_size": 16, "optimizer": "adam", "lr": 0.001,
         "schedule": "constant", "preprocess": "scale"}
 
+# Seed 001's ResNet run on MNIST as it types it: num_epochs = 100, batch_size = 32, learning_rate =
+# 0.001 with no scheduler, Pad(4) + RandomHorizontalFlip + RandomCrop(32) + ToTensor() (no
+# Normalize) for training and ToTensor() for test (at 32x32 here: its AvgPool2d(8) head cannot take
+# the 28x28 test images the seed gives it). The seed never shows its optimizer; the code it follows
+# (yunjey's pytorch-tutorial, deep_residual_network) uses torch.optim.Adam at that lr: Adam here.
+_SEED001 = {"dataset": "mnist", "model": "resnet14-tutorial-avgpool8", "epochs": 100, "batch_size": 32,
+            "optimizer": "adam", "lr": 0.001, "schedule": "constant", "preprocess": "scale",
+            "augment": "pad:4,flip,randcrop:32", "log_every": 100}
+
 RECIPES: dict[str, dict] = {
     "fast": {
         "goal": "time to >= 99% test accuracy on small grayscale digits (mnist5k) on a 2-core CPU",
@@ -53,12 +62,39 @@ RECIPES: dict[str, dict] = {
         "goal": "the tutorial's BN-LeNet run on Fashion-MNIST (seed 000; d2l section 5.10)",
         "options": {**_D2L, "model": "lenet-bn"},
     },
+    # Seed 000's ResNet cell trains on the 28x28 loaders built for LeNet (only its DenseNet cell
+    # reloads the data with resize=96); the book's section 5.11 resizes to 96, a recipe of its own.
     "d2l-resnet18": {
-        "goal": "the tutorial's ResNet-18 run on Fashion-MNIST at 96x96 (d2l section 5.11)",
+        "goal": "the tutorial's ResNet-18 run on Fashion-MNIST at 28x28, as seed 000 trains it",
+        "options": {**_D2L, "model": "resnet18-d2l"},
+    },
+    "d2l-resnet18-96": {
+        "goal": "the d2l book's ResNet-18 run on Fashion-MNIST at 96x96 (section 5.11; seed 000 does not resize)",
         "options": {**_D2L, "model": "resnet18-d2l", "resize": "96"},
+    },
+    "seed001": {
+        "goal": "tutorial seed 001's ResNet (16/32/64 channels, [2, 2, 2] blocks) on MNIST as it types it "
+                "(100 epochs, batch 32, Adam at a fixed lr 0.001, ToTensor only, pad 4 + flip + crop 32)",
+        "options": _SEED001,
     },
     "d2l-densenet": {
         "goal": "the tutorial's DenseNet run on Fashion-MNIST at 96x96 (seed 000; d2l section 5.12)",
         "options": {**_D2L, "model": "densenet-d2l", "resize": "96"},
     },
 }
+
+
+def precision_note(recipe, precision: str, device_type: str, native_bf16: bool) -> str | None:
+    """One line for a run whose recipe chose bf16 on a CPU: bf16's numbers depend on the CPU's
+    kernels (and without native bf16 it is emulated, and slower than fp32), while fp32 gives the
+    same numbers on every CPU. None where there is nothing to say."""
+    if recipe is None or RECIPES[recipe]["options"].get("precision") != "bf16" or precision != "bf16" \
+            or device_type != "cpu":
+        return None
+    if native_bf16:
+        return (f"recipe {recipe}: bf16 autocast, the precision it was tuned and measured in (docs/recipes.md); "
+                f"bf16 numbers differ between CPU kinds: --precision fp32 gives the same numbers on every CPU, "
+                f"a little slower")
+    return (f"recipe {recipe}: bf16 autocast, but this CPU has no native bf16 (AVX-512 BF16 or AMX), so bf16 is "
+            f"emulated: slower than fp32 here and not the figures of docs/recipes.md; --precision fp32 is faster "
+            f"here and gives the same numbers on every CPU")

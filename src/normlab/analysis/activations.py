@@ -149,18 +149,25 @@ def dataset_batch(name: str, shape: Sequence[int], n: int, seed: int = 0, data_d
     return norm(data.train_x[idx]), data.train_y[idx]
 
 
-def normal_batch(shape: Sequence[int], n: int, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
+def normal_batch(shape: Sequence[int], n: int, seed: Optional[int] = 0):
+    """n standard-normal inputs: from their own generator seeded `seed`, or, with seed=None,
+    from torch's global stream where it stands (after a model built from the same seed, as the
+    tutorials' scripts draw `inputs = torch.randn(...)` after `net = MLP(...)`)."""
+    g = None if seed is None else torch.Generator().manual_seed(seed)
     return torch.randn((n, *shape), generator=g), None
 
 
 def model_stats(model_name: str, init: str = "default", norm: Optional[str] = None, act: Optional[str] = None,
                 depth: Optional[int] = None, width: Optional[int] = None, input_shape=None,
-                data: str = "auto", batch: int = 256, seed: int = 0, mode: str = "train") -> StatsReport:
+                data: str = "auto", batch: int = 256, seed: int = 0, mode: str = "train",
+                bias: Optional[bool] = None, head: Optional[bool] = None) -> StatsReport:
     """Build a fresh model (seeded) and take its statistics on a batch.
 
     data: a dataset name, "normal" (standard normal input), or "auto" (mnist5k when the input is
-    1x28x28, standard normal otherwise).
+    1x28x28, standard normal otherwise). Standard-normal input is drawn from the seeded stream
+    right after the model (and its init), as seed 004's script draws it, so that `mlp` with
+    depth=100, width=256, bias=False, head=False, input 256 and seed 1 is its experiment exactly.
+    bias/head: the mlp's hidden biases and classifier (see models/mlp.py).
     """
     from ..data.sources import get_source
     from ..models.registry import create_model, get_spec
@@ -174,7 +181,7 @@ def model_stats(model_name: str, init: str = "default", norm: Optional[str] = No
         shape = tuple(get_source(data).shape)  # a named dataset brings its own image shape
     else:
         shape = spec.default_input
-    kw = {k: v for k, v in (("depth", depth), ("width", width)) if v is not None}
+    kw = {k: v for k, v in (("depth", depth), ("width", width), ("bias", bias), ("head", head)) if v is not None}
     unknown = [k for k in kw if k not in spec.defaults]
     if unknown:
         raise ConfigError(f"{', '.join('--' + k for k in unknown)}: model {model_name!r} has no such option "
@@ -185,7 +192,7 @@ def model_stats(model_name: str, init: str = "default", norm: Optional[str] = No
     model = create_model(model_name, num_classes=10, in_channels=shape[0], input_size=shape[1:],
                          norm=norm, act=act, init=init, **kw)
     if data == "normal":
-        x, y = normal_batch(shape, batch, seed)
+        x, y = normal_batch(shape, batch, seed=None)  # the stream torch.manual_seed(seed) began
         desc = f"{batch} standard-normal inputs {'x'.join(map(str, shape))}"
     else:
         get_source(data)

@@ -120,9 +120,30 @@ def provenance(extra: str = "", info: Optional[dict] = None) -> str:
     return f"{text} {extra}".strip()
 
 
+# ---------------------------------------------------------------- links
+SCHEMES = ("http", "https", "mailto")
+
+
+def safe_href(url: str) -> bool:
+    """Whether a link target may become a live link: http, https, mailto, or relative (no scheme).
+    Anything else (javascript:, data:, vbscript:, file:, a scheme hidden behind control characters)
+    is shown as text instead: the strings on a page come from configs, experiment files and folder
+    names that anyone may have written."""
+    url = str(url)
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7F or ch == "\\" for ch in url):
+        return False  # browsers drop or reinterpret these, which can reveal a scheme
+    head = re.split(r"[/?#]", url, maxsplit=1)[0]
+    if ":" not in head:
+        return True  # relative: a path, a query or a fragment
+    return head.split(":", 1)[0].lower() in SCHEMES
+
+
 # ---------------------------------------------------------------- Markdown
 def _md_cell(c: Cell) -> str:
-    text = f"[{c.text}]({c.href})" if isinstance(c, Link) else f"**{c.text}**" if isinstance(c, Mark) else str(c)
+    if isinstance(c, Link):
+        text = f"[{c.text}]({c.href})" if safe_href(c.href) else f"{c.text} ({c.href})"
+    else:
+        text = f"**{c.text}**" if isinstance(c, Mark) else str(c)
     return text.replace("|", "\\|").replace("\n", " ")
 
 
@@ -159,11 +180,21 @@ def inline(text: str) -> str:
     out = html.escape(str(text), quote=False)
     out = re.sub(r"`([^`]*)`", r"<code>\1</code>", out)
     out = re.sub(r"\*\*([^*]*)\*\*", r"<strong>\1</strong>", out)
-    return re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", lambda m: f'<a href="{html.escape(m.group(2))}">{m.group(1)}</a>', out)
+    return re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", _link, out)
+
+
+def _link(m: re.Match) -> str:
+    """[text](target) of already escaped text: a live link only for an allowed target, else as written."""
+    target = html.unescape(m.group(2))
+    if not safe_href(target):
+        return m.group(0)
+    return f'<a href="{html.escape(target)}">{m.group(1)}</a>'
 
 
 def _html_cell(c: Cell, tag: str) -> str:
     if isinstance(c, Link):
+        if not safe_href(c.href):
+            return f"<{tag}>{html.escape(c.text)} ({html.escape(c.href)})</{tag}>"
         return f'<{tag}><a href="{html.escape(c.href)}">{html.escape(c.text)}</a></{tag}>'
     if isinstance(c, Mark):
         return f'<{tag} class="{html.escape(c.cls)}">{inline(c.text)}</{tag}>'
@@ -200,6 +231,11 @@ STYLE = ("*{box-sizing:border-box}"
          "@media (max-width:600px){body{padding:.6em;font-size:15px}}")
 
 
+# No script of any kind runs on a page normlab writes: only its inline style and embedded images.
+CSP = ("default-src 'none'; script-src 'none'; object-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+       "base-uri 'none'; form-action 'none'")
+
+
 def html_page(title: str, blocks: Sequence[tuple], extra_style: str = "") -> str:
     e = html.escape
     body = [f"<h1>{e(title)}</h1>"]
@@ -225,5 +261,6 @@ def html_page(title: str, blocks: Sequence[tuple], extra_style: str = "") -> str
             raise ValueError(f"unknown block kind {kind!r}")
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n"
             f"<title>{e(title)}</title>\n<style>{STYLE}{extra_style}</style>\n</head>\n<body>\n"
             + "\n".join(body) + "\n</body>\n</html>\n")

@@ -116,7 +116,9 @@ def summarize(exp: Experiment, rows: list[dict], clean: Optional[dict] = None) -
     missing = sum(r["status"] == "missing" for r in rows)
     return {"experiment": exp, "baseline": base.id, "table": table, "diffs": diffs, "missing": missing,
             "rows": rows, "failed": [(r["cell"], r["seed"], r["error"]) for r in rows
-                                     if r["status"] in ("failed", "damaged")]}
+                                     if r["status"] in ("failed", "damaged")],
+            # stopped by the machine (disk full, out of memory, killed): not results, named apart
+            "machine": [(r["cell"], r["seed"], r["error"]) for r in rows if r["status"] == "machine"]}
 
 
 def differences_rows(s: dict) -> list[dict]:
@@ -281,6 +283,11 @@ def header_lines(s: dict) -> list[str]:
                      f"folder, or wait for the other shards).")
     for cell, seed, err in s["failed"]:
         lines.append(f"Run {cell} seed {seed} failed: {err.splitlines()[-1] if err else 'unknown error'}")
+    if s.get("machine"):
+        lines.append(f"**Not finished: {len(s['machine'])} runs were stopped by the machine, not by the experiment** "
+                     f"(they are not results and count as neither failed nor diverged; rerun `normlab compare` on "
+                     f"this folder to train them):")
+        lines += [f"Run {cell} seed {seed} stopped by the machine: {err}" for cell, seed, err in s["machine"]]
     return lines
 
 

@@ -5,6 +5,8 @@ included). Its status:
   finished     summary.json exists
   failed       failed.json exists (a sweep records a run that raised, e.g. a diverged loss)
   interrupted  neither: killed, stopped with Ctrl-C, or still training
+  damaged      config.json or summary.json is not a JSON object (a list, null, garbled) or
+               metrics.csv is garbled: listed with its `problem`, and the listing goes on
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import ConfigError, unknown_name
+from ..errors import ConfigError, NormlabError, unknown_name
 from ..fileio import atomic_write_text
 from ..rundir import RunDir
 from . import figures, render
@@ -46,31 +48,94 @@ def find_runs(root) -> list[Path]:
 
 def _json(p: Path) -> dict:
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
+        d = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    return d if isinstance(d, dict) else {}
+
+
+def _read_object(p: Path) -> tuple[dict, Optional[str]]:
+    """A run file that must hold a JSON object: (its content, None), or ({}, what is wrong with
+    it). A missing file is no problem here (the status says what it means)."""
+    import stat
+
+    try:
+        if not stat.S_ISREG(p.stat().st_mode):
+            return {}, f"{p.name} is not a regular file"
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}, None
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        return {}, f"{p.name} is unreadable ({' '.join(str(exc).split())})"
+    if not isinstance(d, dict):
+        kind = {list: "a list", type(None): "null", str: "a string", bool: "a boolean"}.get(type(d), "a number")
+        return {}, f"{p.name} holds {kind}, not a JSON object"
+    return d, None
 
 
 def describe(run: Path, root: Optional[Path] = None) -> dict:
-    """One row of `normlab runs`: what the run is, how far it got and when."""
+    """One row of `normlab runs`: what the run is, how far it got and when. A run whose files are
+    damaged (wrong-shaped JSON, a garbled metrics.csv) is a row with status "damaged" and its
+    `problem`, never an error that stops the listing."""
     run = Path(run)
-    cfg = _json(run / "config.json")
-    summary = _json(run / "summary.json")
-    metrics = RunDir(run).read_metrics() if (run / "metrics.csv").is_file() else []
-    status = "finished" if summary else "failed" if (run / "failed.json").is_file() else "interrupted"
-    accs = [r["test_acc"] for r in metrics if isinstance(r.get("test_acc"), (int, float))]
-    stamp = max((p.stat().st_mtime for p in run.iterdir() if p.is_file()), default=run.stat().st_mtime)
-    done = summary.get("epochs", metrics[-1]["epoch"] if metrics else 0)
-    return {
-        "path": str(run.relative_to(root)) if root and run != root else str(run),
+    path = str(run.relative_to(root)) if root and run != root else str(run)
+    problems = []
+    cfg, bad = _read_object(run / "config.json")
+    problems += [bad] if bad else []
+    summary, bad = _read_object(run / "summary.json")
+    problems += [bad] if bad else []
+    try:
+        metrics = RunDir(run).read_metrics() if (run / "metrics.csv").is_file() else []
+    except NormlabError:
+        metrics, _ = [], problems.append("metrics.csv is damaged")
+    try:
+        stamp = max((p.stat().st_mtime for p in run.iterdir() if p.is_file()), default=run.stat().st_mtime)
+    except OSError:
+        stamp = 0.0
+    if problems:
+        status = "damaged"
+    else:
+        status = "finished" if summary else "failed" if (run / "failed.json").is_file() else "interrupted"
+    accs = [r["test_acc"] for r in metrics if _number(r.get("test_acc"))]
+    done = summary.get("epochs", metrics[-1].get("epoch") if metrics else 0)
+    final = summary.get("final_test_acc", accs[-1] if accs else None)
+    best = summary.get("best_test_acc", max(accs) if accs else None)
+    secs = summary.get("wall_seconds", metrics[-1].get("elapsed_seconds") if metrics else None)
+    row = {
+        "path": path,
         "model": cfg.get("model"), "dataset": cfg.get("dataset"), "norm": cfg.get("norm"),
         "epochs": f"{done}/{cfg.get('epochs', '?')}",
-        "final_test_acc": summary.get("final_test_acc", accs[-1] if accs else None),
-        "best_test_acc": summary.get("best_test_acc", max(accs) if accs else None),
-        "seconds": summary.get("wall_seconds", metrics[-1].get("elapsed_seconds") if metrics else None),
+        # numbers only: a damaged summary's strings would break the table's formatting
+        "final_test_acc": final if _number(final) else None,
+        "best_test_acc": best if _number(best) else None,
+        "seconds": secs if _number(secs) else None,
         "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime(stamp)),
         "status": status,
     }
+    if problems:
+        row["problem"] = "; ".join(problems)
+    return row
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _sort_key(column: str):
+    """Values of any type sort without a TypeError: numbers (by value), then text, then anything
+    else (by its JSON text); `epochs` by the epochs done."""
+    def key(row):
+        v = row[column]
+        if column == "epochs":
+            head = str(v).split("/")[0]
+            v = int(head) if head.lstrip("-").isdigit() else head
+        if _number(v):
+            return (0, float(v), "")
+        if isinstance(v, str):
+            return (1, 0.0, v)
+        return (2, 0.0, json.dumps(v, sort_keys=True, default=str))
+
+    return key
 
 
 def list_runs(root, sort: str = "path", reverse: bool = False) -> list[dict]:
@@ -81,25 +146,33 @@ def list_runs(root, sort: str = "path", reverse: bool = False) -> list[dict]:
     # Missing values (an interrupted run has no accuracy yet) sort last either way.
     present = [r for r in rows if r[sort] is not None]
     absent = [r for r in rows if r[sort] is None]
-    key = (lambda r: int(r["epochs"].split("/")[0])) if sort == "epochs" else (lambda r: r[sort])
-    return sorted(present, key=key, reverse=reverse) + absent
+    return sorted(present, key=_sort_key(sort), reverse=reverse) + absent
 
 
 def _pct(v) -> str:
     return "–" if not isinstance(v, (int, float)) or not math.isfinite(v) else f"{100 * v:.2f}"
 
 
+def _shown(v) -> str:
+    """A value as one printable cell: a newline or a terminal escape from a run's files is shown
+    escaped, so it can neither break the table's rows nor drive the terminal."""
+    text = str(v)
+    return text if text.isprintable() else "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def text_table(rows: Sequence[dict]) -> str:
     head = ("path", "model", "dataset", "norm", "epochs", "final %", "best %", "seconds", "date (UTC)", "status")
-    body = [(r["path"], str(r["model"]), str(r["dataset"]), str(r["norm"]), r["epochs"], _pct(r["final_test_acc"]),
-             _pct(r["best_test_acc"]), num(r["seconds"], 1), r["date"], r["status"]) for r in rows]
+    body = [tuple(map(_shown, (r["path"], r["model"], r["dataset"], r["norm"], r["epochs"])))
+            + (_pct(r["final_test_acc"]), _pct(r["best_test_acc"]), num(r["seconds"], 1), r["date"], r["status"])
+            for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
     right = {4, 5, 6, 7}
 
     def line(cells):
         return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
-    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+    notes = [f"{_shown(r['path'])}: damaged ({_shown(r['problem'])})" for r in rows if r.get("problem")]
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body] + notes)
 
 
 # ---------------------------------------------------------------- side by side
@@ -127,7 +200,9 @@ def compare_runs(run_dirs: Sequence, out) -> dict:
     differ = _differing(configs)
 
     def href(r: Path, name: str = "") -> str:
-        return os.path.relpath(r / name if name else r, out).replace(os.sep, "/") + ("" if name else "/")
+        rel = os.path.relpath(r / name if name else r, out).replace(os.sep, "/") + ("" if name else "/")
+        # "./": a folder named like a scheme ("javascript:x") stays a relative link
+        return rel if rel.startswith("../") else "./" + rel
 
     table = [["run", "model", "dataset", "norm", "epochs", "final test acc (%)", "best test acc (%)", "seconds",
               "date (UTC)", "status", "config"]]
@@ -155,7 +230,7 @@ def compare_runs(run_dirs: Sequence, out) -> dict:
     atomic_write_text(out / "report.md", render.markdown("Runs side by side", blocks))
     atomic_write_text(out / "report.html", render.html_page("Runs side by side", blocks))
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for row, r in zip(rows, runs):
         w.writerow({**row, "path": str(r)})

@@ -26,6 +26,7 @@ results.csv.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import itertools
 import json
@@ -98,6 +99,7 @@ class SweepOutcome:
     skipped: list = field(default_factory=list)  # already finished
     failed: list = field(default_factory=list)   # (job name, message)
     busy: list = field(default_factory=list)     # being trained by another live process: left alone
+    machine: list = field(default_factory=list)  # (job name, message): stopped by the machine, not a result
     interrupted: bool = False                    # Ctrl-C / SIGTERM stopped the sweep
 
 
@@ -205,11 +207,78 @@ def lock_path(run_dir: Path) -> Path:
     return run_dir.parent.parent / ".locks" / f"{run_dir.name}.lock"
 
 
+# errno values that say the machine stopped a run (a full disk, a folder it may not write, a
+# failing device), not the experiment.
+MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO,
+                  errno.ENOMEM}
+KILLED = ("a worker process died (killed, or out of memory?) before this run finished; "
+          "run the same command again to train only the missing runs")
+
+
+def machine_failure(exc: BaseException) -> Optional[str]:
+    """The one-line reason when `exc` comes from the machine (disk full or unwritable, out of
+    memory), else None: such a run is not a result of the experiment and is trained again on the
+    next `compare`, whereas a diverged loss or a bad option is a result and is kept."""
+    import torch
+
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or \
+            isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"out of memory ({first})"
+    code = getattr(exc, "errno", None)  # OSError, WriteError, and a CheckpointError that records it
+    if code in MACHINE_ERRNOS:
+        return one_line(exc)
+    return None
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if not isinstance(exc, NormlabError) else text
+
+
+def _record_failure(out: Path, record: dict) -> None:
+    """failed.json, best effort: on a full disk it may not be writable, and the run is then simply
+    not finished (trained again by the next `compare`)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "failed.json", record)
+    except OSError:
+        pass
+
+
+def _record_killed(out: Path) -> None:
+    """Mark a run whose worker died as the machine's failure, unless someone else has taken it
+    over meanwhile (its lock) or it finished after all."""
+    try:
+        with hold_lock(lock_path(out)):
+            if out.is_dir() and not is_finished(out):
+                _record_failure(out, {"error": KILLED, "kind": "machine"})
+    except (Locked, OSError):
+        pass
+
+
+def failure_record(run_dir: Path) -> Optional[dict]:
+    """failed.json as a dict, None when there is none; a damaged one reads as an error record."""
+    p = Path(run_dir) / "failed.json"
+    if p.exists() and not p.is_file():
+        return {"error": "failed.json is damaged (not a regular file)"}
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        return {"error": f"failed.json is damaged ({exc})"}
+    return d if isinstance(d, dict) else {"error": "failed.json is damaged (not a JSON object)"}
+
+
 def run_job(cfg: dict) -> tuple[str, str, Optional[str], float]:
     """Train one run (in this process or a worker) while holding its lock.
 
-    Returns (out, status, message, seconds) with status "done", "failed" (message: why),
-    "skipped" (finished by another process meanwhile) or "busy" (message: who is training it).
+    Returns (out, status, message, seconds) with status "done", "failed" (message: why; a result,
+    such as a diverged loss), "machine" (message: why; a full disk, out of memory: not a result,
+    trained again by the next `compare`), "skipped" (finished by another process meanwhile) or
+    "busy" (message: who is training it). failed.json holds the one-line message; a bug's
+    traceback goes to traceback.txt beside it.
     """
     from ..train.trainer import train
 
@@ -220,6 +289,8 @@ def run_job(cfg: dict) -> tuple[str, str, Optional[str], float]:
             if is_finished(out):
                 return str(out), "skipped", None, 0.0
             try:
+                if (out / "failed.json").is_file():  # the machine's failure of an earlier try: try again
+                    (out / "failed.json").unlink()
                 if _resumable(out):  # interrupted part-way: continue from its last epoch (exact)
                     train({k: cfg[k] for k in ("threads",) if k in cfg}, log=_silent, resume=out)
                 else:
@@ -227,21 +298,28 @@ def run_job(cfg: dict) -> tuple[str, str, Optional[str], float]:
                         shutil.rmtree(out)
                     train(cfg, log=_silent)
                 return str(out), "done", None, time.perf_counter() - t0
-            except NormlabError as exc:  # e.g. a diverged run: a result of the experiment, recorded
-                out.mkdir(parents=True, exist_ok=True)
-                atomic_write_json(out / "failed.json", {"error": str(exc)})
-                return str(out), "failed", str(exc), time.perf_counter() - t0
             except KeyboardInterrupt:
                 if _IN_WORKER:  # stopped by the parent: leave at once, the parent reports
                     os._exit(130)
                 raise
-            except Exception:  # a bug: recorded with its traceback so one run cannot sink the sweep
-                msg = traceback.format_exc(limit=5)
-                out.mkdir(parents=True, exist_ok=True)
-                atomic_write_json(out / "failed.json", {"error": msg})
-                return str(out), "failed", msg.strip().splitlines()[-1], time.perf_counter() - t0
+            except Exception as exc:
+                why = machine_failure(exc)
+                if why is not None:
+                    _record_failure(out, {"error": why, "kind": "machine"})
+                    return str(out), "machine", why, time.perf_counter() - t0
+                msg = one_line(exc)
+                record = {"error": msg, "kind": "result" if isinstance(exc, NormlabError) else "bug"}
+                _record_failure(out, record)
+                if record["kind"] == "bug":  # one run's bug cannot sink the sweep; its traceback is kept
+                    try:
+                        atomic_write_text(out / "traceback.txt", traceback.format_exc(limit=8))
+                    except OSError:
+                        pass
+                return str(out), "failed", msg, time.perf_counter() - t0
     except Locked as exc:
         return str(out), "busy", f"being trained by process {exc.pid or '?'}; left alone", 0.0
+    except OSError as exc:  # the lock itself could not be taken (its folder full or unwritable)
+        return str(out), "machine", f"could not take the run's lock {str(lock_path(out))!r}: {one_line(exc)}", 0.0
 
 
 def _resumable(out: Path) -> bool:
@@ -330,9 +408,10 @@ def _signals_interrupt():
 
 
 def is_finished(run_dir: Path) -> bool:
-    """A readable summary.json, or a failed.json: a damaged summary is not a finished run."""
+    """A readable summary.json, or a failed.json of a result (not of the machine): a damaged
+    summary, or a run the machine stopped, is not a finished run."""
     if (run_dir / "failed.json").is_file():
-        return True
+        return (failure_record(run_dir) or {}).get("kind") != "machine"
     try:
         return read_summary(run_dir) is not None
     except CheckpointError:
@@ -389,6 +468,10 @@ def run_pending(todo: Sequence[tuple[str, dict]], jobs: int, outcome: SweepOutco
         if status == "failed":
             outcome.failed.append((name, err))
             log(f"  {name}: FAILED ({err.splitlines()[0]})")
+        elif status == "machine":
+            outcome.machine.append((name, err))
+            log(f"  {name}: NOT FINISHED, stopped by the machine, not a result ({err}); "
+                f"`normlab compare` again trains it")
         elif status == "busy":
             outcome.busy.append(name)
             log(f"  {name}: {err}")
@@ -470,18 +553,19 @@ def _run_parallel(todo, jobs: int, record) -> None:
     # spawn: a fresh interpreter per worker, safe with torch's threads (fork is not).
     # An executor, not multiprocessing.Pool: when a worker dies (killed, out of memory) a
     # Pool waits forever for its task, while the executor fails the pending runs at once.
-    died = ("a worker process died (killed, or out of memory?) before this run finished; "
-            "run the same command again to train only the missing runs")
     pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn"),
                                initializer=_worker_init, initargs=(1, os.getpid()))
+    killed = []
     try:
-        futures = {pool.submit(run_job, cfg): name for name, cfg in todo}
+        futures = {pool.submit(run_job, cfg): (name, cfg) for name, cfg in todo}
         for fut in as_completed(futures):
+            name, cfg = futures[fut]
             try:
                 _, status, err, secs = fut.result()
-            except BrokenProcessPool:
-                status, err, secs = "failed", died, 0.0
-            record(futures[fut], status, err, secs)
+            except BrokenProcessPool:  # killed: the machine's doing, not a result
+                status, err, secs = "machine", KILLED, 0.0
+                killed.append(Path(cfg["out"]))
+            record(name, status, err, secs)
     except BaseException:
         workers = mp.active_children()
         pool.shutdown(wait=False, cancel_futures=True)
@@ -489,6 +573,8 @@ def _run_parallel(todo, jobs: int, record) -> None:
         raise
     finally:
         pool.shutdown(wait=True)
+    for out in killed:  # once every worker is gone, and with it the locks of the runs it held
+        _record_killed(out)
 
 
 # ------------------------------------------------------------------ results
@@ -521,6 +607,8 @@ def _read_experiment_json(rec: Path) -> dict:
 def read_summary(run_dir: Path) -> Optional[dict]:
     """A run's summary.json as a dict; None if there is none; CheckpointError if it is damaged."""
     path = run_dir / "summary.json"
+    if path.exists() and not path.is_file():  # a FIFO or a folder in its place: reading would block
+        raise CheckpointError(f"{str(path)!r} is damaged (not a regular file)")
     try:
         s = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -553,11 +641,9 @@ def collect(out) -> list[dict]:
             row["status"] = "ok"
             row.update({k: s.get(k) for k in SUMMARY_COLUMNS})
         elif row["status"] == "missing" and (run_dir / "failed.json").is_file():
-            row["status"] = "failed"
-            try:
-                row["error"] = str(json.loads((run_dir / "failed.json").read_text(encoding="utf-8")).get("error", ""))
-            except (ValueError, AttributeError) as exc:
-                row["error"] = f"failed.json is damaged ({exc})"
+            rec = failure_record(run_dir) or {}
+            row["status"] = "machine" if rec.get("kind") == "machine" else "failed"
+            row["error"] = str(rec.get("error", ""))
         rows.append(row)
     return rows
 

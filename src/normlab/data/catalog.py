@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Optional
 
+from ..deps import torchvision as import_torchvision
 from ..errors import ConfigError
 from . import download
 from .sources import get_source, list_datasets
@@ -63,6 +64,7 @@ def run(names: list[str], fetch: bool = False, data_dir: Optional[str] = None, m
         as_json: bool = False) -> int:
     for n in names:
         get_source(n)  # an unknown name is an error before anything is fetched
+    import_torchvision("torchvision.datasets")  # a broken torchvision is one line, before half a table
     if fetch:
         if not names:
             raise ConfigError("--download needs the names of the datasets to fetch, e.g. "

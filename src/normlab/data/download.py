@@ -14,11 +14,21 @@ Settings, all read when used (so worker processes and tests see the current envi
   NORMLAB_DATA_CHECKSUMS a file of `MD5  RELATIVE/PATH` lines (md5sum's format) that replaces the
                          built-in MD5 of those files: for a private re-packed mirror, and for tests
   NORMLAB_DATA_TIMEOUT   seconds without a byte before a URL is given up (default 60)
+  NORMLAB_DATA_DEADLINE  seconds one URL may take to deliver one file, however steadily its bytes
+                         trickle in (default 3600; a read that would outlast it is cut short);
+                         then the next URL is tried, resuming the .part
+
+A URL that answers with something else than the file (an HTML page from a captive portal or a
+login wall, or bytes whose MD5 does not match) is given up too, and the next one is tried; the
+final error lists what every URL answered. A disk that fills (or a folder that cannot be written)
+while downloading or unpacking is one line naming the folder and the space needed: the verified
+files already there are kept, and so is the `.part` (the next try resumes it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import sys
@@ -120,6 +130,17 @@ def timeout() -> float:
     return value
 
 
+def deadline() -> float:
+    raw = os.environ.get("NORMLAB_DATA_DEADLINE", "3600")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise DataError(f"NORMLAB_DATA_DEADLINE={raw!r}: must be a number of seconds > 0")
+    return value
+
+
 def urls_for(remote: Remote, mirror: Optional[str] = None) -> list[str]:
     return [m.rstrip("/") + "/" + remote.path for m in mirrors(mirror)] + list(remote.urls)
 
@@ -207,9 +228,49 @@ class _Restart(Exception):
     pass
 
 
-def _transfer(url: str, part: Path, desc: str) -> str:
+# The errors of a full or unwritable disk: the machine's state, not the download's or the file's.
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EFBIG}
+
+
+def disk_error(exc: OSError, folder: Path, needed: Optional[int], doing: str) -> DataError:
+    """One line for a write that the disk refused: which folder, why, how much room it needs."""
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    why = "the disk is full" if full else f"it cannot be written ({exc.strerror or exc})"
+    room = f"; about {_human(needed)} more are needed there" if needed and full else ""
+    fix = ("free some space, or pass --data-dir (or set NORMLAB_DATA) to a folder with room"
+           if full else "pass --data-dir (or set NORMLAB_DATA) to a writable folder")
+    return DataError(f"{doing} into {str(folder)!r} failed: {why}{room}; {fix}; every verified file already "
+                     f"there is kept, and a partial download resumes on the next try")
+
+
+def _write(out, block: bytes) -> None:
+    """One write of downloaded bytes (a seam where tests make the disk fill)."""
+    out.write(block)
+    out.flush()  # what arrived is on disk even if the process is killed next
+
+
+# The first bytes of an answer that is a web page, not a dataset file: a captive portal, a login
+# wall or a mirror's error page served with status 200.
+_PAGE_STARTS = (b"<!doctype", b"<html", b"<head", b"<?xml", b"<body", b"<script")
+# Magic numbers of the files normlab downloads, by name.
+_MAGIC = {".gz": b"\x1f\x8b", ".mat": b"MATLAB"}
+
+
+def _not_the_file(first: bytes, content_type: str, name: str) -> Optional[str]:
+    """Why the start of an answer cannot be the file (None when it may be)."""
+    head = first[:512].lstrip().lower()
+    if content_type.split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml") \
+            or head.startswith(_PAGE_STARTS):
+        return f"answered a web page ({content_type or 'no Content-Type'}), not the file: a captive portal or login page?"
+    magic = next((m for suffix, m in _MAGIC.items() if name.endswith(suffix)), None)
+    if magic and first and not first.startswith(magic[:len(first)]):
+        return f"answered bytes that do not start like a {name.rsplit('.', 1)[-1]} file ({first[:8]!r})"
+    return None
+
+
+def _transfer(url: str, part: Path, desc: str, end: float, needed: int = 0) -> str:
     """Append the URL's bytes to `part` (resuming what is there when the server allows a Range)
-    and return the MD5 of the whole file."""
+    and return the MD5 of the whole file; give up once time.monotonic() passes `end`."""
     offset = part.stat().st_size if part.is_file() else 0
     try:
         resp = _open(url, offset)
@@ -227,29 +288,63 @@ def _transfer(url: str, part: Path, desc: str) -> str:
                 raise _Dead(f"asked for bytes from {offset}, the server sent {resp.headers.get('Content-Range')!r}")
         length = resp.headers.get("Content-Length")
         total = int(length) + offset if length and length.isdigit() else None
+
+        sock = getattr(getattr(getattr(resp, "fp", None), "raw", None), "_sock", None)  # http(s); not file://
+
+        def read(got: int) -> bytes:
+            left = end - time.monotonic()
+            late = _Dead(f"still unfinished after the NORMLAB_DATA_DEADLINE of {deadline():g} s "
+                         f"({_human(got)} received)")
+            if left <= 0:
+                raise late
+            if sock is not None:  # one read may not outlast the deadline either
+                with contextlib.suppress(OSError):
+                    sock.settimeout(min(timeout(), left))
+            try:
+                return resp.read1(CHUNK) if hasattr(resp, "read1") else resp.read(CHUNK)
+            except (OSError, ValueError) as exc:  # timeout or reset mid-body
+                if time.monotonic() >= end:
+                    raise late from None
+                raise _Dead(f"connection lost after {_human(got)} ({exc or type(exc).__name__})") from None
+
+        # Looked at before the .part is opened, so a portal's page never replaces resumable bytes.
+        block = read(offset)
+        wrong = _not_the_file(block, resp.headers.get("Content-Type") or "", part.name[:-len(".part")]) \
+            if not offset else None
+        if not wrong and offset == 0 and not block and total is None:
+            wrong = "answered an empty body"
+        if wrong:
+            raise _Dead(wrong)
         md5 = hashlib.md5()
-        mode = "ab" if offset else "wb"
-        with open(part, mode) as out:
+        try:
+            out = open(part, "ab" if offset else "wb")
+        except OSError as exc:
+            raise disk_error(exc, part.parent, total or needed, f"downloading {part.name[:-5]}") from None
+        with out:
             if offset:
                 with open(part, "rb") as done:
-                    for block in iter(lambda: done.read(1 << 20), b""):
-                        md5.update(block)
+                    for chunk in iter(lambda: done.read(1 << 20), b""):
+                        md5.update(chunk)
             got = offset
             with _progress(total, offset, desc) as bar:
-                while True:
+                while block:
                     try:
-                        block = resp.read1(CHUNK) if hasattr(resp, "read1") else resp.read(CHUNK)
-                    except (OSError, ValueError) as exc:  # timeout or reset mid-body
-                        raise _Dead(f"connection lost after {_human(got)} ({exc or type(exc).__name__})") from None
-                    if not block:
-                        break
-                    out.write(block)
-                    out.flush()  # what arrived is on disk even if the process is killed next
+                        _write(out, block)
+                    except OSError as exc:
+                        if exc.errno not in DISK_ERRNOS:
+                            raise
+                        left = (total or needed or 0) - got
+                        raise disk_error(exc, part.parent, left if left > 0 else None,
+                                         f"downloading {part.name[:-5]}") from None
                     md5.update(block)
                     got += len(block)
                     bar.update(len(block))
-            out.flush()
-            os.fsync(out.fileno())
+                    block = read(got)
+            try:
+                out.flush()
+                os.fsync(out.fileno())
+            except OSError as exc:
+                raise disk_error(exc, part.parent, None, f"downloading {part.name[:-5]}") from None
         if total is not None and got < total:
             raise _Dead(f"connection closed after {_human(got)} of {_human(total)}")
     return md5.hexdigest()
@@ -258,9 +353,30 @@ def _transfer(url: str, part: Path, desc: str) -> str:
 def fetch(name: str, root: Path, remote: Remote, mirror: Optional[str] = None,
           log: Callable[[str], None] = print) -> Path:
     """Download one file to ROOT/remote.path through the URLs in order; only a file whose MD5
-    matches is renamed to its final name."""
+    matches is renamed to its final name. A URL that fails, stalls past the deadline, answers a
+    web page or bytes of another MD5 is noted and the next one tried."""
     final = root / remote.path
-    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise disk_error(exc, final.parent, remote.size, f"downloading {final.name}") from None
+    # The file's own lock, even for a caller that holds no dataset lock: two processes appending
+    # to one .part could otherwise write into the final file once the first has renamed it.
+    with lock(final.parent, final.name, log):
+        if final.is_file() and _md5(final) == remote.md5:  # fetched by another process meanwhile
+            return final
+        return _fetch_locked(name, final, remote, mirror, log)
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fetch_locked(name: str, final: Path, remote: Remote, mirror: Optional[str], log: Callable[[str], None]) -> Path:
     part = final.with_name(final.name + ".part")
     tried = []
     urls = urls_for(remote, mirror)
@@ -268,10 +384,11 @@ def fetch(name: str, root: Path, remote: Remote, mirror: Optional[str] = None,
         size = f" ({_human(remote.size)})" if remote.size else ""
         log(f"normlab: downloading {url}{size}")
         start = time.perf_counter()
+        end = time.monotonic() + deadline()
         for attempt in (0, 1):
             resumed = part.is_file() and part.stat().st_size > 0
             try:
-                got = _transfer(url, part, final.name)
+                got = _transfer(url, part, final.name, end, remote.size)
             except _Dead as exc:
                 tried.append(f"{url} ({exc})")
                 log(f"normlab: {url}: {exc}" + ("; trying the next URL" if url != urls[-1] else ""))
@@ -281,17 +398,20 @@ def fetch(name: str, root: Path, remote: Remote, mirror: Optional[str] = None,
                 if resumed and attempt == 0:  # the kept .part may be another file's: once from zero
                     log(f"normlab: {final.name}: resumed download does not match its MD5; restarting")
                     continue
-                raise DataError(f"checksum mismatch for {final} from {url}: expected md5 {remote.md5}, "
-                                f"got {got}; the download was deleted (a bad mirror? try another or "
-                                f"place the file by hand)")
-            os.replace(part, final)
+                why = f"checksum mismatch: expected md5 {remote.md5}, got {got}; deleted"
+                tried.append(f"{url} ({why})")
+                log(f"normlab: {url}: {why}" + ("; trying the next URL" if url != urls[-1] else ""))
+                break
+            try:
+                os.replace(part, final)
+            except OSError as exc:
+                raise disk_error(exc, final.parent, None, f"downloading {final.name}") from None
             secs = time.perf_counter() - start
             log(f"normlab: {remote.path}: {_human(final.stat().st_size)} in {secs:.1f} s, md5 verified")
             return final
-    last = tried[-1] if tried else "no URL"
-    raise DataError(f"could not download {remote.path} of dataset {name!r}: {len(tried)} URL(s) failed, "
-                    f"last {last}; set NORMLAB_DATA_MIRROR, or place the files by hand "
-                    f"(`normlab datasets {name}` lists them)")
+    answers = "; ".join(tried) if tried else "no URL"
+    raise DataError(f"could not download {remote.path} of dataset {name!r}: {len(tried)} URL(s) tried: {answers}; "
+                    f"set NORMLAB_DATA_MIRROR, or place the files by hand (`normlab datasets {name}` lists them)")
 
 
 def fetch_all(name: str, root: Path, remotes: Iterable[Remote], mirror: Optional[str] = None,

@@ -19,6 +19,7 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 
+from ..deps import torchvision as import_torchvision
 from ..errors import DataError
 from .split import stratified_split
 
@@ -32,8 +33,10 @@ def _class_files(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
                         f"{folder}/<class>/<image>.png (one folder per class)")
     files = []
     for k, c in enumerate(classes):
+        # Not only regular files: a FIFO or a device named like an image is kept here so that
+        # decode() refuses it by name (skipped with its reason) instead of it vanishing unseen.
         files += [(str(p), k) for p in sorted((folder / c).rglob("*"))
-                  if p.is_file() and p.suffix.lower() in EXTENSIONS]
+                  if not p.is_dir() and p.suffix.lower() in EXTENSIONS]
     if not files:
         raise DataError(f"image folder {str(folder)!r} holds no images ({', '.join(sorted(EXTENSIONS))})")
     return classes, files
@@ -90,20 +93,24 @@ def to_uint8(img):
 
 
 def decode(path: str) -> torch.Tensor:
-    """uint8 (C, H, W) with C as stored (1..4); raises on undecodable or oversized files."""
+    """uint8 (C, H, W) with C as stored (1..4); raises on undecodable or oversized files, and on
+    anything but a regular file (a FIFO would block the reader forever) before opening it."""
     import warnings
 
+    from .validate import regular
+
+    regular(path, "image")
     check_pixels(path)
     with warnings.catch_warnings():  # torchvision 0.29 warns that TorchCodec will take over decoding
         warnings.simplefilter("ignore", DeprecationWarning)
-        from torchvision.io import ImageReadMode, decode_image, read_file
+        tvio = import_torchvision("torchvision.io")
 
-        return to_uint8(decode_image(read_file(path), mode=ImageReadMode.UNCHANGED))
+        return to_uint8(tvio.decode_image(tvio.read_file(path), mode=tvio.ImageReadMode.UNCHANGED))
 
 
 def conform(img: torch.Tensor, channels: int, size: tuple[int, int]) -> tuple[torch.Tensor, bool]:
     """To `channels` (1 or 3) and `size`; returns (image, whether the channel count changed)."""
-    from torchvision.transforms.v2 import functional as F
+    F = import_torchvision("torchvision.transforms.v2.functional")
 
     c = img.shape[0]
     if c in (2, 4):  # drop alpha

@@ -149,11 +149,23 @@ def load(cfg) -> tuple[Dataset, dict]:
                   "classes": data.classes,
                   "transform": transform.to_dict(), "dataset": data.info,
                   "model_input_shape": list(transform.output_shape),
-                  "augment": aug, "val_split": getattr(cfg, "val_split", 0.0)}
+                  "augment": aug, "val_split": getattr(cfg, "val_split", 0.0),
+                  "background": background(fit_x[:BACKGROUND_SAMPLE]).mean().item()}
     if transform.kind == "channel":  # the older record, read by tools that predate --preprocess
         c, hw = image_shape[0], image_shape[1] * image_shape[2]
         preprocess["normalize"] = {"mean": transform.center[::hw].tolist(), "std": transform.scale[::hw].tolist()}
     return data, preprocess
+
+
+BACKGROUND_SAMPLE = 2000  # images whose border sets the training data's background level
+
+
+def background(x: torch.Tensor) -> torch.Tensor:
+    """Each uint8 image's background level in 0..1: the mean of its outermost ring of pixels
+    (MNIST's digits sit on a black border, 0.0; a scan of ink on paper is near 1.0)."""
+    x = x.float() / 255
+    ring = torch.cat([x[..., 0, :], x[..., -1, :], x[..., 1:-1, 0], x[..., 1:-1, -1]], dim=-1)
+    return ring.flatten(1).mean(1)
 
 
 def eval_resize(preprocess: dict):

@@ -5,6 +5,8 @@ Every transform maps a uint8 batch (N, C, H, W) to float model input. Pixels are
 
   channel         per-channel mean/std over the training images (the default; tutorials' Normalize)
   scale           nothing more: pixels in 0..1, as ToTensor alone gives (the d2l book's loaders)
+  center          per-feature (pixel) mean subtracted, no scaling: seed 002's first step, 中心化
+                  (sklearn StandardScaler(with_std=False))
   standardize     per-feature (pixel) mean/std            (sklearn StandardScaler)
   minmax          per-feature (x - min) / (max - min)     (sklearn MinMaxScaler)
   robust          per-feature (x - median) / IQR          (sklearn RobustScaler)
@@ -29,7 +31,7 @@ import torch
 
 from ..errors import ConfigError
 
-KINDS = ("channel", "scale", "standardize", "minmax", "robust", "maxabs", "pca", "pca-whiten", "zca", "zca-patch")
+KINDS = ("channel", "scale", "center", "standardize", "minmax", "robust", "maxabs", "pca", "pca-whiten", "zca", "zca-patch")
 PATCH_SAMPLES = 100_000  # patches drawn to fit zca-patch
 
 
@@ -162,6 +164,8 @@ def fit(spec: Optional[str], train_x: torch.Tensor) -> Preprocess:
         return _fit_zca_patch(train_x, *arg)
     x = _features(train_x)
     n, f = x.shape
+    if kind == "center":
+        return Preprocess(kind, arg, shape, x.mean(0), np.ones(f))
     if kind == "standardize":
         return Preprocess(kind, arg, shape, x.mean(0), _nonzero(x.std(0)))
     if kind == "minmax":

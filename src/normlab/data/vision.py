@@ -16,6 +16,7 @@ import pickle
 import shutil
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from . import download
+from . import download, validate
 from .download import Remote
 
 # Bytes of each file as its publisher serves it (shown by `normlab datasets`; the MD5 is what is checked).
@@ -42,9 +43,9 @@ PUBLISHED_BYTES = {
 
 def _tv(name):
     # torchvision is imported on first use: about a second that runs on mnist5k or digits skip.
-    from torchvision import datasets as tvd
+    from ..deps import torchvision as import_torchvision
 
-    return getattr(tvd, name)
+    return getattr(import_torchvision("torchvision.datasets"), name)
 
 
 @dataclass
@@ -126,7 +127,8 @@ class VisionSet:
 
     def _unpack(self, root: Path) -> None:
         """torchvision reads the unpacked IDX files and the CIFAR batch folder; each is written under
-        a temporary name and renamed, so a kill half-way leaves nothing that looks complete."""
+        a temporary name and renamed, so a kill half-way leaves nothing that looks complete. A disk
+        that fills meanwhile is the disk's error, never the archive's: the archive is kept."""
         if self.kind == "mnist":
             raw = self.where(root)
             for f, _ in self.cls.resources:
@@ -135,36 +137,63 @@ class VisionSet:
                     continue
                 tmp = dest.with_name(dest.name + ".part")
                 try:
-                    with gzip.open(raw / f, "rb") as src, open(tmp, "wb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)
-                except (OSError, EOFError) as exc:
+                    _gunzip(raw / f, tmp)
+                except OSError as exc:
                     tmp.unlink(missing_ok=True)
-                    raise DataError(f"{str(raw / f)!r} is not a valid gzip file ({exc}); delete it and "
-                                    f"run again to download it, or replace it") from None
-                os.replace(tmp, dest)
+                    if isinstance(exc, _WriteError):
+                        raise download.disk_error(exc.cause, raw, _gunzipped_size(raw / f),
+                                                  f"unpacking {f}") from None
+                    raise self._bad_archive(root, raw / f, "a valid gzip file", exc) from None
+                except (EOFError, zlib.error) as exc:
+                    tmp.unlink(missing_ok=True)
+                    raise self._bad_archive(root, raw / f, "a valid gzip file", exc) from None
+                try:
+                    os.replace(tmp, dest)
+                except OSError as exc:
+                    tmp.unlink(missing_ok=True)
+                    raise download.disk_error(exc, raw, None, f"unpacking {f}") from None
         elif self.kind == "cifar" and not self._unpacked(root):
             cls = self.cls
             archive = root / cls.filename
-            tmp = Path(tempfile.mkdtemp(prefix=f".{cls.base_folder}.", dir=root))
+            try:
+                tmp = Path(tempfile.mkdtemp(prefix=f".{cls.base_folder}.", dir=root))
+            except OSError as exc:
+                raise download.disk_error(exc, root, None, f"unpacking {cls.filename}") from None
+            needed = None
             try:
                 try:
                     with tarfile.open(archive, "r:gz") as tar:
+                        needed = sum(m.size for m in tar.getmembers())
                         if hasattr(tarfile, "data_filter"):  # refuse links and paths out of the folder
                             tar.extractall(tmp, filter="data")
                         else:  # pragma: no cover - Python < 3.10.12
                             tar.extractall(tmp)
-                except (OSError, EOFError, tarfile.TarError) as exc:
-                    raise DataError(f"{str(archive)!r} is not a valid CIFAR archive ({exc}); delete it and "
-                                    f"run again to download it, or replace it") from None
+                except OSError as exc:
+                    if exc.errno in download.DISK_ERRNOS:
+                        raise download.disk_error(exc, root, needed,
+                                                  f"unpacking {cls.filename}") from None
+                    raise self._bad_archive(root, archive, "a valid CIFAR archive", exc) from None
+                except (EOFError, tarfile.TarError) as exc:
+                    raise self._bad_archive(root, archive, "a valid CIFAR archive", exc) from None
                 if not (tmp / cls.base_folder).is_dir():
-                    raise DataError(f"{str(archive)!r} holds no {cls.base_folder}/ folder; is it the CIFAR "
-                                    f"archive? Delete it and run again to download it")
+                    raise self._bad_archive(root, archive, f"the CIFAR archive (it holds no {cls.base_folder}/ folder)")
                 dest = root / cls.base_folder
                 if dest.exists():  # an incomplete folder from elsewhere: the archive's copy wins
                     shutil.rmtree(dest)
                 os.replace(tmp / cls.base_folder, dest)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+
+    def _bad_archive(self, root: Path, path: Path, what: str, exc: Optional[BaseException] = None) -> DataError:
+        """An archive that could not be unpacked. Deleting it is advised only when its MD5 is not the
+        one expected: a verified archive is never the culprit, and is never to be thrown away."""
+        why = f" ({exc})" if exc else ""
+        remote = next((r for r in self.remotes() if root / r.path == path), None)
+        if remote is not None and _md5_of(path) == remote.md5:
+            return DataError(f"{str(path)!r} matches its MD5 (it is intact, keep it) but could not be unpacked as "
+                             f"{what}{why}; check the disk and the folder {str(path.parent)!r}, then run again")
+        return DataError(f"{str(path)!r} is not {what}{why} and its MD5 is not the expected one; delete it and "
+                         f"run again to download it, or replace it")
 
     def missing_error(self, root: Path, why: str) -> DataError:
         missing = self.missing(root)
@@ -182,8 +211,12 @@ class VisionSet:
 
     def _read_mnist(self, root: Path):
         cls = self.cls
+        raw = self.where(root)
         splits = []
         for train in (True, False):
+            prefix = "train" if train else "t10k"
+            validate.mnist_split(raw / f"{prefix}-images-idx3-ubyte", raw / f"{prefix}-labels-idx1-ubyte",
+                                 len(cls.classes))
             try:
                 ds = cls(str(root), train=train, download=False)
             except (RuntimeError, ValueError, AssertionError, IndexError) as exc:
@@ -193,33 +226,93 @@ class VisionSet:
         return splits, list(cls.classes)
 
     def _read_cifar(self, root: Path):
+        cls = self.cls
+        folder = root / cls.base_folder
+        classes = validate.cifar_meta(folder / cls.meta["filename"], cls.meta["key"])
+        label_key = "fine_labels" if self.name == "cifar100" else "labels"
+        for f, _ in cls.train_list + cls.test_list:  # every batch checked before torchvision unpickles it
+            validate.cifar_batch(folder / f, len(classes), label_key)
         splits = []
         for train in (True, False):
             try:
                 ds = _cifar_class(self.cls)(str(root), train=train, download=False)
             except (RuntimeError, ValueError, KeyError, pickle.UnpicklingError, EOFError) as exc:
-                raise DataError(f"dataset {self.name!r} under {str(root / self.cls.base_folder)!r} could not "
+                raise DataError(f"dataset {self.name!r} under {str(folder)!r} could not "
                                 f"be read as CIFAR batches: {exc}") from None
             x = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
             splits.append((x, torch.as_tensor(ds.targets, dtype=torch.int64)))
         return splits, list(ds.classes)
 
     def _read_svhn(self, root: Path):
+        """torchvision's reading (scipy's loadmat, digit 0 stored as 10), with the arrays checked."""
         SVHN = self.cls
-
-        class PresentOnly(SVHN):
-            def _check_integrity(self) -> bool:
-                return os.path.isfile(os.path.join(self.root, self.filename))
-
         splits = []
         for split in ("train", "test"):
+            path = root / SVHN.split_list[split][1]
             try:
-                ds = PresentOnly(str(root), split=split, download=False)
-            except (RuntimeError, ValueError, KeyError, OSError) as exc:
-                raise DataError(f"dataset {self.name!r}: {str(root / SVHN.split_list[split][1])!r} could not "
-                                f"be read: {exc}") from None
-            splits.append((torch.from_numpy(np.ascontiguousarray(ds.data)), torch.as_tensor(ds.labels, dtype=torch.int64)))
+                x, y = validate.svhn_mat(path)
+            except DataError as exc:  # the .mat is the download itself: never advise deleting a verified one
+                remote = next((r for r in self.remotes() if root / r.path == path), None)
+                if remote is not None and _md5_of(path) == remote.md5:
+                    raise DataError(str(exc).rsplit("; ", 1)[0] + "; it matches its MD5, so keep it and check the "
+                                    "scipy installation that reads it") from None
+                raise
+            splits.append((torch.from_numpy(x), torch.from_numpy(y)))
         return splits, [str(i) for i in range(10)]
+
+
+class _WriteError(OSError):
+    """Writing the unpacked file failed (the disk's fault), as opposed to reading the archive."""
+
+    def __init__(self, cause: OSError):
+        super().__init__(cause.errno, cause.strerror)
+        self.cause = cause
+
+
+def _write_block(out, block: bytes) -> None:
+    """One write of unpacked bytes (a seam where tests make the disk fill)."""
+    out.write(block)
+
+
+def _gunzip(src: Path, dest: Path) -> None:
+    with gzip.open(src, "rb") as inp:
+        try:
+            out = open(dest, "wb")
+        except OSError as exc:
+            raise _WriteError(exc) from None
+        with out:
+            for block in iter(lambda: inp.read(1 << 20), b""):
+                try:
+                    _write_block(out, block)
+                except OSError as exc:
+                    raise _WriteError(exc) from None
+            try:
+                out.flush()
+            except OSError as exc:
+                raise _WriteError(exc) from None
+
+
+def _gunzipped_size(path: Path) -> Optional[int]:
+    """The size gzip records in its last 4 bytes (mod 4 GiB): what unpacking needs."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-4, os.SEEK_END)
+            return int.from_bytes(f.read(4), "little") or None
+    except OSError:
+        return None
+
+
+def _md5_of(path: Path) -> Optional[str]:
+    import hashlib
+
+    h = hashlib.md5()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
 
 
 def _cifar_class(base):

@@ -12,6 +12,7 @@ import torch.nn as tnn
 
 import torch
 
+from ..config import parse_widths
 from ..nn.factory import feature_norm
 from ..nn.layers import Maxout
 from .registry import register
@@ -28,44 +29,71 @@ def logistic(num_classes, in_channels, input_size, dropout=0.0):
     return tnn.Sequential(*layers)
 
 
+DEPTH, WIDTH = 2, 256  # the mlp's hidden layers when neither depth/width nor widths is given
+
+
+def hidden_widths(depth=None, width=None, widths=None) -> tuple[int, ...]:
+    """The hidden layers' widths: `widths` (one per layer, e.g. seed 002's Batch_Net(in, 300, 100,
+    out) is (300, 100)), or `depth` layers of `width`. Both at once is refused: one would be unused."""
+    if widths is None:
+        return (WIDTH if width is None else int(width),) * (DEPTH if depth is None else int(depth))
+    if depth is not None or width is not None:
+        from ..errors import ConfigError
+
+        given = " and ".join(f"--{k}" for k, v in (("depth", depth), ("width", width)) if v is not None)
+        raise ConfigError(f"widths: sets every hidden layer's width and so the depth; drop {given}")
+    if isinstance(widths, str):
+        widths = parse_widths(widths)
+    return tuple(int(w) for w in widths)
+
+
 class MLP(tnn.Module):
-    """Flatten -> depth x [Linear -> norm -> act] -> (dropout) -> Linear.
+    """Flatten -> depth x [Linear -> norm -> act] -> (dropout) -> Linear (or one hidden layer per
+    entry of `widths`).
 
     The tutorials place BatchNorm between the affine map and the activation; so does this.
-    With depth=100, width=256 it is the deep MLP of the BatchNorm-and-initialization experiment.
+    With depth=100, width=256, bias=False and head=False it is seed 004's 100-layer net exactly
+    (`nn.Linear(256, 256, bias=False)` x 100, each followed by its BN and ReLU, no classifier):
+    built after the same seed, its weights are the seed's, drawn in the same order.
+    bias: the hidden Linear layers' biases: None (the default) only where no norm layer follows
+    (a norm's mean subtraction cancels a bias), True everywhere (torch's nn.Linear default, as
+    seed 002's Batch_Net has them before its BNs), False nowhere. head=False leaves out the classifier, so the last hidden
+    layer's activations are the output (for `normlab stats`; training needs a head).
     """
 
-    def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, depth=2, width=256,
-                 dropout=0.0, hidden_dropout=0.0, maxout_pieces=0):
+    def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, depth=None, width=None,
+                 widths=None, dropout=0.0, hidden_dropout=0.0, maxout_pieces=0, bias=None, head=True):
         super().__init__()
+        widths = hidden_widths(depth, width, widths)
         n = in_channels * math.prod(input_size)
         layers = [tnn.Flatten()]
-        for _ in range(depth):
+        for width in widths:
             norm = feature_norm(norm_layer, width)
             if maxout_pieces:  # the maxout unit is its own nonlinearity
                 layers += [Maxout(n, width, maxout_pieces), norm]
             else:
                 # A norm layer's mean subtraction would cancel a bias here, so only a bare Linear has one.
-                layers += [tnn.Linear(n, width, bias=isinstance(norm, tnn.Identity)), norm, act_layer()]
+                has_bias = isinstance(norm, tnn.Identity) if bias is None else bias
+                layers += [tnn.Linear(n, width, bias=has_bias), norm, act_layer()]
             if hidden_dropout:
                 layers.append(tnn.Dropout(hidden_dropout))
             n = width
         self.features = tnn.Sequential(*layers)
         self.dropout = tnn.Dropout(dropout) if dropout else tnn.Identity()
-        self.classifier = tnn.Linear(n, num_classes)
+        self.classifier = tnn.Linear(n, num_classes) if head else tnn.Identity()
 
     def forward(self, x):
         return self.classifier(self.dropout(self.features(x)))
 
 
-@register("mlp", "mlp", "multilayer perceptron, depth x [Linear-norm-act], width 256",
-          default_norm="none", depth=2, width=256, hidden_dropout=0.0)
+@register("mlp", "mlp", "multilayer perceptron, depth x [Linear-norm-act], width 256 (or --widths 300,100)",
+          default_norm="none", depth=None, width=None, widths=None, hidden_dropout=0.0, bias=None, head=True)
 def mlp(**kw):
     return MLP(**kw)
 
 
 @register("maxout-mlp", "mlp", "MLP of maxout units (Goodfellow et al. 2013): depth x [max of 2 Linear maps]",
-          default_norm="none", default_act="identity", takes_act=False, depth=2, width=256, hidden_dropout=0.0)
+          default_norm="none", default_act="identity", takes_act=False, depth=None, width=None, widths=None, hidden_dropout=0.0)
 def maxout_mlp(pieces=2, **kw):
     return MLP(maxout_pieces=pieces, act_layer=None, **kw)
 

@@ -16,6 +16,7 @@ import torch.nn as tnn
 from ..errors import ConfigError, unknown_name
 from ..nn.factory import NormSpec, get_act_layer, get_norm_layer
 from ..nn.init import init_weights
+from ..nn.newer_norms import standardize_convs, weight_normalize
 
 
 @dataclass
@@ -103,9 +104,10 @@ def create_model(name: str, num_classes: int = 10, in_channels: Optional[int] = 
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
     kw = dict(spec.defaults)
     kw.update({k: v for k, v in model_kw.items() if v is not None})
+    norm_layer = None  # a model without norm layers: nothing to reparametrize either
     if spec.takes_norm:
-        kw["norm_layer"] = get_norm_layer(spec.default_norm if norm is None else norm, norm_impl,
-                                          bn_eps=bn_eps, bn_momentum=bn_momentum)
+        norm_layer = kw["norm_layer"] = get_norm_layer(spec.default_norm if norm is None else norm, norm_impl,
+                                                       bn_eps=bn_eps, bn_momentum=bn_momentum)
     if spec.takes_act:
         kw["act_layer"] = get_act_layer(spec.default_act if act is None else act)
     model = spec.builder(num_classes=num_classes, in_channels=in_channels, input_size=input_size, **kw)
@@ -116,7 +118,19 @@ def create_model(name: str, num_classes: int = 10, in_channels: Optional[int] = 
         from ..nn.layers import use_non_inverted_dropout
 
         use_non_inverted_dropout(model)
-    return init_weights(model, init)
+    return reparametrize(init_weights(model, init), norm_layer, name)
+
+
+def reparametrize(model: tnn.Module, norm_layer, name: str) -> tnn.Module:
+    """--norm ws / gn+ws / wn: the weights' own normalization, applied after the init (weight
+    normalization starts from the initialized weights, so the function is the same at step 0)."""
+    how = getattr(norm_layer, "weight_transform", None)
+    if how == "standardize" and not standardize_convs(model):
+        raise ConfigError(f"norm {norm_layer.spec}: weight standardization acts on 2-D convolutions and model "
+                          f"{name!r} has none; use a conv net, or wn (weight normalization) for Linear layers")
+    if how == "weight_norm":
+        weight_normalize(model)
+    return model
 
 
 def check_model_options(spec: ModelSpec, model_kw: dict, norm=None, act=None) -> None:

@@ -11,6 +11,10 @@
   so it can be trained. resnet-simple: the same net with the block the seed meant (conv1 ->
   bn1 -> act -> conv2 -> bn2, plus the input, then act), as the paper's Fig. 2 and d2l's
   `Residual` have it.
+- resnet-simple-preact-seed003: the seed's closing listing, the same net with its ResNet v2 block
+  (full pre-activation, He et al. 2016b fig. 4(e)): conv1(relu(bn(x))), conv2(relu(bn(.))), plus
+  the input, no act after the sum; one `bn` serves both places, as written. resnet-simple-preact:
+  the same with a BN of its own before each conv, as the paper's figure has it.
 
 A norm given by name or callable goes where the seed has its BN (the ResNet's blocks; none in
 the seed's GoogLeNet, where `--norm` adds one after every conv, on the shared 1x1 conv once).
@@ -107,6 +111,41 @@ class ResidualBlockSimple(tnn.Module):
         return self.act2(x + self.bn2(self.conv2(y)))
 
 
+class ResidualBlockPreActSeed003(tnn.Module):
+    """Seed 003's closing listing, its ResNet v2 block as written (He et al. 2016b, fig. 4(e), full
+    pre-activation): y = conv1(act(bn(x))), y = conv2(act(bn(y))), x + y with no act after the
+    sum. One norm layer serves both places, as in the listing (its running statistics see both)."""
+
+    def __init__(self, channels, *, norm_layer, act_layer):
+        super().__init__()
+        self.bn = norm_layer(channels)
+        self.conv1 = tnn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.conv2 = tnn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.act1, self.act2 = act_layer(), act_layer()
+
+    def forward(self, x):
+        y = self.conv1(self.act1(self.bn(x)))
+        y = self.conv2(self.act2(self.bn(y)))
+        return x + y
+
+
+class ResidualBlockPreAct(tnn.Module):
+    """The full pre-activation block with a norm layer of its own before each conv (the paper's
+    fig. 4(e)): x + conv2(act(bn2(conv1(act(bn1(x))))))."""
+
+    def __init__(self, channels, *, norm_layer, act_layer):
+        super().__init__()
+        self.bn1 = norm_layer(channels)
+        self.conv1 = tnn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.bn2 = norm_layer(channels)
+        self.conv2 = tnn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.act1, self.act2 = act_layer(), act_layer()
+
+    def forward(self, x):
+        y = self.conv1(self.act1(self.bn1(x)))
+        return x + self.conv2(self.act2(self.bn2(y)))
+
+
 class ResNetSimple(tnn.Module):
     def __init__(self, num_classes, in_channels, input_size, *, norm_layer, act_layer, block, dropout=0.0):
         super().__init__()
@@ -146,3 +185,15 @@ def resnet_simple_seed003(**kw):
           "with the block it meant: two convs, two BNs", default_norm="bn")
 def resnet_simple(**kw):
     return ResNetSimple(block=ResidualBlockSimple, **kw)
+
+
+@register("resnet-simple-preact-seed003", "resnet-simple", "seed 003's closing listing: the simple ResNet with its "
+          "ResNet v2 (full pre-activation) block as written, one BN used before both convs", default_norm="bn")
+def resnet_simple_preact_seed003(**kw):
+    return ResNetSimple(block=ResidualBlockPreActSeed003, **kw)
+
+
+@register("resnet-simple-preact", "resnet-simple", "seed 003's simple ResNet with full pre-activation blocks "
+          "(He et al. 2016b fig. 4(e)), a BN of its own before each conv", default_norm="bn")
+def resnet_simple_preact(**kw):
+    return ResNetSimple(block=ResidualBlockPreAct, **kw)

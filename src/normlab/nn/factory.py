@@ -8,7 +8,13 @@ and timm's `get_norm_layer`. A callable passes through untouched, so
 
 Names: bn, gn (groups by `default_groups`), gn:G (G groups), ln (GroupNorm with one group:
 statistics over C, H, W, one scale and shift per channel), ln-chw (torch.nn.LayerNorm over
-(C, H, W): one scale and shift per element, so its shape is fixed by the first input), in, none.
+(C, H, W): one scale and shift per element, so its shape is fixed by the first input), in, none;
+and the layers that came after the tutorials (nn/newer_norms.py, docs/norms.md): rms (RMSNorm),
+ln2d (LayerNorm over C at each position, as ConvNeXt), frn (Filter Response Norm with its TLU),
+evob0, evos0 / evos0:G (EvoNorm), brn (Batch Renormalization), gbn / gbn:V (Ghost BatchNorm over
+virtual batches of V), lrn (AlexNet's local response norm), and three that change the weights
+rather than add a layer: ws (weight-standardized convolutions, no norm layer), gn+ws / gn:G+ws
+(both), wn (weight normalization of every conv and linear layer, no norm layer).
 """
 
 from __future__ import annotations
@@ -19,7 +25,15 @@ import torch.nn as tnn
 
 from ..errors import ConfigError, unknown_name
 
-NORM_KINDS = ("bn", "gn", "ln", "ln-chw", "in", "none")
+NORM_KINDS = ("bn", "gn", "ln", "ln-chw", "in", "none", "rms", "ln2d", "frn", "evob0", "evos0", "brn", "gbn", "lrn",
+              "ws", "gn+ws", "wn")
+# Kinds that take a number after a colon, and what it is.
+NUMBERED = {"gn": "groups, e.g. gn:8", "gbn": "virtual batch size, e.g. gbn:16", "evos0": "groups, e.g. evos0:8"}
+# Kinds that normalize over spatial positions only, so have no form for (N, C) features.
+SPATIAL_ONLY = ("in", "frn", "evob0", "evos0", "lrn")
+# Kinds that reparametrize the weights of the model's layers instead of (or besides) a norm layer.
+WEIGHT_KINDS = {"ws": "standardize", "gn+ws": "standardize", "wn": "weight_norm"}
+GHOST_BATCH = 16  # gbn's virtual batch size when none is given (Hoffer et al. used 128 for batches of 4096)
 IMPLS = ("native", "reference", "tutorial")
 
 _ACTS = {
@@ -35,16 +49,23 @@ _ACTS = {
 
 
 def parse_norm(spec: str) -> tuple[str, int | None]:
-    """'gn:8' -> ('gn', 8); 'bn' -> ('bn', None). Only gn takes a number (its group count)."""
-    kind, _, arg = str(spec).partition(":")
-    if kind not in NORM_KINDS:
-        raise unknown_name("norm", spec, NORM_KINDS + ("gn:G",))
+    """'gn:8' -> ('gn', 8); 'bn' -> ('bn', None); 'gn:8+ws' -> ('gn+ws', 8). gn, gbn and evos0
+    take a number (groups, virtual batch size, groups)."""
+    text = str(spec)
+    ws = text.endswith("+ws") and text != "+ws"
+    kind, _, arg = text.removesuffix("+ws").partition(":") if ws else text.partition(":")
+    if ws and kind == "gn":
+        kind = "gn+ws"
+    if kind not in NORM_KINDS or (ws and kind != "gn+ws"):
+        raise unknown_name("norm", spec, NORM_KINDS + ("gn:G", "gn:G+ws", "gbn:V", "evos0:G"))
     if not arg:
         return kind, None
-    if kind != "gn":
-        raise ConfigError(f"norm {spec!r}: only gn takes a number (its groups, e.g. gn:8); use {kind!r}")
+    base = kind.removesuffix("+ws")
+    if base not in NUMBERED:
+        raise ConfigError(f"norm {spec!r}: {kind} takes no number; only gn, gbn and evos0 do (e.g. gn:8, gbn:16)")
     if not arg.isdigit() or int(arg) < 1:
-        raise ConfigError(f"norm {spec!r}: the group count must be a whole number >= 1, e.g. gn:8")
+        raise ConfigError(f"norm {spec!r}: the {NUMBERED[base].split(',')[0]} must be a whole number >= 1, "
+                          f"e.g. {NUMBERED[base].split('e.g. ')[1]}")
     return kind, int(arg)
 
 
@@ -80,13 +101,21 @@ def make_norm(kind: str, num_features: int, dims: int = 2, impl: str = "native",
     kind: a name of NORM_KINDS or "gn:G". impl: native (torch.nn), reference (normlab's layers,
     same arguments), tutorial (seed 000's from-scratch BatchNorm; bn only).
     """
+    spec = kind
     kind, groups = parse_norm(kind)
     if impl not in IMPLS:
         raise unknown_name("norm implementation", impl, IMPLS)
     if dims not in (0, 1, 2, 3):
         raise ConfigError(f"dims must be 0 (features), 1, 2 or 3 (spatial dims), got {dims}")
-    if kind == "none":
+    if kind in ("none", "ws", "wn"):  # ws and wn act on the weights (create_model), not through a layer
         return tnn.Identity()
+    if kind == "gn+ws":
+        kind = "gn"
+    if kind in NEWER:
+        if impl == "tutorial":
+            raise ConfigError(f"norm implementation 'tutorial' is seed 000's from-scratch BatchNorm; it has no "
+                              f"{kind!r}: use --norm-impl native")
+        return _newer_norm(spec, kind, groups, num_features, dims, **kw)
     if impl == "tutorial":
         return _tutorial_norm(kind, num_features, dims, **kw)
     mod = tnn
@@ -119,6 +148,43 @@ def make_norm(kind: str, num_features: int, dims: int = 2, impl: str = "native",
     return cls(num_features, **kw)
 
 
+NEWER = ("rms", "ln2d", "frn", "evob0", "evos0", "brn", "gbn", "lrn")
+
+
+def _newer_norm(spec: str, kind: str, number, num_features: int, dims: int, momentum=None, eps=None,
+                **kw) -> tnn.Module:
+    """The layers of nn/newer_norms.py (one implementation each: written from the papers, tested
+    against torch/timm). Batch norm's eps and momentum reach the batch-statistics kinds."""
+    from . import newer_norms as nn2
+
+    if dims == 0 and kind in SPATIAL_ONLY:
+        raise ConfigError(f"norm {spec}: normalizes over spatial positions, so it has no form for the (N, C) "
+                          f"features after a Linear layer; use it in a model without norms on its Linear "
+                          f"layers, or bn, gn, ln, rms or brn there")
+    if kw:
+        raise ConfigError(f"norm {spec}: takes no option {', '.join(sorted(kw))}")
+    bn_kw = {k: v for k, v in (("eps", eps), ("momentum", momentum)) if v is not None}
+    if kind == "rms":
+        return tnn.RMSNorm(num_features) if dims == 0 else nn2.RMSNorm2d(num_features)
+    if kind == "ln2d":
+        return tnn.LayerNorm(num_features, eps=1e-6) if dims == 0 else nn2.LayerNorm2d(num_features)
+    if kind == "frn":
+        return nn2.FilterResponseNormTLU(num_features)
+    if kind == "evob0":
+        return nn2.EvoNormB0(num_features, **({"momentum": momentum} if momentum is not None else {}))
+    if kind == "evos0":
+        groups = number or default_groups(num_features)
+        if num_features % groups:
+            raise ConfigError(f"norm {spec}: a layer has {num_features} channels, which do not split into "
+                              f"{groups} groups; give a group count that divides every layer's channels")
+        return nn2.EvoNormS0(num_features, groups)
+    if kind == "brn":
+        return nn2.BatchRenorm(num_features, **bn_kw)
+    if kind == "gbn":
+        return nn2.GhostBatchNorm(num_features, virtual_batch=number or GHOST_BATCH, **bn_kw)
+    return nn2.local_response_norm(num_features)
+
+
 def _tutorial_norm(kind, num_features, dims, momentum=None, eps=1e-5, **kw):
     if kind != "bn":
         raise ConfigError(f"norm implementation 'tutorial' is seed 000's from-scratch BatchNorm; it has no "
@@ -143,7 +209,7 @@ class NormLayer:
     def __init__(self, spec: str = "bn", impl: str = "native", dims: int = 2, *, bn_eps=None,
                  bn_momentum=None, **kw):
         self.kind, self.groups = parse_norm(spec)
-        if self.kind == "bn":  # eps and momentum settable for batch norm (the others keep torch's eps)
+        if self.kind in ("bn", "gbn", "brn"):  # batch norm's eps and momentum (the others keep their own eps)
             kw = {"eps": bn_eps, "momentum": bn_momentum, **kw}
         if impl not in IMPLS:
             raise unknown_name("norm implementation", impl, IMPLS)
@@ -156,7 +222,15 @@ class NormLayer:
         return make_norm(self.spec, num_channels, self.dims, self.impl, **self.kw)
 
     def features(self) -> "NormLayer":
+        if self.kind in SPATIAL_ONLY and self.kind != "in":
+            make_norm(self.spec, 1, 0, self.impl)  # the one-line refusal: no (N, C) form
         return NormLayer("none" if self.kind == "in" else self.spec, self.impl, 0, **self.kw)
+
+    @property
+    def weight_transform(self):
+        """'standardize' (ws, gn+ws), 'weight_norm' (wn) or None: what create_model does to the
+        model's weights after building it."""
+        return WEIGHT_KINDS.get(self.kind)
 
     def with_kw(self, **kw) -> "NormLayer":
         return NormLayer(self.spec, self.impl, self.dims, **{**self.kw, **kw})

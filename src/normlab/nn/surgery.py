@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from . import functional as F
 from . import norm as ref
 from .factory import check_norm_kind, make_norm
+from .newer_norms import NEWER_LAYERS
 
 __all__ = ["FrozenBatchNorm", "convert_norm", "freeze_bn", "fuse_bn", "is_norm_layer"]
 
@@ -229,7 +230,7 @@ class _NormLeafTracer(fx.Tracer):
     only needs to know where each layer is called, not what happens inside it."""
 
     def is_leaf_module(self, m: nn.Module, qualified_name: str) -> bool:
-        return is_norm_layer(m) or super().is_leaf_module(m, qualified_name)
+        return is_norm_layer(m) or isinstance(m, NEWER_LAYERS) or super().is_leaf_module(m, qualified_name)
 
 
 def _pairs_from_graph(model: nn.Module) -> list[tuple[str, str]]:
@@ -283,11 +284,12 @@ def _pairs_from_run(model: nn.Module, example: Tensor) -> list[tuple[str, str]]:
             hooks.append(m.register_forward_hook(after_layer))
         elif isinstance(m, _BATCH + (FrozenBatchNorm,)):
             hooks.append(m.register_forward_pre_hook(before_bn))
-    x = example.detach().clone()
-    if x.is_floating_point():
-        x.requires_grad_(True)  # an autograd graph even where no parameter requires grad
     try:
-        with torch.enable_grad():
+        # Outside inference mode (predict runs in it): its tensors keep no version counter.
+        with torch.inference_mode(False), torch.enable_grad():
+            x = example.detach().clone()
+            if x.is_floating_point():
+                x.requires_grad_(True)  # an autograd graph even where no parameter requires grad
             out = model(x)
     finally:
         for h in hooks:
@@ -354,7 +356,8 @@ def fuse_bn(model: nn.Module, inplace: bool = False, example: Tensor | None = No
     if model.training:
         raise ConfigError("fuse_bn is for inference: call model.eval() first (training needs the live BatchNorm)")
     if not inplace:
-        model = copy.deepcopy(model)
+        with torch.inference_mode(False):  # under predict's inference mode the copy would be frozen tensors
+            model = copy.deepcopy(model)
     seen = _observed_dims(model, example)
     try:
         pairs = _pairs_from_graph(model)

@@ -157,9 +157,11 @@ def commit_epoch(run, epoch: int, model: dict, state: dict, best: Optional[dict]
         before = last_epoch_dir(run)
         kept = f"epoch {_epoch_of(before)} in {str(before)!r} is intact" if before else "no epoch had been saved yet"
         reason = f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc)
-        raise CheckpointError(f"saving epoch {epoch} failed {doing} in {str(ck)!r}: {reason}; nothing earlier was "
+        err = CheckpointError(f"saving epoch {epoch} failed {doing} in {str(ck)!r}: {reason}; nothing earlier was "
                               f"lost ({kept}); free some space or fix the folder's permissions, then "
-                              f"`normlab train --resume {run}`") from None
+                              f"`normlab train --resume {run}`")
+        err.errno = exc.errno  # the machine's failure, not the run's (a sweep retries it)
+        raise err from None
     after_commit(run, state)
     return final
 

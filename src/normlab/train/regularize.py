@@ -3,9 +3,12 @@
 - `l2`: adds (l2 / 2) * sum(w^2) to the loss. Its gradient is l2 * w, so with plain SGD it is
   exactly `weight_decay=l2`; with momentum or Adam the two differ (the penalty's gradient goes
   through the optimizer's moments, coupled decay too, decoupled `adamw` decay does not).
-- `l1`: a proximal (soft-threshold) step after each optimizer step,
-  w <- sign(w) * max(|w| - lr * l1, 0). Unlike adding l1 * |w| to the loss (a subgradient, which
-  makes weights oscillate around zero and never reach it), this sets weights exactly to zero.
+- `l1` (`l1_mode: proximal`, the default): a proximal (soft-threshold) step after each optimizer
+  step, w <- sign(w) * max(|w| - lr * l1, 0). Unlike adding l1 * |w| to the loss (a subgradient,
+  which makes weights oscillate around zero and never reach it), this sets weights exactly to zero.
+- `l1` with `l1_mode: penalty`: l1 * sum(|w|) added to the loss, L1 as seed 004 defines it
+  ("权值向量w中各个元素的绝对值之和" added to the cost); its gradient is l1 * sign(w), which goes
+  through the optimizer like the loss's own, so a weight crosses zero rather than stopping there.
 - `max_norm`: after each step, each output unit's incoming weight vector (a row of a Linear
   weight, a filter of a Conv) is rescaled to norm <= max_norm (Srebro et al.; Hinton et al. 2012).
 Penalties apply to the same parameters weight decay does (see optim.decay_groups).
@@ -26,6 +29,10 @@ def penalized_params(model: tnn.Module, cfg) -> list[torch.Tensor]:
 
 def l2_penalty(params, l2: float) -> torch.Tensor:
     return 0.5 * l2 * sum(p.pow(2).sum() for p in params)
+
+
+def l1_penalty(params, l1: float) -> torch.Tensor:
+    return l1 * sum(p.abs().sum() for p in params)
 
 
 @torch.no_grad()

@@ -58,6 +58,8 @@ class Step:
             out = self.forward(xb).float()
         loss = F.cross_entropy(out, yb, label_smoothing=self.cfg.label_smoothing)
         total = loss + regularize.l2_penalty(self.penalized, self.cfg.l2) if self.cfg.l2 else loss
+        if self.cfg.l1 and self.cfg.l1_mode == "penalty":
+            total = total + regularize.l1_penalty(self.penalized, self.cfg.l1)
         return out, loss, total
 
     def finish_update(self, lr):
@@ -100,7 +102,7 @@ class Step:
         """What follows the update: the L1 proximal step at the lr the update used, max-norm,
         and the schedule's step."""
         cfg = self.cfg
-        if cfg.l1:
+        if cfg.l1 and cfg.l1_mode == "proximal":
             regularize.l1_proximal(self.penalized, cfg.l1, lr)
         if cfg.max_norm:
             regularize.apply_max_norm(self.model, cfg.max_norm)

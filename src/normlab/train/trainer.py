@@ -24,6 +24,8 @@ from .unused import refuse_unused
 from ..data.loader import DeviceLoader
 from ..faults import point as fault_point
 from ..locks import hold as hold_lock
+from ..machine import cpu_has_bf16
+from ..recipes import precision_note
 from ..errors import CheckpointError, TrainingError
 from ..fileio import remove_temps
 from ..evaluation import evaluate
@@ -137,6 +139,9 @@ def _train(config, log, resume, extra_hooks: list, d: distributed.Dist, held: Ex
         run.cfg = run.cfg.replace(out=distributed.rank0s(run.cfg.out, d))
     if not d.main:
         log = lambda *a: None  # noqa: E731  (rank 0 speaks for all)
+    note = precision_note(run.cfg.recipe, run.cfg.precision, run.device.type, cpu_has_bf16())
+    if note and resume is None:
+        log(note)
     has_epoch = False
     if resume is not None:
         if d.main:
