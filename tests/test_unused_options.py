@@ -150,7 +150,6 @@ def test_clip_mode_and_decay_exemptions_need_what_they_modify():
     assert not refused({"decay_norm_bias": False, "weight_decay": 0.1})
     assert not refused({"decay_norm_bias": False, "l2": 0.1})
     assert refused({"dist_backend": "gloo"}) and refused({"dist_timeout": 5.0})
-    assert refused({"l1_mode": "penalty"}) and not refused({"l1_mode": "penalty", "l1": 0.01})
 
 
 def test_model_options_a_model_does_not_take_are_refused():

@@ -95,8 +95,6 @@ RULES = (
                     f"drop --norm-impl" if _norm_kind(c) in ONE_IMPL else
                     f"model {c.model} with norm {c.norm} has no norm layer to implement; drop --norm-impl or give "
                     f"a --norm")),
-    Rule("l1_mode", lambda c: c.l1 == 0,
-         lambda c: "it says how --l1 acts, and no --l1 is given; add --l1 X or drop it"),
     Rule("fc_norm", lambda c: _norm_kind(c) == "none" and c.fc_norm,
          lambda c: "with --norm none there is no norm to place after the Linear layers; drop it or give a --norm"),
     Rule("dropout_mode", lambda c: not _dropout_anywhere(c),
