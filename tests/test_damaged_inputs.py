@@ -349,7 +349,9 @@ def test_a_run_folder_named_like_a_scheme_stays_a_relative_link(run, tmp_path, c
     shutil.copytree(run, odd)
     assert cli.main(["report", str(odd), "--out", str(out)]) == 0
     hrefs = re.findall(r'href="([^"]+)"', (out / "report.html").read_text())
-    assert hrefs == ["./javascript:alert(1)/", "./javascript:alert(1)/config.json"]
+    assert hrefs[:2] == ["./javascript:alert(1)/", "./javascript:alert(1)/config.json"]
+    assert set(hrefs[2:]) <= {"curves.svg", "accuracy.svg", "loss.svg"}  # the figures' SVGs beside the page
+    assert not any(h.startswith("javascript:") for h in hrefs)
 
 
 # ---------------------------------------------------------------- properties: config files, CLI values, experiments
