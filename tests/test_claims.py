@@ -217,7 +217,7 @@ def test_gn_batch_size_pairs_four_cells_and_takes_the_difference_of_drops(fake, 
     assert r["train_seconds"] == pytest.approx(0.25 * 4 * seeds)
 
 
-LENET32 = {"bn": 0.95, "gn:2": 0.93, "ln": 0.90, "in": 0.96}
+LENET32 = {"bn": 0.95, "gn:2": 0.93, "ln": 0.90, "in-affine": 0.96}
 
 
 def test_gn_against_ln_and_in_compares_conv_only_norms(fake, tmp_path):
@@ -228,7 +228,7 @@ def test_gn_against_ln_and_in_compares_conv_only_norms(fake, tmp_path):
     doc = run(tmp_path, "gn-beats-ln-in,gn-behind-bn")
     conv = sorted((c["norm"], c["seed"]) for c in f.calls if c.get("fc_norm") is False)
     full = sorted((c["norm"], c["seed"]) for c in f.calls if c.get("fc_norm") is not False)
-    assert conv == sorted((n, s) for n in ("gn:2", "ln", "in") for s in range(3))
+    assert conv == sorted((n, s) for n in ("gn:2", "ln", "in-affine") for s in range(3))
     assert full == sorted((n, s) for n in ("gn:2", "bn") for s in range(3))
     between, behind = doc["claims"]
     preds = between["numbers"]["predictions"]
@@ -399,7 +399,7 @@ def test_contrast_change_is_zero_for_in_and_not_for_bn(tmp_path):
     v = measures.affine_views(x, seed=3)
     ratio = v / x
     assert not torch.allclose(ratio[0], ratio[1])  # each image its own change
-    tiny_run(tmp_path, "in", norm="in")
+    tiny_run(tmp_path, "in", norm="in-affine", fc_norm=False)  # the claim's IN arm
     tiny_run(tmp_path, "bn", norm="bn")
     assert measures.contrast_change(tmp_path / "in") == 0.0
     assert measures.contrast_change(tmp_path / "bn") > 0.05

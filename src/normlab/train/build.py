@@ -51,7 +51,7 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     channels_last = cfg.channels_last
     if channels_last is None:
         # GroupNorm and InstanceNorm run 2-3x slower on channels_last CPU tensors (docs/norms.md)
-        channels_last = spec.default_channels_last and not (isinstance(norm, str) and norm.split(":")[0] in ("gn", "in"))
+        channels_last = spec.default_channels_last and not (isinstance(norm, str) and norm.split(":")[0] in ("gn", "in", "in-affine"))
     momentum = cfg.momentum
     if momentum is None and cfg.optimizer in ("momentum", "nesterov"):
         momentum = optim.DEFAULT_MOMENTUM  # recorded in config.json as what ran

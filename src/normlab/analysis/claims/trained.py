@@ -103,9 +103,14 @@ def exp_lenet_b32(quick):
 # Instance norm has no form for a Linear layer's (N, C) features (one value per channel), so in
 # lenet-bn it normalizes the two convolutions only. The claims that set IN against other norms
 # compare them on those same layers: every arm here has its norm after the two convolutions and
-# none after the Linear layers (fc_norm off), so the arms differ in the norm alone.
+# none after the Linear layers (fc_norm off), so the arms differ in the norm alone. IN is
+# in-affine, with a learned scale and shift per channel as GN, LN and BN have (and as `in` was
+# built before it followed torch's affine=False default), so the arms differ in the statistics.
+IN = "in-affine"
+
+
 def exp_lenet_conv(quick):
-    return {"base": {**_lenet(quick, 32), "fc_norm": False}, "factors": {"norm": [GN, "ln", "in", "bn"]}}
+    return {"base": {**_lenet(quick, 32), "fc_norm": False}, "factors": {"norm": [GN, "ln", IN, "bn"]}}
 
 
 def exp_lenet_b2(quick):
@@ -247,11 +252,12 @@ def claim_gn_batch_size(quick, runs):
 
 
 CONV_ONLY = ("norms after the two convolutions only, none after the Linear layers, in every arm (instance norm "
-             "has no form for a Linear layer's features, so GN and LN are compared with IN on the same layers)")
+             "has no form for a Linear layer's features, so GN and LN are compared with IN on the same layers); "
+             "IN with a learned scale and shift per channel (in-affine), as GN, LN and BN")
 
 
 def arms_gn_between(quick):
-    return {n: ("lenet-conv", {"norm": v}) for n, v in (("gn", GN), ("ln", "ln"), ("in", "in"))}
+    return {n: ("lenet-conv", {"norm": v}) for n, v in (("gn", GN), ("ln", "ln"), ("in", IN))}
 
 
 def claim_gn_between(quick, runs):
@@ -272,7 +278,7 @@ def claim_gn_behind_bn(quick, runs):
 
 
 def arms_contrast(quick):
-    return {"bn": ("lenet-conv", {"norm": "bn"}), "in": ("lenet-conv", {"norm": "in"})}
+    return {"bn": ("lenet-conv", {"norm": "bn"}), "in": ("lenet-conv", {"norm": IN})}
 
 
 def claim_in_contrast(quick, runs):
