@@ -134,7 +134,8 @@ class TrainConfig:
     # --- the model
     model: str = opt("lenet-bn", "model name (see `normlab models`)")
     norm: Optional[str] = opt(None, "normalization: bn, gn (Wu & He's default groups), gn:G (G groups), ln "
-                              "(GroupNorm(1, C)), ln-chw (LayerNorm over C,H,W, element-wise affine), in (affine=False, torch's default), in-affine, none; "
+                              "(GroupNorm(1, C)), ln-chw (LayerNorm over C,H,W, element-wise affine), in (affine=False, "
+                              "torch's default), in-affine, none; "
                               "after the tutorials (docs/norms.md): rms, ln2d, frn, evob0, evos0[:G], brn, gbn[:V], "
                               "lrn, ws, gn[:G]+ws, wn (default: the model's own); from Python also a callable "
                               "num_channels -> nn.Module")
