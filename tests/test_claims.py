@@ -663,3 +663,33 @@ def test_ln_recurrent_counts_a_run_that_cannot_train_at_chance(fake, tmp_path):
     assert r["verdict"] == claims.HOLDS
     assert r["numbers"]["cells"]["bn@1"] == pytest.approx([10.0] * 3)
     assert "runs that failed: bn@1 seed 0, bn@1 seed 1, bn@1 seed 2" in r["summary"]
+
+
+def test_dead_units_and_near_zero_weights_counted_by_hand(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    tiny_run(tmp_path, "mlp", model="mlp", depth=1, width=8, act="relu", norm="none")
+    path = tmp_path / "mlp" / "weights.safetensors"
+    w = load_file(str(path))
+    # units 0-2 silenced for every input (a bias far below any input's reach), the rest always on
+    w["features.1.bias"] = torch.tensor([-1e4] * 3 + [1e4] * 5)
+    first = w["features.1.weight"]
+    first[:, :] = 0.5
+    first[0, :5] = 0.0       # 5 exact zeros
+    first[1, :4] = 5e-4      # 4 near zero, not zero
+    save_file(w, str(path))
+    assert measures.dead_units(tmp_path / "mlp") == 3 / 8
+    n = sum(t.numel() for t in w.values() if t.ndim == 2)
+    tail = w["classifier.weight"]
+    assert measures.zero_fraction(tmp_path / "mlp") == (5 + int((tail == 0).sum())) / n
+    assert measures.near_zero_fraction(tmp_path / "mlp") == (9 + int((tail.abs() < 1e-3).sum())) / n
+
+
+def test_zero_init_keeps_every_unit_of_a_layer_the_same():
+    from normlab.analysis.claims import exact
+
+    r = exact.claim_zero_init(True)
+    assert r["verdict"] == claims.HOLDS
+    z, d = r["numbers"]["zeros"], r["numbers"]["default"]
+    assert z["distinct_rows"] == [1, 1] and d["distinct_rows"] == d["units"] == [32, 32]
+    assert z["train_acc"] < 0.2 < 0.5 < d["train_acc"]  # the symmetric net cannot fit digits

@@ -172,3 +172,42 @@ def contrast_change(run: Path) -> float:
         changed += int((r.model(xb).argmax(1) != r.model(affine_views(xb, seed=i)).argmax(1)).sum())
         seen += len(xb)
     return changed / seen
+
+
+NEAR_ZERO = 1e-3
+
+
+@unit("percentage points of the weights", 100.0)
+def near_zero_fraction(run: Path) -> float:
+    """Fraction of the Linear weights with |w| < 1e-3: small, but (unlike zero_fraction) not
+    necessarily exactly zero; what an L1 penalty's subgradient steps can leave."""
+    ws = _matrices(run)
+    return sum(int((w.abs() < NEAR_ZERO).sum()) for w in ws) / sum(w.numel() for w in ws)
+
+
+@unit("percentage points of the hidden units", 100.0)
+@torch.no_grad()
+def dead_units(run: Path) -> float:
+    """Fraction of the hidden ReLU units that output 0 on every training image (eval mode, the
+    run's own training split): units that no longer respond to any input, and so get no gradient."""
+    from ...api import load
+    from ...data import pipeline
+
+    if failure(run):
+        return NAN
+    r = load(run)
+    data, pre = pipeline.load(r.config)
+    pipe = pipeline.build(r.config.replace(augment=""), torch.device("cpu"), False, data=data, preprocess=pre)
+    relus = [mod for mod in r.model.modules() if isinstance(mod, torch.nn.ReLU)]
+    alive: dict = {}
+    hooks = [mod.register_forward_hook(lambda mod, i, out: alive.__setitem__(
+        id(mod), alive.get(id(mod), torch.zeros(out.shape[1], dtype=torch.bool)) | (out > 0).any(0)))
+        for mod in relus]
+    try:
+        for xb, _ in pipe.train:
+            r.model(xb)
+    finally:
+        for h in hooks:
+            h.remove()
+    units = torch.cat(list(alive.values()))
+    return float((~units).sum()) / units.numel()
