@@ -53,7 +53,7 @@ def same_but(a, b, varies: set, where: str) -> None:
     identity in an arm without norm; with the model as factor, the models may differ."""
     diff = {k for k in a.to_dict() if k not in RUNTIME and a.to_dict()[k] != b.to_dict()[k]}
     assert diff <= varies, f"{where}: the arms also differ in {sorted(diff - varies)}"
-    if "model" in varies or "block_order" in varies:
+    if varies & {"model", "block_order", "shortcut_op"}:
         return
     la, lb = layers(a), layers(b)
     if varies & {"dropout", "hidden_dropout"}:  # dropout layers come and go: the rest, in order, is the same

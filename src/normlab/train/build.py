@@ -73,7 +73,7 @@ def default_out(cfg: TrainConfig) -> str:
 
 
 # The config fields that are options of some models only (registered as their defaults).
-MODEL_OPTIONS = ("depth", "width", "widths", "bias", "hidden_dropout", "block_order", "fc_norm")
+MODEL_OPTIONS = ("depth", "width", "widths", "bias", "hidden_dropout", "block_order", "shortcut_op", "fc_norm")
 
 
 def model_input_shape(preprocess: dict) -> tuple:
