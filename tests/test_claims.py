@@ -693,3 +693,15 @@ def test_zero_init_keeps_every_unit_of_a_layer_the_same():
     z, d = r["numbers"]["zeros"], r["numbers"]["default"]
     assert z["distinct_rows"] == [1, 1] and d["distinct_rows"] == d["units"] == [32, 32]
     assert z["train_acc"] < 0.2 < 0.5 < d["train_acc"]  # the symmetric net cannot fit digits
+
+
+def test_thinned_scores_one_draw_is_the_average_of_one_and_eval_is_the_runs_test_accuracy(tmp_path):
+    tiny_run(tmp_path, "drop", model="mlp", depth=1, width=16, act="relu", norm="none", hidden_dropout=0.5)
+    one = measures.thinned_scores(tmp_path / "drop", k=1)
+    assert one["one"] == one["average"]  # the average of a single thinned network is that network
+    assert one["eval"] == pytest.approx(measures.test_acc(tmp_path / "drop"), abs=1e-12)
+    many = measures.thinned_scores(tmp_path / "drop", k=5)
+    assert many["one"] == one["one"] and 0 <= many["agree"] <= 1  # the same first draw of masks, seeded
+    with pytest.raises(ValueError, match="has no dropout layer"):
+        tiny_run(tmp_path, "plain", model="mlp", depth=1, width=16, act="relu", norm="none")
+        measures.thinned_scores(tmp_path / "plain")

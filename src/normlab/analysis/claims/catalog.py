@@ -87,6 +87,11 @@ CLAIMS: dict[str, Claim] = {
                                      t.arms_dropout_weights, ("hidden_dropout",),
                                      quote=(4, "Dropout实现了类似L2的权重衰减的功能",
                                             "dropout does something like L2's weight decay")),
+    "dropout-averages": Claim("dropout trains many thinned networks whose average predicts better than one of them, "
+                              "and the eval-mode net stands in for that average", t.claim_dropout_average,
+                              t.arms_dropout_average, ("hidden_dropout",),
+                              quote=(2, "整个dropout过程就相当于对很多个不同的神经网络取平均",
+                                     "the whole dropout process amounts to averaging many different networks")),
     "clean-shortcut": Claim("a clean (identity) shortcut beats scaling, gating, 1x1-conv and dropout shortcuts "
                             "(He et al. 2016 fig. 2)", t.claim_clean_shortcut, t.arms_shortcuts, ("shortcut_op",),
                             quote=(3, "shortcut(灰色箭头线、快捷链接)最好不做其它操作,尽量保持干净,以便信息的传播",

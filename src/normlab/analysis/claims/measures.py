@@ -211,3 +211,38 @@ def dead_units(run: Path) -> float:
             h.remove()
     units = torch.cat(list(alive.values()))
     return float((~units).sum()) / units.numel()
+
+
+THINNED = 20  # thinned networks averaged by thinned_scores
+
+
+@torch.no_grad()
+def thinned_scores(run: Path, k: int = THINNED) -> dict:
+    """Test accuracy of a dropout net three ways: one thinned network (dropout left on, one draw
+    of masks), the average of the softmax outputs of `k` thinned networks (Monte Carlo, each its own
+    draw), and the eval-mode net (dropout off: weight scaling stands in for the average), with the
+    share of test images on which the eval net and the k-average predict the same class."""
+    from ...api import load
+    from ...data import pipeline
+
+    r = load(run)
+    drops = [mod for mod in r.model.modules() if isinstance(mod, torch.nn.Dropout)]
+    if not drops:
+        raise ValueError(f"{run}: the model has no dropout layer")
+    torch.manual_seed(0)  # the same masks for every run
+    hit = {"one": 0, "average": 0, "eval": 0}
+    same = seen = 0
+    for xb, yb in pipeline.test_loader(r.config, r.preprocess, torch.device("cpu")):
+        r.model.eval()
+        p_eval = r.model(xb).argmax(1)
+        for mod in drops:
+            mod.train()
+        probs = [torch.softmax(r.model(xb), 1) for _ in range(k)]
+        r.model.eval()
+        p_avg = torch.stack(probs).mean(0).argmax(1)
+        hit["one"] += int((probs[0].argmax(1) == yb).sum())
+        hit["average"] += int((p_avg == yb).sum())
+        hit["eval"] += int((p_eval == yb).sum())
+        same += int((p_eval == p_avg).sum())
+        seen += len(yb)
+    return {**{key: v / seen for key, v in hit.items()}, "agree": same / seen}

@@ -552,3 +552,33 @@ def claim_clean_shortcut(quick, runs):
                                           setting, also={"final train loss": m.train_loss})
              for op in SHORTCUT_VARIANTS}
     return several(parts, setting + "; holds when the clean shortcut beats every variant", "final test accuracy")
+
+
+# "Dropout averages many thinned networks" (seed 002): on the dropout runs of dropout-gap, the
+# average of 50 thinned networks (Monte Carlo over dropout masks) against one thinned network, and
+# the eval-mode net (the weight-scaling the tutorial describes for prediction) against one.
+def arms_dropout_average(quick):
+    return {"dropout": ("overfit", {"weight_decay": 0.0, "hidden_dropout": OVERFIT_DROPOUT})}
+
+
+def claim_dropout_average(quick, runs):
+    from .verdict import compare_arms, mean
+
+    scores = [m.thinned_scores(d) for d in runs.dirs("dropout")]
+    col = {k: [100 * s[k] for s in scores] for k in ("one", "average", "eval", "agree")}
+    setting = (f"{_overfit_setting(quick)}; the dropout {OVERFIT_DROPOUT} runs of dropout-gap; test accuracy of one "
+               f"thinned network (dropout on, one draw of masks), of the average of {m.THINNED} thinned networks' "
+               "softmax outputs, and of the eval-mode net (dropout off, inverted dropout's scaling)")
+    parts = {}
+    for arm, what in (("average", f"average of {m.THINNED}"), ("eval", "eval-mode net")):
+        c = compare_arms(col["one"], col[arm], +1, "accuracy points", ("one thinned", what),
+                         f"test accuracy one thinned -> {what}")
+        c["setting"] = f"{setting}; n = {len(col['one'])} seeds"
+        c["summary"] = (f"test accuracy (%) one thinned {mean(col['one']):.2f} -> {what} {mean(col[arm]):.2f}, "
+                        f"effect {c['effect']:+.2f} [{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] accuracy points")
+        parts[f"{what} - one thinned"] = c
+    r = several(parts, setting + "; holds when both beat one thinned network", "test accuracy")
+    r["numbers"]["agree_eval_average"] = col["agree"]
+    r["summary"] += (f"; the eval net and the {m.THINNED}-average predict the same class on "
+                     f"{mean(col['agree']):.2f}% of the test images")
+    return r
