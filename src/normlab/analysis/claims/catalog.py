@@ -87,6 +87,12 @@ CLAIMS: dict[str, Claim] = {
                                      t.arms_dropout_weights, ("hidden_dropout",),
                                      quote=(4, "Dropout实现了类似L2的权重衰减的功能",
                                             "dropout does something like L2's weight decay")),
+    "deeper-fc-gains-little": Claim("a deeper fully-connected net gains little from its depth, where a deeper CNN "
+                                    "gains more", t.claim_deeper_fc, t.arms_deeper_fc, ("model", "depth", "width", "norm"),
+                                    quote=(2, "更深的全连接神经网络结构效果提升就不大了,而与此对比的是卷积神经网络的深层结构"
+                                              "则会有更好的效果",
+                                           "a deeper fully-connected structure improves little, whereas a deep "
+                                           "convolutional structure does better")),
     "dropout-averages": Claim("dropout trains many thinned networks whose average predicts better than one of them, "
                               "and the eval-mode net stands in for that average", t.claim_dropout_average,
                               t.arms_dropout_average, ("hidden_dropout",),

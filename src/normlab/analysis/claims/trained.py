@@ -582,3 +582,26 @@ def claim_dropout_average(quick, runs):
     r["summary"] += (f"; the eval net and the {m.THINNED}-average predict the same class on "
                      f"{mean(col['agree']):.2f}% of the test images")
     return r
+
+
+# "A deeper fully-connected net gains little, where a deeper CNN gains more" (seed 002): the gain
+# from depth of an MLP (2 -> 6 hidden layers of 128) against that of a CNN (resnet20 -> resnet56,
+# the runs of the depth claim), in the same training setting on digits, paired by seed.
+def exp_mlp_depth(quick):
+    return {"base": {**RESNET_DIGITS, "model": "mlp", "width": 128, "norm": "none", "epochs": resnet_epochs(quick)},
+            "factors": {"depth": [2, 6]}}
+
+
+EXPERIMENTS["mlp-depth"] = exp_mlp_depth
+
+
+def arms_deeper_fc(quick):
+    return {"mlp2": ("mlp-depth", {"depth": 2}), "mlp6": ("mlp-depth", {"depth": 6}),
+            "resnet20": ("resnets", {"model": "resnet20"}), "resnet56": ("resnets", {"model": "resnet56"})}
+
+
+def claim_deeper_fc(quick, runs):
+    return interaction(runs, ("mlp6", "mlp2"), ("resnet56", "resnet20"), m.test_acc, -1, "final test accuracy",
+                       f"mlp of 2 and of 6 hidden layers of 128 (relu, no norm) and resnet20 and resnet56 "
+                       f"({_resnet_setting(quick)}); effect = the MLP's gain from depth minus the CNN's, per seed "
+                       "(< 0: the CNN gains more)")
