@@ -705,3 +705,15 @@ def test_thinned_scores_one_draw_is_the_average_of_one_and_eval_is_the_runs_test
     with pytest.raises(ValueError, match="has no dropout layer"):
         tiny_run(tmp_path, "plain", model="mlp", depth=1, width=16, act="relu", norm="none")
         measures.thinned_scores(tmp_path / "plain")
+
+
+def test_ln_removes_what_similar_features_share_and_bn_keeps_it():
+    from normlab.analysis.claims import exact
+
+    # by hand: features that are all the same signal s (no noise) become exactly 0 under LN
+    x = torch.randn(8, 1, dtype=torch.float64).repeat(1, 4) + 0.0
+    assert torch.nn.functional.layer_norm(x, (4,)).abs().max() == 0
+    r = exact.claim_ln_similar(True)
+    sim, dis = r["numbers"]["similar"], r["numbers"]["dissimilar"]
+    assert sim["raw"] > 0.99 and sim["ln"] < 0.1 and sim["bn"] > 0.99 and dis["ln"] > 0.5
+    assert r["verdict"] == claims.HOLDS

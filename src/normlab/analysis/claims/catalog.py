@@ -87,6 +87,11 @@ CLAIMS: dict[str, Claim] = {
                                      t.arms_dropout_weights, ("hidden_dropout",),
                                      quote=(4, "Dropout实现了类似L2的权重衰减的功能",
                                             "dropout does something like L2's weight decay")),
+    "ln-similar-features": Claim("LN loses expressiveness when a sample's features are similar: it removes what they "
+                                 "share, BN does not", exact.claim_ln_similar,
+                                 quote=(4, "由于其根据不同的通道进行了归一化,因此对相似度较大的特征LN会降低模型的表达能力",
+                                        "since it normalizes across the channels, LN lowers the model's expressiveness "
+                                        "for features that are very similar")),
     "deeper-fc-gains-little": Claim("a deeper fully-connected net gains little from its depth, where a deeper CNN "
                                     "gains more", t.claim_deeper_fc, t.arms_deeper_fc, ("model", "depth", "width", "norm"),
                                     quote=(2, "更深的全连接神经网络结构效果提升就不大了,而与此对比的是卷积神经网络的深层结构"
