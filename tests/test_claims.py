@@ -717,3 +717,9 @@ def test_ln_removes_what_similar_features_share_and_bn_keeps_it():
     sim, dis = r["numbers"]["similar"], r["numbers"]["dissimilar"]
     assert sim["raw"] > 0.99 and sim["ln"] < 0.1 and sim["bn"] > 0.99 and dis["ln"] > 0.5
     assert r["verdict"] == claims.HOLDS
+
+
+def test_late_progress_reads_the_middle_and_last_epochs_loss(tmp_path):
+    rows = "epoch,train_loss\n1,2.0\n2,1.5\n3,1.25\n4,1.0\n5,0.9\n"
+    (tmp_path / "metrics.csv").write_text(rows)
+    assert measures.late_progress(tmp_path) == pytest.approx(1.5 - 0.9)  # epoch 5 // 2 = 2, then 5

@@ -87,6 +87,11 @@ CLAIMS: dict[str, Claim] = {
                                      t.arms_dropout_weights, ("hidden_dropout",),
                                      quote=(4, "Dropout实现了类似L2的权重衰减的功能",
                                             "dropout does something like L2's weight decay")),
+    "adagrad-stalls": Claim("Adagrad stalls late in training: its training loss falls less in the second half than "
+                            "RMSprop's", t.claim_adagrad_stalls, t.arms_adagrad, ("optimizer",),
+                            quote=(2, "中后期,分母上梯度平方的累加将会越来越大,使gradient→0,使得训练提前结束",
+                                   "in mid and late training the sum of squared gradients in the denominator keeps "
+                                   "growing and drives the update to 0, ending training early")),
     "ln-similar-features": Claim("LN loses expressiveness when a sample's features are similar: it removes what they "
                                  "share, BN does not", exact.claim_ln_similar,
                                  quote=(4, "由于其根据不同的通道进行了归一化,因此对相似度较大的特征LN会降低模型的表达能力",

@@ -246,3 +246,17 @@ def thinned_scores(run: Path, k: int = THINNED) -> dict:
         same += int((p_eval == p_avg).sum())
         seen += len(yb)
     return {**{key: v / seen for key, v in hit.items()}, "agree": same / seen}
+
+
+@unit(*NATS)
+def late_progress(run: Path) -> float:
+    """How much the training loss still fell in the second half of training: the mean train loss
+    of the middle epoch (epochs // 2) minus that of the last, from the run's metrics.csv."""
+    import csv
+
+    if failure(run):
+        return NAN
+    with open(Path(run) / "metrics.csv", newline="", encoding="utf-8") as f:
+        loss = {int(r["epoch"]): float(r["train_loss"]) for r in csv.DictReader(f)}
+    last = max(loss)
+    return loss[last // 2] - loss[last]

@@ -605,3 +605,29 @@ def claim_deeper_fc(quick, runs):
                        f"mlp of 2 and of 6 hidden layers of 128 (relu, no norm) and resnet20 and resnet56 "
                        f"({_resnet_setting(quick)}); effect = the MLP's gain from depth minus the CNN's, per seed "
                        "(< 0: the CNN gains more)")
+
+
+# "Adagrad stalls late in training" (seed 002): its denominator sums every squared gradient, so its
+# steps shrink for good; RMSprop (the tutorial's next entry, "a development of Adagrad") averages
+# them instead. Both at lr 0.01 on the SGD claims' relu MLP; the measure is how much the training
+# loss still falls in the second half of training. A faster start leaves less to gain late, which
+# works against the claim if RMSprop starts faster; the first-half loss is beside the verdict.
+def exp_adaptive(quick):
+    return {"base": {**SGD_MLP, "act": "relu", "lr": 0.01, "epochs": sgd_epochs(quick)},
+            "factors": {"optimizer": ["adagrad", "rmsprop"]}, "seeds": sgd_seeds(quick)}
+
+
+EXPERIMENTS["adaptive"] = exp_adaptive
+
+
+def arms_adagrad(quick):
+    return {o: ("adaptive", {"optimizer": o}) for o in ("rmsprop", "adagrad")}
+
+
+def claim_adagrad_stalls(quick, runs):
+    e = sgd_epochs(quick)
+    return two_arms(runs, "rmsprop", "adagrad", m.late_progress, -1,
+                    f"train loss fall from epoch {e // 2} to {e}",
+                    f"mlp depth 3 width 64 relu (no norm) on digits, lr 0.01 constant, batch 64, {e} epochs; arm = "
+                    f"Adagrad, baseline = RMSprop; measure = mean train loss of epoch {e // 2} minus that of epoch {e}",
+                    also={"final train loss": m.train_loss, "final test accuracy": m.test_acc})
