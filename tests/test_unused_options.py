@@ -145,6 +145,8 @@ def test_model_fields_are_refused_exactly_where_they_change_nothing(model, norm)
 def test_clip_mode_and_decay_exemptions_need_what_they_modify():
     assert refused({"clip_mode": "value"}) and not refused({"clip_mode": "value", "clip_grad": 1.0})
     assert refused({"decay_norm_bias": False})
+    other = "penalty"  # the default is proximal
+    assert refused({"l1_mode": other}) and not refused({"l1_mode": other, "l1": 1e-4})
     assert not refused({"decay_norm_bias": False, "weight_decay": 0.1})
     assert not refused({"decay_norm_bias": False, "l2": 0.1})
     assert refused({"dist_backend": "gloo"}) and refused({"dist_timeout": 5.0})

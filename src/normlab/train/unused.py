@@ -80,6 +80,8 @@ RULES = (
                     f"every milestone is at or after the last of {c.epochs} epochs; give milestones below --epochs")),
     Rule("clip_mode", lambda c: c.clip_grad is None,
          lambda c: "it says what --clip-grad bounds, and no --clip-grad is given; add --clip-grad X or drop it"),
+    Rule("l1_mode", lambda c: c.l1 == 0,
+         lambda c: "it says how --l1 acts, and no --l1 is given; add --l1 X or drop it"),
     Rule("decay_norm_bias", lambda c: c.weight_decay == 0 and c.l2 == 0,
          lambda c: "it exempts biases and norm parameters from weight decay and the L2 penalty, and there is "
                    "neither; add --weight-decay or --l2, or drop it"),

@@ -185,7 +185,8 @@ def summary_table(doc: dict) -> list[list]:
             rows.append([name, Mark(verdict_text(t), cls), effect_text(t), _p(t["p_holm"]), str(t["n"]), r["claim"],
                          num(r["seconds"], 1)])
         else:
-            rows.append([name, Mark(f"{r['verdict']} (holds when all {len(tests)} predictions below hold)", cls),
+            every = "both" if len(tests) == 2 else f"all {len(tests)}"
+            rows.append([name, Mark(f"{r['verdict']} (holds when {every} predictions below hold)", cls),
                          "–", "–", "", r["claim"], num(r["seconds"], 1)])
             for label, t in r["numbers"]["predictions"].items():
                 rows.append([f"{name}: {label}", Mark(verdict_text(t), VERDICT_CLASS.get(t["verdict"], "inconclusive")),
