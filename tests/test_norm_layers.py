@@ -428,3 +428,15 @@ def test_in_follows_torchs_default_affine_and_in_affine_asks_for_it(spec, affine
     assert str(e.value) == (f"norm {spec}: instance norm normalizes over spatial positions, so it has no form for "
                             f"the (N, C) features after a Linear layer; use it in a model without norms on its "
                             f"Linear layers (lenet: --no-fc-norm), or bn, gn or ln there")
+
+
+def test_reference_norm_without_affine_survives_an_inplace_relu_after_it():
+    from normlab.nn import norm as ref
+
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for layer in (torch.nn.InstanceNorm2d(3), ref.InstanceNorm2d(3)):  # affine=False, torch's default
+        x.grad = None
+        torch.nn.ReLU(inplace=True)(layer.double()(x)).square().sum().backward()
+        grads.append(x.grad.clone())
+    torch.testing.assert_close(grads[1], grads[0])
