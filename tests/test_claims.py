@@ -217,7 +217,7 @@ def test_gn_batch_size_pairs_four_cells_and_takes_the_difference_of_drops(fake, 
     assert r["train_seconds"] == pytest.approx(0.25 * 4 * seeds)
 
 
-LENET32 = {"bn": 0.95, "gn:2": 0.93, "ln": 0.90, "in": 0.96}
+LENET32 = {"bn": 0.95, "gn:2": 0.93, "ln": 0.90, "in-affine": 0.96}
 
 
 def test_gn_against_ln_and_in_compares_conv_only_norms(fake, tmp_path):
@@ -228,7 +228,7 @@ def test_gn_against_ln_and_in_compares_conv_only_norms(fake, tmp_path):
     doc = run(tmp_path, "gn-beats-ln-in,gn-behind-bn")
     conv = sorted((c["norm"], c["seed"]) for c in f.calls if c.get("fc_norm") is False)
     full = sorted((c["norm"], c["seed"]) for c in f.calls if c.get("fc_norm") is not False)
-    assert conv == sorted((n, s) for n in ("gn:2", "ln", "in") for s in range(3))
+    assert conv == sorted((n, s) for n in ("gn:2", "ln", "in-affine") for s in range(3))
     assert full == sorted((n, s) for n in ("gn:2", "bn") for s in range(3))
     between, behind = doc["claims"]
     preds = between["numbers"]["predictions"]
@@ -399,7 +399,7 @@ def test_contrast_change_is_zero_for_in_and_not_for_bn(tmp_path):
     v = measures.affine_views(x, seed=3)
     ratio = v / x
     assert not torch.allclose(ratio[0], ratio[1])  # each image its own change
-    tiny_run(tmp_path, "in", norm="in")
+    tiny_run(tmp_path, "in", norm="in-affine", fc_norm=False)  # the claim's IN arm
     tiny_run(tmp_path, "bn", norm="bn")
     assert measures.contrast_change(tmp_path / "in") == 0.0
     assert measures.contrast_change(tmp_path / "bn") > 0.05
@@ -663,3 +663,63 @@ def test_ln_recurrent_counts_a_run_that_cannot_train_at_chance(fake, tmp_path):
     assert r["verdict"] == claims.HOLDS
     assert r["numbers"]["cells"]["bn@1"] == pytest.approx([10.0] * 3)
     assert "runs that failed: bn@1 seed 0, bn@1 seed 1, bn@1 seed 2" in r["summary"]
+
+
+def test_dead_units_and_near_zero_weights_counted_by_hand(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    tiny_run(tmp_path, "mlp", model="mlp", depth=1, width=8, act="relu", norm="none")
+    path = tmp_path / "mlp" / "weights.safetensors"
+    w = load_file(str(path))
+    # units 0-2 silenced for every input (a bias far below any input's reach), the rest always on
+    w["features.1.bias"] = torch.tensor([-1e4] * 3 + [1e4] * 5)
+    first = w["features.1.weight"]
+    first[:, :] = 0.5
+    first[0, :5] = 0.0       # 5 exact zeros
+    first[1, :4] = 5e-4      # 4 near zero, not zero
+    save_file(w, str(path))
+    assert measures.dead_units(tmp_path / "mlp") == 3 / 8
+    n = sum(t.numel() for t in w.values() if t.ndim == 2)
+    tail = w["classifier.weight"]
+    assert measures.zero_fraction(tmp_path / "mlp") == (5 + int((tail == 0).sum())) / n
+    assert measures.near_zero_fraction(tmp_path / "mlp") == (9 + int((tail.abs() < 1e-3).sum())) / n
+
+
+def test_zero_init_keeps_every_unit_of_a_layer_the_same():
+    from normlab.analysis.claims import exact
+
+    r = exact.claim_zero_init(True)
+    assert r["verdict"] == claims.HOLDS
+    z, d = r["numbers"]["zeros"], r["numbers"]["default"]
+    assert z["distinct_rows"] == [1, 1] and d["distinct_rows"] == d["units"] == [32, 32]
+    assert z["train_acc"] < 0.2 < 0.5 < d["train_acc"]  # the symmetric net cannot fit digits
+
+
+def test_thinned_scores_one_draw_is_the_average_of_one_and_eval_is_the_runs_test_accuracy(tmp_path):
+    tiny_run(tmp_path, "drop", model="mlp", depth=1, width=16, act="relu", norm="none", hidden_dropout=0.5)
+    one = measures.thinned_scores(tmp_path / "drop", k=1)
+    assert one["one"] == one["average"]  # the average of a single thinned network is that network
+    assert one["eval"] == pytest.approx(measures.test_acc(tmp_path / "drop"), abs=1e-12)
+    many = measures.thinned_scores(tmp_path / "drop", k=5)
+    assert many["one"] == one["one"] and 0 <= many["agree"] <= 1  # the same first draw of masks, seeded
+    with pytest.raises(ValueError, match="has no dropout layer"):
+        tiny_run(tmp_path, "plain", model="mlp", depth=1, width=16, act="relu", norm="none")
+        measures.thinned_scores(tmp_path / "plain")
+
+
+def test_ln_removes_what_similar_features_share_and_bn_keeps_it():
+    from normlab.analysis.claims import exact
+
+    # by hand: features that are all the same signal s (no noise) become exactly 0 under LN
+    x = torch.randn(8, 1, dtype=torch.float64).repeat(1, 4) + 0.0
+    assert torch.nn.functional.layer_norm(x, (4,)).abs().max() == 0
+    r = exact.claim_ln_similar(True)
+    sim, dis = r["numbers"]["similar"], r["numbers"]["dissimilar"]
+    assert sim["raw"] > 0.99 and sim["ln"] < 0.1 and sim["bn"] > 0.99 and dis["ln"] > 0.5
+    assert r["verdict"] == claims.HOLDS
+
+
+def test_late_progress_reads_the_middle_and_last_epochs_loss(tmp_path):
+    rows = "epoch,train_loss\n1,2.0\n2,1.5\n3,1.25\n4,1.0\n5,0.9\n"
+    (tmp_path / "metrics.csv").write_text(rows)
+    assert measures.late_progress(tmp_path) == pytest.approx(1.5 - 0.9)  # epoch 5 // 2 = 2, then 5

@@ -39,8 +39,9 @@ def test_lenet_totals_match_hand_count():
 
 
 def test_norm_column_names_each_kind():
-    for norm, label in (("gn", "gn(3)"), ("gn:2", "gn(2)"), ("ln", "ln"), ("in", "in")):
-        s = inspect_model("lenet-bn", (1, 28, 28), norm=norm)
+    for norm, label in (("gn", "gn(3)"), ("gn:2", "gn(2)"), ("ln", "ln"), ("in", "in"), ("in-affine", "in")):
+        kw = {"fc_norm": False} if norm.startswith("in") else {}  # IN after the convolutions only
+        s = inspect_model("lenet-bn", (1, 28, 28), norm=norm, **kw)
         assert {r.name: r for r in s.rows}["features.1"].norm == label
 
 

@@ -53,7 +53,7 @@ def same_but(a, b, varies: set, where: str) -> None:
     identity in an arm without norm; with the model as factor, the models may differ."""
     diff = {k for k in a.to_dict() if k not in RUNTIME and a.to_dict()[k] != b.to_dict()[k]}
     assert diff <= varies, f"{where}: the arms also differ in {sorted(diff - varies)}"
-    if "model" in varies or "block_order" in varies:
+    if varies & {"model", "block_order", "shortcut_op"}:
         return
     la, lb = layers(a), layers(b)
     if varies & {"dropout", "hidden_dropout"}:  # dropout layers come and go: the rest, in order, is the same
@@ -108,10 +108,20 @@ def test_every_experiment_files_cells_differ_only_in_their_factors(path):
 
 def test_the_check_finds_the_old_gn_beats_ln_in_arms():
     # GN with a norm after lenet-bn's Linear layers against IN, which has none there: refused
+    # (IN's old arm, conv-only without saying so, is now refused where it is built; the same
+    # arm with fc_norm off is told apart by its config)
+    from normlab.errors import ConfigError
+
     gn = resolved({"model": "lenet-bn", "dataset": "mnist5k", "norm": "gn:2"})
-    inst = resolved({"model": "lenet-bn", "dataset": "mnist5k", "norm": "in"})
-    with pytest.raises(AssertionError, match=r"layer 'fc.1' is norm in one arm and Identity in the other"):
+    with pytest.raises(ConfigError, match=r"^fc_norm: norm in normalizes over spatial positions"):
+        layers(resolved({"model": "lenet-bn", "dataset": "mnist5k", "norm": "in"}))
+    inst = resolved({"model": "lenet-bn", "dataset": "mnist5k", "norm": "in-affine", "fc_norm": False})
+    with pytest.raises(AssertionError, match=r"also differ in \['fc_norm'\]"):
         same_but(gn, inst, {"norm"}, "old")
+    # and a layer outside the factor: a norm after the Linear layers in one arm only
+    with pytest.raises(AssertionError, match=r"layer 'fc.1' is norm in one arm and Identity in the other"):
+        same_but(gn, resolved({"model": "lenet-bn", "dataset": "mnist5k", "norm": "ln", "fc_norm": False}),
+                 {"norm", "fc_norm"}, "old")
     # and an option outside the factor
     with pytest.raises(AssertionError, match=r"also differ in \['lr'\]"):
         same_but(gn, resolved({"model": "lenet-bn", "dataset": "mnist5k", "norm": "ln", "lr": 0.1}), {"norm"}, "x")

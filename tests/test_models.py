@@ -55,7 +55,15 @@ def test_every_model_forward_backward(norm):
             with pytest.raises(ConfigError, match=f"norm: model '{name}' has no norm layers, so a norm would not"):
                 create_model(name, num_classes=k, in_channels=chans, input_size=(size, size), norm=norm)
             continue
-        model = create_model(name, num_classes=k, in_channels=chans, input_size=(size, size), norm=norm)
+        kw = {}
+        if norm == "in" and get_spec(name).family in ("mlp", "rnn", "lenet"):
+            # norms on Linear features: instance norm has no form there, refused in one line
+            with pytest.raises(ConfigError, match=r"^(fc_)?norm.*normalizes over spatial positions"):
+                create_model(name, num_classes=k, in_channels=chans, input_size=(size, size), norm=norm)
+            if get_spec(name).family != "lenet":
+                continue
+            kw = {"fc_norm": False}  # lenet's explicit conv-only form
+        model = create_model(name, num_classes=k, in_channels=chans, input_size=(size, size), norm=norm, **kw)
         model.train()
         out = model(torch.randn(2, chans, size, size))
         assert out.shape == (2, k), name
@@ -388,3 +396,48 @@ def test_densenets_refuse_inputs_their_poolings_shrink_to_nothing(name, channels
     assert str(e.value) == (f"{name} needs inputs of at least {smallest}x{smallest} pixels, got "
                             f"{smallest - 1}x{smallest - 1}; resize the inputs (--resize {smallest}) or use a "
                             f"model for small images (mlp, logistic)")
+
+
+def test_shortcut_ops_compute_he_et_al_2016_fig_2_by_hand():
+    from normlab.nn.blocks import BasicBlock
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    plain = BasicBlock(4, 4).double().eval()
+    residual = plain.bn2(plain.conv2(plain.relu(plain.bn1(plain.conv1(x)))))
+    torch.testing.assert_close(plain(x), torch.relu(residual + x))
+    for op in ("scale", "gate", "conv1x1", "dropout"):
+        block = BasicBlock(4, 4, shortcut_op=op).double()
+        block.load_state_dict(plain.state_dict(), strict=False)
+        block.eval()  # BN on its running statistics, as `plain`; dropout on the shortcut still drops
+        if op == "dropout":
+            block.shortcut_op.train()
+        torch.manual_seed(1)
+        got = block(x)
+        torch.manual_seed(1)
+        skip = {"scale": lambda: 0.5 * x, "conv1x1": lambda: block.shortcut_op(x),
+                "dropout": lambda: torch.nn.functional.dropout(x, 0.5, training=True)}
+        if op == "gate":
+            g = torch.sigmoid(torch.nn.functional.conv2d(x, block.shortcut_op.conv.weight, block.shortcut_op.conv.bias))
+            want = torch.relu(g * residual + (1 - g) * x)
+            assert float(block.shortcut_op.conv.bias.detach()[0]) == -6.0  # the paper's best gate bias
+        else:
+            want = torch.relu(residual + skip[op]())
+        torch.testing.assert_close(got, want)
+
+
+def test_shortcut_op_identity_is_resnet20_and_the_variants_sit_on_identity_shortcuts_only():
+    torch.manual_seed(0)
+    a = create_model("resnet20", num_classes=3, in_channels=1, input_size=(8, 8)).eval()
+    torch.manual_seed(0)
+    b = create_model("resnet20", num_classes=3, in_channels=1, input_size=(8, 8), shortcut_op="identity").eval()
+    x = torch.randn(2, 1, 8, 8)
+    assert a.state_dict().keys() == b.state_dict().keys()
+    torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+    c = create_model("resnet20", num_classes=3, in_channels=1, input_size=(8, 8), shortcut_op="conv1x1")
+    ops = [type(blk.shortcut_op).__name__ for layer in (c.layer1, c.layer2, c.layer3) for blk in layer]
+    assert ops == ["Conv2d"] * 3 + ["NoneType", "Conv2d", "Conv2d"] * 2  # the option-A blocks keep theirs
+    with pytest.raises(ConfigError, match=r"^unknown shortcut op 'bogus'"):
+        create_model("resnet20", shortcut_op="bogus")
+    with pytest.raises(ConfigError, match=r"^shortcut_op gate: .* drop --block-order full-preact or --shortcut-op"):
+        create_model("resnet20", shortcut_op="gate", block_order="full-preact")

@@ -401,3 +401,42 @@ def test_output_strides_match_torch_in_every_layout(name, args, kw, shape):
             ya, yb = ours(x), theirs(x)
             torch.testing.assert_close(ya, yb, **TOL)
             assert ya.stride() == yb.stride(), (layout, mode, ya.stride(), yb.stride())
+
+
+@pytest.mark.parametrize("spec, affine", [("in", False), ("in-affine", True)])
+def test_in_follows_torchs_default_affine_and_in_affine_asks_for_it(spec, affine):
+    from normlab.errors import ConfigError
+    from normlab.nn.factory import NormLayer, get_norm_layer
+
+    # in = torch.nn.InstanceNorm2d(C) as torch builds it by default (affine=False, seed 004's);
+    # in-affine = InstanceNorm2d(C, affine=True), a learned scale and shift per channel
+    ours = get_norm_layer(spec)(3)
+    theirs = torch.nn.InstanceNorm2d(3, affine=affine)
+    assert type(ours) is torch.nn.InstanceNorm2d and ours.affine is affine and not ours.track_running_stats
+    assert sorted(n for n, _ in ours.named_parameters()) == sorted(n for n, _ in theirs.named_parameters())
+    torch.manual_seed(0)
+    if affine:
+        with torch.no_grad():
+            for p in (theirs.weight, theirs.bias):
+                p.uniform_(0.5, 2.0)
+        ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64) * 3 + 1
+    torch.testing.assert_close(ours.double()(x), theirs.double()(x))
+    # no (N, C) form: refused in one line where the features after a Linear layer would need one
+    with pytest.raises(ConfigError) as e:
+        NormLayer(spec).features()(4)
+    assert str(e.value) == (f"norm {spec}: instance norm normalizes over spatial positions, so it has no form for "
+                            f"the (N, C) features after a Linear layer; use it in a model without norms on its "
+                            f"Linear layers (lenet: --no-fc-norm), or bn, gn or ln there")
+
+
+def test_reference_norm_without_affine_survives_an_inplace_relu_after_it():
+    from normlab.nn import norm as ref
+
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for layer in (torch.nn.InstanceNorm2d(3), ref.InstanceNorm2d(3)):  # affine=False, torch's default
+        x.grad = None
+        torch.nn.ReLU(inplace=True)(layer.double()(x)).square().sum().backward()
+        grads.append(x.grad.clone())
+    torch.testing.assert_close(grads[1], grads[0])

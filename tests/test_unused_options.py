@@ -162,8 +162,12 @@ def test_model_options_a_model_does_not_take_are_refused():
         create_model("logistic", norm="bn")
     with pytest.raises(ConfigError, match="^act: model 'gru-rows' brings its own nonlinearity"):
         create_model("gru-rows", act="relu")
-    with pytest.raises(ConfigError, match="^fc_norm: instance norm has no form for the"):
-        create_model("lenet-bn", norm="in", fc_norm=True)
+    for fc_norm in (True, None):  # on, or left at its default: refused, never a silent Identity
+        with pytest.raises(ConfigError) as e:
+            create_model("lenet-bn", norm="in", fc_norm=fc_norm)
+        assert str(e.value) == ("fc_norm: norm in normalizes over spatial positions and has no form for the (N, C) "
+                                "features of lenet-bn's Linear layers; add --no-fc-norm (norms after the "
+                                "convolutions only) or use another norm")
     with pytest.raises(ConfigError, match="^depth: model 'lenet-bn' has no such option"):
         normlab.train({"model": "lenet-bn", "depth": 3, "dataset": "synthetic"})
 

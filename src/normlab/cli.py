@@ -37,7 +37,7 @@ def command(name: str, help: str):
 UNSET_MEANS = {
     "recipe": "no recipe", "data_mirror": "the publishers' URLs only", "classes": "all classes",
     "resize": "the images' own size", "depth": "the model's own", "width": "the model's own",
-    "hidden_dropout": "off", "block_order": "the model's own", "patience": "off", "ema": "off",
+    "hidden_dropout": "off", "block_order": "the model's own", "shortcut_op": "the model's own", "patience": "off", "ema": "off",
     "max_norm": "off", "clip_grad": "off", "log_every": "off", "widths": "--depth layers of --width",
 }
 

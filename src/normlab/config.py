@@ -134,7 +134,8 @@ class TrainConfig:
     # --- the model
     model: str = opt("lenet-bn", "model name (see `normlab models`)")
     norm: Optional[str] = opt(None, "normalization: bn, gn (Wu & He's default groups), gn:G (G groups), ln "
-                              "(GroupNorm(1, C)), ln-chw (LayerNorm over C,H,W, element-wise affine), in, none; "
+                              "(GroupNorm(1, C)), ln-chw (LayerNorm over C,H,W, element-wise affine), in (affine=False, "
+                              "torch's default), in-affine, none; "
                               "after the tutorials (docs/norms.md): rms, ln2d, frn, evob0, evos0[:G], brn, gbn[:V], "
                               "lrn, ws, gn[:G]+ws, wn (default: the model's own); from Python also a callable "
                               "num_channels -> nn.Module")
@@ -171,6 +172,9 @@ class TrainConfig:
                             choices=("inverted", "non-inverted"))
     block_order: Optional[str] = opt(None, "CIFAR resnetN: where norm and act sit in a block (He et al. 2016 "
                                      "fig. 4): original, bn-after-add, relu-before-add, relu-preact, full-preact")
+    shortcut_op: Optional[str] = opt(None, "CIFAR resnetN: what sits on each identity shortcut (He et al. 2016 "
+                                     "fig. 2): identity (the paper's clean shortcut), scale (x 0.5), gate (exclusive "
+                                     "gating), conv1x1, dropout (p 0.5)")
     init: str = opt("default", "weight initialization scheme (default: torch's)")
     # --- optimization
     epochs: int = opt(10, "number of passes over the training set", check=at_least_one)
@@ -295,7 +299,7 @@ SECTIONS = {
              "strict", "stream",
              "batch_size", "eval_batch_size", "tta", "seed"),
     "model": ("model", "norm", "norm_impl", "bn_eps", "bn_momentum", "act", "dropout", "hidden_dropout",
-              "fc_norm", "dropout_mode", "block_order", "depth", "width", "widths", "bias", "init", "seed"),
+              "fc_norm", "dropout_mode", "block_order", "shortcut_op", "depth", "width", "widths", "bias", "init", "seed"),
     "optim": ("optimizer", "lr", "momentum", "beta1", "beta2", "eps", "weight_decay", "decay_norm_bias",
               "schedule", "warmup", "lr_step", "lr_gamma", "milestones", "epochs", "patience"),
     "regularization": ("l1", "l1_mode", "l2", "max_norm", "label_smoothing", "clip_grad", "clip_mode", "ema",

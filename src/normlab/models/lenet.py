@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch.nn as tnn
 
 from ..errors import ConfigError
-from ..nn.factory import NormLayer, feature_norm
+from ..nn.factory import SPATIAL_ONLY, NormLayer, feature_norm
 from .registry import conv_output_size, register, require_min_size
 
 
@@ -39,14 +39,16 @@ class LeNet(tnn.Module):
         def drop():  # after each hidden activation, as the tutorials place dropout
             return [tnn.Dropout(hidden_dropout)] if hidden_dropout else []
 
-        # Instance norm has nothing to normalize over in a Linear layer's (N, C) features, so by
-        # default it sits after the convolutions only; fc_norm=False does the same for any norm,
-        # so that IN, GN and LN can be compared on the same layers.
-        instance = isinstance(norm_layer, NormLayer) and norm_layer.kind == "in"
-        if fc_norm and instance:
-            raise ConfigError("fc_norm: instance norm has no form for the (N, C) features of lenet's Linear "
-                              "layers; use --no-fc-norm (norms after the convolutions only) or another norm")
-        fc_norm = not instance if fc_norm is None else fc_norm
+        # A spatial-only norm (instance norm, frn, ...) has nothing to normalize over in a Linear
+        # layer's (N, C) features: it is refused there unless fc_norm=False (--no-fc-norm) asks for
+        # norms after the convolutions only, which also lets IN, GN and LN be compared on the same
+        # layers. The default (None) is on.
+        spatial = isinstance(norm_layer, NormLayer) and norm_layer.kind in SPATIAL_ONLY
+        if fc_norm is not False and spatial:
+            raise ConfigError(f"fc_norm: norm {norm_layer.spec} normalizes over spatial positions and has no form "
+                              f"for the (N, C) features of {name}'s Linear layers; add --no-fc-norm (norms after "
+                              f"the convolutions only) or use another norm")
+        fc_norm = fc_norm is not False
 
         def fnorm(n):
             return feature_norm(norm_layer, n) if fc_norm else tnn.Identity()

@@ -24,7 +24,7 @@ import torch.nn as tnn
 import functools
 
 from ..errors import ConfigError, unknown_name
-from ..nn.blocks import BLOCK_ORDERS, BasicBlock, Bottleneck, D2LResidual, OrderedBasicBlock, PreActBlock
+from ..nn.blocks import BLOCK_ORDERS, SHORTCUT_OPS, BasicBlock, Bottleneck, D2LResidual, OrderedBasicBlock, PreActBlock
 from .registry import register
 
 
@@ -114,8 +114,13 @@ class CifarResNet(tnn.Module):
 
     def __init__(self, depth, num_classes, in_channels, *, norm_layer, act_layer, dropout=0.0,
                  shortcut=True, preact=False, shortcut_kind="zero-pad", block_order=None, head="global",
-                 input_size=None, name="resnet"):
+                 input_size=None, name="resnet", shortcut_op="identity"):
         super().__init__()
+        if shortcut_op not in SHORTCUT_OPS:
+            raise unknown_name("shortcut op", shortcut_op, SHORTCUT_OPS)
+        if shortcut_op != "identity" and block_order not in (None, "original"):
+            raise ConfigError(f"shortcut_op {shortcut_op}: He et al. (2016) fig. 2's shortcut variants are built on "
+                              f"the original block; drop --block-order {block_order} or --shortcut-op")
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
         n = (depth - 2) // 6
@@ -125,6 +130,8 @@ class CifarResNet(tnn.Module):
         block = PreActBlock if preact else BasicBlock
         if block_order in ("bn-after-add", "relu-before-add", "relu-preact"):
             block = functools.partial(OrderedBasicBlock, order=block_order)
+        elif shortcut_op != "identity":
+            block = functools.partial(BasicBlock, shortcut_op=shortcut_op)
         self.conv1 = tnn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
         # The pre-activation net normalizes inside its first block, so its stem is the conv alone.
         self.bn1 = tnn.Identity() if preact else norm_layer(16)
@@ -163,7 +170,7 @@ def _register_cifar(depth):
     n = (depth - 2) // 6
 
     @register(f"resnet{depth}", "resnet-cifar", f"CIFAR ResNet-{depth} (He et al. 2015, n={n}, option-A shortcuts)",
-              default_input=(3, 32, 32), block_order="original", channels_last=True)
+              default_input=(3, 32, 32), block_order="original", shortcut_op="identity", channels_last=True)
     def _res(**kw):
         return CifarResNet(depth, **kw)
 

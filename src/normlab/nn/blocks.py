@@ -66,6 +66,57 @@ def make_shortcut(kind: str, cin: int, cout: int, stride: int, norm_layer):
     return projection(cin, cout, stride, norm_layer)
 
 
+SHORTCUT_OPS = ("identity", "scale", "gate", "conv1x1", "dropout")
+SHORTCUT_SCALE = 0.5     # He et al. (2016) fig. 2(b): constant scaling by 0.5
+SHORTCUT_DROPOUT = 0.5   # fig. 2(f): dropout 0.5 on the shortcut
+GATE_BIAS = -6.0         # fig. 2(c): the gate's bias starts at -6 (the paper's best, 1 - g near 1)
+
+
+class ShortcutGate(tnn.Module):
+    """Exclusive gating (He et al. 2016, fig. 2(c)): g = sigmoid(conv1x1(x) + b), the block's sum
+    becomes g * F(x) + (1 - g) * x."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = tnn.Conv2d(channels, channels, 1, bias=True)
+        tnn.init.constant_(self.conv.bias, GATE_BIAS)
+
+    def forward(self, x, residual):
+        g = torch.sigmoid(self.conv(x))
+        return g * residual + (1 - g) * x
+
+
+def _op(kind: str, channels: int):
+    """What He et al. (2016) fig. 2 puts on an identity shortcut (a block whose shape does not
+    change): nothing ("identity"), x * 0.5 ("scale"), exclusive gating ("gate"), a 1x1 conv
+    ("conv1x1") or dropout 0.5 ("dropout"). None for the identity."""
+    if kind not in SHORTCUT_OPS:
+        from ..errors import unknown_name
+
+        raise unknown_name("shortcut op", kind, SHORTCUT_OPS)
+    if kind == "identity":
+        return None
+    if kind == "scale":
+        return Scale(SHORTCUT_SCALE)
+    if kind == "gate":
+        return ShortcutGate(channels)
+    if kind == "conv1x1":
+        return conv1x1(channels, channels, bias=True)
+    return tnn.Dropout(SHORTCUT_DROPOUT)
+
+
+class Scale(tnn.Module):
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+    def extra_repr(self):
+        return f"factor={self.factor}"
+
+
 class BasicBlock(tnn.Module):
     """Two 3x3 convs, each followed by norm; act after the sum (He et al. 2015, Fig. 2).
 
@@ -75,7 +126,7 @@ class BasicBlock(tnn.Module):
     expansion = 1
 
     def __init__(self, cin, planes, stride=1, *, norm_layer=None, act_layer=None, shortcut_kind="conv",
-                 shortcut=True):
+                 shortcut=True, shortcut_op="identity"):
         super().__init__()
         norm_layer, act_layer = _defaults(norm_layer, act_layer)
         self.conv1 = conv3x3(cin, planes, stride)
@@ -86,12 +137,18 @@ class BasicBlock(tnn.Module):
         self.use_shortcut = shortcut
         # torchvision calls the projection `downsample`; keep the name for state_dict compatibility.
         self.downsample = make_shortcut(shortcut_kind, cin, planes, stride, norm_layer) if shortcut else None
+        # He et al. (2016) fig. 2's variants act on identity shortcuts only (a projection stays as it is)
+        self.shortcut_op = _op(shortcut_op if shortcut and self.downsample is None else "identity", planes)
 
     def forward(self, x):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         if self.use_shortcut:
-            out = out + (x if self.downsample is None else self.downsample(x))
+            if isinstance(self.shortcut_op, ShortcutGate):
+                out = self.shortcut_op(x, out)
+            else:
+                skip = x if self.downsample is None else self.downsample(x)
+                out = out + (skip if self.shortcut_op is None else self.shortcut_op(skip))
         return self.relu(out)
 
 

@@ -8,7 +8,9 @@ and timm's `get_norm_layer`. A callable passes through untouched, so
 
 Names: bn, gn (groups by `default_groups`), gn:G (G groups), ln (GroupNorm with one group:
 statistics over C, H, W, one scale and shift per channel), ln-chw (torch.nn.LayerNorm over
-(C, H, W): one scale and shift per element, so its shape is fixed by the first input), in, none;
+(C, H, W): one scale and shift per element, so its shape is fixed by the first input), in
+(InstanceNorm as torch.nn.InstanceNorm2d builds it by default: affine=False, no scale or shift),
+in-affine (the same with a learned per-channel scale and shift), none;
 and the layers that came after the tutorials (nn/newer_norms.py, docs/norms.md): rms (RMSNorm),
 ln2d (LayerNorm over C at each position, as ConvNeXt), frn (Filter Response Norm with its TLU),
 evob0, evos0 / evos0:G (EvoNorm), brn (Batch Renormalization), gbn / gbn:V (Ghost BatchNorm over
@@ -25,12 +27,12 @@ import torch.nn as tnn
 
 from ..errors import ConfigError, unknown_name
 
-NORM_KINDS = ("bn", "gn", "ln", "ln-chw", "in", "none", "rms", "ln2d", "frn", "evob0", "evos0", "brn", "gbn", "lrn",
-              "ws", "gn+ws", "wn")
+NORM_KINDS = ("bn", "gn", "ln", "ln-chw", "in", "in-affine", "none", "rms", "ln2d", "frn", "evob0", "evos0", "brn",
+              "gbn", "lrn", "ws", "gn+ws", "wn")
 # Kinds that take a number after a colon, and what it is.
 NUMBERED = {"gn": "groups, e.g. gn:8", "gbn": "virtual batch size, e.g. gbn:16", "evos0": "groups, e.g. evos0:8"}
 # Kinds that normalize over spatial positions only, so have no form for (N, C) features.
-SPATIAL_ONLY = ("in", "frn", "evob0", "evos0", "lrn")
+SPATIAL_ONLY = ("in", "in-affine", "frn", "evob0", "evos0", "lrn")
 # Kinds that reparametrize the weights of the model's layers instead of (or besides) a norm layer.
 WEIGHT_KINDS = {"ws": "standardize", "gn+ws": "standardize", "wn": "weight_norm"}
 GHOST_BATCH = 16  # gbn's virtual batch size when none is given (Hoffer et al. used 128 for batches of 4096)
@@ -142,8 +144,12 @@ def make_norm(kind: str, num_features: int, dims: int = 2, impl: str = "native",
         return mod.GroupNorm(1, num_features, **kw)
     # Instance norm over a single value per channel is undefined, so for features it has no dims.
     if dims == 0:
-        raise ConfigError("instance norm needs spatial dims; for (N, C) features use bn, ln or gn")
-    kw.setdefault("affine", True)
+        raise ConfigError(f"norm {spec}: instance norm normalizes over spatial positions, so it has no form for "
+                          f"the (N, C) features after a Linear layer; use it in a model without norms on its "
+                          f"Linear layers (lenet: --no-fc-norm), or bn, gn or ln there")
+    # torch.nn.InstanceNorm2d's default (the one seed 004 shows) is affine=False; in-affine asks
+    # for the learned per-channel scale and shift.
+    kw.setdefault("affine", kind == "in-affine")
     cls = {1: mod.InstanceNorm1d, 2: mod.InstanceNorm2d, 3: mod.InstanceNorm3d}[dims]
     return cls(num_features, **kw)
 
@@ -201,8 +207,10 @@ def _tutorial_norm(kind, num_features, dims, momentum=None, eps=1e-5, **kw):
 class NormLayer:
     """A norm named by a string, resolved once; `NormLayer("gn:8")(64)` is GroupNorm(8, 64).
 
-    `features()` gives the same norm for (N, C) features after a Linear layer (instance norm has
-    no spatial dims there, so it becomes the identity). `bn_eps`/`bn_momentum` reach batch norm
+    `features()` gives the same norm for (N, C) features after a Linear layer; a spatial-only
+    norm (in, in-affine, frn, evob0, evos0, lrn) has no such form and is refused there in one
+    line, never replaced by the identity (a model that wants it on its convolutions only says so,
+    as lenet's fc_norm=False). `bn_eps`/`bn_momentum` reach batch norm
     only (momentum in torch's convention: the weight of the new batch); `kw` goes to every layer.
     """
 
@@ -222,9 +230,9 @@ class NormLayer:
         return make_norm(self.spec, num_channels, self.dims, self.impl, **self.kw)
 
     def features(self) -> "NormLayer":
-        if self.kind in SPATIAL_ONLY and self.kind != "in":
+        if self.kind in SPATIAL_ONLY:
             make_norm(self.spec, 1, 0, self.impl)  # the one-line refusal: no (N, C) form
-        return NormLayer("none" if self.kind == "in" else self.spec, self.impl, 0, **self.kw)
+        return NormLayer(self.spec, self.impl, 0, **self.kw)
 
     @property
     def weight_transform(self):

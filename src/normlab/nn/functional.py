@@ -111,7 +111,11 @@ def _affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor
         return torch.addcmul(b, x_hat, w)  # b + x_hat * w in one pass
     if w is not None:
         return x_hat * w
-    return x_hat if b is None else x_hat + b
+    if b is None:
+        # No affine (instance norm's default): _Standardize saved x_hat for its backward, so hand
+        # out a copy that a following in-place op (ReLU(inplace=True)) may overwrite.
+        return x_hat.clone() if x_hat.requires_grad else x_hat
+    return x_hat + b
 
 
 def _empty_passthrough(x: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:

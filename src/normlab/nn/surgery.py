@@ -124,13 +124,13 @@ def _replacement(old: nn.Module, kind: str, impl: str, dims: int | None, name: s
     channels, own_dims = _channels_and_dims(old)
     dims = own_dims if dims is None else dims
     if dims is None:
-        if kind in ("bn", "in"):
+        if kind in ("bn", "in", "in-affine"):
             raise ConfigError(
                 f"cannot tell whether {name} ({type(old).__name__}) sees 1d, 2d or 3d maps; "
                 "pass example=<an input batch> (or dims=) to convert_norm"
             )
         dims = 2  # gn, ln and none do not depend on it
-    if kind == "in" and dims == 0:
+    if kind in ("in", "in-affine") and dims == 0:
         # As the models do: instance norm is undefined on (N, C) features, so no norm there.
         warnings.warn(f"{name}: instance norm is undefined on (N, C) features; using no norm there", stacklevel=3)
         kind = "none"

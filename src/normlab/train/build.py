@@ -51,7 +51,7 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     channels_last = cfg.channels_last
     if channels_last is None:
         # GroupNorm and InstanceNorm run 2-3x slower on channels_last CPU tensors (docs/norms.md)
-        channels_last = spec.default_channels_last and not (isinstance(norm, str) and norm.split(":")[0] in ("gn", "in"))
+        channels_last = spec.default_channels_last and not (isinstance(norm, str) and norm.split(":")[0] in ("gn", "in", "in-affine"))
     momentum = cfg.momentum
     if momentum is None and cfg.optimizer in ("momentum", "nesterov"):
         momentum = optim.DEFAULT_MOMENTUM  # recorded in config.json as what ran
@@ -73,7 +73,7 @@ def default_out(cfg: TrainConfig) -> str:
 
 
 # The config fields that are options of some models only (registered as their defaults).
-MODEL_OPTIONS = ("depth", "width", "widths", "bias", "hidden_dropout", "block_order", "fc_norm")
+MODEL_OPTIONS = ("depth", "width", "widths", "bias", "hidden_dropout", "block_order", "shortcut_op", "fc_norm")
 
 
 def model_input_shape(preprocess: dict) -> tuple:

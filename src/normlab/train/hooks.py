@@ -197,7 +197,7 @@ class Console(Hook):
 
     def on_start(self, loop) -> None:
         r, cfg = loop.run, loop.run.cfg
-        if cfg.channels_last and r.device.type == "cpu" and cfg.norm in ("gn", "in"):
+        if cfg.channels_last and r.device.type == "cpu" and cfg.norm in ("gn", "in", "in-affine"):
             # measured in benchmarks/norms.py: 2x (gn) and 3x (in) slower per layer in NHWC on CPU
             loop.log(f"normlab: note: --channels-last makes {cfg.norm!r} layers slower on a CPU "
                      f"(docs/norms.md); it pays for conv-heavy nets with bn, ln or no norm")

@@ -17,6 +17,8 @@ class Claim:
     # trained: the config fields its arms may differ in, the factor the claim names (and for a
     # two-factor claim its condition); tests/test_like_for_like.py fails on any other difference
     varies: tuple = ()
+    # the tutorial's sentence: (seed, the Chinese original, an English translation)
+    quote: tuple = ()
 
 
 CLAIMS: dict[str, Claim] = {
@@ -28,7 +30,15 @@ CLAIMS: dict[str, Claim] = {
     "bn-deep-mlp": Claim("BN lets a deep sigmoid MLP train where plain default init fails", t.claim_bn_deep_mlp,
                          t.arms_bn_deep, ("norm",)),
     "bn-higher-lr": Claim("BN allows a higher learning rate", t.claim_bn_higher_lr, t.arms_lr, ("norm", "lr")),
-    "l1-sparse": Claim("L1 regularization gives sparse (exactly zero) weights", t.claim_l1_sparse, t.arms_l1, ("l1",)),
+    "l1-sparse": Claim("L1 regularization gives sparse (exactly zero) weights; tested with normlab's proximal "
+                       "step (--l1-mode proximal)", t.claim_l1_sparse, t.arms_l1, ("l1",)),
+    "l1-penalty-zeros": Claim("L1 as the tutorial defines it, the 1-norm added to the loss (--l1-mode penalty), "
+                              "sets weights to exactly zero", t.claim_l1_penalty, t.arms_l1_penalty,
+                              ("l1", "l1_mode"),
+                              quote=(4, "L1正则化可以让一部分特征的系数缩小到0,所以L1适用于特征之间有关联的情况可以产生稀疏"
+                                        "权值矩阵(很多权重为0,则一些特征被过滤掉)",
+                                     "L1 regularization can shrink some features' coefficients to 0, so ... it produces "
+                                     "a sparse weight matrix (many weights are 0, so some features are filtered out)")),
     "l2-weight-norm": Claim("L2 / weight decay shrinks the weight norm", t.claim_l2_norm, t.arms_l2, ("weight_decay",)),
     "l2-gap": Claim("L2 / weight decay narrows the train-test gap", t.claim_l2_gap, t.arms_l2_gap, ("weight_decay",)),
     "dropout-gap": Claim("dropout narrows the train-test gap", t.claim_dropout_gap, t.arms_dropout_gap, ("hidden_dropout",)),
@@ -48,6 +58,61 @@ CLAIMS: dict[str, Claim] = {
                                      t.claim_plain_vs_residual, t.arms_depth, ("model",)),
     "preact-vs-original": Claim("pre-activation residual blocks give a deep ResNet higher accuracy than the "
                                 "original blocks (He et al. 2016)", t.claim_preact, t.arms_preact, ("model",)),
+    "relu-speeds-sgd": Claim("ReLU makes SGD converge faster than sigmoid and tanh", t.claim_relu_sgd,
+                             t.arms_act_sgd, ("act",),
+                             quote=(2, "相比于 Sigmoid 和 Tanh 激活函数, ReLU 激活函数可极大地加速随机梯度下降法的收敛速度",
+                                    "compared with the sigmoid and tanh activations, ReLU greatly speeds up the "
+                                    "convergence of stochastic gradient descent")),
+    "dying-relu": Claim("at a high learning rate ReLU units die (output 0 for every input, for good)",
+                        t.claim_dying_relu, t.arms_dying_relu, ("lr",),
+                        quote=(2, "训练的时候很脆弱……这个神经元之后的梯度就永远是0了,不再对任何数据有所响应。在实际操作中"
+                                  "可以通过设置比较小的学习率来避免这个小问题",
+                               "fragile in training ... the neuron's gradient is 0 from then on and it no longer "
+                               "responds to any data; in practice a smaller learning rate avoids this")),
+    "max-norm-high-lr": Claim("a max-norm constraint keeps a net trained at a too-high learning rate from blowing up",
+                              t.claim_max_norm, t.arms_max_norm, ("max_norm",),
+                              quote=(2, "最大范数限制,其迫使权重在更新的过程中范数有一个上界,可以使得当学习率设置太高的时候"
+                                        "网络不会\"爆炸\"",
+                                     "max-norm constraints bound the weights' norm during the updates, so that the "
+                                     "network does not 'explode' when the learning rate is set too high")),
+    "inputs-normalized": Claim("normalizing the inputs speeds up gradient descent", t.claim_inputs, t.arms_inputs,
+                               ("preprocess",),
+                               quote=(2, "归一化后加快了梯度下降求最优解的速度",
+                                      "after normalization, gradient descent finds the optimum faster")),
+    "zero-init-symmetry": Claim("all-zero initialization fails: every unit of a layer stays the same",
+                                exact.claim_zero_init,
+                                quote=(2, "全 0 初始化 不可取,否则权重相同",
+                                       "all-zero initialization is not acceptable, otherwise the weights are the same")),
+    "dropout-shrinks-weights": Claim("dropout acts like L2 weight decay: it shrinks the weights", t.claim_dropout_weights,
+                                     t.arms_dropout_weights, ("hidden_dropout",),
+                                     quote=(4, "Dropout实现了类似L2的权重衰减的功能",
+                                            "dropout does something like L2's weight decay")),
+    "adagrad-stalls": Claim("Adagrad stalls late in training: its training loss falls less in the second half than "
+                            "RMSprop's", t.claim_adagrad_stalls, t.arms_adagrad, ("optimizer",),
+                            quote=(2, "中后期,分母上梯度平方的累加将会越来越大,使gradient→0,使得训练提前结束",
+                                   "in mid and late training the sum of squared gradients in the denominator keeps "
+                                   "growing and drives the update to 0, ending training early")),
+    "ln-similar-features": Claim("LN loses expressiveness when a sample's features are similar: it removes what they "
+                                 "share, BN does not", exact.claim_ln_similar,
+                                 quote=(4, "由于其根据不同的通道进行了归一化,因此对相似度较大的特征LN会降低模型的表达能力",
+                                        "since it normalizes across the channels, LN lowers the model's expressiveness "
+                                        "for features that are very similar")),
+    "deeper-fc-gains-little": Claim("a deeper fully-connected net gains little from its depth, where a deeper CNN "
+                                    "gains more", t.claim_deeper_fc, t.arms_deeper_fc, ("model", "depth", "width", "norm"),
+                                    quote=(2, "更深的全连接神经网络结构效果提升就不大了,而与此对比的是卷积神经网络的深层结构"
+                                              "则会有更好的效果",
+                                           "a deeper fully-connected structure improves little, whereas a deep "
+                                           "convolutional structure does better")),
+    "dropout-averages": Claim("dropout trains many thinned networks whose average predicts better than one of them, "
+                              "and the eval-mode net stands in for that average", t.claim_dropout_average,
+                              t.arms_dropout_average, ("hidden_dropout",),
+                              quote=(2, "整个dropout过程就相当于对很多个不同的神经网络取平均",
+                                     "the whole dropout process amounts to averaging many different networks")),
+    "clean-shortcut": Claim("a clean (identity) shortcut beats scaling, gating, 1x1-conv and dropout shortcuts "
+                            "(He et al. 2016 fig. 2)", t.claim_clean_shortcut, t.arms_shortcuts, ("shortcut_op",),
+                            quote=(3, "shortcut(灰色箭头线、快捷链接)最好不做其它操作,尽量保持干净,以便信息的传播",
+                                   "the shortcut had best carry no other operation and stay as clean as possible, so "
+                                   "that information propagates")),
 }
 
 

@@ -172,3 +172,91 @@ def contrast_change(run: Path) -> float:
         changed += int((r.model(xb).argmax(1) != r.model(affine_views(xb, seed=i)).argmax(1)).sum())
         seen += len(xb)
     return changed / seen
+
+
+NEAR_ZERO = 1e-3
+
+
+@unit("percentage points of the weights", 100.0)
+def near_zero_fraction(run: Path) -> float:
+    """Fraction of the Linear weights with |w| < 1e-3: small, but (unlike zero_fraction) not
+    necessarily exactly zero; what an L1 penalty's subgradient steps can leave."""
+    ws = _matrices(run)
+    return sum(int((w.abs() < NEAR_ZERO).sum()) for w in ws) / sum(w.numel() for w in ws)
+
+
+@unit("percentage points of the hidden units", 100.0)
+@torch.no_grad()
+def dead_units(run: Path) -> float:
+    """Fraction of the hidden ReLU units that output 0 on every training image (eval mode, the
+    run's own training split): units that no longer respond to any input, and so get no gradient."""
+    from ...api import load
+    from ...data import pipeline
+
+    if failure(run):
+        return NAN
+    r = load(run)
+    data, pre = pipeline.load(r.config)
+    pipe = pipeline.build(r.config.replace(augment=""), torch.device("cpu"), False, data=data, preprocess=pre)
+    relus = [mod for mod in r.model.modules() if isinstance(mod, torch.nn.ReLU)]
+    alive: dict = {}
+    hooks = [mod.register_forward_hook(lambda mod, i, out: alive.__setitem__(
+        id(mod), alive.get(id(mod), torch.zeros(out.shape[1], dtype=torch.bool)) | (out > 0).any(0)))
+        for mod in relus]
+    try:
+        for xb, _ in pipe.train:
+            r.model(xb)
+    finally:
+        for h in hooks:
+            h.remove()
+    units = torch.cat(list(alive.values()))
+    return float((~units).sum()) / units.numel()
+
+
+THINNED = 20  # thinned networks averaged by thinned_scores
+
+
+@torch.no_grad()
+def thinned_scores(run: Path, k: int = THINNED) -> dict:
+    """Test accuracy of a dropout net three ways: one thinned network (dropout left on, one draw
+    of masks), the average of the softmax outputs of `k` thinned networks (Monte Carlo, each its own
+    draw), and the eval-mode net (dropout off: weight scaling stands in for the average), with the
+    share of test images on which the eval net and the k-average predict the same class."""
+    from ...api import load
+    from ...data import pipeline
+
+    r = load(run)
+    drops = [mod for mod in r.model.modules() if isinstance(mod, torch.nn.Dropout)]
+    if not drops:
+        raise ValueError(f"{run}: the model has no dropout layer")
+    torch.manual_seed(0)  # the same masks for every run
+    hit = {"one": 0, "average": 0, "eval": 0}
+    same = seen = 0
+    for xb, yb in pipeline.test_loader(r.config, r.preprocess, torch.device("cpu")):
+        r.model.eval()
+        p_eval = r.model(xb).argmax(1)
+        for mod in drops:
+            mod.train()
+        probs = [torch.softmax(r.model(xb), 1) for _ in range(k)]
+        r.model.eval()
+        p_avg = torch.stack(probs).mean(0).argmax(1)
+        hit["one"] += int((probs[0].argmax(1) == yb).sum())
+        hit["average"] += int((p_avg == yb).sum())
+        hit["eval"] += int((p_eval == yb).sum())
+        same += int((p_eval == p_avg).sum())
+        seen += len(yb)
+    return {**{key: v / seen for key, v in hit.items()}, "agree": same / seen}
+
+
+@unit(*NATS)
+def late_progress(run: Path) -> float:
+    """How much the training loss still fell in the second half of training: the mean train loss
+    of the middle epoch (epochs // 2) minus that of the last, from the run's metrics.csv."""
+    import csv
+
+    if failure(run):
+        return NAN
+    with open(Path(run) / "metrics.csv", newline="", encoding="utf-8") as f:
+        loss = {int(r["epoch"]): float(r["train_loss"]) for r in csv.DictReader(f)}
+    last = max(loss)
+    return loss[last // 2] - loss[last]

@@ -239,6 +239,9 @@ def claim_blocks(doc: dict, r: dict, figs: dict) -> list[tuple]:
            ("p", f"Verdict: **{verdict_text(r) if tests_of(r) and len(tests_of(r)) == 1 else r['verdict']}**. "
                  f"Setting: {r['setting']}."),
            ("p", f"Measured: {r['summary']}.")]
+    if r.get("quote"):
+        seed, zh, en = r["quote"]
+        out.insert(1, ("p", f"Seed {seed}: 「{zh}」 ({en})"))
     tests = tests_of(r)
     if len(tests) == 1:
         out.append(("p", f"Statistics: {stats_text(tests[0])}."))

@@ -123,6 +123,8 @@ def measure(names: list[str], quick: bool, exps: dict, arms: dict, work: Path) -
             train_s = sum(seconds(d) for ds in dirs.values() for d in ds)
         r.update(name=name, claim=claim.text, seconds=time.perf_counter() - t0 + train_s,
                  train_seconds=train_s)
+        if claim.quote:
+            r["quote"] = list(claim.quote)
         results.append(r)
     return results
 
