@@ -111,17 +111,11 @@ class ResidualBlockSimple(tnn.Module):
         return self.act2(x + self.bn2(self.conv2(y)))
 
 
-class ResidualBlockPreActSeed003(tnn.Module):
+class ResidualBlockPreActSeed003(ResidualBlockSeed003):
     """Seed 003's closing listing, its ResNet v2 block as written (He et al. 2016b, fig. 4(e), full
     pre-activation): y = conv1(act(bn(x))), y = conv2(act(bn(y))), x + y with no act after the
-    sum. One norm layer serves both places, as in the listing (its running statistics see both)."""
-
-    def __init__(self, channels, *, norm_layer, act_layer):
-        super().__init__()
-        self.bn = norm_layer(channels)
-        self.conv1 = tnn.Conv2d(channels, channels, kernel_size=3, padding=1)
-        self.conv2 = tnn.Conv2d(channels, channels, kernel_size=3, padding=1)
-        self.act1, self.act2 = act_layer(), act_layer()
+    sum. The same layers as the first listing's block (one norm layer serves both places, its
+    running statistics see both); only the order changes, as the seed says."""
 
     def forward(self, x):
         y = self.conv1(self.act1(self.bn(x)))
