@@ -92,5 +92,5 @@ def differences(recorded: dict, here: Optional[dict] = None) -> list[str]:
 def cpu_has_bf16(isa: Optional[list] = None) -> bool:
     """AVX-512 BF16 or AMX: the CPU computes bf16 dot products natively (without them torch
     emulates bf16 and it is slower than fp32)."""
-    isa = cpu_isa() if isa is None else isa
+    isa = description()["isa"] if isa is None else isa
     return "avx512_bf16" in isa or "amx_bf16" in isa

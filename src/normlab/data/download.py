@@ -119,26 +119,24 @@ def checksum_overrides() -> dict[str, str]:
     return table
 
 
-def timeout() -> float:
-    raw = os.environ.get("NORMLAB_DATA_TIMEOUT", "60")
+def _seconds(name: str, default: str) -> float:
+    """A positive number of seconds from environment variable `name`."""
+    raw = os.environ.get(name, default)
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
     if not value > 0:
-        raise DataError(f"NORMLAB_DATA_TIMEOUT={raw!r}: must be a number of seconds > 0")
+        raise DataError(f"{name}={raw!r}: must be a number of seconds > 0")
     return value
+
+
+def timeout() -> float:
+    return _seconds("NORMLAB_DATA_TIMEOUT", "60")
 
 
 def deadline() -> float:
-    raw = os.environ.get("NORMLAB_DATA_DEADLINE", "3600")
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise DataError(f"NORMLAB_DATA_DEADLINE={raw!r}: must be a number of seconds > 0")
-    return value
+    return _seconds("NORMLAB_DATA_DEADLINE", "3600")
 
 
 def urls_for(remote: Remote, mirror: Optional[str] = None) -> list[str]:

@@ -35,6 +35,7 @@ NUMBERED = {"gn": "groups, e.g. gn:8", "gbn": "virtual batch size, e.g. gbn:16",
 SPATIAL_ONLY = ("in", "in-affine", "frn", "evob0", "evos0", "lrn")
 # Kinds that reparametrize the weights of the model's layers instead of (or besides) a norm layer.
 WEIGHT_KINDS = {"ws": "standardize", "gn+ws": "standardize", "wn": "weight_norm"}
+BATCH_NORM_KINDS = ("bn", "gbn", "brn")  # the kinds that take batch norm's eps and momentum
 GHOST_BATCH = 16  # gbn's virtual batch size when none is given (Hoffer et al. used 128 for batches of 4096)
 IMPLS = ("native", "reference", "tutorial")
 
@@ -155,6 +156,8 @@ def make_norm(kind: str, num_features: int, dims: int = 2, impl: str = "native",
 
 
 NEWER = ("rms", "ln2d", "frn", "evob0", "evos0", "brn", "gbn", "lrn")
+# Kinds with a single implementation (nn/newer_norms.py or a reparametrization): no reference/tutorial form.
+ONE_IMPL = NEWER + tuple(WEIGHT_KINDS)
 
 
 def _newer_norm(spec: str, kind: str, number, num_features: int, dims: int, momentum=None, eps=None,
@@ -217,7 +220,7 @@ class NormLayer:
     def __init__(self, spec: str = "bn", impl: str = "native", dims: int = 2, *, bn_eps=None,
                  bn_momentum=None, **kw):
         self.kind, self.groups = parse_norm(spec)
-        if self.kind in ("bn", "gbn", "brn"):  # batch norm's eps and momentum (the others keep their own eps)
+        if self.kind in BATCH_NORM_KINDS:  # batch norm's eps and momentum (the others keep their own eps)
             kw = {"eps": bn_eps, "momentum": bn_momentum, **kw}
         if impl not in IMPLS:
             raise unknown_name("norm implementation", impl, IMPLS)

@@ -21,12 +21,11 @@ from typing import Callable
 
 from ..config import FIELDS, TrainConfig
 from ..errors import ConfigError
+from ..nn.factory import BATCH_NORM_KINDS as BATCH_NORMS, ONE_IMPL
 
 MOMENTUM_OPTIMIZERS = ("momentum", "nesterov")
 ADAM_FAMILY = ("adam", "adamw", "nadam")
 NO_EPS = ("sgd", "momentum", "nesterov", "lbfgs")
-BATCH_NORMS = ("bn", "gbn", "brn")  # the kinds that take batch norm's eps and momentum
-ONE_IMPL = ("rms", "ln2d", "frn", "evob0", "evos0", "brn", "gbn", "lrn", "ws", "gn+ws", "wn")
 
 
 def _norm_kind(cfg: TrainConfig):
