@@ -137,7 +137,8 @@ class TrainConfig:
                               "(GroupNorm(1, C)), ln-chw (LayerNorm over C,H,W, element-wise affine), in (affine=False, "
                               "torch's default), in-affine, none; "
                               "after the tutorials (docs/norms.md): rms, ln2d, frn, evob0, evos0[:G], brn, gbn[:V], "
-                              "lrn, ws, gn[:G]+ws, wn (default: the model's own); from Python also a callable "
+                              "lrn, ws, gn[:G]+ws, wn, noisy-bn (BN with noise after it in training, an experiment's layer) "
+                              "(default: the model's own); from Python also a callable "
                               "num_channels -> nn.Module")
     norm_impl: str = opt("native", "norm implementation: native (torch kernels) or reference "
                          "(normlab's tensor-op layers) or tutorial (seed 000's from-scratch BatchNorm)",
@@ -179,6 +180,10 @@ class TrainConfig:
     # --- optimization
     epochs: int = opt(10, "number of passes over the training set", check=at_least_one)
     batch_size: int = opt(64, "training batch size", check=at_least_one)
+    batch_classes: Optional[int] = opt(None, "class-skewed (non-i.i.d.) training batches: each batch holds "
+                                       "batch-size/K examples of each of only K classes (Ioffe 2017's non-i.i.d. "
+                                       "minibatches; docs/data.md) (default: a uniform shuffle)",
+                                       check=optional(at_least_one))
     eval_batch_size: int = opt(1000, "evaluation batch size", check=at_least_one)
     optimizer: str = opt("adam", "optimizer: sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam, "
                          "adamw, nadam, lbfgs (full-step L-BFGS with a strong-Wolfe line search per batch)")
@@ -297,7 +302,7 @@ _HINTS = get_type_hints(TrainConfig)
 SECTIONS = {
     "data": ("dataset", "data_dir", "data_mirror", "val_split", "augment", "preprocess", "classes", "resize",
              "strict", "stream",
-             "batch_size", "eval_batch_size", "tta", "seed"),
+             "batch_size", "batch_classes", "eval_batch_size", "tta", "seed"),
     "model": ("model", "norm", "norm_impl", "bn_eps", "bn_momentum", "act", "dropout", "hidden_dropout",
               "fc_norm", "dropout_mode", "block_order", "shortcut_op", "depth", "width", "widths", "bias", "init", "seed"),
     "optim": ("optimizer", "lr", "momentum", "beta1", "beta2", "eps", "weight_decay", "decay_norm_bias",

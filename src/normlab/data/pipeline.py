@@ -15,6 +15,7 @@ import torch
 
 from . import augment as augment_mod
 from . import preprocess as preprocess_mod
+from ..errors import ConfigError
 from .loader import DeviceLoader, Normalize
 from .sources import Dataset, load_dataset
 from .split import stratified_split
@@ -188,7 +189,8 @@ def build(cfg, device: torch.device, drop_single: bool, data: Optional[Dataset] 
     if aug is None and tuple(data.train_x.shape[-2:]) != size:
         aug = eval_resize(preprocess)
     train = DeviceLoader(data.train_x.to(device), data.train_y.to(device), cfg.batch_size, transform,
-                         shuffle=True, generator=order, drop_single=drop_single, augment=aug)
+                         shuffle=True, generator=order, drop_single=drop_single, augment=aug,
+                         batch_classes=getattr(cfg, "batch_classes", None))
     eval_aug = eval_resize(preprocess) if tuple(data.test_x.shape[-2:]) != size else None
     test = DeviceLoader(data.test_x.to(device), data.test_y.to(device), cfg.eval_batch_size, transform,
                         augment=eval_aug)
@@ -209,6 +211,9 @@ def _stream(data, files, batch, transform, device, aug, **kw):
 
 
 def _build_stream(cfg, device, drop_single, data, preprocess) -> Pipeline:
+    if getattr(cfg, "batch_classes", None) is not None:
+        raise ConfigError("batch_classes: class-skewed batches are built for datasets held in memory; this "
+                          "image folder streams from disk: add --stream off, or drop --batch-classes")
     transform = input_transform(preprocess)
     st = data.info["stream"]
     size = tuple(preprocess["input_shape"][1:])

@@ -242,6 +242,9 @@ def claim_blocks(doc: dict, r: dict, figs: dict) -> list[tuple]:
     if r.get("quote"):
         seed, zh, en = r["quote"]
         out.insert(1, ("p", f"Seed {seed}: 「{zh}」 ({en})"))
+    if r.get("source"):
+        ref, sentence = r["source"]
+        out.insert(1, ("p", f"{ref}: “{sentence}”"))
     tests = tests_of(r)
     if len(tests) == 1:
         out.append(("p", f"Statistics: {stats_text(tests[0])}."))

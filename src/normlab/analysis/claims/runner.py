@@ -52,7 +52,7 @@ def _cell_of(exp, levels: dict):
 def plan(names: list[str], quick: bool):
     """The experiments the trained claims among `names` need, and which of their cells:
     ({experiment name: (Experiment, [Cell, ...])}, {claim: {label: (experiment name, Cell)}})."""
-    from .trained import experiment
+    from .catalog import experiment
 
     exps, arms = {}, {}
     for name in names:
@@ -125,6 +125,8 @@ def measure(names: list[str], quick: bool, exps: dict, arms: dict, work: Path) -
                  train_seconds=train_s)
         if claim.quote:
             r["quote"] = list(claim.quote)
+        if claim.source:
+            r["source"] = list(claim.source)
         results.append(r)
     return results
 
