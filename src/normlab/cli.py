@@ -434,14 +434,14 @@ def _(p):
 def run_leaderboard_cmd(args) -> int:
     from .analysis.leaderboard import run_leaderboard
 
-    run_leaderboard(args.out, quick=args.quick, jobs=args.jobs)
-    return 0
+    doc = run_leaderboard(args.out, quick=args.quick, jobs=args.jobs)
+    return 130 if doc.get("interrupted") else 0
 
 
 @run_leaderboard_cmd.arguments
 def _(p):
     p.add_argument("--quick", action="store_true", help="a 2-rate grid, 1 tuning and 3 confirmation seeds, 1-3 epochs on a "
-                   "quarter of the training images (minutes; the full board is about an hour on two cores)")
+                   "fifth of the training images (minutes; the full board is about an hour on two cores)")
     p.add_argument("--out", default="leaderboard", metavar="DIR",
                    help="folder for leaderboard.md, .html, .csv and .json, and the runs (default: leaderboard)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="runs trained in parallel worker processes "

@@ -249,6 +249,8 @@ class TrainConfig:
                                         "30 minutes)", check=optional(positive))
     out: Optional[str] = opt(None, "run directory (default: runs/MODEL-DATASET-TIMESTAMP)")
     progress: bool = opt(True, "show a progress bar per epoch")
+    curves: bool = opt(True, "write curves.png (loss and accuracy against epoch) at the end; --no-curves saves "
+                       "about a second a run, which a sweep of hundreds of short runs notices (normlab leaderboard)")
     log_every: Optional[int] = opt(None, "also print the training loss every N steps (seed 001 prints every 100)",
                                    check=optional(at_least_one))
 
@@ -310,7 +312,7 @@ SECTIONS = {
     "regularization": ("l1", "l1_mode", "l2", "max_norm", "label_smoothing", "clip_grad", "clip_mode", "ema",
                        "decay_norm_bias"),
     "runtime": ("seed", "device", "threads", "precision", "channels_last", "compile", "cuda_graphs", "deterministic",
-                "tensorboard", "sync_bn", "dist_backend", "dist_timeout", "out", "progress", "log_every"),
+                "tensorboard", "sync_bn", "dist_backend", "dist_timeout", "out", "progress", "curves", "log_every"),
 }
 
 

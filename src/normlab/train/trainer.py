@@ -185,7 +185,8 @@ def default_hooks(loop: Loop) -> list[H.Hook]:
         hooks.append(H.Distributed(r.dist))
     hooks.append(H.Checkpoint(columns, write=main))
     if main:
-        hooks.append(H.MetricsCSV(columns))
+        if cfg.curves:  # the plot at the end: most of a second-long run's time (sweeps of many runs turn it off)
+            hooks.append(H.MetricsCSV(columns))
         if cfg.tensorboard:
             hooks.append(H.TensorBoard(columns))
     hooks.append(H.Console())
