@@ -291,14 +291,16 @@ def _(p):
 # ---------------------------------------------------------------- compare / report
 @command("compare", "run an ablation grid from an experiment file (paired seeds, resumable, shardable)")
 def run_compare(args) -> int:
-    from .analysis import report, sweep
+    from .analysis import report
+    from .analysis.results import collect
+    from .experiments import spec, sweep
 
-    exp = sweep.load_experiment(args.experiment)
+    exp = spec.load_experiment(args.experiment)
     shard = sweep.parse_shard(args.shard)
     if args.dry_run:
         return _print_plan(exp, sweep.plan(exp, args.out, shard), args.out)
     outcome = sweep.run_sweep(exp, args.out, jobs=args.jobs, shard=shard)
-    rows = sweep.collect(args.out)
+    rows = collect(args.out)
     missing = sum(r["status"] == "missing" for r in rows)
     if outcome.interrupted:
         s = report.write_report(args.out)
@@ -406,9 +408,8 @@ def _(p):
 # ---------------------------------------------------------------- claims
 @command("claims", "run the tutorials' claims as small experiments and write a verdict report")
 def run_claims_cmd(args) -> int:
-    from .analysis import claims
-
-    from .analysis.sweep import parse_shard
+    from .experiments import claims
+    from .experiments.sweep import parse_shard
 
     doc = claims.run_claims(args.out, quick=args.quick, only=args.only, jobs=args.jobs, shard=parse_shard(args.shard))
     if "missing" in doc:

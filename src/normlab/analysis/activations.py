@@ -206,7 +206,7 @@ def run_stats(run_dir, batch: int = 256, seed: int = 0, mode: str = "eval") -> S
     from ..api import load
 
     r = load(run_dir)
-    x, y = dataset_batch(r.config.dataset, r.input_shape, batch, seed, r.config.data_dir, r.preprocess["normalize"])
+    x, y = dataset_batch(r.config.dataset, r.input_shape, batch, seed, r.config.data_dir, r.inputs.normalize)
     return activation_stats(r.model, x, y, mode=mode,
                             input_desc=f"{batch} {r.config.dataset} training images, as preprocessed in training")
 

@@ -22,11 +22,13 @@ from typing import Optional
 import numpy as np
 
 from ..errors import CheckpointError
+from ..data.inputs import Inputs
 from ..fileio import atomic_write_text
 from ..rundir import RunDir
 from . import figures, paired, render
 from .render import Link, mean_sd, num
-from .sweep import Experiment, collect, expand, finite, read_experiment, write_results
+from ..grid import Experiment, expand
+from .results import collect, finite, read_experiment, write_results
 
 # The compared metric in the unit the report shows it in: (unit, factor from the stored value,
 # which sign is better).
@@ -267,8 +269,8 @@ def curves_figures(exp: Experiment, rows: list[dict], out: Path) -> list[render.
 def _classes(run_dir: Path):
     p = run_dir / "preprocess.json"
     try:
-        return len(json.loads(p.read_text(encoding="utf-8"))["classes"])
-    except (OSError, KeyError, ValueError, TypeError):
+        return Inputs.from_dict(json.loads(p.read_text(encoding="utf-8"))).num_classes
+    except (OSError, ValueError, TypeError):
         return None
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import ConfigError, NormlabError, unknown_name
+from ..data.inputs import Inputs
 from ..fileio import atomic_write_text
 from ..rundir import RunDir
 from . import figures, render
@@ -212,10 +213,10 @@ def compare_runs(run_dirs: Sequence, out) -> dict:
                       row["status"], Link("config.json", href(r, "config.json"))])
     diff = [["option", *labels]] + [[k, *(render.yaml_text({k: c.get(k)}).split(": ", 1)[-1] for c in configs)]
                                     for k in differ]
-    classes = None
-    pre = _json(runs[0] / "preprocess.json")
-    if pre.get("classes"):
-        classes = len(pre["classes"])
+    try:
+        classes = Inputs.from_dict(_json(runs[0] / "preprocess.json")).num_classes
+    except (ValueError, TypeError):
+        classes = None
     groups = [(lab, [RunDir(r).read_metrics()]) for lab, r in zip(labels, runs)]
     fig = figures.learning_curves(groups, "runs side by side", classes)
     png = figures.save(fig, out / "curves.png")

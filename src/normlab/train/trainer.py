@@ -155,7 +155,7 @@ def _train(config, log, resume, extra_hooks: list, d: distributed.Dist, held: Ex
                                       f"removed); it cannot be resumed exactly: train it again with a new --out")
             if d.main:
                 run_dir.write_json("config.json", run.cfg.to_dict())
-                run_dir.write_json("preprocess.json", run.preprocess)
+                run_dir.write_json("preprocess.json", run.inputs.to_dict())
             log(f"normlab: {run_dir.path} stopped before its first epoch ended; starting it again from the "
                 f"beginning")
     elif d.main:
@@ -163,7 +163,7 @@ def _train(config, log, resume, extra_hooks: list, d: distributed.Dist, held: Ex
         if latest:
             link_latest(run_dir.path)
         run_dir.write_json("config.json", run.cfg.to_dict())
-        run_dir.write_json("preprocess.json", run.preprocess)
+        run_dir.write_json("preprocess.json", run.inputs.to_dict())
     else:
         run_dir = RunDir(run.cfg.out)
     loop = Loop(run, run_dir, log, resume=has_epoch, planned_epochs=planned)

@@ -12,7 +12,7 @@ from pathlib import Path
 from ...fileio import atomic_write_text
 from .. import figures, paired, render
 from ..render import Link, Mark, num
-from .paired import effect_text, tests_of, value
+from .comparisons import effect_text, tests_of, value
 from .verdict import FAILS, HOLDS, INCONCLUSIVE, METHOD, TOO_FEW
 
 CLAIM_COLUMNS = ("claim", *paired.DIFFERENCE_COLUMNS, "margin", "p_margin_holm")
@@ -293,7 +293,7 @@ def page_blocks(doc: dict, figs: dict) -> list[tuple]:
 def _figures(out: Path, doc: dict, live: dict) -> dict:
     """Save the claims' figures (matplotlib Figures in `live`, by file name) and the effects figure
     as PNG + SVG beside claims.md; return file name -> render.Figure."""
-    from .plots import effects_figure
+    from .effects import effects_figure
 
     figs = {}
     for name, (fig, caption) in live.items():

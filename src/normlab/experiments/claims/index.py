@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from . import exact, trained as t
+from ...analysis.claims import exact
+from . import trained as t
 
 
 @dataclass(frozen=True)
