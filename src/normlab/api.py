@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-import warnings
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -12,13 +12,14 @@ import torch
 
 from .config import TrainConfig, make_config
 from .data import pipeline
-from .data.tta import parse as parse_tta, predict_proba
+from .data.inputs import Inputs
+from .data.tta import parse as parse_tta
+from .data.tta import predict_proba
+from .device import precision_on, resolve_device
 from .errors import CheckpointError, ConfigError, DataError, NormlabError
 from .evaluation import evaluate
-from .rundir import RunDir
-from .data.inputs import Inputs
-from .device import precision_on, resolve_device
 from .models.from_config import build_model, with_model_defaults
+from .rundir import RunDir
 
 
 @dataclass
@@ -26,7 +27,7 @@ class LoadedRun:
     run_dir: Path
     config: TrainConfig
     model: torch.nn.Module
-    transform: object  # uint8 batch -> model input, as fitted at training time
+    transform: Callable[[torch.Tensor], torch.Tensor]  # uint8 batch -> model input, as fitted in training
     inputs: Inputs     # what the run's inputs were (preprocess.json)
     classes: list[str]
     input_shape: tuple[int, int, int]
@@ -75,7 +76,7 @@ def load(run_dir, device: str = "cpu", fuse_bn: bool = False, norm=None, act=Non
     if backend != "torch" and dev.type != "cpu":
         raise ConfigError(f"backend {backend}: runs on the CPU only; use --device cpu or --backend torch")
     example = torch.zeros((1, *inputs.model_input_shape), device=dev)
-    model = prepare(model, backend, example, fuse=fuse_bn, channels_last=cfg.channels_last)
+    model = prepare(model, backend, example, fuse=fuse_bn, channels_last=bool(cfg.channels_last))
     summary = run.read_json("summary.json") if (run / "summary.json").is_file() else {}
     return LoadedRun(run.path, cfg, model, transform, inputs, list(inputs.classes), inputs.input_shape, summary, dev)
 
@@ -106,7 +107,8 @@ def evaluate_run(run_dir, device: str = "cpu", fuse_bn: bool = False, split: str
     backend: torch or onnxruntime (see `load`; equal to rounding, so a near-tie may move)."""
     r = load(run_dir, device, fuse_bn, backend=backend)
     loader = pipeline.eval_loader(r.config.section("data"), r.inputs, r.device, split)
-    res = evaluate(r.model, loader, r.config.precision, r.config.channels_last, r.config.tta if split == "test" else "")
+    res = evaluate(r.model, loader, r.config.precision, bool(r.config.channels_last),
+                   r.config.tta if split == "test" else "")
     out = {"run_dir": str(r.run_dir), f"{split}_loss": res["loss"], f"{split}_acc": res["acc"],
            f"{split}_top5": res.get("top5"), f"{split}_size": loader.num_samples}
     if split == "test":
@@ -134,7 +136,7 @@ def read_image(path, shape, invert: bool = False) -> torch.Tensor:
             if invert:
                 img = ImageOps.invert(img)
             if img.size != (w, h):
-                img = img.resize((w, h), Image.BILINEAR, reducing_gap=None)
+                img = img.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=None)
             arr = np.array(img, dtype=np.uint8)  # a writable copy: torch refuses read-only arrays
     except FileNotFoundError:
         raise DataError(f"image {str(path)!r} does not exist") from None
@@ -207,7 +209,10 @@ def predict(run_dir, images: Sequence, device: str = "cpu", run: Optional[Loaded
     x = read_images(r, images, invert)
     message = invert_hint(r.inputs, x, invert)
     if message:
-        (hint or (lambda m: warnings.warn(m, stacklevel=2)))(message)
+        if hint is not None:
+            hint(message)
+        else:
+            warnings.warn(message, stacklevel=2)
     probs = predict_proba(r.model, r.transform(x), parse_tta(r.config.tta))
     p, k = probs.max(1)
     return [{"file": str(f), "class": r.classes[int(ki)], "probability": float(pi)}

@@ -94,7 +94,7 @@ def keep_classes(data: Dataset, spec: str) -> None:
                      test_size=len(data.test_y))
 
 
-def split_val(data: Dataset, fraction: float, seed: int) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+def split_val(data: Dataset, fraction: float, seed: int) -> Optional[tuple]:
     """Move a stratified, seeded `fraction` of the training split into (val_x, val_y)
     (for a streamed folder, val_x is the list of files)."""
     if not fraction:
@@ -110,15 +110,15 @@ def split_val(data: Dataset, fraction: float, seed: int) -> Optional[tuple[torch
         st["train"], val_files = [files[i] for i in tr], [files[i] for i in va]
         shape = tuple(data.train_x.shape[1:])
         data.train_x = data.train_x[:1].expand(len(tr), *shape)
-        val = (val_files, data.train_y[torch.from_numpy(va)])
-        data.train_y = data.train_y[torch.from_numpy(tr)]
         data.info = dict(data.info, train_size=len(tr), val_size=len(va))
-        return val
-    tr, va = torch.from_numpy(tr), torch.from_numpy(va)
-    val = (data.train_x[va], data.train_y[va])
-    data.train_x, data.train_y = data.train_x[tr], data.train_y[tr]
+        held_y = data.train_y[torch.from_numpy(va)]
+        data.train_y = data.train_y[torch.from_numpy(tr)]
+        return val_files, held_y
+    keep, held = torch.from_numpy(tr), torch.from_numpy(va)
+    held_x, held_y = data.train_x[held], data.train_y[held]
+    data.train_x, data.train_y = data.train_x[keep], data.train_y[keep]
     data.info = dict(data.info, train_size=len(tr), val_size=len(va))
-    return val
+    return held_x, held_y
 
 
 def load(cfg) -> tuple[Dataset, Inputs]:
@@ -127,16 +127,17 @@ def load(cfg) -> tuple[Dataset, Inputs]:
     data = _load_data(cfg)
     data.val = split_val(data, cfg.val_split, cfg.seed)
     aug = cfg.augment
-    image_shape = tuple(data.train_x.shape[1:2]) + augment_mod.output_size(aug, data.train_x.shape[-2:])
+    size = augment_mod.output_size(aug, data.train_x.shape[-2:])
+    image_shape = (int(data.train_x.shape[1]), *size)
     if "stream" in data.info:  # fit on a seeded sample of the training files
         from . import imagefolder
 
         st = data.info["stream"]
         fit_x = imagefolder.decode_sample(st["train"], st["channels"], st["size"], STREAM_FIT_SAMPLE,
                                           cfg.seed, imagefolder.Report(False))
-        fit_x = augment_mod.resize(fit_x, image_shape[1:])
+        fit_x = augment_mod.resize(fit_x, size)
     else:
-        fit_x = augment_mod.deterministic(aug, data.train_x, image_shape[1:])
+        fit_x = augment_mod.deterministic(aug, data.train_x, size)
     transform = preprocess_mod.fit(cfg.preprocess, fit_x)
     # source_shape: the images' own size, before augmentation's pad/crop (predict needs it)
     normalize = None
@@ -184,7 +185,7 @@ def build(cfg, device: torch.device, drop_single: bool, data: Optional[Dataset] 
     test = DeviceLoader(data.test_x.to(device), data.test_y.to(device), cfg.eval_batch_size, transform,
                         augment=eval_aug)
     val = None
-    if getattr(data, "val", None) is not None:
+    if data.val is not None:
         vx, vy = data.val
         val = DeviceLoader(vx.to(device), vy.to(device), cfg.eval_batch_size, transform, augment=eval_aug)
     return Pipeline(data, train, test, val, inputs)

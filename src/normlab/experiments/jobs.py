@@ -17,10 +17,11 @@ import traceback
 from pathlib import Path
 from typing import Optional
 
-from ..analysis.results import failure_record, is_finished
+from ..analysis.results import is_finished
 from ..errors import NormlabError
 from ..fileio import atomic_write_json, atomic_write_text
-from ..locks import Locked, hold as hold_lock
+from ..locks import Locked
+from ..locks import hold as hold_lock
 
 # Set in worker processes (workers.py): a Ctrl-C there leaves at once, the parent reports.
 IN_WORKER = False

@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, TypeVar
 
 from ..analysis.results import _read_experiment_json, is_finished, write_results
 from ..config import make_config
@@ -21,6 +21,9 @@ from ..fileio import atomic_write_json
 from ..grid import Cell, Experiment, Job, cell_config, expand, jobs_of
 from .jobs import run_job
 from .workers import _run_parallel, _signals_interrupt
+
+T = TypeVar("T")
+
 
 @dataclass
 class SweepOutcome:
@@ -42,7 +45,7 @@ def parse_shard(text: Optional[str]) -> Optional[tuple[int, int]]:
     return int(m.group(1)), int(m.group(2))
 
 
-def shard_cells(cells: Sequence[Cell], i: int, n: int) -> list[Cell]:
+def shard_cells(cells: Sequence[T], i: int, n: int) -> list[T]:
     """Cells i-1, i-1+n, i-1+2n, ...: every cell lands in exactly one of the n shards, and all
     seeds of a cell stay together, so each shard can report complete cells."""
     return [c for k, c in enumerate(cells) if k % n == i - 1]

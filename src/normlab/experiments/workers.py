@@ -18,6 +18,7 @@ from pathlib import Path
 from . import jobs
 from .jobs import KILLED, _record_killed, run_job
 
+
 def _worker_init(threads: int, parent: int) -> None:
     import torch
 

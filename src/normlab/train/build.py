@@ -17,14 +17,15 @@ from typing import Callable, Optional
 
 import torch
 
-from ..config import DataConfig, ModelConfig, TrainConfig
+from ..config import DataConfig, TrainConfig
 from ..data import pipeline, sources
+from ..data.inputs import Inputs
 from ..device import precision_on, resolve_device
 from ..errors import ConfigError
 from ..models.from_config import MODEL_OPTIONS, build_model, with_model_defaults  # noqa: F401  (MODEL_OPTIONS re-exported)
 from ..models.registry import get_spec
-from ..data.inputs import Inputs
-from ..nn import factory, init as init_mod
+from ..nn import factory
+from ..nn import init as init_mod
 from . import determinism, distributed, graphs, optim, schedule
 from .step import Step
 
@@ -100,7 +101,7 @@ class Run:
     pipe: pipeline.Pipeline
     optimizer: torch.optim.Optimizer
     scheduler: object
-    step: Step
+    step: Step  # or graphs.GraphedStep, which runs as one
     dist: distributed.Dist = field(default_factory=distributed.Dist)
 
     @property
@@ -140,10 +141,10 @@ def build_run(cfg: TrainConfig, *, dist: Optional[distributed.Dist] = None,
     scheduler = (make_schedule or _config_schedule(cfg.section("optim")))(optimizer, len(pipe.train))
     step = Step(model, optimizer, scheduler, cfg.section("regularization"),
                 forward=torch.compile(forward) if cfg.compile else forward,
-                precision=cfg.precision, channels_last=cfg.channels_last)
+                precision=cfg.precision, channels_last=bool(cfg.channels_last))
     if cfg.cuda_graphs:
         graphs.check_supported(step, dev, compiled=cfg.compile, distributed=d.enabled)
-        step = graphs.GraphedStep(step)
+        step = graphs.GraphedStep(step)  # type: ignore[assignment]  # runs as a Step: same step()/state
     return Run(cfg, dev, inputs, model, data, pipe, optimizer, scheduler, step, d)
 
 
@@ -170,5 +171,5 @@ def _build_pipeline(cfg: DataConfig, dev, d: distributed.Dist, drop_single: bool
     # One global batch of world x batch_size, the same on every rank; each takes its slice.
     pipe = pipeline.build(cfg.replace(batch_size=cfg.batch_size * d.world), dev, drop_single,
                           data=data, inputs=inputs)
-    pipe.train = distributed.ShardedLoader(pipe.train, d, drop_single)
+    pipe.train = distributed.ShardedLoader(pipe.train, d, drop_single)  # type: ignore[assignment]  # iterates alike
     return pipe

@@ -93,7 +93,7 @@ def weight_norm(run: Path) -> float:
 @torch.no_grad()
 def _scores(model, loader) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of a model over a loader."""
-    loss = correct = seen = 0
+    loss, correct, seen = 0.0, 0, 0
     for xb, yb in loader:
         out = model(xb)
         loss += float(torch.nn.functional.cross_entropy(out.double(), yb, reduction="sum"))

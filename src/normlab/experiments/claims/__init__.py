@@ -8,9 +8,22 @@ runner.py    train the cells, measure, write the report (claims.md/.html/.json, 
 The statistics, measures and pages are normlab.analysis.claims: they read run folders only.
 """
 
-from ...analysis.claims import (FAILS, HOLDS, INCONCLUSIVE, INCEPTION_3A, all_of, claim_inception, claim_norm_modes,
-                                compare_arms, difference_of_drops, inception_mult_adds, norm_train_eval,
-                                render_html, render_markdown, verdict_from_ci)
+from ...analysis.claims import (
+                                FAILS,
+                                HOLDS,
+                                INCEPTION_3A,
+                                INCONCLUSIVE,
+                                all_of,
+                                claim_inception,
+                                claim_norm_modes,
+                                compare_arms,
+                                difference_of_drops,
+                                inception_mult_adds,
+                                norm_train_eval,
+                                render_html,
+                                render_markdown,
+                                verdict_from_ci,
+)
 from .index import CLAIMS, Claim, select
 from .runner import Runs, run_claims
 

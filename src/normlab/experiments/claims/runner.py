@@ -56,7 +56,8 @@ def plan(names: list[str], quick: bool):
     ({experiment name: (Experiment, [Cell, ...])}, {claim: {label: (experiment name, Cell)}})."""
     from .trained import experiment
 
-    exps, arms = {}, {}
+    exps: dict[str, tuple] = {}
+    arms: dict[str, dict] = {}
     for name in names:
         claim = CLAIMS[name]
         if claim.arms is None:

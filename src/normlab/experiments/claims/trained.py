@@ -313,7 +313,8 @@ def arms_contrast(quick):
 def claim_in_contrast(quick, runs):
     return two_arms(runs, "in", "bn", m.contrast_change, +1,
                     "fraction of test predictions changed by per-image contrast/brightness",
-                    f"{_lenet_setting(quick)}; {CONV_ONLY}; the batch-32 cells with BN and IN, in eval mode; every test image "
+                    f"{_lenet_setting(quick)}; {CONV_ONLY}; the batch-32 cells with BN and IN, in eval mode; "
+                    "every test image "
                     "gets its own x -> a x + b on the standardized input (a log-uniform in [0.5, 2], b uniform in "
                     "[-1, 1], one fixed draw); arm = BN, baseline = IN")
 
