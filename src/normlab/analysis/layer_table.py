@@ -23,6 +23,8 @@ import torch
 import torch.nn as tnn
 
 from ..errors import ConfigError
+from ..nn import kinds
+from ..nn.surgery import FrozenBatchNorm
 
 
 @dataclass
@@ -72,17 +74,13 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 def norm_type(m: tnn.Module) -> str:
     """'bn', 'gn(G)', 'ln', 'in' for a norm layer (torch's or normlab's reference ones), else ''."""
-    cls = type(m).__name__
-    if "BatchNorm" in cls:
+    if isinstance(m, FrozenBatchNorm):
         return "bn"
-    if "GroupNorm" in cls:
+    kind = kinds.family(m)
+    if kind == "gn":
         g = getattr(m, "num_groups", None)
         return "ln" if g == 1 else f"gn({g})"
-    if "LayerNorm" in cls:
-        return "ln"
-    if "InstanceNorm" in cls:
-        return "in"
-    return ""
+    return "bn" if kind == "bn-tutorial" else kind
 
 
 def _mult_adds(m: tnn.Module, out) -> int:
