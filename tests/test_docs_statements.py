@@ -6,7 +6,7 @@ measured, statements in all, papers' claims) are the tables'."""
 import re
 from pathlib import Path
 
-from normlab.analysis.claims import CLAIMS
+from normlab.experiments.claims import CLAIMS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from normlab.analysis import leaderboard as lb
-from normlab.analysis import paired, sweep
+from normlab.analysis import paired
 from normlab.errors import ConfigError
+from normlab.experiments import leaderboard as lb
+from normlab.experiments import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "experiments" / "reports" / "leaderboard-quick"
@@ -158,6 +159,9 @@ def test_committed_quick_board_matches_its_data_file_and_docs_norms_headline():
                 checked += 1
             else:
                 assert cell in ("n/a", "= bn"), (model, norm, b, cell)
+        r = by[(model, norm, "32")]  # training images/s at batch 32, after the batch sizes
+        speed = cells[2 + len(doc["setting"]["batches"])]
+        assert speed == (f"{float(r['images_per_s']):,.0f}" if r["status"] == "trained" else "–"), (model, norm)
     assert checked >= 100
     assert all(math.isfinite(float(r["mean_acc"])) for r in rows if r["status"] == "trained")
     assert re.search(r"--quick", text)

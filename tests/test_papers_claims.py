@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from normlab.analysis import claims, sweep
-from normlab.analysis.claims import papers
 from normlab.data import skewed
 from normlab.errors import ConfigError
+from normlab.experiments import claims, sweep
+from normlab.experiments.claims import papers
 from normlab.nn.newer_norms import NoisyBatchNorm
 
 
@@ -206,7 +206,7 @@ def test_wn_early_reads_the_first_half_of_the_loss_curve(fake, tmp_path):
 
 
 def test_every_papers_claim_quotes_its_paper_and_names_an_experiment_of_its_own_or_the_tutorials():
-    from normlab.analysis.claims.catalog import experiment
+    from normlab.experiments.claims.index import experiment
 
     names = [n for n, c in claims.CLAIMS.items() if c.source]
     assert names == ["gn-ws", "frn-evonorm-batch-independent", "brn-small-noniid", "ghost-bn-large-batch",
@@ -217,4 +217,6 @@ def test_every_papers_claim_quotes_its_paper_and_names_an_experiment_of_its_own_
         for quick in (True, False):
             for ename, _ in claims.CLAIMS[n].arms(quick).values():
                 assert experiment(ename, quick)["name"] == ename
-    assert set(papers.EXPERIMENTS).isdisjoint(claims.trained.EXPERIMENTS)
+    from normlab.experiments.claims import trained
+
+    assert set(papers.EXPERIMENTS).isdisjoint(trained.EXPERIMENTS)

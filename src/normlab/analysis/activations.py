@@ -16,13 +16,19 @@ import copy
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn as tnn
 import torch.nn.functional as F
 
+from ..api import load
+from ..data.loader import Normalize, channel_stats
+from ..data.sources import get_source, load_dataset
 from ..errors import ConfigError
+from ..models.registry import create_model, get_spec
+from ..nn.init import check_init
+from . import figures
 from .layer_table import parse_shape  # noqa: F401  (re-exported: `activations.parse_shape`)
 
 WEIGHTED = (tnn.Linear, tnn.Conv1d, tnn.Conv2d, tnn.Conv3d)
@@ -136,8 +142,6 @@ def dataset_batch(name: str, shape: Sequence[int], n: int, seed: int = 0, data_d
                   normalize: Optional[dict] = None):
     """n training images of dataset `name`, standardized per channel (the trainer's transform),
     and their labels; the dataset's image shape must equal `shape`."""
-    from ..data.loader import Normalize, channel_stats
-    from ..data.sources import load_dataset
 
     data = load_dataset(name, data_dir=data_dir)
     if tuple(data.shape) != tuple(shape):
@@ -169,9 +173,6 @@ def model_stats(model_name: str, init: str = "default", norm: Optional[str] = No
     depth=100, width=256, bias=False, head=False, input 256 and seed 1 is its experiment exactly.
     bias/head: the mlp's hidden biases and classifier (see models/mlp.py).
     """
-    from ..data.sources import get_source
-    from ..models.registry import create_model, get_spec
-    from ..nn.init import check_init
 
     spec = get_spec(model_name)
     check_init(init)
@@ -181,7 +182,8 @@ def model_stats(model_name: str, init: str = "default", norm: Optional[str] = No
         shape = tuple(get_source(data).shape)  # a named dataset brings its own image shape
     else:
         shape = spec.default_input
-    kw = {k: v for k, v in (("depth", depth), ("width", width), ("bias", bias), ("head", head)) if v is not None}
+    kw: dict[str, Any] = {k: v for k, v in (("depth", depth), ("width", width), ("bias", bias), ("head", head))
+                          if v is not None}
     unknown = [k for k in kw if k not in spec.defaults]
     if unknown:
         raise ConfigError(f"{', '.join('--' + k for k in unknown)}: model {model_name!r} has no such option "
@@ -203,10 +205,9 @@ def model_stats(model_name: str, init: str = "default", norm: Optional[str] = No
 
 def run_stats(run_dir, batch: int = 256, seed: int = 0, mode: str = "eval") -> StatsReport:
     """Statistics of a trained run on a batch of its own training data, transformed as in training."""
-    from ..api import load
 
     r = load(run_dir)
-    x, y = dataset_batch(r.config.dataset, r.input_shape, batch, seed, r.config.data_dir, r.preprocess["normalize"])
+    x, y = dataset_batch(r.config.dataset, r.input_shape, batch, seed, r.config.data_dir, r.inputs.normalize)
     return activation_stats(r.model, x, y, mode=mode,
                             input_desc=f"{batch} {r.config.dataset} training images, as preprocessed in training")
 
@@ -231,7 +232,6 @@ def plot_stats(reports: dict, path) -> None:
     scale; written as PATH (150 dpi PNG) and an SVG beside it. Where a curve stops being finite
     (NaN or inf: an exploding net), a cross marks the last finite layer and the legend names the
     first layer that is not; a zero std (nothing left to draw on a log axis) is a gap."""
-    from . import figures
 
     fig, (a1, a2) = figures.new_figure(1, 2, (11, 4.2))
     for i, (label, rep) in enumerate(reports.items()):

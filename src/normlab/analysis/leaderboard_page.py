@@ -10,8 +10,8 @@ import json
 import math
 from pathlib import Path
 
-from . import figures, render
 from ..fileio import atomic_write_text
+from . import figures, render
 
 COLUMNS = ("model", "norm", "batch", "status", "why", "lr", "n", "mean_acc", "sd_acc", "diff", "low", "high", "p",
            "p_holm", "verdict", "share_won", "seeds_needed", "images_per_s")
@@ -87,7 +87,8 @@ def detail(doc: dict, model: str) -> list[list]:
 
 
 def not_applicable(doc: dict) -> list[list]:
-    seen, out = {}, [["model", "norm", "batch sizes", "why"]]
+    seen: dict[tuple, list[str]] = {}
+    out = [["model", "norm", "batch sizes", "why"]]
     for r in doc["rows"]:
         if r["status"] != "trained":
             seen.setdefault((r["model"], r["norm"], r["why"]), []).append(str(r["batch"]))
@@ -154,7 +155,8 @@ def blocks(doc: dict, figs: dict) -> list[tuple]:
     s = doc["setting"]
     trained = [r for r in doc["rows"] if r["status"] == "trained"]
     family = next((r["family"] for r in trained if r.get("family")), 0)
-    out = [("p", f"Every norm of normlab ({len(s['norms'])}: the tutorials' {', '.join(n for n in s['norms'] if n in TUT)}"
+    tutorials = ", ".join(n for n in s["norms"] if n in TUT)
+    out: list[tuple] = [("p", f"Every norm of normlab ({len(s['norms'])}: the tutorials' {tutorials}"
                  f" and the ones after them) in {len(s['models'])} zoo models ({', '.join(s['models'])}, on digits) at "
                  f"batch sizes {', '.join(map(str, s['batches']))}, each arm with its own learning rate (DeepOBS's "
                  f"protocol): Adam with linear decay, the rate tuned on the grid {', '.join(f'{x:g}' for x in s['lrs'])} "

@@ -118,7 +118,9 @@ class DeviceLoader:
     def _skewed(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         from . import skewed
 
-        for idx in skewed.batches(self.y, self.batch_size, self.batch_classes, self.generator):
+        k = self.batch_classes
+        assert k is not None  # only called with class-skewed batches
+        for idx in skewed.batches(self.y, self.batch_size, k, self.generator):
             if self.drop_single and len(idx) == 1:  # batch norm cannot train on one sample
                 continue
             idx = idx.to(self.x.device)

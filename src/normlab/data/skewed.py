@@ -17,6 +17,8 @@ advance.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from ..errors import ConfigError
@@ -50,7 +52,8 @@ def batch_count(labels: torch.Tensor, batch_size: int, k: int) -> int:
     return batches
 
 
-def batches(labels: torch.Tensor, batch_size: int, k: int, generator: torch.Generator) -> list[torch.Tensor]:
+def batches(labels: torch.Tensor, batch_size: int, k: int,
+            generator: Optional[torch.Generator] = None) -> list[torch.Tensor]:
     """One epoch's batches, as index tensors into `labels` (on the CPU)."""
     per = batch_size // k
     y = labels.cpu()

@@ -16,6 +16,7 @@ import torch.nn as tnn
 from ..errors import ConfigError, unknown_name
 from ..nn.factory import NormSpec, get_act_layer, get_norm_layer
 from ..nn.init import init_weights
+from ..nn.kinds import INSTANCE
 from ..nn.newer_norms import standardize_convs, weight_normalize
 
 
@@ -104,10 +105,9 @@ def create_model(name: str, num_classes: int = 10, in_channels: Optional[int] = 
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
     kw = dict(spec.defaults)
     kw.update({k: v for k, v in model_kw.items() if v is not None})
-    norm_layer = None  # a model without norm layers: nothing to reparametrize either
     if spec.takes_norm:
-        norm_layer = kw["norm_layer"] = get_norm_layer(spec.default_norm if norm is None else norm, norm_impl,
-                                                       bn_eps=bn_eps, bn_momentum=bn_momentum)
+        kw["norm_layer"] = get_norm_layer(spec.default_norm if norm is None else norm, norm_impl,
+                                          bn_eps=bn_eps, bn_momentum=bn_momentum)
     if spec.takes_act:
         kw["act_layer"] = get_act_layer(spec.default_act if act is None else act)
     model = spec.builder(num_classes=num_classes, in_channels=in_channels, input_size=input_size, **kw)
@@ -155,7 +155,7 @@ def _probe(model: tnn.Module, name: str, input_shape) -> None:
     from torch.nn.modules.lazy import LazyModuleMixin
 
     lazy = any(isinstance(m, LazyModuleMixin) for m in model.modules())
-    if lazy or any("InstanceNorm" in type(m).__name__ for m in model.modules()):
+    if lazy or any(isinstance(m, INSTANCE) for m in model.modules()):
         _check_instance_norm_inputs(model, name, input_shape)
 
 

@@ -14,21 +14,16 @@ import warnings
 
 import torch
 from torch import Tensor, fx, nn
-from torch.nn.modules.batchnorm import _BatchNorm as _TorchBatchNorm
-from torch.nn.modules.instancenorm import _InstanceNorm as _TorchInstanceNorm
 
 from ..errors import ConfigError
 from . import functional as F
-from . import norm as ref
+from . import kinds
 from .factory import check_norm_kind, make_norm
 from .newer_norms import NEWER_LAYERS
 
 __all__ = ["FrozenBatchNorm", "convert_norm", "freeze_bn", "fuse_bn", "is_norm_layer"]
 
-_BATCH = (_TorchBatchNorm, ref._BatchNorm)
-_INSTANCE = (_TorchInstanceNorm, ref._InstanceNorm)
-_GROUP = (nn.GroupNorm, ref.GroupNorm)
-_LAYER = (nn.LayerNorm, ref.LayerNorm)
+_BATCH, _INSTANCE, _GROUP, _LAYER = kinds.BATCH, kinds.INSTANCE, kinds.GROUP, kinds.LAYER
 
 
 class FrozenBatchNorm(nn.Module):
@@ -61,7 +56,7 @@ class FrozenBatchNorm(nn.Module):
         self.register_buffer("num_batches_tracked", source.num_batches_tracked.detach().clone())
 
     def forward(self, input: Tensor) -> Tensor:
-        self._source_cls._check_input_dim(self, input)
+        self._source_cls._check_input_dim(self, input)  # type: ignore[attr-defined]  # a _BatchNorm class
         return F.batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
 
     def extra_repr(self) -> str:
@@ -75,16 +70,16 @@ def is_norm_layer(module: nn.Module) -> bool:
 def _channels_and_dims(layer: nn.Module) -> tuple[int, int | None]:
     """Channel count and spatial dims of a norm layer; dims None when the layer does not say."""
     if isinstance(layer, _BATCH) or isinstance(layer, FrozenBatchNorm):
-        name = layer.source_type if isinstance(layer, FrozenBatchNorm) else type(layer).__name__
+        cls = layer._source_cls if isinstance(layer, FrozenBatchNorm) else type(layer)
         # BatchNorm1d serves both (N, C) and (N, C, L); (N, C) after a Linear is by far the usual.
-        dims = {"1d": 0, "2d": 2, "3d": 3}.get(name[-2:], 2)
-        return layer.num_features, dims
+        dims = kinds.dims_of(cls)
+        return int(layer.num_features), 2 if dims is None else dims
     if isinstance(layer, _INSTANCE):
-        return layer.num_features, int(type(layer).__name__[-2])
+        return int(layer.num_features), kinds.dims_of(type(layer))
     if isinstance(layer, _GROUP):
-        return layer.num_channels, None
-    shape = layer.normalized_shape
-    return shape[0], len(shape) - 1 if len(shape) > 1 else 0
+        return int(layer.num_channels), None
+    shape = tuple(layer.normalized_shape)  # type: ignore[arg-type]  # a LayerNorm's
+    return int(shape[0]), len(shape) - 1 if len(shape) > 1 else 0
 
 
 def _has_statistics(layer: nn.Module) -> bool:
@@ -136,8 +131,7 @@ def _replacement(old: nn.Module, kind: str, impl: str, dims: int | None, name: s
         kind = "none"
     new = make_norm(kind, channels, dims, impl, **kw)
     # Same kind (e.g. native -> reference): take everything over, statistics included.
-    source_kind = type(old).__name__.rstrip("123d")
-    if source_kind == type(new).__name__.rstrip("123d") and not isinstance(old, FrozenBatchNorm):
+    if kinds.family(old) == kinds.family(new) != "" and not isinstance(old, FrozenBatchNorm):
         keys = set(new.state_dict())
         new.load_state_dict({k: v for k, v in old.state_dict().items() if k in keys}, strict=False)
         kept_stats = "running_mean" in keys
@@ -240,7 +234,7 @@ def _pairs_from_graph(model: nn.Module) -> list[tuple[str, str]]:
     for node in graph.nodes:
         if node.op == "call_module":
             calls[node.target] = calls.get(node.target, 0) + 1
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for node in graph.nodes:
         if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
             continue
@@ -249,7 +243,7 @@ def _pairs_from_graph(model: nn.Module) -> list[tuple[str, str]]:
             continue
         # A module called twice would be changed for both calls: leave it alone.
         if calls[node.target] == 1 and calls[prev.target] == 1:
-            pairs.append((prev.target, node.target))
+            pairs.append((str(prev.target), str(node.target)))
     return pairs
 
 

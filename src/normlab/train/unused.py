@@ -14,14 +14,14 @@ rule existed must still load.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Callable
 
-from ..config import FIELDS, TrainConfig
+from ..config import FIELDS, TrainConfig, field_default
 from ..errors import ConfigError
-from ..nn.factory import BATCH_NORM_KINDS as BATCH_NORMS, ONE_IMPL
+from ..nn.factory import BATCH_NORM_KINDS as BATCH_NORMS
+from ..nn.factory import ONE_IMPL
 
 MOMENTUM_OPTIMIZERS = ("momentum", "nesterov")
 ADAM_FAMILY = ("adam", "adamw", "nadam")
@@ -85,7 +85,8 @@ RULES = (
          lambda c: "it exempts biases and norm parameters from weight decay and the L2 penalty, and there is "
                    "neither; add --weight-decay or --l2, or drop it"),
     Rule("bn_eps", lambda c: _norm_kind(c) not in (*BATCH_NORMS, None),
-         lambda c: f"only batch norm (bn, gbn, brn, noisy-bn) uses it, the norm is {c.norm}; drop --bn-eps or use --norm bn"),
+         lambda c: f"only batch norm (bn, gbn, brn, noisy-bn) uses it, the norm is {c.norm}; drop --bn-eps or use "
+                   f"--norm bn"),
     Rule("bn_momentum", lambda c: _norm_kind(c) not in (*BATCH_NORMS, None),
          lambda c: f"only batch norm (bn, gbn, brn, noisy-bn) uses it, the norm is {c.norm}; drop --bn-momentum or use "
                    f"--norm bn"),
@@ -94,7 +95,7 @@ RULES = (
                     f"drop --norm-impl" if _norm_kind(c) in ONE_IMPL else
                     f"model {c.model} with norm {c.norm} has no norm layer to implement; drop --norm-impl or give "
                     f"a --norm")),
-    Rule("fc_norm", lambda c: _norm_kind(c) == "none" and c.fc_norm,
+    Rule("fc_norm", lambda c: _norm_kind(c) == "none" and bool(c.fc_norm),
          lambda c: "with --norm none there is no norm to place after the Linear layers; drop it or give a --norm"),
     Rule("dropout_mode", lambda c: not _dropout_anywhere(c),
          lambda c: "the run has no dropout layer to scale; add --dropout or --hidden-dropout, or drop it"),
@@ -109,16 +110,14 @@ RULED = {r.field for r in RULES}
 def is_set(given: TrainConfig, name: str) -> bool:
     """Whether a field was given a value other than its default."""
     f = FIELDS[name]
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    default = field_default(f)
     return getattr(given, name) != default
 
 
-def refuse_unused(given: TrainConfig) -> None:
+def refuse_unused(given: TrainConfig, resolved: TrainConfig) -> None:
     """Raise ConfigError naming the first option of `given` (a config as made by make_config) that
-    the run would not use, why, and what to use instead."""
-    from .build import resolve_config
-
-    resolved = resolve_config(given)
+    the run would not use (judged on `resolved`, the config with the model's defaults), why, and
+    what to use instead."""
     for rule in RULES:
         if is_set(given, rule.field) and rule.idle(resolved):
             flag = "--" + rule.field.replace("_", "-")

@@ -13,6 +13,10 @@ from pathlib import Path
 
 import torch
 
+from ...api import load
+from ...data import pipeline
+from ...rundir import RunDir
+
 NAN = float("nan")
 
 
@@ -74,7 +78,6 @@ def seconds(run: Path) -> float:
 
 def _matrices(run: Path) -> list[torch.Tensor]:
     """The 2-D weights of a run (the Linear layers' weight matrices)."""
-    from ...rundir import RunDir
 
     return [w for w in RunDir(run).load_weights().values() if w.ndim == 2]
 
@@ -93,7 +96,7 @@ def weight_norm(run: Path) -> float:
 @torch.no_grad()
 def _scores(model, loader) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of a model over a loader."""
-    loss = correct = seen = 0
+    loss, correct, seen = 0.0, 0, 0
     for xb, yb in loader:
         out = model(xb)
         loss += float(torch.nn.functional.cross_entropy(out.double(), yb, reduction="sum"))
@@ -109,8 +112,6 @@ def eval_scores(run: Path) -> dict:
     """Loss and accuracy of the saved weights, in eval mode, on the run's own training split
     (after its val_split) and on the test split. Dropout, which lowers the running train
     accuracy the trainer logs, does not act here, so it cannot shrink a gap by itself."""
-    from ...api import load
-    from ...data import pipeline
 
     weights = Path(run) / "weights.safetensors"
     key = (str(Path(run).resolve()), weights.stat().st_mtime_ns if weights.is_file() else None)
@@ -118,7 +119,7 @@ def eval_scores(run: Path) -> dict:
         return _EVAL_CACHE[key]
     r = load(run)
     data, pre = pipeline.load(r.config)
-    pipe = pipeline.build(r.config.replace(augment=""), torch.device("cpu"), False, data=data, preprocess=pre)
+    pipe = pipeline.build(r.config.replace(augment=""), torch.device("cpu"), False, data=data, inputs=pre)
     (tr_loss, tr_acc), (te_loss, te_acc) = _scores(r.model, pipe.train), _scores(r.model, pipe.test)
     _EVAL_CACHE[key] = {"train_loss": tr_loss, "train_acc": tr_acc, "test_loss": te_loss, "test_acc": te_acc}
     return _EVAL_CACHE[key]
@@ -163,12 +164,10 @@ def affine_views(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
 def contrast_change(run: Path) -> float:
     """Fraction of test images whose predicted class changes when every image gets its own
     contrast and brightness (affine_views, the same draw for every run)."""
-    from ...api import load
-    from ...data import pipeline
 
     r = load(run)
     changed = seen = 0
-    for i, (xb, _) in enumerate(pipeline.test_loader(r.config, r.preprocess, torch.device("cpu"))):
+    for i, (xb, _) in enumerate(pipeline.test_loader(r.config, r.inputs, torch.device("cpu"))):
         changed += int((r.model(xb).argmax(1) != r.model(affine_views(xb, seed=i)).argmax(1)).sum())
         seen += len(xb)
     return changed / seen
@@ -190,14 +189,12 @@ def near_zero_fraction(run: Path) -> float:
 def dead_units(run: Path) -> float:
     """Fraction of the hidden ReLU units that output 0 on every training image (eval mode, the
     run's own training split): units that no longer respond to any input, and so get no gradient."""
-    from ...api import load
-    from ...data import pipeline
 
     if failure(run):
         return NAN
     r = load(run)
     data, pre = pipeline.load(r.config)
-    pipe = pipeline.build(r.config.replace(augment=""), torch.device("cpu"), False, data=data, preprocess=pre)
+    pipe = pipeline.build(r.config.replace(augment=""), torch.device("cpu"), False, data=data, inputs=pre)
     relus = [mod for mod in r.model.modules() if isinstance(mod, torch.nn.ReLU)]
     alive: dict = {}
     hooks = [mod.register_forward_hook(lambda mod, i, out: alive.__setitem__(
@@ -222,8 +219,6 @@ def thinned_scores(run: Path, k: int = THINNED) -> dict:
     of masks), the average of the softmax outputs of `k` thinned networks (Monte Carlo, each its own
     draw), and the eval-mode net (dropout off: weight scaling stands in for the average), with the
     share of test images on which the eval net and the k-average predict the same class."""
-    from ...api import load
-    from ...data import pipeline
 
     r = load(run)
     drops = [mod for mod in r.model.modules() if isinstance(mod, torch.nn.Dropout)]
@@ -232,7 +227,7 @@ def thinned_scores(run: Path, k: int = THINNED) -> dict:
     torch.manual_seed(0)  # the same masks for every run
     hit = {"one": 0, "average": 0, "eval": 0}
     same = seen = 0
-    for xb, yb in pipeline.test_loader(r.config, r.preprocess, torch.device("cpu")):
+    for xb, yb in pipeline.test_loader(r.config, r.inputs, torch.device("cpu")):
         r.model.eval()
         p_eval = r.model(xb).argmax(1)
         for mod in drops:

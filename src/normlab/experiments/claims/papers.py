@@ -17,10 +17,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from . import measures as m
-from .paired import in_unit, interaction, several, two_arms, unit_of, value
+from ...analysis.claims import measures as m
+from ...analysis.claims.comparisons import in_unit, interaction, several, two_arms, unit_of, value
+from ...analysis.claims.verdict import compare_arms, mean
 from .trained import GN, LENET_EARLY, SGD_MLP, _lenet, _lenet_setting, lenet_epochs, sgd_epochs, sgd_seeds
-from .verdict import compare_arms, mean
 
 
 def sgd_like_seeds(quick: bool) -> int:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional
 
+from ..render import num
+from .measures import failure
 from .verdict import all_of, compare_arms, difference_of_drops, mean
 
 
 def failed_note(runs, labels) -> str:
-    from .measures import failure
 
     bad = [(lab, i) for lab in labels for i, d in enumerate(runs.dirs(lab)) if failure(d)]
     if not bad:
@@ -38,7 +39,6 @@ def digits(unit: str) -> int:
 
 
 def value(x: float, unit: str, sign: bool = False) -> str:
-    from ..render import num
 
     return num(x, digits(unit), sign=sign)
 
@@ -68,8 +68,8 @@ def side_effects(runs, base: str, arm: str, also: dict) -> dict:
 
 
 def also_text(also: dict) -> str:
-    return "".join(f"; {what_in(k, v['unit'])}: {value(v['baseline_mean'], v['unit'])} -> {value(v['arm_mean'], v['unit'])}, "
-                   f"effect {effect_text(v)}" for k, v in also.items())
+    return "".join(f"; {what_in(k, v['unit'])}: {value(v['baseline_mean'], v['unit'])} -> "
+                   f"{value(v['arm_mean'], v['unit'])}, effect {effect_text(v)}" for k, v in also.items())
 
 
 def two_arms(runs, base: str, arm: str, measure: Callable, direction: int, what: str, setting: str,

@@ -34,10 +34,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-from . import paired
+from ..analysis import paired
 from ..errors import ConfigError, NormlabError
+
+if TYPE_CHECKING:
+    from .sweep import SweepOutcome
 
 NORMS = ("bn", "gn", "ln", "ln-chw", "in", "in-affine", "none",
          "rms", "ln2d", "frn", "evob0", "evos0", "brn", "gbn", "lrn", "ws", "gn+ws", "wn")
@@ -120,13 +123,11 @@ def _try(model: str, norm: str) -> Optional[str]:
 
     from ..config import make_config
     from ..models import create_model
-    from ..train.build import MODEL_OPTIONS, resolve_config
-    from ..train.unused import refuse_unused
+    from ..models.from_config import MODEL_OPTIONS
+    from ..train.resolve import resolve
 
     try:
-        given = make_config({**MODELS[model], "norm": norm})
-        refuse_unused(given)
-        cfg = resolve_config(given)
+        cfg = resolve(make_config({**MODELS[model], "norm": norm}))
         kw = {k: getattr(cfg, k) for k in MODEL_OPTIONS if getattr(cfg, k) is not None}
         c, h, w = SHAPES[cfg.dataset]
         net = create_model(cfg.model, in_channels=c, input_size=(h, w), norm=cfg.norm, act=cfg.act,
@@ -157,7 +158,7 @@ class Arm:
     norm: str
     batch: int
     skip: Optional[str] = None           # why this arm is not trained
-    lr: Optional[float] = None           # the tuned rate
+    lr: float = math.nan                 # the tuned rate (NaN until tuned)
     tuning: dict = field(default_factory=dict)  # lr -> [val acc per tuning seed]
 
     @property
@@ -183,8 +184,9 @@ def confirm_dir(work: Path, a: Arm, seed: int) -> Path:
     return work / "confirm" / a.model / f"b{a.batch}" / f"{slug(a.norm)}-s{seed}"
 
 
-def _pending(runs: list, log: Callable, jobs: int) -> list:
-    from .sweep import SweepOutcome, is_finished, run_pending
+def _pending(runs: list, log: Callable, jobs: int) -> "SweepOutcome":
+    from ..analysis.results import is_finished
+    from .sweep import SweepOutcome, run_pending
 
     outcome = SweepOutcome()
     todo = []
@@ -247,11 +249,13 @@ def choose_lr(tuning: dict) -> float:
 def compare_to_baseline(board: list[Arm], results: dict, s: Setting) -> list[dict]:
     """One row per trained arm with its numbers; each non-baseline arm compared with BN in the same
     model and batch, paired by confirmation seed, all comparisons one Holm family."""
-    rows, comps, where = [], [], []
+    rows: list[dict] = []
+    comps: list = []
+    where: list[int] = []
     base = {(a.model, a.batch): results.get(a.key) for a in board if a.norm == BASELINE and not a.skip}
     for a in board:
         row = {"model": a.model, "norm": a.norm, "batch": a.batch, "status": "not applicable" if a.skip else "trained",
-               "why": a.skip or "", "lr": a.lr}
+               "why": a.skip or "", "lr": None if a.skip else a.lr}
         if not a.skip:
             r = results[a.key]
             acc = r["test_acc"]
@@ -287,8 +291,8 @@ def _sd(xs) -> float:
 def run_leaderboard(out, quick: bool = False, jobs: int = 1, setting: Optional[Setting] = None,
                     log: Callable = print) -> dict:
     """Tune, confirm, compare and write the report into `out` (see the module docstring)."""
-    from . import leaderboard_page as page
-    from . import render
+    from ..analysis import leaderboard_page as page
+    from ..analysis import render
     from .claims.runner import load_text, trained_text
 
     s = setting or (QUICK if quick else FULL)
@@ -324,11 +328,11 @@ def run_leaderboard(out, quick: bool = False, jobs: int = 1, setting: Optional[S
     for row, a in zip(rows, board):
         row["tuning"] = {f"{lr:g}": [100 * v for v in a.tuning.get(lr, [])] for lr in s.lrs} if not a.skip else {}
     ran = len(o1.ran) + len(o2.ran)
-    doc = {"quick": quick, "setting": s.to_dict(), "rows": rows, "left_out": dict(LEFT_OUT),
-           "models": {m: MODELS[m] for m in s.models}, "val_split": s.val, "baseline": BASELINE,
-           "trained_now": ran, "resumed": len(o1.skipped) + len(o2.skipped),
-           "failed": o1.failed + o2.failed, "total_seconds": time.perf_counter() - t0,
-           "train_seconds_total": sum(_seconds(Path(c["out"])) for _, c in tune + confirm)}
+    doc: dict = {"quick": quick, "setting": s.to_dict(), "rows": rows, "left_out": dict(LEFT_OUT),
+                 "models": {m: MODELS[m] for m in s.models}, "val_split": s.val, "baseline": BASELINE,
+                 "trained_now": ran, "resumed": len(o1.skipped) + len(o2.skipped),
+                 "failed": o1.failed + o2.failed, "total_seconds": time.perf_counter() - t0,
+                 "train_seconds_total": sum(_seconds(Path(c["out"])) for _, c in tune + confirm)}
     doc["provenance_info"] = render.provenance_info()
     doc["provenance"] = render.provenance(f"{trained_text_of(work, trained_text)} "
                                           f"{load_text(load0, os.getloadavg(), ran)}", doc["provenance_info"])
