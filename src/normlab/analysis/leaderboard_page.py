@@ -102,7 +102,7 @@ def figure(doc: dict):
     norms, BN in every panel (black, dashed) as the reference; 95% t intervals as bars."""
     s = doc["setting"]
     models = s["models"]
-    fig, axes = figures.new_figure(len(FAMILIES), len(models), (4.6 * len(models), 3.4 * len(FAMILIES)))
+    fig, axes = figures.new_figure(len(FAMILIES), len(models), (4.6 * len(models), 4.0 * len(FAMILIES)))
     trained = [r for r in doc["rows"] if r["status"] == "trained"]
     lo = min((r["mean_acc"] for r in trained if math.isfinite(r["mean_acc"])), default=0.0)
     bottom = max(0.0, math.floor(lo / 5) * 5 - 5)
@@ -116,7 +116,7 @@ def figure(doc: dict):
                 if not pts:
                     continue
                 st = {"color": "#000000", "marker": "o", "linestyle": "--"} if norm == doc["baseline"] else \
-                    figures.style(k - 1)
+                    line_style(k - 1)
                 xs = [b for b, _ in pts]
                 ys = [r["mean_acc"] for _, r in pts]
                 err = [_half(r) for _, r in pts]
@@ -129,11 +129,24 @@ def figure(doc: dict):
             ax.grid(alpha=0.3)
             ax.set_xlabel("batch size (log scale)")
             ax.set_ylabel("test accuracy (%)")
-            ax.set_title(f"{model}: {family}", fontsize=10)
-            ax.legend(fontsize=8, loc="lower right", ncol=2)
-    fig.suptitle(f"Test accuracy against batch size, each norm at its own tuned lr (mean of "
-                 f"{len(s['confirm_seeds'])} seeds, 95% t intervals; y-axis from {bottom:.0f}%)", fontsize=11)
+            missing = [n for n in shown if all(cells[(n, b)]["status"] != "trained" for b in s["batches"])]
+            ax.set_title(f"{model}: {family}" + (f"\n(cannot be built here: {', '.join(missing)})" if missing else ""),
+                         fontsize=10)
+            # below the panel, off the data: a phone shows it at the same width as the axes
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, frameon=False)
+    fig.suptitle(f"Test accuracy against batch size, each norm at its own tuned lr\n(mean of "
+                 f"{len(s['confirm_seeds'])} seeds, 95% t intervals; y-axis from {bottom:.0f}%; dotted: chance)",
+                 fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))  # room for the two-line title
     return fig
+
+
+def line_style(i: int) -> dict:
+    """The i-th norm's colour, marker and line style: the Okabe-Ito palette without its black,
+    which is BN's (the reference line in every panel)."""
+    colours = [c for c in figures.PALETTE if c != "#000000"]
+    return {"color": colours[i % len(colours)], "marker": figures.MARKERS[i % len(figures.MARKERS)],
+            "linestyle": figures.LINESTYLES[i % len(figures.LINESTYLES)]}
 
 
 def _half(r: dict) -> float:
@@ -211,7 +224,7 @@ def write(out: Path, doc: dict) -> None:
     atomic_write_text(out / "leaderboard.csv", csv_text(doc["rows"]))
     atomic_write_text(out / "leaderboard.json", json.dumps(doc, indent=2, default=_plain) + "\n")
     atomic_write_text(out / "provenance.json", json.dumps(doc["provenance_info"], indent=2) + "\n")
-    png = figures.save(figure(doc), out / FIGURE)
+    png = figures.save(figure(doc), out / FIGURE, layout=False)  # laid out around its title already
     figs = {FIGURE: render.Figure(png, FIGURE, "test accuracy against batch size per norm",
                                   "Mean test accuracy (%) of the confirmation runs against batch size (log scale), "
                                   "with 95% t intervals; one row of panels per family of norms, one column per "
