@@ -222,7 +222,7 @@ TUT = ("bn", "gn", "ln", "ln-chw", "in", "in-affine", "none")
 def write(out: Path, doc: dict) -> None:
     out = Path(out)
     atomic_write_text(out / "leaderboard.csv", csv_text(doc["rows"]))
-    atomic_write_text(out / "leaderboard.json", json.dumps(doc, indent=2, default=_plain) + "\n")
+    atomic_write_text(out / "leaderboard.json", json.dumps(_finite(doc), indent=2, default=_plain) + "\n")
     atomic_write_text(out / "provenance.json", json.dumps(doc["provenance_info"], indent=2) + "\n")
     png = figures.save(figure(doc), out / FIGURE, layout=False)  # laid out around its title already
     figs = {FIGURE: render.Figure(png, FIGURE, "test accuracy against batch size per norm",
@@ -232,6 +232,17 @@ def write(out: Path, doc: dict) -> None:
     b = blocks(doc, figs)
     atomic_write_text(out / "leaderboard.md", render.markdown(title(doc), b))
     atomic_write_text(out / "leaderboard.html", render.html_page(title(doc), b))
+
+
+def _finite(x):
+    """NaN and infinities as null: the JSON standard has no NaN (an arm without a number)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
 
 
 def _plain(x):
