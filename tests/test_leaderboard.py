@@ -165,3 +165,16 @@ def test_committed_quick_board_matches_its_data_file_and_docs_norms_headline():
     assert checked >= 100
     assert all(math.isfinite(float(r["mean_acc"])) for r in rows if r["status"] == "trained")
     assert re.search(r"--quick", text)
+
+
+def test_no_curves_leaves_the_plot_out_and_everything_else_in(tmp_path):
+    # the leaderboard's runs skip curves.png (most of a short run's time); the rest of the run folder is the same
+    from normlab.train.trainer import train
+
+    for curves in (True, False):
+        out = tmp_path / f"c{curves}"
+        train({"dataset": "digits", "model": "logistic", "epochs": 1, "out": str(out), "curves": curves,
+               "progress": False}, log=lambda *a: None)
+        assert (out / "curves.png").is_file() is curves
+        assert (out / "metrics.csv").is_file() and (out / "summary.json").is_file()
+    assert lb.base_config("digitnet", "bn", 8, 1e-3, 0, SMALL, tmp_path)["curves"] is False

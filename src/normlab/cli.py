@@ -407,7 +407,8 @@ def _(p):
 
 
 # ---------------------------------------------------------------- claims
-@command("claims", "run the tutorials' claims as small experiments and write a verdict report")
+@command("claims", "run the tutorials' and the normalization papers' claims as small experiments and write a "
+                   "verdict report")
 def run_claims_cmd(args) -> int:
     from .experiments import claims
     from .experiments.sweep import parse_shard
