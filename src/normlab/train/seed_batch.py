@@ -338,35 +338,15 @@ class Group:
         return [s for s in self.seeds if s.status == "active"]
 
     def train_epoch(self, epoch: int) -> dict:
-        model, opt, reg, S = self.model, self.optimizer, self.reg, self.S
+        model, S = self.model, self.S
         model.train()
         dev = self.device
         loss_sum = torch.zeros(S, dtype=torch.float64, device=dev)
         correct = torch.zeros(S, dtype=torch.int64, device=dev)
         seen = 0
-        lr = opt.param_groups[0]["lr"]
         for i, (xb, yb, stacked) in enumerate(self.loader, start=1):
             b = yb.shape[1]
-            with autocast(dev, self.cfg.precision):
-                out = model(xb, mode="stacked" if stacked else "seeds").float()
-            losses = F.cross_entropy(out.flatten(0, 1), yb.reshape(-1), reduction="none",
-                                     label_smoothing=reg.label_smoothing).view(S, b).mean(1)
-            total = losses.sum()
-            if reg.l2:
-                total = total + regularize.l2_penalty(self.penalized, reg.l2)
-            if reg.l1 and reg.l1_mode == "penalty":
-                total = total + regularize.l1_penalty(self.penalized, reg.l1)
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            if reg.clip_grad:
-                clip_per_seed(list(model.parameters()), reg.clip_grad, reg.clip_mode, S)
-            opt.step()
-            if reg.l1 and reg.l1_mode == "proximal":
-                regularize.l1_proximal(self.penalized, reg.l1, lr)
-            if reg.max_norm:
-                max_norm_per_row(model, reg.max_norm)
-            self.scheduler.step()
-            lr = opt.param_groups[0]["lr"]
+            out, losses = self.step(xb, yb, stacked)
             self._check_finite(losses, epoch, i)
             self.freezer.hold()
             loss_sum += losses.detach().double() * b
@@ -375,6 +355,33 @@ class Group:
             if self.stop.is_set():
                 raise KeyboardInterrupt
         return {"loss": (loss_sum / seen).tolist(), "acc": (correct.double() / seen).tolist(), "seen": seen}
+
+    def step(self, xb, yb, stacked: bool):
+        """One optimizer step of every seed, as train/step.py's Step takes one for a run: the loss
+        with its penalties, backward, per-seed clipping, the update, the L1 proximal step and
+        max-norm, the schedule; frozen seeds are put back. Returns (logits, per-seed losses)."""
+        model, opt, reg, S = self.model, self.optimizer, self.reg, self.S
+        lr = opt.param_groups[0]["lr"]
+        with autocast(self.device, self.cfg.precision):
+            out = model(xb, mode="stacked" if stacked else "seeds").float()
+        losses = F.cross_entropy(out.flatten(0, 1), yb.reshape(-1), reduction="none",
+                                 label_smoothing=reg.label_smoothing).view(S, yb.shape[1]).mean(1)
+        total = losses.sum()
+        if reg.l2:
+            total = total + regularize.l2_penalty(self.penalized, reg.l2)
+        if reg.l1 and reg.l1_mode == "penalty":
+            total = total + regularize.l1_penalty(self.penalized, reg.l1)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        if reg.clip_grad:
+            clip_per_seed(list(model.parameters()), reg.clip_grad, reg.clip_mode, S)
+        opt.step()
+        if reg.l1 and reg.l1_mode == "proximal":
+            regularize.l1_proximal(self.penalized, reg.l1, lr)
+        if reg.max_norm:
+            max_norm_per_row(model, reg.max_norm)
+        self.scheduler.step()
+        return out, losses
 
     def _check_finite(self, losses, epoch: int, step: int) -> None:
         """A seed whose loss is not finite fails as its separate run would (trainer.train_epoch):
