@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^```bash\s*$")
 DIRECTIVE = re.compile(r"<!--\s*doc-test:\s*(skip|long)\b(.*?)-->")
-COPIED = ("examples", "experiments", "benchmarks")
+COPIED = ("examples", "experiments", "benchmarks", "tests")
 WARM = Path(__file__).resolve().parent / "warm_normlab.py"
 
 
@@ -56,7 +56,7 @@ class Block:
 
 
 def documents(root: Path = ROOT) -> list[Path]:
-    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    return [root / "README.md", root / "CONTRIBUTING.md", *sorted((root / "docs").glob("*.md"))]
 
 
 def blocks(path: Path, root: Path = ROOT) -> list[Block]:

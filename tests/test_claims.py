@@ -11,10 +11,12 @@ import torch
 from scipy import stats as st
 
 import normlab
-from normlab.analysis import claims
+from normlab.experiments import claims
 from normlab.cli import main
 from normlab.errors import ConfigError
-from normlab.analysis import sweep
+
+from normlab.analysis import results
+from normlab.experiments import spec, sweep
 from normlab.analysis.claims import exact, lr_sweep, measures
 
 
@@ -352,7 +354,7 @@ def test_a_rerun_resumes_and_trains_only_unfinished_runs(fake, tmp_path):
     assert second["trained_now"] == 1 and second["resumed"] == 5
     assert second["claims"][0]["effect"] == first["claims"][0]["effect"] == pytest.approx(70)
     # the runs folder is a `normlab compare` sweep folder
-    exp = sweep.read_experiment(tmp_path / "rep" / "runs" / "quick" / "deep-mlp")
+    exp = results.read_experiment(tmp_path / "rep" / "runs" / "quick" / "deep-mlp")
     assert exp.factors == {"norm": ["none", "bn"]} and exp.seeds == [0, 1, 2]
 
 
@@ -511,7 +513,7 @@ def test_markdown_table_escapes_pipes_in_cells():
 
 
 def test_a_verdict_from_the_margin_says_so():
-    from normlab.analysis.claims import render, verdict
+    from normlab.analysis.claims import pages as render, verdict
 
     base = [13.0 + 0.1 * i for i in range(20)]
     arm = [b - 0.05 + (0.3 if i % 2 else -0.3) for i, b in enumerate(base)]  # -0.05 points, sd ~0.3

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from normlab.analysis import claims
-from normlab.analysis.claims import paired as claim_shapes
+from normlab.experiments import claims
+from normlab.analysis.claims import comparisons as claim_shapes
 
 REPORTS = Path(__file__).resolve().parents[1] / "experiments" / "reports"
 PAGES = ("claims", "claims-quick")

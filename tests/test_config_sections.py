@@ -1,6 +1,7 @@
 """Config sections (issue 13): the flat config read in sections, the flat spellings unchanged."""
 
 import dataclasses
+import typing
 import json
 from pathlib import Path
 
@@ -47,3 +48,11 @@ def test_a_config_json_written_before_sections_still_loads_and_stays_flat():
     assert {k: new[k] for k in old} == old  # every old value read back as written
     assert [k for k in new if k in old] == list(old)  # same keys, same order; new fields only added
     assert isinstance(cfg, TrainConfig)
+
+
+@pytest.mark.parametrize("name", sorted(SECTIONS))
+def test_a_sections_fields_have_the_configs_types(name):
+    """The section classes are written out (so editors and type checkers see their fields); each
+    field keeps TrainConfig's type, checked here so the two cannot drift apart."""
+    hints, section_hints = typing.get_type_hints(TrainConfig), typing.get_type_hints(SECTION_TYPES[name])
+    assert section_hints == {n: hints[n] for n in SECTIONS[name]}

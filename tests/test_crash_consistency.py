@@ -18,7 +18,7 @@ import torch
 import normlab
 from normlab import cli, faults
 from normlab.train import checkpoint
-from normlab.train.hooks import StopAfter
+from helpers.hooks import StopAfter
 from normlab.rundir import RunDir
 
 # Small enough that one run takes a fraction of a second; EMA and a validation split so that

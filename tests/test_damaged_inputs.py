@@ -14,7 +14,9 @@ from PIL import Image
 
 import normlab
 from normlab import cli
-from normlab.analysis import report, sweep
+from normlab import grid
+from normlab.analysis import report, results
+from normlab.experiments import jobs, spec, sweep
 from normlab.data import imagefolder, sources
 
 BASE = dict(dataset="digits", model="mlp", epochs=1, width=16, depth=1, batch_size=128)
@@ -100,7 +102,7 @@ def test_a_seed_torch_cannot_take_is_one_line(tmp_path, capsys, seed):
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
-    exp = sweep.parse_experiment({"base": BASE, "factors": {"lr": [0.05, 0.1]}, "seeds": 1})
+    exp = spec.parse_experiment({"base": BASE, "factors": {"lr": [0.05, 0.1]}, "seeds": 1})
     assert not sweep.run_sweep(exp, out, log=quiet).failed
     return out
 
@@ -129,14 +131,14 @@ def test_a_truncated_summary_is_reported_and_the_rest_goes_on(sweep_dir, tmp_pat
     damaged = copy / "runs" / "lr=0.1-s0" / "summary.json"
     damaged.write_bytes(damaged.read_bytes()[:40])
     assert cli.main(["report", str(copy)]) == 0
-    rows = {r["cell"]: r for r in sweep.collect(copy)}
+    rows = {r["cell"]: r for r in results.collect(copy)}
     assert rows["lr=0.05"]["status"] == "ok" and rows["lr=0.1"]["status"] == "damaged"
     assert f"{str(damaged)!r} is damaged" in rows["lr=0.1"]["error"]
     md = (copy / "report.md").read_text()
     assert "Run lr=0.1 seed 0 failed: " in md and "summary.json' is damaged" in md
     # compare goes on too: the damaged run is not finished, so it is trained again; the other is kept
     kept = snapshot(copy / "runs" / "lr=0.05-s0")
-    exp = sweep.read_experiment(copy)
+    exp = results.read_experiment(copy)
     again = sweep.run_sweep(exp, copy, log=quiet)
     assert again.skipped == ["lr=0.05-s0"] and again.ran == ["lr=0.1-s0"]
     assert json.loads(damaged.read_text())["epochs"] == 1
@@ -461,11 +463,11 @@ def test_any_experiment_file_is_an_experiment_or_one_line(tmp_path, data):
     path = tmp_path / "e.yaml"
     path.write_text(yaml.safe_dump(data))
     try:
-        exp = sweep.load_experiment(path)
+        exp = spec.load_experiment(path)
     except Exception as exc:  # noqa: BLE001
         clean(exc)
         return
-    cells = sweep.expand(exp)  # a result: a grid whose every cell is a config
+    cells = grid.expand(exp)  # a result: a grid whose every cell is a config
     assert len(cells) == int(np.prod([len(v) for v in exp.factors.values()])) and exp.seeds
     assert len({c.id for c in cells}) == len(cells)
 
@@ -481,7 +483,7 @@ def test_named_pipes_in_place_of_run_files_never_block_a_listing_or_a_report(swe
     config = copy / "runs" / "lr=0.05-s0" / "config.json"
     config.unlink()
     os.mkfifo(config)
-    rows = {r["cell"]: r for r in _ends(lambda: sweep.collect(copy))}
+    rows = {r["cell"]: r for r in _ends(lambda: results.collect(copy))}
     assert rows["lr=0.1"]["status"] == "damaged" and "not a regular file" in rows["lr=0.1"]["error"]
     assert _ends(lambda: cli.main(["runs", str(copy / "runs"), "--json"])) == 0
     listed = {r["path"]: r for r in json.loads(capsys.readouterr().out)}

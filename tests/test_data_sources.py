@@ -216,7 +216,7 @@ def test_val_split_is_stratified_seeded_and_disjoint():
     assert not any(tuple(r.flatten().tolist()) in train_rows for r in d1.val[0])
     other, _ = pipeline.load(cfg.replace(seed=1))
     assert not torch.equal(other.val[0], d1.val[0])
-    pipe = pipeline.build(cfg, torch.device("cpu"), drop_single=False, data=d1, preprocess=_)
+    pipe = pipeline.build(cfg, torch.device("cpu"), drop_single=False, data=d1, inputs=_)
     assert pipe.val.num_samples == 200
 
 
@@ -250,8 +250,8 @@ def test_pipeline_streams_a_folder_with_val_split(tmp_path):
     cfg = make_config({"dataset": "imagefolder", "data_dir": str(tmp_path), "stream": "on",
                        "val_split": 0.25, "augment": "flip", "batch_size": 5})
     data, pre = pipeline.load(cfg)
-    pipe = pipeline.build(cfg, torch.device("cpu"), drop_single=True, data=data, preprocess=pre)
-    assert pre["input_shape"] == [3, 12, 12] and data.shape == (3, 12, 12)
+    pipe = pipeline.build(cfg, torch.device("cpu"), drop_single=True, data=data, inputs=pre)
+    assert pre.input_shape == (3, 12, 12) and data.shape == (3, 12, 12)
     sizes = (pipe.train.num_samples, pipe.val.num_samples, pipe.test.num_samples)
     assert sizes == (12, 4, 4)
     seen = sum(len(y) for _, y in pipe.train)

@@ -5,7 +5,7 @@ counts (claims, statements measured, statements in all) are the table's."""
 import re
 from pathlib import Path
 
-from normlab.analysis.claims import CLAIMS
+from normlab.experiments.claims import CLAIMS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,11 +13,12 @@ SRC = Path(__file__).parent.parent / "src" / "normlab"
 LAYERS = [
     ("foundation", ["errors", "_version", "fileio", "recipes", "faults", "locks", "machine", "deps"]),
     ("components", ["nn", "data"]),
-    ("schema and models", ["config", "models"]),
+    ("schema and models", ["config", "grid", "models"]),
     ("run support", ["device", "evaluation", "plots", "rundir"]),
-    ("training", ["train"]),
     ("inference", ["api", "export", "serving"]),
+    ("training", ["train"]),
     ("analysis", ["analysis"]),
+    ("experiments", ["experiments"]),
     ("interfaces", ["cli", "__main__", ""]),  # "" is the package's __init__
 ]
 RANK = {top: i for i, (_, tops) in enumerate(LAYERS) for top in tops}
@@ -101,9 +102,38 @@ def test_config_checks_types_and_ranges_only():
         make_config({"model": "lenet-nb", "epochs": 0})
 
 
-def test_inference_and_analysis_do_not_import_the_training_loop():
-    for m in ("api", "export", "evaluation", "rundir", "plots", "train.build", "train.lr_find"):
-        assert "train.trainer" not in GRAPH[m], m
+def reached(module: str) -> set[str]:
+    """Every normlab module `module` imports, directly or through others."""
+    seen, todo = set(), [module]
+    while todo:
+        for t in GRAPH[todo.pop()] - seen:
+            seen.add(t)
+            todo.append(t)
+    return seen
+
+
+INFERENCE = ("api", "export", "serving", "evaluation", "rundir", "models.from_config", "data.inputs")
+
+
+@pytest.mark.parametrize("module", INFERENCE)
+def test_inference_imports_nothing_from_training(module):
+    """Loading a run for predict, eval, export or serving builds its model from the config."""
+    assert not sorted(t for t in reached(module) if t.split(".")[0] in ("train", "experiments")), module
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.split(".")[0] == "analysis"))
+def test_analysis_reads_run_folders_only(module):
+    """analysis/ computes statistics, reports and figures from what runs wrote: it neither trains
+    nor runs experiments."""
+    assert not sorted(t for t in reached(module) if t.split(".")[0] in ("train", "experiments")), module
+
+
+def test_no_two_modules_share_a_name():
+    names = {}
+    for m in MODULES:
+        if not m.endswith("__init__") and MODULES[m].name != "__init__.py":
+            names.setdefault(m.split(".")[-1], []).append(m)
+    assert not {n: ms for n, ms in names.items() if len(ms) > 1}
 
 
 def test_the_checker_sees_an_upward_import(tmp_path):

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from normlab.analysis.claims import CLAIMS
-from normlab.analysis.claims.runner import plan
-from normlab.analysis.sweep import cell_config, expand, load_experiment
+from normlab.experiments.claims import CLAIMS
+from normlab.experiments.claims.runner import plan
+from normlab.experiments.spec import load_experiment
+from normlab.grid import cell_config, expand
 from normlab.config import make_config
 from normlab.models import create_model
 from normlab.train.build import MODEL_OPTIONS, resolve_config

@@ -79,10 +79,10 @@ def test_json_round_trip_is_exact(spec):
 def test_fitted_on_training_split_only():
     cfg = make_config({"dataset": "digits", "preprocess": "standardize", "val_split": 0.2})
     data, pre = pipeline.load(cfg)
-    t = pipeline.input_transform(pre)
+    t = pre.input_transform()
     np.testing.assert_allclose(t.center.numpy(), flat(data.train_x).mean(0), atol=1e-6)
     assert not np.allclose(t.center.numpy(), flat(torch.cat([data.train_x, data.val[0]])).mean(0), atol=1e-6)
-    assert pre["model_input_shape"] == [1, 8, 8]
+    assert pre.model_input_shape == (1, 8, 8)
 
 
 def test_spec_errors():

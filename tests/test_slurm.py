@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from normlab.analysis import sweep
+from normlab import grid
+from normlab.experiments import spec, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "slurm" / "compare-array.sbatch"
@@ -106,8 +107,8 @@ def trained(d: Path) -> list[str]:
 
 
 def shard_runs(i: int) -> list[str]:
-    exp = sweep.load_experiment(EXP)
-    return [j.name for j in sweep.jobs_of(exp, sweep.shard_cells(sweep.expand(exp), i, SHARDS))]
+    exp = spec.load_experiment(EXP)
+    return [j.name for j in grid.jobs_of(exp, sweep.shard_cells(grid.expand(exp), i, SHARDS))]
 
 
 def report(d: Path):

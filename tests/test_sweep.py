@@ -15,7 +15,9 @@ from safetensors.torch import load_file
 
 import normlab
 from normlab import ConfigError, NormlabError
-from normlab.analysis import report, sweep
+from normlab import grid
+from normlab.analysis import report, results
+from normlab.experiments import jobs, spec, sweep
 from normlab.cli import main
 
 BASE = {"dataset": "digits", "model": "mlp", "epochs": 1, "width": 16, "depth": 1, "device": "cpu",
@@ -27,19 +29,19 @@ def quiet(*_):
 
 
 def exp_of(factors, seeds=2, **base):
-    return sweep.parse_experiment({"base": dict(BASE, **base), "factors": factors, "seeds": seeds})
+    return spec.parse_experiment({"base": dict(BASE, **base), "factors": factors, "seeds": seeds})
 
 
 # ------------------------------------------------------------------ grid
 def test_grid_expansion_order_ids_and_configs():
     exp = exp_of({"norm": ["bn", "none"], "dropout": [0.0, 0.5, 0.2]}, seeds=3)
-    cells = sweep.expand(exp)
+    cells = grid.expand(exp)
     assert [c.factors for c in cells] == [{"norm": n, "dropout": d} for n in ("bn", "none") for d in (0.0, 0.5, 0.2)]
     assert cells[0].id == "norm=bn,dropout=0.0"  # the baseline: first level of every factor
     assert len({c.id for c in cells}) == 6
-    jobs = sweep.jobs_of(exp)
+    jobs = grid.jobs_of(exp)
     assert len(jobs) == 18 and [j.seed for j in jobs[:3]] == [0, 1, 2]
-    cfg = sweep.cell_config(exp, cells[4], 2, "x")
+    cfg = grid.cell_config(exp, cells[4], 2, "x")
     assert cfg == dict(BASE, norm="none", dropout=0.5, seed=2, progress=False, out="x")
     assert exp_of({"lr": [0.1]}, seeds=[7, 3]).seeds == [7, 3]
 
@@ -59,14 +61,14 @@ def test_grid_expansion_order_ids_and_configs():
 ])
 def test_bad_experiments_are_refused_before_training(data, message):
     with pytest.raises(ConfigError) as err:
-        sweep.parse_experiment(data)
+        spec.parse_experiment(data)
     assert str(err.value).startswith(message)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 7])
 def test_shards_partition_the_cells(n):
     exp = exp_of({"norm": ["bn", "gn", "ln"], "dropout": [0.0, 0.5]})
-    cells = sweep.expand(exp)
+    cells = grid.expand(exp)
     shards = [sweep.shard_cells(cells, i, n) for i in range(1, n + 1)]
     flat = [c.id for s in shards for c in s]
     assert sorted(flat) == sorted(c.id for c in cells)  # every cell in exactly one shard
@@ -122,7 +124,7 @@ def test_a_diverging_run_is_recorded_not_fatal(tmp_path):
     assert out.ran == ["lr=0.01-s0"] and [n for n, _ in out.failed] == ["lr=1e+20-s0"]
     with pytest.raises(NormlabError) as direct:  # the trainer's own message is what gets recorded
         from normlab import train
-        train(sweep.cell_config(exp, sweep.expand(exp)[1], 0, str(tmp_path / "direct")), log=quiet)
+        train(grid.cell_config(exp, grid.expand(exp)[1], 0, str(tmp_path / "direct")), log=quiet)
     s = report.write_report(tmp_path)
     assert s["failed"] == [("lr=1e+20", 0, str(direct.value).replace(str(tmp_path / "direct"),
                                                                       str(tmp_path / "runs" / "lr=1e+20-s0")))]
@@ -223,7 +225,7 @@ def test_every_shipped_experiment_file_is_valid():
     files = sorted((Path(__file__).parent.parent / "experiments").glob("*.yaml"))
     assert {f.stem for f in files} >= {"bn-vs-none", "weight-decay", "plain-vs-residual", "dropout", "norms"}
     for f in files:
-        exp = sweep.load_experiment(f)
+        exp = spec.load_experiment(f)
         assert exp.factors and len(exp.seeds) >= 3, f.name
 
 
@@ -302,11 +304,11 @@ def test_a_killed_sweep_resumes_where_it_stopped(tmp_path):
     wait_unlocked(out)
     done_before = sorted(p.parent.name for p in out.glob("runs/*/summary.json"))
     assert first.exists() and len(done_before) < 4
-    exp = sweep.load_experiment(yml)
+    exp = spec.load_experiment(yml)
     resumed = sweep.run_sweep(exp, out, log=quiet)
     assert resumed.skipped == done_before
     assert sorted(resumed.ran + resumed.skipped) == ALL_FOUR
-    assert all(r["status"] == "ok" for r in sweep.collect(out))
+    assert all(r["status"] == "ok" for r in results.collect(out))
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="finds the worker processes through Linux's /proc")
@@ -336,12 +338,12 @@ def test_a_dead_worker_fails_its_runs_instead_of_hanging_and_a_rerun_finishes(tm
     assert proc.returncode == 1
     assert "a worker process died" in log and "run the same command again" in log and "Traceback" not in log
     assert "NOT FINISHED, stopped by the machine, not a result" in log and "FAILED" not in log
-    statuses = [r["status"] for r in sweep.collect(out)]
+    statuses = [r["status"] for r in results.collect(out)]
     assert "machine" in statuses and "failed" not in statuses  # the killed run is no result
-    exp = sweep.load_experiment(yml)
+    exp = spec.load_experiment(yml)
     resumed = sweep.run_sweep(exp, out, log=quiet)
     assert sorted(resumed.ran + resumed.skipped) == ALL_FOUR
-    assert resumed.ran and all(r["status"] == "ok" for r in sweep.collect(out))
+    assert resumed.ran and all(r["status"] == "ok" for r in results.collect(out))
 
 
 # ------------------------------------------------------------------ workers live and die with the parent
@@ -397,7 +399,7 @@ def test_sigterm_and_kill9_of_the_parent_take_the_workers_along(tmp_path):
     yml.write_text("base: {dataset: digits, model: mlp, epochs: 2, width: 16, depth: 1, device: cpu, "
                    "batch_size: 128}\nfactors: {lr: [0.05, 0.1, 0.2]}\nseeds: 1\n")
     out, marks = tmp_path / "sweep", tmp_path / "marks"
-    exp = sweep.load_experiment(yml)
+    exp = spec.load_experiment(yml)
     assert sweep.run_sweep(exp, out, shard=(1, 3), log=quiet).ran == ["lr=0.05-s0"]
 
     # Ctrl-C (SIGINT to the whole process group), then SIGTERM to the parent alone: either way it
@@ -426,7 +428,7 @@ def test_sigterm_and_kill9_of_the_parent_take_the_workers_along(tmp_path):
     wait_unlocked(out)
     rerun = sweep.run_sweep(exp, out, log=quiet)
     assert sorted(rerun.ran) == ["lr=0.1-s0", "lr=0.2-s0"] and not rerun.busy and not rerun.failed
-    assert [r["status"] for r in sweep.collect(out)] == ["ok"] * 3
+    assert [r["status"] for r in results.collect(out)] == ["ok"] * 3
     assert not list(out.glob("runs/*/failed.json"))
 
 
@@ -440,7 +442,7 @@ def test_a_rerun_leaves_a_run_that_another_live_process_holds(tmp_path):
     busy = tmp_path / "runs" / "norm=none-s0"
     busy.mkdir(parents=True)
     (busy / "config.json").write_text("{}")  # a run in progress, as far as anyone can tell
-    lock = sweep.lock_path(busy)
+    lock = jobs.lock_path(busy)
     lock.parent.mkdir(parents=True, exist_ok=True)
     # Another process, speaking the lock protocol of normlab.locks: flock plus its pid in the file.
     holder = subprocess.Popen([sys.executable, "-c", (
@@ -462,7 +464,7 @@ def test_a_rerun_leaves_a_run_that_another_live_process_holds(tmp_path):
         holder.wait()
     second = sweep.run_sweep(exp, tmp_path, log=quiet)
     assert second.ran == ["norm=none-s0"] and second.skipped == ["norm=bn-s0"]
-    assert [r["status"] for r in sweep.collect(tmp_path)] == ["ok", "ok"]
+    assert [r["status"] for r in results.collect(tmp_path)] == ["ok", "ok"]
 
 
 # ------------------------------------------------------------------ the machine's failures are not results
@@ -491,9 +493,9 @@ def test_a_full_disk_in_a_run_is_not_a_result_and_the_next_compare_trains_it(tmp
     rec = json.loads((out / "runs" / "lr=0.1-s0" / "failed.json").read_text())
     assert rec["kind"] == "machine" and "\n" not in rec["error"]
     assert rec["error"].startswith("saving epoch 1 failed writing ") and "[Errno 28] No space left on device" in rec["error"]
-    rows = {r["cell"]: r for r in sweep.collect(out)}
+    rows = {r["cell"]: r for r in results.collect(out)}
     assert rows["lr=0.1"]["status"] == "machine" and rows["lr=0.05"]["status"] == "ok"
-    s = report.summarize(sweep.read_experiment(out), list(rows.values()))
+    s = report.summarize(results.read_experiment(out), list(rows.values()))
     assert s["failed"] == [] and [c for c, _, _ in s["machine"]] == ["lr=0.1"]
     md = (out / "report.md").read_text()
     assert "**Not finished: 1 runs were stopped by the machine, not by the experiment**" in md
@@ -501,7 +503,7 @@ def test_a_full_disk_in_a_run_is_not_a_result_and_the_next_compare_trains_it(tmp
     # space freed: the same command trains that run (it is not "0 runs to train") and the report is whole
     assert main(["compare", str(yml), "--out", str(out)]) == 0
     assert "normlab compare: 1 runs to train, 1 already finished" in capsys.readouterr().out
-    assert all(r["status"] == "ok" for r in sweep.collect(out))
+    assert all(r["status"] == "ok" for r in results.collect(out))
     assert not (out / "runs" / "lr=0.1-s0" / "failed.json").exists()
     assert "stopped by the machine" not in (out / "report.md").read_text()
 
@@ -527,7 +529,7 @@ def test_each_failure_is_told_apart_and_recorded_in_one_line(tmp_path, monkeypat
     assert (o.machine if kind == "machine" else o.failed)[0][0] == "lr=0.05-s0"
     assert not (o.failed if kind == "machine" else o.machine)
     assert (tmp_path / "runs" / "lr=0.05-s0" / "traceback.txt").is_file() == (kind == "bug")
-    assert sweep.is_finished(tmp_path / "runs" / "lr=0.05-s0") == (kind != "machine")
+    assert results.is_finished(tmp_path / "runs" / "lr=0.05-s0") == (kind != "machine")
     if kind == "bug":
         assert rec["error"] == "ZeroDivisionError: a bug"
         assert "Traceback" in (tmp_path / "runs" / "lr=0.05-s0" / "traceback.txt").read_text()
@@ -542,7 +544,7 @@ def test_a_lock_that_cannot_be_taken_is_the_machines_failure(tmp_path, monkeypat
         raise OSError(errno.EROFS, "Read-only file system")
         yield
 
-    monkeypatch.setattr(sweep, "hold_lock", unwritable)
+    monkeypatch.setattr(jobs, "hold_lock", unwritable)
     o = sweep.run_sweep(exp_of({"lr": [0.05]}, seeds=1), tmp_path, log=quiet)
     assert not o.failed and o.machine[0][0] == "lr=0.05-s0"
     assert "could not take the run's lock" in o.machine[0][1] and "Read-only file system" in o.machine[0][1]

@@ -11,7 +11,8 @@ import torch
 import normlab
 from normlab.config import make_config
 from normlab.train.build import resolve_config
-from normlab.train.hooks import EMAHook, StopAfter
+from helpers.hooks import StopAfter
+from normlab.train.hooks import EMAHook
 from normlab.errors import CheckpointError, TrainingError
 from normlab import fileio as nio
 from normlab.train import checkpoint, regularize
@@ -508,3 +509,64 @@ def test_precision_auto_is_bf16_only_where_the_hardware_has_it(tmp_path, monkeyp
     saved = json.loads((r.run_dir / "config.json").read_text())
     assert saved["precision"] == "bf16"  # the resolved value is what the run records and resumes with
     assert normlab.load(r.run_dir).config.precision == "bf16"
+
+
+class StepCounter(normlab.Hook):
+    """A user's hook with state: the optimizer steps it has seen, and the epochs at their ends."""
+
+    def __init__(self):
+        self.steps, self.seen = 0, []
+
+    def on_step_end(self, loop):
+        self.steps += 1
+
+    def on_epoch_end(self, loop, row):
+        self.seen.append((loop.epoch, self.steps))
+
+    def state_dict(self):
+        return {"steps": self.steps, "seen": self.seen}
+
+    def load_state_dict(self, state):
+        self.steps, self.seen = state["steps"], [tuple(e) for e in state["seen"]]
+
+
+def test_a_users_hook_keeps_its_state_across_resume(tmp_path):
+    """A hook's state_dict goes into each epoch's checkpoint and comes back on --resume, so the
+    resumed counter ends where an uninterrupted run's does."""
+    whole = StepCounter()
+    normlab.train(dict(TINY, out=str(tmp_path / "whole")), log=quiet, hooks=[whole])
+    cut = StepCounter()
+    with pytest.raises(KeyboardInterrupt):
+        normlab.train(dict(TINY, out=str(tmp_path / "cut")), log=quiet, hooks=[cut, StopAfter(1)])
+    resumed = StepCounter()
+    normlab.train(None, log=quiet, resume=tmp_path / "cut", hooks=[resumed])
+    assert cut.seen == whole.seen[:1] and resumed.seen == whole.seen and resumed.steps == whole.steps
+    assert whole.steps == 3 * math.ceil(1438 / 64)  # digits' 1,438 training images, batch 64, 3 epochs
+
+
+def test_hooks_run_in_their_declared_order(tmp_path):
+    """Built-in hooks say their place (`order`), whatever the list's order: a user's hook runs
+    before the epoch's checkpoint by default (so its state is in it), one with a later order
+    sees the epoch on disk, and summary.json comes after every hook's end."""
+    from normlab.train import hooks as H
+
+    events = []
+
+    def committed(loop):
+        return checkpoint.epoch_dir(loop.run_dir.path, loop.epoch).is_dir()
+
+    class Default(normlab.Hook):
+        def on_epoch_end(self, loop, row):
+            events.append(("default", committed(loop)))
+
+    class Late(normlab.Hook):
+        order = H.ORDER_CHECKPOINT + 1
+
+        def on_epoch_end(self, loop, row):
+            events.append(("late", committed(loop)))
+
+        def on_end(self, loop, summary):
+            events.append(("end", (loop.run_dir.path / "summary.json").exists()))
+
+    normlab.train(dict(TINY, epochs=1, out=str(tmp_path / "r")), log=quiet, hooks=[Late(), Default()])
+    assert events == [("default", False), ("late", True), ("end", False)]

@@ -2,7 +2,6 @@
 regularization and residual connections as first-class, swappable parts."""
 
 from ._version import __version__  # noqa: E402,F401
-
 from .api import LoadedRun, evaluate_run, load, predict  # noqa: E402
 from .config import TrainConfig, make_config  # noqa: E402
 from .errors import CheckpointError, ConfigError, DataError, NormlabError  # noqa: E402

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-import warnings
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -12,11 +12,14 @@ import torch
 
 from .config import TrainConfig, make_config
 from .data import pipeline
-from .data.tta import parse as parse_tta, predict_proba
+from .data.inputs import Inputs
+from .data.tta import parse as parse_tta
+from .data.tta import predict_proba
+from .device import precision_on, resolve_device
 from .errors import CheckpointError, ConfigError, DataError, NormlabError
 from .evaluation import evaluate
+from .models.from_config import build_model, with_model_defaults
 from .rundir import RunDir
-from .train.build import build_run, model_input_shape, resolve_config
 
 
 @dataclass
@@ -24,12 +27,17 @@ class LoadedRun:
     run_dir: Path
     config: TrainConfig
     model: torch.nn.Module
-    transform: object  # uint8 batch -> model input, as fitted at training time
-    preprocess: dict
+    transform: Callable[[torch.Tensor], torch.Tensor]  # uint8 batch -> model input, as fitted in training
+    inputs: Inputs     # what the run's inputs were (preprocess.json)
     classes: list[str]
     input_shape: tuple[int, int, int]
     summary: dict
     device: torch.device
+
+    @property
+    def preprocess(self) -> dict:
+        """The run's preprocess.json record, as a dict (the typed record is `inputs`)."""
+        return self.inputs.to_dict()
 
 
 def load(run_dir, device: str = "cpu", fuse_bn: bool = False, norm=None, act=None,
@@ -51,13 +59,13 @@ def load(run_dir, device: str = "cpu", fuse_bn: bool = False, norm=None, act=Non
     run = RunDir.open(run_dir)
     try:
         cfg = make_config(run.read_json("config.json"))
-        cfg = resolve_config(cfg.replace(**{k: v for k, v in (("norm", norm), ("act", act)) if v is not None}))
+        cfg = with_model_defaults(cfg.replace(**{k: v for k, v in (("norm", norm), ("act", act)) if v is not None}))
     except NormlabError as exc:
         raise CheckpointError(f"{str(run / 'config.json')!r} is not a valid normlab config: {exc}") from None
-    pre, transform = read_preprocess(run)
-    built = build_run(cfg, preprocess=pre, device=device)
-    cfg = built.cfg  # with --precision auto resolved for this device
-    model, dev, shape = built.model, built.device, tuple(pre["input_shape"])
+    inputs, transform = read_inputs(run)
+    dev = resolve_device(device or cfg.device)
+    cfg = cfg.replace(precision=precision_on(cfg.precision, dev))
+    model = build_model(cfg.section("model"), inputs.model_input_shape, inputs.num_classes)
     state = run.load_weights()
     try:
         model.load_state_dict(state)
@@ -67,35 +75,25 @@ def load(run_dir, device: str = "cpu", fuse_bn: bool = False, norm=None, act=Non
     model.to(dev).eval()
     if backend != "torch" and dev.type != "cpu":
         raise ConfigError(f"backend {backend}: runs on the CPU only; use --device cpu or --backend torch")
-    example = torch.zeros((1, *model_input_shape(pre)), device=dev)
-    model = prepare(model, backend, example, fuse=fuse_bn, channels_last=cfg.channels_last)
+    example = torch.zeros((1, *inputs.model_input_shape), device=dev)
+    model = prepare(model, backend, example, fuse=fuse_bn, channels_last=bool(cfg.channels_last))
     summary = run.read_json("summary.json") if (run / "summary.json").is_file() else {}
-    return LoadedRun(run.path, cfg, model, transform, pre, pre["classes"], shape, summary, dev)
+    return LoadedRun(run.path, cfg, model, transform, inputs, list(inputs.classes), inputs.input_shape, summary, dev)
 
 
-def read_preprocess(run: RunDir):
-    """preprocess.json checked in full, with its input transform: (dict, transform).
+def read_inputs(run: RunDir):
+    """preprocess.json checked in full, with its input transform: (Inputs, transform).
     A damaged file is a CheckpointError naming what is wrong, never a KeyError deep inside."""
     pre = run.read_json("preprocess.json")
     try:
-        if not isinstance(pre, dict):
-            raise ValueError("not a JSON object")
-        for key in ("input_shape", "model_input_shape", "source_shape"):
-            if key not in pre and key != "input_shape":  # later additions: older runs lack them
-                continue
-            v = pre.get(key)
-            if not (isinstance(v, list) and len(v) == 3 and all(isinstance(n, int) and n > 0 for n in v)):
-                raise ValueError(f"{key} must be a list of 3 positive integers, got {v!r}")
-        classes = pre.get("classes")
-        if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
-            raise ValueError(f"classes must be a non-empty list of names, got {classes!r}")
-        transform = pipeline.input_transform(pre)
+        inputs = Inputs.from_dict(pre)
+        transform = inputs.input_transform()
     except Exception as exc:  # KeyError, base64/shape errors of the fitted transform, ...
         detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0] or type(exc).__name__
         raise CheckpointError(f"{str(run / 'preprocess.json')!r} is damaged ({detail}); it is written when "
                               f"training starts and cannot be rebuilt without the training data: train the "
                               f"run again") from None
-    return pre, transform
+    return inputs, transform
 
 
 def evaluate_run(run_dir, device: str = "cpu", fuse_bn: bool = False, split: str = "test",
@@ -108,8 +106,9 @@ def evaluate_run(run_dir, device: str = "cpu", fuse_bn: bool = False, split: str
     dropout active); its keys are train_loss, train_acc, train_top5 and train_size.
     backend: torch or onnxruntime (see `load`; equal to rounding, so a near-tie may move)."""
     r = load(run_dir, device, fuse_bn, backend=backend)
-    loader = pipeline.eval_loader(r.config.section("data"), r.preprocess, r.device, split)
-    res = evaluate(r.model, loader, r.config.precision, r.config.channels_last, r.config.tta if split == "test" else "")
+    loader = pipeline.eval_loader(r.config.section("data"), r.inputs, r.device, split)
+    res = evaluate(r.model, loader, r.config.precision, bool(r.config.channels_last),
+                   r.config.tta if split == "test" else "")
     out = {"run_dir": str(r.run_dir), f"{split}_loss": res["loss"], f"{split}_acc": res["acc"],
            f"{split}_top5": res.get("top5"), f"{split}_size": loader.num_samples}
     if split == "test":
@@ -137,7 +136,7 @@ def read_image(path, shape, invert: bool = False) -> torch.Tensor:
             if invert:
                 img = ImageOps.invert(img)
             if img.size != (w, h):
-                img = img.resize((w, h), Image.BILINEAR, reducing_gap=None)
+                img = img.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=None)
             arr = np.array(img, dtype=np.uint8)  # a writable copy: torch refuses read-only arrays
     except FileNotFoundError:
         raise DataError(f"image {str(path)!r} does not exist") from None
@@ -158,28 +157,27 @@ def read_images(r: LoadedRun, images: Sequence, invert: bool = False) -> torch.T
     """Image files as the run's test images are given to it: read at the training images' own
     size, then the augmentation's deterministic part (pad, centre crop, resize), as uint8 on the
     run's device. (Runs from before source_shape was recorded read at the input size.)"""
-    source = tuple(r.preprocess.get("source_shape", r.input_shape))
-    x = torch.stack([read_image(p, source, invert) for p in images])
-    return pipeline.eval_resize(r.preprocess)(x).to(r.device)
+    x = torch.stack([read_image(p, r.inputs.source_shape, invert) for p in images])
+    return pipeline.eval_resize(r.inputs)(x).to(r.device)
 
 
 DARK, LIGHT = 0.35, 0.65  # background levels (0..1) that are clearly dark or clearly light
 
 
-def training_background(preprocess: dict) -> Optional[float]:
+def training_background(inputs: Inputs) -> Optional[float]:
     """The training images' background level; for runs from before it was recorded, their
     mean pixel where it is clearly dark or light (MNIST's 0.13), else unknown."""
-    if isinstance(preprocess.get("background"), (int, float)):
-        return float(preprocess["background"])
-    mean = (preprocess.get("normalize") or {}).get("mean")
+    if inputs.background is not None:
+        return inputs.background
+    mean = (inputs.normalize or {}).get("mean")
     level = float(np.mean(mean)) if mean else None
     return level if level is not None and not DARK <= level <= LIGHT else None
 
 
-def invert_hint(preprocess: dict, x: torch.Tensor, invert: bool) -> Optional[str]:
+def invert_hint(inputs: Inputs, x: torch.Tensor, invert: bool) -> Optional[str]:
     """One line when the images (uint8, as the model will see them) have the opposite background
     of the training images', else None."""
-    trained = training_background(preprocess)
+    trained = training_background(inputs)
     if trained is None or DARK <= trained <= LIGHT:
         return None
     levels = pipeline.background(x.cpu())
@@ -209,9 +207,12 @@ def predict(run_dir, images: Sequence, device: str = "cpu", run: Optional[Loaded
     """
     r = run or load(run_dir, device, fuse_bn, backend=backend)
     x = read_images(r, images, invert)
-    message = invert_hint(r.preprocess, x, invert)
+    message = invert_hint(r.inputs, x, invert)
     if message:
-        (hint or (lambda m: warnings.warn(m, stacklevel=2)))(message)
+        if hint is not None:
+            hint(message)
+        else:
+            warnings.warn(message, stacklevel=2)
     probs = predict_proba(r.model, r.transform(x), parse_tta(r.config.tta))
     p, k = probs.max(1)
     return [{"file": str(f), "class": r.classes[int(ki)], "probability": float(pi)}

@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from typing import Callable, Optional
 
 from .errors import ConfigError, NormlabError
@@ -37,7 +37,8 @@ def command(name: str, help: str):
 UNSET_MEANS = {
     "recipe": "no recipe", "data_mirror": "the publishers' URLs only", "classes": "all classes",
     "resize": "the images' own size", "depth": "the model's own", "width": "the model's own",
-    "hidden_dropout": "off", "block_order": "the model's own", "shortcut_op": "the model's own", "patience": "off", "ema": "off",
+    "hidden_dropout": "off", "block_order": "the model's own", "shortcut_op": "the model's own", "patience": "off",
+    "ema": "off",
     "max_norm": "off", "clip_grad": "off", "log_every": "off", "widths": "--depth layers of --width",
 }
 
@@ -45,14 +46,14 @@ UNSET_MEANS = {
 def add_config_options(p: argparse.ArgumentParser) -> None:
     """One --option per TrainConfig field; defaults are SUPPRESSed so only what was typed
     overrides the config file."""
-    from .config import TrainConfig, field_type
+    from .config import TrainConfig, field_default, field_type
 
     g = p.add_argument_group("training options (also the keys of a --config file)")
     for f in fields(TrainConfig):
         if not f.metadata.get("cli", True):
             continue
         flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not MISSING else f.default_factory()
+        default = field_default(f)
         help_text = f.metadata.get("help", "")
         if "(default" not in help_text:  # some helps say their default in words ("the model's own")
             said = UNSET_MEANS[f.name] if default is None else "none" if default == "" else default
@@ -291,14 +292,16 @@ def _(p):
 # ---------------------------------------------------------------- compare / report
 @command("compare", "run an ablation grid from an experiment file (paired seeds, resumable, shardable)")
 def run_compare(args) -> int:
-    from .analysis import report, sweep
+    from .analysis import report
+    from .analysis.results import collect
+    from .experiments import spec, sweep
 
-    exp = sweep.load_experiment(args.experiment)
+    exp = spec.load_experiment(args.experiment)
     shard = sweep.parse_shard(args.shard)
     if args.dry_run:
         return _print_plan(exp, sweep.plan(exp, args.out, shard), args.out)
     outcome = sweep.run_sweep(exp, args.out, jobs=args.jobs, shard=shard)
-    rows = sweep.collect(args.out)
+    rows = collect(args.out)
     missing = sum(r["status"] == "missing" for r in rows)
     if outcome.interrupted:
         s = report.write_report(args.out)
@@ -406,9 +409,8 @@ def _(p):
 # ---------------------------------------------------------------- claims
 @command("claims", "run the tutorials' claims as small experiments and write a verdict report")
 def run_claims_cmd(args) -> int:
-    from .analysis import claims
-
-    from .analysis.sweep import parse_shard
+    from .experiments import claims
+    from .experiments.sweep import parse_shard
 
     doc = claims.run_claims(args.out, quick=args.quick, only=args.only, jobs=args.jobs, shard=parse_shard(args.shard))
     if "missing" in doc:
@@ -421,7 +423,8 @@ def run_claims_cmd(args) -> int:
 @run_claims_cmd.arguments
 def _(p):
     p.add_argument("--quick", action="store_true", help="fewer seeds and epochs (minutes on a laptop CPU)")
-    p.add_argument("--out", default="claims", metavar="DIR", help="folder for claims.md, claims.html and claims.json (default: claims)")
+    p.add_argument("--out", default="claims", metavar="DIR",
+                   help="folder for claims.md, claims.html and claims.json (default: claims)")
     p.add_argument("--only", metavar="NAME,...", help="run only these claims (names as in claims.md)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="runs trained in parallel worker processes (default: 1)")
     p.add_argument("--shard", metavar="I/N", help="train only the I-th of N slices of the claims' cells (1-based), "

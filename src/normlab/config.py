@@ -14,13 +14,15 @@ checked against their registries when a run is built (train/build.py).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
 import os
 from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Optional, Union, get_args, get_origin, get_type_hints
+from typing import Any, Callable, Literal, Optional, Union, get_args, get_origin, get_type_hints, overload
 
 from .errors import ConfigError, unknown_name
 
@@ -30,8 +32,13 @@ def opt(default, help: str, check: Optional[Callable[[Any], Optional[str]]] = No
     """A config field with its help text and an optional check returning an error or None."""
     meta = {"help": help, "check": check, "choices": choices, "short": short, "cli": cli}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+        return field(default_factory=partial(copy.copy, default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    """A config field's default value (a fresh copy for a list or dict)."""
+    return f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
 
 
 def positive(x):
@@ -258,7 +265,18 @@ class TrainConfig:
         d["norm"], d["act"] = describe(d["norm"]), describe(d["act"])
         return d
 
-    def section(self, name: str):
+    @overload
+    def section(self, name: Literal["data"]) -> DataConfig: ...
+    @overload
+    def section(self, name: Literal["model"]) -> ModelConfig: ...
+    @overload
+    def section(self, name: Literal["optim"]) -> OptimConfig: ...
+    @overload
+    def section(self, name: Literal["regularization"]) -> RegularizationConfig: ...
+    @overload
+    def section(self, name: Literal["runtime"]) -> RuntimeConfig: ...
+
+    def section(self, name: str) -> Any:
         """The fields of section `name` (see SECTIONS) as a frozen `<Name>Config`."""
         if name not in SECTION_TYPES:
             raise unknown_name("config section", name, SECTION_TYPES)
@@ -292,35 +310,120 @@ def resume_changes(config) -> dict:
     return given
 _HINTS = get_type_hints(TrainConfig)
 
-# Which fields each subsystem reads. A field may sit in several sections (the seed drives the
-# data order, the initial weights and the run); `recipe` is in none: it only fills the others.
-SECTIONS = {
-    "data": ("dataset", "data_dir", "data_mirror", "val_split", "augment", "preprocess", "classes", "resize",
-             "strict", "stream",
-             "batch_size", "eval_batch_size", "tta", "seed"),
-    "model": ("model", "norm", "norm_impl", "bn_eps", "bn_momentum", "act", "dropout", "hidden_dropout",
-              "fc_norm", "dropout_mode", "block_order", "shortcut_op", "depth", "width", "widths", "bias", "init", "seed"),
-    "optim": ("optimizer", "lr", "momentum", "beta1", "beta2", "eps", "weight_decay", "decay_norm_bias",
-              "schedule", "warmup", "lr_step", "lr_gamma", "milestones", "epochs", "patience"),
-    "regularization": ("l1", "l1_mode", "l2", "max_norm", "label_smoothing", "clip_grad", "clip_mode", "ema",
-                       "decay_norm_bias"),
-    "runtime": ("seed", "device", "threads", "precision", "channels_last", "compile", "cuda_graphs", "deterministic",
-                "tensorboard", "sync_bn", "dist_backend", "dist_timeout", "out", "progress", "log_every"),
-}
+# Which fields each subsystem reads: a section is a frozen view of the flat config
+# (`cfg.section("optim")`), so a subsystem's signature says what it depends on. A field may sit in
+# several sections (the seed drives the data order, the initial weights and the run); `recipe` is
+# in none: it only fills the others. tests/test_config_sections.py keeps each field's type equal
+# to TrainConfig's.
+class _Section:
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
 
 
-def _section_type(name: str, names: tuple) -> type:
-    cls = dataclasses.make_dataclass(
-        f"{name.capitalize()}Config", [(n, _HINTS[n]) for n in names], frozen=True,
-        namespace={"replace": lambda self, **changes: dataclasses.replace(self, **changes)})
-    cls.__doc__ = f"The {name} section of a TrainConfig: {', '.join(names)}."
-    cls.__module__ = __name__
-    return cls
+@dataclass(frozen=True)
+class DataConfig(_Section):
+    """The data section of a TrainConfig."""
+
+    dataset: str
+    data_dir: Optional[str]
+    data_mirror: Optional[str]
+    val_split: float
+    augment: str
+    preprocess: str
+    classes: Optional[str]
+    resize: Optional[str]
+    strict: bool
+    stream: str
+    batch_size: int
+    eval_batch_size: int
+    tta: str
+    seed: int
 
 
-SECTION_TYPES = {name: _section_type(name, names) for name, names in SECTIONS.items()}
-DataConfig, ModelConfig, OptimConfig = SECTION_TYPES["data"], SECTION_TYPES["model"], SECTION_TYPES["optim"]
-RegularizationConfig, RuntimeConfig = SECTION_TYPES["regularization"], SECTION_TYPES["runtime"]
+@dataclass(frozen=True)
+class ModelConfig(_Section):
+    """The model section of a TrainConfig."""
+
+    model: str
+    norm: Optional[str]
+    norm_impl: str
+    bn_eps: Optional[float]
+    bn_momentum: Optional[float]
+    act: Optional[str]
+    dropout: Optional[float]
+    hidden_dropout: Optional[float]
+    fc_norm: Optional[bool]
+    dropout_mode: str
+    block_order: Optional[str]
+    shortcut_op: Optional[str]
+    depth: Optional[int]
+    width: Optional[int]
+    widths: Optional[str]
+    bias: Optional[bool]
+    init: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class OptimConfig(_Section):
+    """The optim section of a TrainConfig."""
+
+    optimizer: str
+    lr: Optional[float]
+    momentum: Optional[float]
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    decay_norm_bias: bool
+    schedule: str
+    warmup: float
+    lr_step: float
+    lr_gamma: float
+    milestones: list
+    epochs: int
+    patience: Optional[int]
+
+
+@dataclass(frozen=True)
+class RegularizationConfig(_Section):
+    """The regularization section of a TrainConfig."""
+
+    l1: float
+    l1_mode: str
+    l2: float
+    max_norm: Optional[float]
+    label_smoothing: float
+    clip_grad: Optional[float]
+    clip_mode: str
+    ema: Optional[float]
+    decay_norm_bias: bool
+
+
+@dataclass(frozen=True)
+class RuntimeConfig(_Section):
+    """The runtime section of a TrainConfig."""
+
+    seed: int
+    device: str
+    threads: Optional[int]
+    precision: str
+    channels_last: Optional[bool]
+    compile: bool
+    cuda_graphs: bool
+    deterministic: bool
+    tensorboard: bool
+    sync_bn: bool
+    dist_backend: Optional[str]
+    dist_timeout: Optional[float]
+    out: Optional[str]
+    progress: bool
+    log_every: Optional[int]
+
+
+SECTION_TYPES: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig,
+                                  "regularization": RegularizationConfig, "runtime": RuntimeConfig}
+SECTIONS = {name: tuple(f.name for f in fields(cls)) for name, cls in SECTION_TYPES.items()}
 
 
 def field_type(name: str):

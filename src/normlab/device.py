@@ -30,6 +30,12 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def precision_on(precision: str, device: torch.device) -> str:
+    """`--precision auto` made what it is on `device` (so config.json records what ran); any
+    other precision as it is."""
+    return auto_precision(device) if precision == "auto" else precision
+
+
 def auto_precision(device: torch.device) -> str:
     """What --precision auto means on `device`: bf16 where the hardware has it, else fp32."""
     if device.type == "cuda":

@@ -24,6 +24,8 @@ class DataError(NormlabError):
 class CheckpointError(NormlabError):
     """A run directory or checkpoint is missing, corrupt, or unsafe to load."""
 
+    errno: "int | None" = None  # set where the machine caused it (a full disk): a sweep retries such a run
+
 
 def unknown_name(kind: str, name: str, valid) -> ConfigError:
     """ConfigError for an unknown `name`, listing the valid choices and the closest match."""

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from .data.loader import DeviceLoader
-from .data.tta import parse as parse_tta, predict_proba
+from .data.tta import parse as parse_tta
+from .data.tta import predict_proba
 from .device import autocast
 
 

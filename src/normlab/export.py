@@ -49,12 +49,13 @@ def export_run(run_dir, fmt: str = "onnx", out: Optional[str] = None, fuse_bn: b
             torch.jit.save(torch.jit.trace(model, example), buf)
         data = buf.getvalue()
     atomic_write_bytes(path, data)
-    result = {"path": str(path), "format": fmt, "fused_bn": fuse_bn, "max_abs_diff": None}
+    result: dict[str, object] = {"path": str(path), "format": fmt, "fused_bn": fuse_bn, "max_abs_diff": None}
     if check:
         got = _run_exported(path, fmt, example)
-        result["max_abs_diff"] = float((torch.from_numpy(got) - reference).abs().max())
-        if result["max_abs_diff"] > 1e-3:
-            raise NormlabError(f"exported model disagrees with PyTorch by {result['max_abs_diff']:.2e}")
+        diff = float((torch.from_numpy(got) - reference).abs().max())
+        result["max_abs_diff"] = diff
+        if diff > 1e-3:
+            raise NormlabError(f"exported model disagrees with PyTorch by {diff:.2e}")
     return result
 
 

@@ -15,8 +15,8 @@ import secrets
 from pathlib import Path
 from typing import Union
 
-from .faults import point as fault_point
 from .errors import WriteError
+from .faults import point as fault_point
 
 PathLike = Union[str, os.PathLike]
 TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # what atomic writes leave behind when killed

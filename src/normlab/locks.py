@@ -18,7 +18,7 @@ from .errors import NormlabError
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 
 class Locked(NormlabError):

@@ -14,9 +14,9 @@
 from __future__ import annotations
 
 import csv
-import os
 import io
 import json
+import os
 from pathlib import Path
 from typing import Optional
 

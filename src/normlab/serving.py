@@ -30,8 +30,8 @@ def check_backend(name: str) -> str:
         raise unknown_name("backend", name, BACKENDS)
     if name == "onnxruntime":
         try:
-            import onnxruntime  # noqa: F401
             import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
         except ImportError:
             raise ConfigError("backend onnxruntime needs the onnx and onnxruntime packages: pip install onnx "
                               "onnxruntime (the [onnx] extra), or use --backend torch") from None
@@ -49,7 +49,9 @@ def onnx_bytes(model, example) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
         # dynamo=False: the TorchScript exporter needs no onnxscript and handles every zoo model.
-        torch.onnx.export(model, (example,), buf, dynamo=False, input_names=["input"], output_names=["logits"],
+        # (torch types `f` as a path; a file object is documented and works)
+        torch.onnx.export(model, (example,), buf, dynamo=False,  # type: ignore[arg-type]
+                          input_names=["input"], output_names=["logits"],
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
     return buf.getvalue()
 

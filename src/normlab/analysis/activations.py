@@ -16,7 +16,7 @@ import copy
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn as tnn
@@ -181,7 +181,8 @@ def model_stats(model_name: str, init: str = "default", norm: Optional[str] = No
         shape = tuple(get_source(data).shape)  # a named dataset brings its own image shape
     else:
         shape = spec.default_input
-    kw = {k: v for k, v in (("depth", depth), ("width", width), ("bias", bias), ("head", head)) if v is not None}
+    kw: dict[str, Any] = {k: v for k, v in (("depth", depth), ("width", width), ("bias", bias), ("head", head))
+                          if v is not None}
     unknown = [k for k in kw if k not in spec.defaults]
     if unknown:
         raise ConfigError(f"{', '.join('--' + k for k in unknown)}: model {model_name!r} has no such option "
@@ -206,7 +207,7 @@ def run_stats(run_dir, batch: int = 256, seed: int = 0, mode: str = "eval") -> S
     from ..api import load
 
     r = load(run_dir)
-    x, y = dataset_batch(r.config.dataset, r.input_shape, batch, seed, r.config.data_dir, r.preprocess["normalize"])
+    x, y = dataset_batch(r.config.dataset, r.input_shape, batch, seed, r.config.data_dir, r.inputs.normalize)
     return activation_stats(r.model, x, y, mode=mode,
                             input_desc=f"{batch} {r.config.dataset} training images, as preprocessed in training")
 

@@ -21,12 +21,14 @@ from typing import Optional
 
 import numpy as np
 
+from ..data.inputs import Inputs
 from ..errors import CheckpointError
 from ..fileio import atomic_write_text
+from ..grid import Experiment, expand
 from ..rundir import RunDir
 from . import figures, paired, render
-from .render import Link, mean_sd, num
-from .sweep import Experiment, collect, expand, finite, read_experiment, write_results
+from .render import Cell, Link, mean_sd, num
+from .results import collect, finite, read_experiment, write_results
 
 # The compared metric in the unit the report shows it in: (unit, factor from the stored value,
 # which sign is better).
@@ -175,7 +177,8 @@ def diff_note(s: dict) -> str:
             f"two-sided paired t-test; p (Holm): adjusted with Holm-Bonferroni over the {_plural(family, 'comparison')} "
             f"of this report, and the verdict "
             f"uses it (higher / lower at p (Holm) < {paired.ALPHA:g}). Below {paired.MIN_N} paired seeds no verdict "
-            f"is given. For an inconclusive difference, the seeds in all (not more) a paired t-test would need to detect one of the "
+            f"is given. For an inconclusive difference, the seeds in all (not more) a paired t-test would need to "
+            f"detect one of the "
             f"observed size (power {paired.POWER:g}) is a rough guide. Every number is in "
             f"[differences.csv](differences.csv); what wrote it (git commit, versions, machine, date) is in "
             f"[provenance.json](provenance.json) and at the foot of the page.")
@@ -186,26 +189,31 @@ def cell_table(s: dict) -> list[list]:
     m = exp.metric
     unit = METRIC_UNITS[m][0]
     extra = [] if m in ("final_test_acc", "best_test_acc") else [f"{m} ({unit})"]
-    rows = [["cell", *exp.factors, "runs", "final test acc (%)", "best test acc (%)", "train acc, eval mode (%)",
-             "train − test (points)", "train acc, running (%)", *extra, "seconds", "parameters"]]
+    rows: list[list[Cell]] = [["cell", *exp.factors, "runs", "final test acc (%)", "best test acc (%)",
+                               "train acc, eval mode (%)", "train − test (points)", "train acc, running (%)", *extra,
+                               "seconds", "parameters"]]
+
+    def ms(e: dict, key: str, digits: int) -> str:  # the cell's (mean, sd) of `key`
+        return mean_sd(e[key][0], e[key][1], digits=digits)
+
     for e in s["table"]:
         rows.append([Link(e["cell"], f"configs/{e['cell']}.yaml"), *(_level(v) for v in e["factors"].values()),
-                     f"{e['runs']}/{e['of']}", mean_sd(*e["final_test_acc"][:2], digits=2),
-                     mean_sd(*e["best_test_acc"][:2], digits=2), mean_sd(*e["train_eval_acc"][:2], digits=2),
-                     mean_sd(*e["gap"][:2], digits=2), mean_sd(*e["final_train_acc"][:2], digits=2),
-                     *[mean_sd(*e[m][:2], digits=4) for _ in extra],
-                     mean_sd(*e["wall_seconds"][:2], digits=1), num(int(e["parameters"][0]))
-                     if finite(e["parameters"][0]) else "–"])
+                     f"{e['runs']}/{e['of']}", ms(e, "final_test_acc", 2), ms(e, "best_test_acc", 2),
+                     ms(e, "train_eval_acc", 2), ms(e, "gap", 2), ms(e, "final_train_acc", 2),
+                     *[ms(e, m, 4) for _ in extra], ms(e, "wall_seconds", 1),
+                     num(int(e["parameters"][0])) if finite(e["parameters"][0]) else "–"])
     return rows
 
 
 def runs_table(s: dict) -> list[list]:
     exp = s["experiment"]
     scale = METRIC_UNITS[exp.metric][1]
-    rows = [["cell", "seed", "status", f"{exp.metric}" + (" (%)" if scale == 100 else ""), "run folder", "config"]]
+    rows: list[list[Cell]] = [["cell", "seed", "status", f"{exp.metric}" + (" (%)" if scale == 100 else ""),
+                               "run folder", "config"]]
     for r in s["rows"]:
         v = r[exp.metric]
-        rows.append([r["cell"], str(r["seed"]), r["status"], num(v * scale, 2 if scale == 100 else 4) if finite(v) else "–",
+        rows.append([r["cell"], str(r["seed"]), r["status"],
+                     num(v * scale, 2 if scale == 100 else 4) if finite(v) else "–",
                      Link(r["run_dir"] + "/", r["run_dir"] + "/"), Link("config.json", r["run_dir"] + "/config.json")])
     return rows
 
@@ -267,8 +275,8 @@ def curves_figures(exp: Experiment, rows: list[dict], out: Path) -> list[render.
 def _classes(run_dir: Path):
     p = run_dir / "preprocess.json"
     try:
-        return len(json.loads(p.read_text(encoding="utf-8"))["classes"])
-    except (OSError, KeyError, ValueError, TypeError):
+        return Inputs.from_dict(json.loads(p.read_text(encoding="utf-8"))).num_classes
+    except (OSError, ValueError, TypeError):
         return None
 
 

@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..data.inputs import Inputs
 from ..errors import ConfigError, NormlabError, unknown_name
 from ..fileio import atomic_write_text
 from ..rundir import RunDir
 from . import figures, render
-from .render import Link, num
+from .render import Cell, Link, num
 
 COLUMNS = ("path", "model", "dataset", "norm", "epochs", "final_test_acc", "best_test_acc", "seconds", "date",
            "status")
@@ -87,7 +88,8 @@ def describe(run: Path, root: Optional[Path] = None) -> dict:
     try:
         metrics = RunDir(run).read_metrics() if (run / "metrics.csv").is_file() else []
     except NormlabError:
-        metrics, _ = [], problems.append("metrics.csv is damaged")
+        metrics = []
+        problems.append("metrics.csv is damaged")
     try:
         stamp = max((p.stat().st_mtime for p in run.iterdir() if p.is_file()), default=run.stat().st_mtime)
     except OSError:
@@ -204,18 +206,18 @@ def compare_runs(run_dirs: Sequence, out) -> dict:
         # "./": a folder named like a scheme ("javascript:x") stays a relative link
         return rel if rel.startswith("../") else "./" + rel
 
-    table = [["run", "model", "dataset", "norm", "epochs", "final test acc (%)", "best test acc (%)", "seconds",
-              "date (UTC)", "status", "config"]]
+    table: list[list[Cell]] = [["run", "model", "dataset", "norm", "epochs", "final test acc (%)",
+                                "best test acc (%)", "seconds", "date (UTC)", "status", "config"]]
     for lab, r, row in zip(labels, runs, rows):
         table.append([Link(lab, href(r)), str(row["model"]), str(row["dataset"]), str(row["norm"]), row["epochs"],
                       _pct(row["final_test_acc"]), _pct(row["best_test_acc"]), num(row["seconds"], 1), row["date"],
                       row["status"], Link("config.json", href(r, "config.json"))])
     diff = [["option", *labels]] + [[k, *(render.yaml_text({k: c.get(k)}).split(": ", 1)[-1] for c in configs)]
                                     for k in differ]
-    classes = None
-    pre = _json(runs[0] / "preprocess.json")
-    if pre.get("classes"):
-        classes = len(pre["classes"])
+    try:
+        classes = Inputs.from_dict(_json(runs[0] / "preprocess.json")).num_classes
+    except (ValueError, TypeError):
+        classes = None
     groups = [(lab, [RunDir(r).read_metrics()]) for lab, r in zip(labels, runs)]
     fig = figures.learning_curves(groups, "runs side by side", classes)
     png = figures.save(fig, out / "curves.png")

@@ -25,7 +25,7 @@ Adjacent rotate, zoom and elastic ops are drawn per image and applied in one res
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -190,7 +190,7 @@ OPS = ("crop", "translate", "flip", "cutout", "rotate", "zoom", "elastic", "resi
 WARPS = ("rotate", "zoom", "elastic")  # adjacent ones share one resampling
 
 
-def parse(spec: Optional[str]) -> list[tuple[str, object]]:
+def parse(spec: Optional[str]) -> list[tuple[str, Any]]:  # the argument's type depends on the op
     """'crop:4,flip' -> [('crop', 4), ('flip', None)], or ConfigError naming the bad part."""
     ops = []
     for part in (spec or "").split(","):
@@ -216,18 +216,19 @@ def parse(spec: Optional[str]) -> list[tuple[str, object]]:
     return ops
 
 
-def output_size(spec, size: tuple[int, int]) -> tuple[int, int]:
+def output_size(spec, size) -> tuple[int, int]:
+    h, w = (int(s) for s in size)
     for op, arg in parse(spec):
         if op == "resize":
-            size = arg
+            h, w = arg
         elif op == "pad":
-            size = (size[0] + 2 * arg, size[1] + 2 * arg)
+            h, w = h + 2 * arg, w + 2 * arg
         elif op == "randcrop":
-            if arg > min(size):
-                raise ConfigError(f"augment: randcrop:{arg} is larger than the {size[0]}x{size[1]} image at that "
+            if arg > min(h, w):
+                raise ConfigError(f"augment: randcrop:{arg} is larger than the {h}x{w} image at that "
                                   f"point; pad first (e.g. pad:4,randcrop:{arg})")
-            size = (arg, arg)
-    return tuple(size)
+            h, w = arg, arg
+    return h, w
 
 
 def deterministic(spec, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -278,5 +279,4 @@ def make_augment(spec: Optional[str]) -> Optional[Callable]:
                 x = resize(x, arg)
         return x
 
-    augment.spec = spec
     return augment

@@ -2,8 +2,8 @@
 
 `load(cfg)` loads the dataset, holds out the validation split, and fits the input transform on
 what remains of the training split only; `build(cfg, device, drop_single)` returns device loaders
-(train with augmentation, val, test); `input_transform(preprocess)` rebuilds the fitted transform
-from a run's preprocess.json so eval and predict apply exactly what training did.
+(train with augmentation, val, test); `Inputs.input_transform()` (data/inputs.py) rebuilds the
+fitted transform from a run's preprocess.json so eval and predict apply exactly what training did.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import torch
 
 from . import augment as augment_mod
 from . import preprocess as preprocess_mod
-from .loader import DeviceLoader, Normalize
+from .inputs import Inputs
+from .loader import DeviceLoader
 from .sources import Dataset, load_dataset
 from .split import stratified_split
 
@@ -30,26 +31,19 @@ class Pipeline:
     train: DeviceLoader
     test: DeviceLoader
     val: Optional[DeviceLoader]
-    preprocess: dict  # saved as preprocess.json in the run directory
+    inputs: Inputs  # saved as preprocess.json in the run directory
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.preprocess["input_shape"])
+        return self.inputs.input_shape
 
     @property
     def num_classes(self) -> int:
-        return len(self.preprocess["classes"])
-
-
-def input_transform(preprocess: dict):
-    """uint8 batch -> model input, as fitted at training time."""
-    if "transform" in preprocess:
-        return preprocess_mod.Preprocess.from_dict(preprocess["transform"])
-    return Normalize.from_dict(preprocess["normalize"])  # runs written before --preprocess existed
+        return self.inputs.num_classes
 
 
 def _resize_size(cfg):
-    spec = getattr(cfg, "resize", None)
+    spec = cfg.resize
     return augment_mod._size_arg(spec) if spec else None
 
 
@@ -57,9 +51,9 @@ def _load_data(cfg) -> Dataset:
     size = _resize_size(cfg)
     kw = {}
     if cfg.dataset == "imagefolder":
-        kw = {"resize": size, "strict": getattr(cfg, "strict", False), "stream": getattr(cfg, "stream", "auto")}
-    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, mirror=getattr(cfg, "data_mirror", None), **kw)
-    if getattr(cfg, "classes", None):
+        kw = {"resize": size, "strict": cfg.strict, "stream": cfg.stream}
+    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, mirror=cfg.data_mirror, **kw)
+    if cfg.classes:
         keep_classes(data, cfg.classes)
     if "stream" in data.info:
         return data
@@ -100,7 +94,7 @@ def keep_classes(data: Dataset, spec: str) -> None:
                      test_size=len(data.test_y))
 
 
-def split_val(data: Dataset, fraction: float, seed: int) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+def split_val(data: Dataset, fraction: float, seed: int) -> Optional[tuple]:
     """Move a stratified, seeded `fraction` of the training split into (val_x, val_y)
     (for a streamed folder, val_x is the list of files)."""
     if not fraction:
@@ -116,45 +110,45 @@ def split_val(data: Dataset, fraction: float, seed: int) -> Optional[tuple[torch
         st["train"], val_files = [files[i] for i in tr], [files[i] for i in va]
         shape = tuple(data.train_x.shape[1:])
         data.train_x = data.train_x[:1].expand(len(tr), *shape)
-        val = (val_files, data.train_y[torch.from_numpy(va)])
-        data.train_y = data.train_y[torch.from_numpy(tr)]
         data.info = dict(data.info, train_size=len(tr), val_size=len(va))
-        return val
-    tr, va = torch.from_numpy(tr), torch.from_numpy(va)
-    val = (data.train_x[va], data.train_y[va])
-    data.train_x, data.train_y = data.train_x[tr], data.train_y[tr]
+        held_y = data.train_y[torch.from_numpy(va)]
+        data.train_y = data.train_y[torch.from_numpy(tr)]
+        return val_files, held_y
+    keep, held = torch.from_numpy(tr), torch.from_numpy(va)
+    held_x, held_y = data.train_x[held], data.train_y[held]
+    data.train_x, data.train_y = data.train_x[keep], data.train_y[keep]
     data.info = dict(data.info, train_size=len(tr), val_size=len(va))
-    return val
+    return held_x, held_y
 
 
-def load(cfg) -> tuple[Dataset, dict]:
-    """The dataset a config names (val split held out) and its preprocess record, fitted on the
+def load(cfg) -> tuple[Dataset, Inputs]:
+    """The dataset a config names (val split held out) and its input record, fitted on the
     training split only. The val images ride along in `data.val` for `build`."""
     data = _load_data(cfg)
-    data.val = split_val(data, getattr(cfg, "val_split", 0.0), cfg.seed)
-    aug = getattr(cfg, "augment", "") or ""
-    image_shape = tuple(data.train_x.shape[1:2]) + augment_mod.output_size(aug, data.train_x.shape[-2:])
+    data.val = split_val(data, cfg.val_split, cfg.seed)
+    aug = cfg.augment
+    size = augment_mod.output_size(aug, data.train_x.shape[-2:])
+    image_shape = (int(data.train_x.shape[1]), *size)
     if "stream" in data.info:  # fit on a seeded sample of the training files
         from . import imagefolder
 
         st = data.info["stream"]
         fit_x = imagefolder.decode_sample(st["train"], st["channels"], st["size"], STREAM_FIT_SAMPLE,
                                           cfg.seed, imagefolder.Report(False))
-        fit_x = augment_mod.resize(fit_x, image_shape[1:])
+        fit_x = augment_mod.resize(fit_x, size)
     else:
-        fit_x = augment_mod.deterministic(aug, data.train_x, image_shape[1:])
-    transform = preprocess_mod.fit(getattr(cfg, "preprocess", "channel"), fit_x)
+        fit_x = augment_mod.deterministic(aug, data.train_x, size)
+    transform = preprocess_mod.fit(cfg.preprocess, fit_x)
     # source_shape: the images' own size, before augmentation's pad/crop (predict needs it)
-    preprocess = {"input_shape": list(image_shape), "source_shape": list(data.train_x.shape[1:]),
-                  "classes": data.classes,
-                  "transform": transform.to_dict(), "dataset": data.info,
-                  "model_input_shape": list(transform.output_shape),
-                  "augment": aug, "val_split": getattr(cfg, "val_split", 0.0),
-                  "background": background(fit_x[:BACKGROUND_SAMPLE]).mean().item()}
+    normalize = None
     if transform.kind == "channel":  # the older record, read by tools that predate --preprocess
-        c, hw = image_shape[0], image_shape[1] * image_shape[2]
-        preprocess["normalize"] = {"mean": transform.center[::hw].tolist(), "std": transform.scale[::hw].tolist()}
-    return data, preprocess
+        hw = image_shape[1] * image_shape[2]
+        normalize = {"mean": transform.center[::hw].tolist(), "std": transform.scale[::hw].tolist()}
+    inputs = Inputs(image_shape, tuple(data.classes), source_shape=tuple(data.train_x.shape[1:]),
+                    model_input_shape=tuple(transform.output_shape), transform=transform.to_dict(),
+                    normalize=normalize, augment=aug, val_split=cfg.val_split,
+                    background=background(fit_x[:BACKGROUND_SAMPLE]).mean().item(), dataset=data.info)
+    return data, inputs
 
 
 BACKGROUND_SAMPLE = 2000  # images whose border sets the training data's background level
@@ -168,35 +162,33 @@ def background(x: torch.Tensor) -> torch.Tensor:
     return ring.flatten(1).mean(1)
 
 
-def eval_resize(preprocess: dict):
+def eval_resize(inputs: Inputs):
     """Test/val images get the augmentation's deterministic part only (pad, centre crop, resize)."""
-    size = tuple(preprocess["input_shape"][1:])
-    spec = preprocess.get("augment", "")
-    return lambda x, generator=None: augment_mod.deterministic(spec, x, size)
+    return lambda x, generator=None: augment_mod.deterministic(inputs.augment, x, inputs.size)
 
 
 def build(cfg, device: torch.device, drop_single: bool, data: Optional[Dataset] = None,
-          preprocess: Optional[dict] = None) -> Pipeline:
-    if data is None:
-        data, preprocess = load(cfg)
+          inputs: Optional[Inputs] = None) -> Pipeline:
+    if data is None or inputs is None:
+        data, inputs = load(cfg)
     if "stream" in data.info:
-        return _build_stream(cfg, device, drop_single, data, preprocess)
-    transform = input_transform(preprocess)
+        return _build_stream(cfg, device, drop_single, data, inputs)
+    transform = inputs.input_transform()
     order = torch.Generator().manual_seed(cfg.seed)
-    aug = augment_mod.make_augment(getattr(cfg, "augment", ""))
-    size = tuple(preprocess["input_shape"][1:])
+    aug = augment_mod.make_augment(cfg.augment)
+    size = inputs.size
     if aug is None and tuple(data.train_x.shape[-2:]) != size:
-        aug = eval_resize(preprocess)
+        aug = eval_resize(inputs)
     train = DeviceLoader(data.train_x.to(device), data.train_y.to(device), cfg.batch_size, transform,
                          shuffle=True, generator=order, drop_single=drop_single, augment=aug)
-    eval_aug = eval_resize(preprocess) if tuple(data.test_x.shape[-2:]) != size else None
+    eval_aug = eval_resize(inputs) if tuple(data.test_x.shape[-2:]) != size else None
     test = DeviceLoader(data.test_x.to(device), data.test_y.to(device), cfg.eval_batch_size, transform,
                         augment=eval_aug)
     val = None
-    if getattr(data, "val", None) is not None:
+    if data.val is not None:
         vx, vy = data.val
         val = DeviceLoader(vx.to(device), vy.to(device), cfg.eval_batch_size, transform, augment=eval_aug)
-    return Pipeline(data, train, test, val, preprocess)
+    return Pipeline(data, train, test, val, inputs)
 
 
 def _stream(data, files, batch, transform, device, aug, **kw):
@@ -208,12 +200,11 @@ def _stream(data, files, batch, transform, device, aug, **kw):
                                     augment=aug, workers=STREAM_WORKERS, report=report, **kw)
 
 
-def _build_stream(cfg, device, drop_single, data, preprocess) -> Pipeline:
-    transform = input_transform(preprocess)
+def _build_stream(cfg, device, drop_single, data, inputs: Inputs) -> Pipeline:
+    transform = inputs.input_transform()
     st = data.info["stream"]
-    size = tuple(preprocess["input_shape"][1:])
-    aug = augment_mod.make_augment(getattr(cfg, "augment", ""))
-    eval_aug = eval_resize(preprocess) if tuple(st["size"]) != size else None
+    aug = augment_mod.make_augment(cfg.augment)
+    eval_aug = eval_resize(inputs) if tuple(st["size"]) != inputs.size else None
     if aug is None:
         aug = eval_aug
     train = _stream(data, st["train"], cfg.batch_size, transform, device, aug, shuffle=True,
@@ -222,15 +213,15 @@ def _build_stream(cfg, device, drop_single, data, preprocess) -> Pipeline:
     val = None
     if data.val is not None:
         val = _stream(data, data.val[0], cfg.eval_batch_size, transform, device, eval_aug)
-    return Pipeline(data, train, test, val, preprocess)
+    return Pipeline(data, train, test, val, inputs)
 
 
-def test_loader(cfg, preprocess: dict, device: torch.device) -> DeviceLoader:
+def test_loader(cfg, inputs: Inputs, device: torch.device) -> DeviceLoader:
     """The test split of a run's dataset, transformed as the run was (for `normlab eval`)."""
-    return eval_loader(cfg, preprocess, device, "test")
+    return eval_loader(cfg, inputs, device, "test")
 
 
-def eval_loader(cfg, preprocess: dict, device: torch.device, split: str = "test") -> DeviceLoader:
+def eval_loader(cfg, inputs: Inputs, device: torch.device, split: str = "test") -> DeviceLoader:
     """A split of a run's dataset as evaluation sees it: transformed as the run was, in order,
     with no augmentation beyond resizing. split "train" is the run's own training split (its
     val_split held out with the same seed), for a train accuracy measured in eval mode."""
@@ -238,13 +229,13 @@ def eval_loader(cfg, preprocess: dict, device: torch.device, split: str = "test"
         raise ValueError(f"split must be 'test' or 'train', got {split!r}")
     data = _load_data(cfg)
     if split == "train":
-        split_val(data, getattr(cfg, "val_split", 0.0), cfg.seed)
-    size = tuple(preprocess["input_shape"][1:])
+        split_val(data, cfg.val_split, cfg.seed)
+    size = inputs.size
     if "stream" in data.info:
-        eval_aug = eval_resize(preprocess) if tuple(data.info["stream"]["size"]) != size else None
-        return _stream(data, data.info["stream"][split], cfg.eval_batch_size, input_transform(preprocess),
+        eval_aug = eval_resize(inputs) if tuple(data.info["stream"]["size"]) != size else None
+        return _stream(data, data.info["stream"][split], cfg.eval_batch_size, inputs.input_transform(),
                        device, eval_aug)
     x, y = (data.test_x, data.test_y) if split == "test" else (data.train_x, data.train_y)
-    eval_aug = eval_resize(preprocess) if tuple(x.shape[-2:]) != size else None
-    return DeviceLoader(x.to(device), y.to(device), cfg.eval_batch_size, input_transform(preprocess),
+    eval_aug = eval_resize(inputs) if tuple(x.shape[-2:]) != size else None
+    return DeviceLoader(x.to(device), y.to(device), cfg.eval_batch_size, inputs.input_transform(),
                         augment=eval_aug)

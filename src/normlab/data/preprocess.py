@@ -24,7 +24,7 @@ Fitted arrays are stored in preprocess.json as base64 float32, so a run director
 from __future__ import annotations
 
 import base64
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ KINDS = ("channel", "scale", "center", "standardize", "minmax", "robust", "maxab
 PATCH_SAMPLES = 100_000  # patches drawn to fit zca-patch
 
 
-def parse(spec: Optional[str]) -> tuple[str, Optional[float]]:
+def parse(spec: Optional[str]) -> tuple[str, Any]:  # the argument's type depends on the kind
     spec = (spec or "channel").strip().lower()
     kind, _, arg = spec.partition(":")
     if kind not in KINDS:
@@ -52,9 +52,9 @@ def parse(spec: Optional[str]) -> tuple[str, Optional[float]]:
             raise ConfigError(f"preprocess: {kind}:{dim} needs at least 1 component")
         return kind, dim
     if kind == "zca-patch":
-        size, _, eps = arg.partition(":")
+        size, _, eps_text = arg.partition(":")
         try:
-            k, eps = int(size), float(eps) if eps else 1e-3
+            k, eps = int(size), float(eps_text) if eps_text else 1e-3
         except ValueError:
             raise ConfigError(f"preprocess: zca-patch needs an odd patch size and an optional epsilon, "
                               f"e.g. zca-patch:5 or zca-patch:5:0.001, got {spec!r}") from None
@@ -65,12 +65,12 @@ def parse(spec: Optional[str]) -> tuple[str, Optional[float]]:
         return kind, [k, eps]
     if kind == "zca":
         try:
-            eps = float(arg) if arg else 1e-2
+            zca_eps = float(arg) if arg else 1e-2
         except ValueError:
             raise ConfigError(f"preprocess: zca takes an optional epsilon, e.g. zca:0.01, got {spec!r}") from None
-        if not eps > 0:
-            raise ConfigError(f"preprocess: zca epsilon must be > 0, got {eps}")
-        return kind, eps
+        if not zca_eps > 0:
+            raise ConfigError(f"preprocess: zca epsilon must be > 0, got {zca_eps}")
+        return kind, zca_eps
     if arg:
         raise ConfigError(f"preprocess: {kind} takes no argument, got {spec!r}")
     return kind, None
@@ -107,6 +107,7 @@ class Preprocess:
     @property
     def output_shape(self) -> tuple[int, ...]:
         if self.kind in ("pca", "pca-whiten"):
+            assert self.matrix is not None  # fitted with the components
             return (self.matrix.shape[1], 1, 1)
         if self.kind == "zca-patch":
             return self.image_shape

@@ -7,22 +7,31 @@ put them on the device once and batch them there.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
-
-import os
+from typing import Callable, Optional, Protocol
 
 import numpy as np
 import torch
 
 from ..errors import DataError, unknown_name
-from .split import stratified_split
+from .download import Remote
 from .download import data_root as download_root
+from .split import stratified_split
 
 # The offline sets are split once, with this seed, whatever the run's own seed is, so every run
 # and every tool (eval, compare, claims) sees the same test set.
 SPLIT_SEED = 0
+
+
+class Files(Protocol):
+    """A downloadable set's files (data/vision.py's VisionSet), as the catalog uses them."""
+
+    def remotes(self) -> list[Remote]: ...
+    def where(self, root: Path) -> Path: ...
+    def has(self, root: Path, remote: Remote) -> bool: ...
+    def ensure(self, root: Path, mirror: Optional[str] = None, log: Callable[[str], None] = print) -> None: ...
 
 
 @dataclass
@@ -38,7 +47,8 @@ class Dataset:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return tuple(self.train_x.shape[1:])
+        c, h, w = self.train_x.shape[1:]
+        return c, h, w
 
     @property
     def num_classes(self) -> int:
@@ -56,7 +66,7 @@ class Source:
     offline: bool = True
     # data_dir -> whether the files are there (None: nothing to place, always present)
     present: Optional[Callable[[Optional[str]], bool]] = None
-    files: Optional[object] = None  # vision.VisionSet of a set that is downloaded, else None
+    files: Optional[Files] = None  # a vision.VisionSet for a set that is downloaded, else None
 
     def is_present(self, data_dir: Optional[str]) -> bool:
         if self.present is None:
@@ -208,4 +218,4 @@ def _load_imagefolder(data_dir=None, resize=None, strict=False, log=None, stream
 _register_vision()
 register(Source("imagefolder", "your images: --data-dir ROOT with ROOT/<class>/<image>.png (or ROOT/train + ROOT/test)",
                 _load_imagefolder, (0, 0, 0), 0, (0, 0), offline=False,
-                present=lambda d: bool(d) and Path(d).expanduser().is_dir()))
+                present=lambda d: d is not None and Path(d).expanduser().is_dir()))

@@ -62,10 +62,11 @@ def predict_proba(model, x: torch.Tensor, names: tuple[str, ...]) -> torch.Tenso
     """Mean softmax over the views; with no views, the softmax of one forward pass."""
     if not names:
         return model(x).float().softmax(1)
-    total = None
+    total: Optional[torch.Tensor] = None
     count = 0
     for v in views(x, names):
         p = model(v).float().softmax(1)
         total = p if total is None else total.add_(p)
         count += 1
+    assert total is not None  # names is not empty
     return total / count

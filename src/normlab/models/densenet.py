@@ -45,7 +45,8 @@ class DenseNet(tnn.Module):
             c = block.out_channels
             if i != len(blocks) - 1:
                 out = int(c * compression)
-                layers.append((f"transition{i + 1}", Transition(c, out, norm_layer=norm_layer, act_layer=act_layer, bias=bias)))
+                layers.append((f"transition{i + 1}",
+                               Transition(c, out, norm_layer=norm_layer, act_layer=act_layer, bias=bias)))
                 c = out
         layers.append((f"norm{len(blocks) + 1}", norm_layer(c)))
         self.features = tnn.Sequential(OrderedDict(layers))

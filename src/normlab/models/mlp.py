@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import math
 
-import torch.nn as tnn
-
 import torch
+import torch.nn as tnn
 
 from ..config import parse_widths
 from ..nn.factory import feature_norm

@@ -104,10 +104,9 @@ def create_model(name: str, num_classes: int = 10, in_channels: Optional[int] = 
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
     kw = dict(spec.defaults)
     kw.update({k: v for k, v in model_kw.items() if v is not None})
-    norm_layer = None  # a model without norm layers: nothing to reparametrize either
     if spec.takes_norm:
-        norm_layer = kw["norm_layer"] = get_norm_layer(spec.default_norm if norm is None else norm, norm_impl,
-                                                       bn_eps=bn_eps, bn_momentum=bn_momentum)
+        kw["norm_layer"] = get_norm_layer(spec.default_norm if norm is None else norm, norm_impl,
+                                          bn_eps=bn_eps, bn_momentum=bn_momentum)
     if spec.takes_act:
         kw["act_layer"] = get_act_layer(spec.default_act if act is None else act)
     model = spec.builder(num_classes=num_classes, in_channels=in_channels, input_size=input_size, **kw)

@@ -19,14 +19,13 @@ Sources:
 
 from __future__ import annotations
 
-import torch.nn as tnn
-
 import functools
+
+import torch.nn as tnn
 
 from ..errors import ConfigError, unknown_name
 from ..nn.blocks import BLOCK_ORDERS, SHORTCUT_OPS, BasicBlock, Bottleneck, D2LResidual, OrderedBasicBlock, PreActBlock
 from .registry import register
-
 
 
 class ResNet(tnn.Module):
@@ -151,7 +150,7 @@ class CifarResNet(tnn.Module):
         self.avgpool = tnn.AdaptiveAvgPool2d(1)
         if head == "avgpool8":
             # Seed 001's AvgPool2d(8) fits only a final map of 8..15 pixels, one output pixel.
-            final = [-(-(-(-s // 2)) // 2) for s in input_size]
+            final = [(s + 3) // 4 for s in input_size]  # two stride-2 stages, each rounding up
             if not all(8 <= s <= 15 for s in final):
                 raise ConfigError(f"{name}: its AvgPool2d(8) head (seed 001's) needs inputs of 29 to 60 pixels, "
                                   f"got {input_size[0]}x{input_size[1]}; use 32x32 (--augment pad:2 or --resize 32) "

@@ -13,8 +13,8 @@ from .norm import (
     InstanceNorm3d,
     LayerNorm,
 )
-from .sync_bn import SyncBatchNorm
 from .surgery import FrozenBatchNorm, convert_norm, freeze_bn, fuse_bn
+from .sync_bn import SyncBatchNorm
 
 __all__ = [
     "NORM_KINDS",

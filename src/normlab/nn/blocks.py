@@ -2,9 +2,9 @@
 
 Blocks take `norm_layer` (a callable `num_channels -> nn.Module`) and `act_layer` (a callable
 `() -> nn.Module`) by keyword, as torchvision's blocks take `norm_layer`; names such as "gn"
-are resolved into these callables once, in `create_model` (see nn/factory.py). Attribute names follow torchvision where a torchvision model uses
-the block (BasicBlock, Bottleneck, DenseLayer, Transition, Inception), so state_dicts are
-interchangeable.
+are resolved into these callables once, in `create_model` (see nn/factory.py). Attribute names
+follow torchvision where a torchvision model uses the block (BasicBlock, Bottleneck, DenseLayer,
+Transition, Inception), so state_dicts are interchangeable.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class ShortcutGate(tnn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.conv = tnn.Conv2d(channels, channels, 1, bias=True)
-        tnn.init.constant_(self.conv.bias, GATE_BIAS)
+        tnn.init.constant_(self.conv.bias, GATE_BIAS)  # type: ignore[arg-type]  # bias=True above
 
     def forward(self, x, residual):
         g = torch.sigmoid(self.conv(x))

@@ -21,7 +21,7 @@ rather than add a layer: ws (weight-standardized convolutions, no norm layer), g
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 import torch.nn as tnn
 
@@ -39,7 +39,7 @@ BATCH_NORM_KINDS = ("bn", "gbn", "brn")  # the kinds that take batch norm's eps 
 GHOST_BATCH = 16  # gbn's virtual batch size when none is given (Hoffer et al. used 128 for batches of 4096)
 IMPLS = ("native", "reference", "tutorial")
 
-_ACTS = {
+_ACTS: dict[str, Callable[[], tnn.Module]] = {
     "relu": lambda: tnn.ReLU(inplace=True),
     "sigmoid": tnn.Sigmoid,
     "tanh": tnn.Tanh,
@@ -121,9 +121,10 @@ def make_norm(kind: str, num_features: int, dims: int = 2, impl: str = "native",
         return _newer_norm(spec, kind, groups, num_features, dims, **kw)
     if impl == "tutorial":
         return _tutorial_norm(kind, num_features, dims, **kw)
-    mod = tnn
-    if impl == "reference":
-        from . import norm as mod  # normlab's own layers, same constructor arguments
+    from . import norm as reference
+
+    # normlab's own layers take the same constructor arguments as torch's
+    mod: Any = reference if impl == "reference" else tnn
     if kind == "bn":
         cls = {0: mod.BatchNorm1d, 1: mod.BatchNorm1d, 2: mod.BatchNorm2d, 3: mod.BatchNorm3d}[dims]
         return cls(num_features, **kw)
@@ -303,14 +304,14 @@ def fresh_act(act_layer: Callable[[], tnn.Module]) -> tnn.Module:
     identity of a pre-activation block, the concatenated features of a dense block)."""
     m = act_layer()
     if getattr(m, "inplace", False):
-        m.inplace = False
+        m.inplace = False  # type: ignore[assignment]  # a plain bool attribute of torch's activations
     return m
 
 
 def describe(layer) -> str:
     """A short label for a norm or act given by name or callable (for logs and config.json)."""
     if layer is None or isinstance(layer, str):
-        return layer
+        return layer  # type: ignore[return-value]  # None stays None: "the model's own"
     if isinstance(layer, NormLayer):
         return layer.spec
     import functools

@@ -164,6 +164,7 @@ def batch_norm(
         _update_running(running_mean, mean.flatten(), momentum)
         _update_running(running_var, var.flatten() * (n / (n - 1)), momentum)
     else:
+        assert running_mean is not None and running_var is not None  # eval mode reads the running statistics
         mean = _channel_view(running_mean, input.dim())
         x_hat = (input - mean) * _channel_view(torch.rsqrt(running_var + eps), input.dim())
     # Elementwise ops keep any input layout; torch's kernel writes channels_last or contiguous.

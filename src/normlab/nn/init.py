@@ -6,7 +6,6 @@ Weights of Conv and Linear layers get the scheme; their biases are set to zero (
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
@@ -19,7 +18,7 @@ def _fan_in(w: torch.Tensor) -> int:
     return w.shape[1] * (w[0][0].numel() if w.dim() > 2 else 1)
 
 
-SCHEMES: dict[str, Callable[[torch.Tensor, dict], None]] = {
+SCHEMES: dict[str, Callable[[torch.Tensor, dict], torch.Tensor]] = {
     "zeros": lambda w, kw: tnn.init.zeros_(w),
     "normal": lambda w, kw: tnn.init.normal_(w, 0.0, kw.get("std", 0.01)),
     "uniform": lambda w, kw: tnn.init.uniform_(w, -kw.get("a", 0.05), kw.get("a", 0.05)),

@@ -184,7 +184,8 @@ class _InstanceNorm(_NormBase):
                 )
             warnings.warn(
                 f"input's size at dim={feature_dim} does not match num_features. You can silence "
-                "this warning by not passing in num_features, which is not used because affine=False"
+                "this warning by not passing in num_features, which is not used because affine=False",
+                stacklevel=2,
             )
         # An unbatched (C, ...) input is a batch of one.
         unbatched = input.dim() == self._spatial_dims + 1

@@ -61,7 +61,7 @@ class FrozenBatchNorm(nn.Module):
         self.register_buffer("num_batches_tracked", source.num_batches_tracked.detach().clone())
 
     def forward(self, input: Tensor) -> Tensor:
-        self._source_cls._check_input_dim(self, input)
+        self._source_cls._check_input_dim(self, input)  # type: ignore[attr-defined]  # a _BatchNorm class
         return F.batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
 
     def extra_repr(self) -> str:
@@ -78,13 +78,13 @@ def _channels_and_dims(layer: nn.Module) -> tuple[int, int | None]:
         name = layer.source_type if isinstance(layer, FrozenBatchNorm) else type(layer).__name__
         # BatchNorm1d serves both (N, C) and (N, C, L); (N, C) after a Linear is by far the usual.
         dims = {"1d": 0, "2d": 2, "3d": 3}.get(name[-2:], 2)
-        return layer.num_features, dims
+        return int(layer.num_features), dims
     if isinstance(layer, _INSTANCE):
-        return layer.num_features, int(type(layer).__name__[-2])
+        return int(layer.num_features), int(type(layer).__name__[-2])
     if isinstance(layer, _GROUP):
-        return layer.num_channels, None
-    shape = layer.normalized_shape
-    return shape[0], len(shape) - 1 if len(shape) > 1 else 0
+        return int(layer.num_channels), None
+    shape = tuple(layer.normalized_shape)  # type: ignore[arg-type]  # a LayerNorm's
+    return int(shape[0]), len(shape) - 1 if len(shape) > 1 else 0
 
 
 def _has_statistics(layer: nn.Module) -> bool:
@@ -240,7 +240,7 @@ def _pairs_from_graph(model: nn.Module) -> list[tuple[str, str]]:
     for node in graph.nodes:
         if node.op == "call_module":
             calls[node.target] = calls.get(node.target, 0) + 1
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for node in graph.nodes:
         if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
             continue
@@ -249,7 +249,7 @@ def _pairs_from_graph(model: nn.Module) -> list[tuple[str, str]]:
             continue
         # A module called twice would be changed for both calls: leave it alone.
         if calls[node.target] == 1 and calls[prev.target] == 1:
-            pairs.append((prev.target, node.target))
+            pairs.append((str(prev.target), str(node.target)))
     return pairs
 
 

@@ -17,12 +17,15 @@ from typing import Callable, Optional
 
 import torch
 
-from ..config import DataConfig, ModelConfig, TrainConfig
+from ..config import DataConfig, TrainConfig
 from ..data import pipeline, sources
-from ..device import auto_precision, resolve_device
+from ..data.inputs import Inputs
+from ..device import precision_on, resolve_device
 from ..errors import ConfigError
-from ..models.registry import create_model, get_spec
-from ..nn import factory, init as init_mod
+from ..models.from_config import MODEL_OPTIONS, build_model, with_model_defaults  # noqa: F401  (MODEL_OPTIONS re-exported)
+from ..models.registry import get_spec
+from ..nn import factory
+from ..nn import init as init_mod
 from . import determinism, distributed, graphs, optim, schedule
 from .step import Step
 
@@ -46,18 +49,10 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     """The config with its names checked and the model's defaults (lr, norm, act, dropout)
     filled in; resolving a resolved config changes nothing."""
     check_names(cfg)
-    spec = get_spec(cfg.model)
-    norm = cfg.norm or spec.default_norm
-    channels_last = cfg.channels_last
-    if channels_last is None:
-        # GroupNorm and InstanceNorm run 2-3x slower on channels_last CPU tensors (docs/norms.md)
-        channels_last = spec.default_channels_last and not (isinstance(norm, str) and norm.split(":")[0] in ("gn", "in", "in-affine"))
-    momentum = cfg.momentum
-    if momentum is None and cfg.optimizer in ("momentum", "nesterov"):
-        momentum = optim.DEFAULT_MOMENTUM  # recorded in config.json as what ran
-    return cfg.replace(lr=spec.default_lr if cfg.lr is None else cfg.lr, momentum=momentum,
-                       norm=norm, act=cfg.act or spec.default_act, channels_last=channels_last,
-                       dropout=spec.default_dropout if cfg.dropout is None else cfg.dropout)
+    cfg = with_model_defaults(cfg)
+    if cfg.momentum is None and cfg.optimizer in ("momentum", "nesterov"):
+        cfg = cfg.replace(momentum=optim.DEFAULT_MOMENTUM)  # recorded in config.json as what ran
+    return cfg
 
 
 def default_out(cfg: TrainConfig) -> str:
@@ -70,27 +65,6 @@ def default_out(cfg: TrainConfig) -> str:
         n += 1
         out = base.with_name(f"{base.name}-{n}")
     return str(out)
-
-
-# The config fields that are options of some models only (registered as their defaults).
-MODEL_OPTIONS = ("depth", "width", "widths", "bias", "hidden_dropout", "block_order", "shortcut_op", "fc_norm")
-
-
-def model_input_shape(preprocess: dict) -> tuple:
-    """What the model sees: the preprocessed shape (pca:D flattens to D features), else the image's."""
-    return tuple(preprocess.get("model_input_shape", preprocess["input_shape"]))
-
-
-def build_model(cfg: ModelConfig, input_shape, num_classes: int) -> torch.nn.Module:
-    """The model a config's model section describes, with the seed applied so initial weights
-    are reproducible."""
-    # create_model refuses an option the model does not take (registry.check_model_options)
-    model_kw = {k: getattr(cfg, k) for k in MODEL_OPTIONS if getattr(cfg, k) is not None}
-    torch.manual_seed(cfg.seed)
-    return create_model(cfg.model, num_classes=num_classes, in_channels=input_shape[0],
-                        input_size=input_shape[1:], norm=cfg.norm, act=cfg.act, dropout=cfg.dropout,
-                        init=cfg.init, norm_impl=cfg.norm_impl, bn_eps=cfg.bn_eps,
-                        bn_momentum=cfg.bn_momentum, dropout_mode=cfg.dropout_mode, **model_kw)
 
 
 def has_batchnorm(model: torch.nn.Module) -> bool:
@@ -116,18 +90,18 @@ def count_params(model: torch.nn.Module) -> int:
 
 @dataclass
 class Run:
-    """Everything a training loop needs, built from one config. For inference (`training=False`)
-    only cfg, device, preprocess and model are set."""
+    """Everything a training loop needs, built from one config. (Inference builds its model
+    from the config alone: models/from_config.py, api.load.)"""
 
     cfg: TrainConfig
     device: torch.device
-    preprocess: dict
+    inputs: Inputs
     model: torch.nn.Module
-    data: Optional[object] = None  # the Dataset, with the val split held out
-    pipe: Optional[pipeline.Pipeline] = None
-    optimizer: Optional[torch.optim.Optimizer] = None
-    scheduler: Optional[object] = None
-    step: Optional[Step] = None
+    data: object  # the Dataset, with the val split held out
+    pipe: pipeline.Pipeline
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    step: Step  # or graphs.GraphedStep, which runs as one
     dist: distributed.Dist = field(default_factory=distributed.Dist)
 
     @property
@@ -137,36 +111,28 @@ class Run:
 
 def _precision_resolved(cfg: TrainConfig, dev: torch.device) -> TrainConfig:
     """`--precision auto` made what it is on `dev`, so config.json records what ran."""
-    return cfg.replace(precision=auto_precision(dev)) if cfg.precision == "auto" else cfg
+    return cfg.replace(precision=precision_on(cfg.precision, dev))
 
 
-def build_run(cfg: TrainConfig, *, preprocess: Optional[dict] = None, num_classes: Optional[int] = None,
-              device: Optional[str] = None, dist: Optional[distributed.Dist] = None,
+def build_run(cfg: TrainConfig, *, dist: Optional[distributed.Dist] = None,
               make_schedule: Optional[Callable] = None) -> Run:
     """Resolve `cfg` and build its run: device, data, model, then (for training) the loaders,
     optimizer, schedule and step.
 
-    `preprocess` (a run's preprocess.json) builds the model for inference only, without data.
     `dist` (a distributed.Dist) joins the torchrun process group and shards the batches;
     `make_schedule(optimizer, steps_per_epoch)` replaces the config's lr schedule (lr-find).
     """
     cfg = resolve_config(cfg)
-    if preprocess is not None:
-        dev = resolve_device(device or cfg.device)
-        cfg = _precision_resolved(cfg, dev)
-        model = build_model(cfg.section("model"), model_input_shape(preprocess),
-                            num_classes or len(preprocess["classes"]))
-        return Run(cfg, dev, preprocess, model)
     dev, d = _setup_device(cfg, dist)
     cfg = _precision_resolved(cfg, dev)
-    data, preprocess = pipeline.load(cfg.section("data"))
-    model = build_model(cfg.section("model"), model_input_shape(preprocess), data.num_classes).to(dev)
+    data, inputs = pipeline.load(cfg.section("data"))
+    model = build_model(cfg.section("model"), inputs.model_input_shape, inputs.num_classes).to(dev)
     if cfg.precision == "fp16" and dev.type != "cuda":
         raise ConfigError("precision: fp16 autocast needs a CUDA device; on CPU use --precision bf16 or fp32")
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     check_batch_statistics(model, cfg)
-    pipe = _build_pipeline(cfg.section("data"), dev, d, has_batchnorm(model), data, preprocess)
+    pipe = _build_pipeline(cfg.section("data"), dev, d, has_batchnorm(model), data, inputs)
     model, forward = distributed.wrap_model(model, d, dev, cfg.sync_bn)
     if cfg.patience and pipe.val is None:
         raise ConfigError("patience: early stopping needs a validation split (--val-split 0.1); "
@@ -175,11 +141,11 @@ def build_run(cfg: TrainConfig, *, preprocess: Optional[dict] = None, num_classe
     scheduler = (make_schedule or _config_schedule(cfg.section("optim")))(optimizer, len(pipe.train))
     step = Step(model, optimizer, scheduler, cfg.section("regularization"),
                 forward=torch.compile(forward) if cfg.compile else forward,
-                precision=cfg.precision, channels_last=cfg.channels_last)
+                precision=cfg.precision, channels_last=bool(cfg.channels_last))
     if cfg.cuda_graphs:
         graphs.check_supported(step, dev, compiled=cfg.compile, distributed=d.enabled)
-        step = graphs.GraphedStep(step)
-    return Run(cfg, dev, preprocess, model, data, pipe, optimizer, scheduler, step, d)
+        step = graphs.GraphedStep(step)  # type: ignore[assignment]  # runs as a Step: same step()/state
+    return Run(cfg, dev, inputs, model, data, pipe, optimizer, scheduler, step, d)
 
 
 def _config_schedule(optim_cfg):
@@ -199,11 +165,11 @@ def _setup_device(cfg: TrainConfig, dist: Optional[distributed.Dist]):
     return dev, dist
 
 
-def _build_pipeline(cfg: DataConfig, dev, d: distributed.Dist, drop_single: bool, data, preprocess):
+def _build_pipeline(cfg: DataConfig, dev, d: distributed.Dist, drop_single: bool, data, inputs: Inputs):
     if not d.enabled:
-        return pipeline.build(cfg, dev, drop_single=drop_single, data=data, preprocess=preprocess)
+        return pipeline.build(cfg, dev, drop_single=drop_single, data=data, inputs=inputs)
     # One global batch of world x batch_size, the same on every rank; each takes its slice.
     pipe = pipeline.build(cfg.replace(batch_size=cfg.batch_size * d.world), dev, drop_single,
-                          data=data, preprocess=preprocess)
-    pipe.train = distributed.ShardedLoader(pipe.train, d, drop_single)
+                          data=data, inputs=inputs)
+    pipe.train = distributed.ShardedLoader(pipe.train, d, drop_single)  # type: ignore[assignment]  # iterates alike
     return pipe

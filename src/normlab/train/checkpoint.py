@@ -18,22 +18,22 @@ import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
-from ..faults import point as fault_point
 from ..errors import CheckpointError
+from ..faults import point as fault_point
 from ..fileio import fsync_dir, remove_temps
 
 STATE_FILE = "state.pt"
 
 
 def rng_state(data_generator: torch.Generator) -> dict:
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()  # the legacy tuple: (name, keys, pos, has_gauss, cached)
     py_state = random.getstate()
-    state = {
+    state: dict[str, object] = {
         "torch": torch.get_rng_state(),
         "data": data_generator.get_state(),
         # numpy's state as plain values: (name, key array as a list, pos, has_gauss, cached)
@@ -191,7 +191,7 @@ def load_last_complete_epoch(run, ema: bool = False) -> Optional[EpochCheckpoint
     path = last_epoch_dir(run)
     if path is None:
         return None
-    epoch = _epoch_of(path)
+    epoch = int(_EPOCH.match(path.name).group(1))  # type: ignore[union-attr]  # last_epoch_dir matched it
     need = [MODEL, BEST, STATE_FILE] + ([EMA_FILE] if ema else [])
     missing = [n for n in need if not (path / n).is_file()]
     if missing:
@@ -235,7 +235,11 @@ def write_metrics_csv(run, rows: list, columns=None) -> None:
 
 
 def _epoch_of(path: Optional[Path]) -> Optional[int]:
-    return int(_EPOCH.match(path.name).group(1)) if path is not None else None
+    if path is None:
+        return None
+    m = _EPOCH.match(path.name)
+    assert m is not None, path  # only folders named epoch-N are ever passed here
+    return int(m.group(1))
 
 
 def _safetensors_bytes(sd: dict) -> bytes:

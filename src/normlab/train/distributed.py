@@ -114,7 +114,8 @@ def teardown(d: Dist) -> None:
         dist.destroy_process_group()
 
 
-def wrap_model(model: torch.nn.Module, d: Dist, device: torch.device, sync_bn: bool) -> torch.nn.Module:
+def wrap_model(model: torch.nn.Module, d: Dist, device: torch.device,
+               sync_bn: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(model with synced BN if asked, its DDP wrapper for the forward pass)."""
     if sync_bn:
         from ..nn.newer_norms import BATCH_STATISTICS

@@ -24,5 +24,5 @@ class EMA:
     def update(self) -> None:
         for s, p in zip(self.shadow.parameters(), self.model.parameters()):
             s.lerp_(p.detach(), 1.0 - self.decay)
-        for s, b in zip(self.shadow.buffers(), self.model.buffers()):
-            s.copy_(b)
+        for sb, b in zip(self.shadow.buffers(), self.model.buffers()):
+            sb.copy_(b)

@@ -1,6 +1,7 @@
 """Hooks: each concern of a training run beside the loop, in a small object of its own.
 
-The loop (trainer.fit) calls every hook's methods at fixed points, in list order:
+The loop (trainer.fit) calls every hook's methods at fixed points, hooks in ascending `order`
+(ties in the order given):
 
   on_start(loop)              once, after the run is built and its directory exists
   on_epoch_start(loop)        before each epoch's training pass
@@ -11,28 +12,60 @@ The loop (trainer.fit) calls every hook's methods at fixed points, in list order
   close(loop)                 always, last, also when the run stops with an error
 
 A hook may set `loop.should_stop = True` (the loop ends after the current epoch) or raise.
-`Loop` (trainer.py) is what they see: the built run, the run directory, the metrics rows so far,
-the best epoch, and `evaluated`, the model that is scored and saved (the EMA's, with --ema).
+`Loop` (trainer.py) is what they see: the built run, the run directory, the loop's own state
+(epoch, metrics rows so far, best epoch) and `evaluated`, the model that is scored and saved (the
+EMA's, with --ema).
+
+A hook owns its state: what `state_dict()` returns when the epoch is committed is saved with its
+checkpoint and given back to `load_state_dict()` when the run is resumed, so a hook of one's own
+(a counter, a schedule of its own) continues where it stopped, as the built-in ones do. That is
+why a user's hook runs before the checkpoint by default: what it changes at an epoch's end is in
+that epoch's checkpoint. A hook that must see the epoch on disk takes a later `order` (and should
+then change no state of its own at the epoch's end).
+
+The built-in order, and why it matters:
+  ORDER_SIGNALS    0  the signal handlers are in place before anything else runs
+  ORDER_PROGRESS  10  the bar opens before the step hooks and closes before any line is printed
+  ORDER_EMA       20  the average is updated before the checkpoint saves it
+  ORDER_DIST      30  the training pass's numbers are summed over processes before they are logged
+  ORDER_USER      35  a user's hooks, unless they say otherwise: their epoch-end state is committed
+  ORDER_CHECKPOINT 40 an epoch is committed (every hook's state with it) before it is reported
+  ORDER_FILES     50  curves.png, TensorBoard: from the committed rows
+  ORDER_CONSOLE   60  the epoch line, once its checkpoint is on disk
+  ORDER_STOPPING  70  early stopping decides after the epoch is saved and shown (it keeps no state)
+  ORDER_FINISHED 1000 summary.json, after every other file of the run
 """
 
 from __future__ import annotations
 
 import signal
 import sys
-import time
 import threading
+import time
+from typing import Any, Optional
 
-from typing import Optional
-
-from ..faults import point as fault_point
 from ..errors import CheckpointError, ConfigError, TrainingError
+from ..faults import point as fault_point
 from ..plots import plot_curves
 from . import checkpoint, distributed
 from .ema import EMA
 
+ORDER_SIGNALS, ORDER_PROGRESS, ORDER_EMA, ORDER_DIST, ORDER_USER, ORDER_CHECKPOINT = 0, 10, 20, 30, 35, 40
+ORDER_FILES, ORDER_CONSOLE, ORDER_STOPPING, ORDER_FINISHED = 50, 60, 70, 1000
+
 
 class Hook:
     """The base: every method does nothing, so a hook overrides only what it needs."""
+
+    order: int = ORDER_USER
+
+    def state_dict(self) -> dict:
+        """What this hook needs to continue after --resume (plain values and tensors, as a
+        checkpoint holds them: loaded with weights_only=True); {} for none."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from what `state_dict()` returned at the last committed epoch."""
 
     def on_start(self, loop) -> None: ...
 
@@ -56,8 +89,13 @@ class Checkpoint(Hook):
     checkpoint.commit_epoch: every file of the epoch in a hidden folder, renamed into place last,
     so an epoch is on disk entirely or not at all. Only rank 0 writes (`write`)."""
 
-    def __init__(self, columns: list[str], write: bool = True):
-        self.columns, self.write = columns, write
+    order = ORDER_CHECKPOINT
+
+    def __init__(self, columns: list[str], write: bool = True, ema: Optional[EMA] = None,
+                 planned_epochs: Optional[int] = None):
+        self.columns, self.write, self.ema = columns, write, ema
+        self.planned_epochs = planned_epochs  # a resumed run's --epochs as its config.json had it
+        self.hooks: list[Hook] = []  # every hook of the run, whose state is saved and restored here
 
     def on_start(self, loop) -> None:
         if loop.resume:
@@ -65,15 +103,20 @@ class Checkpoint(Hook):
 
     def restore(self, loop) -> None:
         run, r = loop.run_dir, loop.run
-        ckpt = checkpoint.load_last_complete_epoch(run.path, ema=loop.ema is not None)
+        ckpt = checkpoint.load_last_complete_epoch(run.path, ema=self.ema is not None)
+        assert ckpt is not None  # loop.resume: an epoch was committed
         state = ckpt.state
         r.model.load_state_dict(ckpt.weights(checkpoint.MODEL))
         r.optimizer.load_state_dict(state["optimizer"])
         r.scheduler.load_state_dict(state["scheduler"])
-        replan_schedule(loop, loop.planned_epochs)
+        replan_schedule(loop, self.planned_epochs)
         checkpoint.set_rng_state(state["rng"], r.pipe.train.generator)
-        if loop.ema is not None:
-            loop.ema.shadow.load_state_dict(ckpt.weights(checkpoint.EMA_FILE))
+        if self.ema is not None:
+            self.ema.shadow.load_state_dict(ckpt.weights(checkpoint.EMA_FILE))
+        saved = state.get("hooks") or {}  # absent in checkpoints written before hooks kept state
+        for key, hook in hook_keys(self.hooks).items():
+            if key in saved:
+                hook.load_state_dict(saved[key])
         loop.start_epoch, loop.elapsed0 = state["epoch"] + 1, state["elapsed"]
         loop.best_score, loop.best_epoch = state["best_score"], state["best_epoch"]
         loop.rows = [dict(row) for row in state["rows"]]
@@ -102,13 +145,28 @@ class Checkpoint(Hook):
              "optimizer": r.optimizer.state_dict(), "scheduler": r.scheduler.state_dict(),
              "rng": checkpoint.rng_state(r.pipe.train.generator),
              "best_score": loop.best_score, "best_epoch": loop.best_epoch, "rows": loop.rows,
-             "columns": self.columns},
+             "columns": self.columns,
+             "hooks": {k: s for k, h in hook_keys(self.hooks).items() if (s := h.state_dict())}},
             best=loop.evaluated.state_dict() if loop.improved else None,
-            ema=loop.evaluated.state_dict() if loop.ema is not None else None)
+            ema=loop.evaluated.state_dict() if self.ema is not None else None)
 
     def on_end(self, loop, summary: dict) -> None:
         if self.write:
             loop.run_dir.save_weights(loop.evaluated.state_dict())
+
+
+def hook_keys(hooks: list[Hook]) -> dict[str, Hook]:
+    """A stable name per hook for its saved state: the class name, numbered from the second of a
+    kind on (`Counter`, `Counter#2`)."""
+    keys: dict[str, Hook] = {}
+    for h in hooks:
+        name = type(h).__qualname__
+        key, n = name, 1
+        while key in keys:
+            n += 1
+            key = f"{name}#{n}"
+        keys[key] = h
+    return keys
 
 
 def _summary_epochs(run) -> Optional[int]:
@@ -123,18 +181,17 @@ class Finished(Hook):
     """summary.json, written after every other file of the run: its presence says the run is
     finished and usable (a sweep skips it, --resume refuses it)."""
 
+    order = ORDER_FINISHED
+
     def on_end(self, loop, summary: dict) -> None:
         loop.run_dir.write_json("summary.json", summary)
 
 
-class MetricsCSV(Hook):
-    """curves.png at the end (metrics.csv is rewritten by Checkpoint after each epoch's commit)."""
+class Curves(Hook):
+    """curves.png at the end. (metrics.csv is written by Checkpoint, right after each epoch's
+    commit, from the committed rows.)"""
 
-    def __init__(self, columns: list[str]):
-        self.columns = columns
-
-    def on_epoch_end(self, loop, row: dict) -> None:
-        pass  # written by Checkpoint right after the epoch's commit, from the committed rows
+    order = ORDER_FILES
 
     def on_end(self, loop, summary: dict) -> None:
         cfg = loop.run.cfg
@@ -146,18 +203,22 @@ class MetricsCSV(Hook):
 class TensorBoard(Hook):
     """The metrics row of each epoch as scalars in RUN_DIR/tensorboard (--tensorboard)."""
 
+    order = ORDER_FILES
+
     def __init__(self, columns: list[str]):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ConfigError("tensorboard: the tensorboard package is not installed; "
                               "pip install tensorboard or drop --tensorboard") from None
-        self.columns, self.writer_class, self.writer = columns, SummaryWriter, None
+        self.columns, self.writer_class = columns, SummaryWriter
+        self.writer: Optional[SummaryWriter] = None
 
     def on_start(self, loop) -> None:
         self.writer = self.writer_class(log_dir=str(loop.run_dir / "tensorboard"))
 
     def on_epoch_end(self, loop, row: dict) -> None:
+        assert self.writer is not None  # opened in on_start
         for k in self.columns[1:]:
             if row.get(k) is not None:
                 self.writer.add_scalar(k, row[k], loop.epoch)
@@ -171,6 +232,8 @@ class TensorBoard(Hook):
 class EarlyStopping(Hook):
     """Stop after `patience` epochs without a better validation score (--patience)."""
 
+    order = ORDER_STOPPING
+
     def __init__(self, patience: int):
         self.patience = patience
 
@@ -183,10 +246,16 @@ class EarlyStopping(Hook):
 
 class EMAHook(Hook):
     """An exponential moving average of the weights (--ema), updated after every step; the loop
-    evaluates, selects and saves the average (`loop.evaluated = hook.ema.shadow`)."""
+    evaluates, selects and saves the average (`loop.evaluated = hook.ema.shadow`; the
+    checkpoint saves and restores it as ema.safetensors)."""
+
+    order = ORDER_EMA
 
     def __init__(self, model, decay: float):
         self.ema = EMA(model, decay)
+
+    def on_start(self, loop) -> None:
+        loop.evaluated = self.ema.shadow
 
     def on_step_end(self, loop) -> None:
         self.ema.update()
@@ -194,6 +263,8 @@ class EMAHook(Hook):
 
 class Console(Hook):
     """The printed lines: what is trained where, one line per epoch, and the result."""
+
+    order = ORDER_CONSOLE
 
     def on_start(self, loop) -> None:
         r, cfg = loop.run, loop.run.cfg
@@ -229,9 +300,11 @@ def replan_schedule(loop, planned) -> None:
         return
     sched = r.scheduler
     old = r.optimizer.param_groups[0]["lr"]
+    # Every schedule here is a LambdaLR: lr = base_lr x factor(step), so the re-planned lr is its
+    # factor at this step. (get_last_lr() says the old plan's lr until the next step; nothing
+    # here reads it, and the next step recomputes it from the lambdas.)
     for group, base, factor in zip(r.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
         group["lr"] = base * factor(sched.last_epoch)
-    sched._last_lr = [g["lr"] for g in r.optimizer.param_groups]
     loop.log(f"normlab: the {r.cfg.schedule} schedule is re-planned for {r.cfg.epochs} epochs (it was {planned}), "
              f"as if the run had started with --epochs {r.cfg.epochs}: lr {old:.3g} -> "
              f"{r.optimizer.param_groups[0]['lr']:.3g}")
@@ -241,9 +314,13 @@ class ProgressBar(Hook):
     """A tqdm bar per epoch on stderr (--progress; off where stderr is not a terminal), with
     the whole run's remaining time beside the epoch's own ETA from the second epoch on."""
 
+    order = ORDER_PROGRESS
+
     def __init__(self, enabled: bool):
-        self.enabled, self.bar = enabled, None
-        self.started, self.first_epoch = None, None
+        self.enabled = enabled
+        self.bar: Optional[Any] = None
+        self.started: Optional[float] = None
+        self.first_epoch: Optional[int] = None
 
     def on_epoch_start(self, loop) -> None:
         from tqdm.auto import tqdm
@@ -254,17 +331,18 @@ class ProgressBar(Hook):
         if left is not None:
             self.bar.set_postfix_str(f"run {tqdm.format_interval(left)} left", refresh=False)
 
-    def run_left(self, epoch: int, epochs: int, now: float):
+    def run_left(self, epoch: int, epochs: int, now: float) -> Optional[float]:
         """Seconds left in the run at the start of `epoch`: the mean epoch time so far (this
         session's epochs; a resumed run starts counting again) times the epochs still to go."""
-        if self.started is None:
+        if self.started is None or self.first_epoch is None:
             self.started, self.first_epoch = now, epoch
             return None
         done = epoch - self.first_epoch
         return (now - self.started) / done * (epochs - epoch + 1)
 
     def on_step_end(self, loop) -> None:
-        self.bar.update(1)
+        if self.bar is not None:
+            self.bar.update(1)
 
     def on_train_end(self, loop, stats: dict) -> None:
         self.close(loop)
@@ -279,8 +357,10 @@ class Signals(Hook):
     """SIGINT/SIGTERM set `loop.stop_event`, which the loop checks after each step; the checkpoint
     of the last complete epoch is on disk, so the run can be resumed from there."""
 
+    order = ORDER_SIGNALS
+
     def __init__(self):
-        self.old = {}
+        self.old: dict = {}
 
     def on_start(self, loop) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -299,6 +379,8 @@ class Distributed(Hook):
     """Under torchrun: the training pass's loss and accuracy summed over the processes, and a
     check at the end that the model replicas stayed identical."""
 
+    order = ORDER_DIST
+
     def __init__(self, dist: distributed.Dist):
         self.dist = dist
 
@@ -313,15 +395,3 @@ class Distributed(Hook):
         if not identical:
             raise TrainingError("the processes' model replicas diverged (their parameters differ); "
                                 "please report this with the run's config.json")
-
-
-class StopAfter(Hook):
-    """Raise KeyboardInterrupt after epoch `epoch`'s checkpoint is written, as Ctrl-C would
-    between epochs (for tests of --resume)."""
-
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_epoch_end(self, loop, row: dict) -> None:
-        if loop.epoch == self.epoch:
-            raise KeyboardInterrupt

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -23,10 +24,11 @@ def lr_find(config, start: float = 1e-6, end: float = 10.0, steps: int = 100, sm
     exponential = lambda opt, _: torch.optim.lr_scheduler.LambdaLR(opt, lambda i: gamma ** i)  # noqa: E731
     run = build_run(make_config(config, {"schedule": "constant", "lr": start}), make_schedule=exponential)
     model, optimizer, step, pipe = run.model, run.optimizer, run.step, run.pipe
-    lrs, losses = [], []
+    lrs: list[float] = []
+    losses: list[float] = []
     avg, best = 0.0, math.inf
     model.train()
-    batches = iter(())
+    batches: Iterator = iter(())
     for i in range(steps):
         try:
             xb, yb = next(batches)

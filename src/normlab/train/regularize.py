@@ -22,7 +22,7 @@ import torch.nn as tnn
 _WEIGHTED = (tnn.Linear, tnn.Conv1d, tnn.Conv2d, tnn.Conv3d)
 
 
-def penalized_params(model: tnn.Module, cfg) -> list[torch.Tensor]:
+def penalized_params(model: tnn.Module, cfg) -> list[tnn.Parameter]:
     params = [p for p in model.parameters() if p.requires_grad]
     return params if cfg.decay_norm_bias else [p for p in params if p.ndim > 1]
 

@@ -20,19 +20,20 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 
 from ..config import TrainConfig, make_config, resume_changes
-from .unused import refuse_unused
 from ..data.loader import DeviceLoader
+from ..errors import CheckpointError, TrainingError
+from ..evaluation import evaluate
 from ..faults import point as fault_point
+from ..fileio import remove_temps
 from ..locks import hold as hold_lock
 from ..machine import cpu_has_bf16
 from ..recipes import precision_note
-from ..errors import CheckpointError, TrainingError
-from ..fileio import remove_temps
-from ..evaluation import evaluate
 from ..rundir import METRIC_COLUMNS, RunDir, link_latest
-from . import checkpoint, determinism, distributed, hooks as H
+from . import checkpoint, determinism, distributed
+from . import hooks as H
 from .build import Run, build_run, count_params, default_out
 from .step import Step
+from .unused import refuse_unused
 
 
 @dataclass
@@ -55,14 +56,12 @@ class Loop:
     run: Run
     run_dir: RunDir
     log: Callable
+    evaluated: torch.nn.Module  # what is scored and saved: the model, or its EMA (set by the EMA hook)
     resume: bool = False
-    ema: Optional[object] = None  # the EMA, with --ema
-    evaluated: Optional[torch.nn.Module] = None  # what is scored and saved: the model, or its EMA
     rows: list = field(default_factory=list)
     epoch: int = 0
     start_epoch: int = 1
     elapsed0: float = 0.0  # seconds trained before a resume
-    planned_epochs: Optional[int] = None  # a resumed run's --epochs as its config.json had it
     start: float = 0.0  # perf_counter origin of elapsed_seconds
     best_score: float = -1.0
     best_epoch: int = 0
@@ -78,7 +77,8 @@ def train(config: Union[TrainConfig, dict, None] = None, log=print, resume=None,
     `config` is a TrainConfig or a dict of options (the keys of `normlab train --help`).
     `resume`: a run directory to continue from its last complete epoch (config from the run;
     `config` may change only config.RESUME_OPTIONS, e.g. raise `epochs`). `hooks`: extra
-    train/hooks.py Hook objects, called after the built-in ones. Under torchrun, trains
+    train/hooks.py Hook objects, called in their `order` among the built-in ones (by default just
+    before the epoch's checkpoint, which saves their state). Under torchrun, trains
     data-parallel (see train/distributed.py).
     """
     d = distributed.Dist()
@@ -155,7 +155,7 @@ def _train(config, log, resume, extra_hooks: list, d: distributed.Dist, held: Ex
                                       f"removed); it cannot be resumed exactly: train it again with a new --out")
             if d.main:
                 run_dir.write_json("config.json", run.cfg.to_dict())
-                run_dir.write_json("preprocess.json", run.preprocess)
+                run_dir.write_json("preprocess.json", run.inputs.to_dict())
             log(f"normlab: {run_dir.path} stopped before its first epoch ended; starting it again from the "
                 f"beginning")
     elif d.main:
@@ -163,36 +163,38 @@ def _train(config, log, resume, extra_hooks: list, d: distributed.Dist, held: Ex
         if latest:
             link_latest(run_dir.path)
         run_dir.write_json("config.json", run.cfg.to_dict())
-        run_dir.write_json("preprocess.json", run.preprocess)
+        run_dir.write_json("preprocess.json", run.inputs.to_dict())
     else:
         run_dir = RunDir(run.cfg.out)
-    loop = Loop(run, run_dir, log, resume=has_epoch, planned_epochs=planned)
-    hooks = default_hooks(loop) + extra_hooks
+    loop = Loop(run, run_dir, log, evaluated=run.model, resume=has_epoch)
+    hooks = default_hooks(run, planned) + extra_hooks
     summary = fit(loop, hooks)
     return Result(run_dir.path, run.cfg, loop.rows, summary, loop.evaluated)
 
 
-def default_hooks(loop: Loop) -> list[H.Hook]:
-    """The built-in hooks for a run's config, in call order; rank 0 alone writes files."""
-    r, cfg, main = loop.run, loop.run.cfg, loop.run.dist.main
-    columns = metric_columns(r.pipe.val is not None, r.data.num_classes > 5)
+def default_hooks(r: Run, planned_epochs: Optional[int] = None) -> list[H.Hook]:
+    """The built-in hooks for a run's config (each says its place: `order`, train/hooks.py);
+    rank 0 alone writes files."""
+    cfg, main = r.cfg, r.dist.main
+    columns = metric_columns(r.pipe.val is not None, r.inputs.num_classes > 5)
     hooks: list[H.Hook] = [H.Signals(), H.ProgressBar(cfg.progress and main)]
+    ema = None
     if cfg.ema is not None:
-        ema = H.EMAHook(r.model, cfg.ema)
-        loop.ema, loop.evaluated = ema.ema, ema.ema.shadow
-        hooks.append(ema)
+        hook = H.EMAHook(r.model, cfg.ema)
+        ema = hook.ema
+        hooks.append(hook)
     if r.dist.enabled:
         hooks.append(H.Distributed(r.dist))
-    hooks.append(H.Checkpoint(columns, write=main))
+    hooks.append(H.Checkpoint(columns, write=main, ema=ema, planned_epochs=planned_epochs))
     if main:
-        hooks.append(H.MetricsCSV(columns))
+        hooks.append(H.Curves())
         if cfg.tensorboard:
             hooks.append(H.TensorBoard(columns))
     hooks.append(H.Console())
     if cfg.patience:
         hooks.append(H.EarlyStopping(cfg.patience))
     if main:
-        hooks.append(H.Finished())  # summary.json, after every other file of the run
+        hooks.append(H.Finished())
     return hooks
 
 
@@ -206,12 +208,15 @@ def metric_columns(has_val: bool, top5: bool) -> list[str]:
 
 
 def fit(loop: Loop, hooks: list[H.Hook]) -> dict:
-    """The loop: epochs of a training pass and an evaluation, the hooks around them."""
+    """The loop: epochs of a training pass and an evaluation, the hooks around them (in their
+    `order`; the checkpoint saves and restores every hook's state)."""
+    hooks = sorted(hooks, key=lambda h: h.order)  # stable: ties keep the order given
+    for h in hooks:
+        if isinstance(h, H.Checkpoint):
+            h.hooks = hooks
     call = _dispatcher(hooks)
     step_hooks = [h for h in hooks if type(h).on_step_end is not H.Hook.on_step_end]
     r, cfg = loop.run, loop.run.cfg
-    if loop.evaluated is None:
-        loop.evaluated = r.model
     try:
         call("on_start", loop)
         loop.start = time.perf_counter() - loop.elapsed0
@@ -254,10 +259,10 @@ def row_score(row: dict) -> float:
 
 def _evaluate(loop: Loop, row: dict, lr: float) -> dict:
     r, cfg = loop.run, loop.run.cfg
-    test = evaluate(loop.evaluated, r.pipe.test, cfg.precision, cfg.channels_last, cfg.tta)
+    test = evaluate(loop.evaluated, r.pipe.test, cfg.precision, bool(cfg.channels_last), cfg.tta)
     row.update(test_loss=test["loss"], test_acc=test["acc"], lr=lr, test_top5=test.get("top5"))
     if r.pipe.val is not None:
-        val = evaluate(loop.evaluated, r.pipe.val, cfg.precision, cfg.channels_last, cfg.tta)
+        val = evaluate(loop.evaluated, r.pipe.val, cfg.precision, bool(cfg.channels_last), cfg.tta)
         row.update(val_loss=val["loss"], val_acc=val["acc"])
     return row
 

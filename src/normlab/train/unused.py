@@ -14,14 +14,14 @@ rule existed must still load.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Callable
 
-from ..config import FIELDS, TrainConfig
+from ..config import FIELDS, TrainConfig, field_default
 from ..errors import ConfigError
-from ..nn.factory import BATCH_NORM_KINDS as BATCH_NORMS, ONE_IMPL
+from ..nn.factory import BATCH_NORM_KINDS as BATCH_NORMS
+from ..nn.factory import ONE_IMPL
 
 MOMENTUM_OPTIMIZERS = ("momentum", "nesterov")
 ADAM_FAMILY = ("adam", "adamw", "nadam")
@@ -94,7 +94,7 @@ RULES = (
                     f"drop --norm-impl" if _norm_kind(c) in ONE_IMPL else
                     f"model {c.model} with norm {c.norm} has no norm layer to implement; drop --norm-impl or give "
                     f"a --norm")),
-    Rule("fc_norm", lambda c: _norm_kind(c) == "none" and c.fc_norm,
+    Rule("fc_norm", lambda c: _norm_kind(c) == "none" and bool(c.fc_norm),
          lambda c: "with --norm none there is no norm to place after the Linear layers; drop it or give a --norm"),
     Rule("dropout_mode", lambda c: not _dropout_anywhere(c),
          lambda c: "the run has no dropout layer to scale; add --dropout or --hidden-dropout, or drop it"),
@@ -109,7 +109,7 @@ RULED = {r.field for r in RULES}
 def is_set(given: TrainConfig, name: str) -> bool:
     """Whether a field was given a value other than its default."""
     f = FIELDS[name]
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    default = field_default(f)
     return getattr(given, name) != default
 
 

@@ -134,7 +134,7 @@ def _grad_ratio(act: str, seed: int, depth: int) -> float:
     from ..activations import model_stats
 
     rep = model_stats("mlp", act=act, norm="none", depth=depth, width=64, data="digits", batch=128, seed=seed)
-    g = [l.grad_norm for l in rep.layers]
+    g = [layer.grad_norm for layer in rep.layers]
     return math.log10(g[0] / g[-2])
 
 

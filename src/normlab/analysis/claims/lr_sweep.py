@@ -59,7 +59,8 @@ def figure(cells: dict):
             c = cells[f"{arm}@{lr}"]
             acc = [a for a in c["test_acc"] if math.isfinite(a)]
             if acc:
-                xs.append(lr), ys.append(100 * mean(acc))
+                xs.append(lr)
+                ys.append(100 * mean(acc))
             if "diverged" in c["status"]:
                 div.append(lr)
         ax.plot(xs, ys, lw=1.8, ms=6, label=f"norm {arm} (mean of the runs that finished)", **st)
@@ -99,8 +100,10 @@ def claim_bn_lr(runs, setting: str) -> dict:
                                                         "where seeds diverged.")}
     hi = {a: sorted({round(10 ** v, 3) for v in best[a]}) for a in ARMS}
     c["summary"] = (f"highest lr that trains: none {hi['none']}, bn {hi['bn']}; effect {c['effect']:+.2f} "
-                    f"[{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] decades of lr" + (" (BN trains at the top of the grid in some seed: a lower bound)"
-                    if max(best["bn"]) >= math.log10(LR_GRID[-1]) else "") + "; mean test accuracy by lr: " +
+                    f"[{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}] decades of lr"
+                    + (" (BN trains at the top of the grid in some seed: a lower bound)"
+                       if max(best["bn"]) >= math.log10(LR_GRID[-1]) else "")
+                    + "; mean test accuracy by lr: " +
                     "; ".join(f"{a}: " + ", ".join(f"{lr} {_cell_text(cells[f'{a}@{lr}'])}" for lr in LR_GRID)
                               for a in ARMS))
     return c

@@ -93,7 +93,7 @@ def weight_norm(run: Path) -> float:
 @torch.no_grad()
 def _scores(model, loader) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of a model over a loader."""
-    loss = correct = seen = 0
+    loss, correct, seen = 0.0, 0, 0
     for xb, yb in loader:
         out = model(xb)
         loss += float(torch.nn.functional.cross_entropy(out.double(), yb, reduction="sum"))
@@ -118,7 +118,7 @@ def eval_scores(run: Path) -> dict:
         return _EVAL_CACHE[key]
     r = load(run)
     data, pre = pipeline.load(r.config)
-    pipe = pipeline.build(r.config.replace(augment=""), torch.device("cpu"), False, data=data, preprocess=pre)
+    pipe = pipeline.build(r.config.replace(augment=""), torch.device("cpu"), False, data=data, inputs=pre)
     (tr_loss, tr_acc), (te_loss, te_acc) = _scores(r.model, pipe.train), _scores(r.model, pipe.test)
     _EVAL_CACHE[key] = {"train_loss": tr_loss, "train_acc": tr_acc, "test_loss": te_loss, "test_acc": te_acc}
     return _EVAL_CACHE[key]
@@ -168,7 +168,7 @@ def contrast_change(run: Path) -> float:
 
     r = load(run)
     changed = seen = 0
-    for i, (xb, _) in enumerate(pipeline.test_loader(r.config, r.preprocess, torch.device("cpu"))):
+    for i, (xb, _) in enumerate(pipeline.test_loader(r.config, r.inputs, torch.device("cpu"))):
         changed += int((r.model(xb).argmax(1) != r.model(affine_views(xb, seed=i)).argmax(1)).sum())
         seen += len(xb)
     return changed / seen
@@ -197,7 +197,7 @@ def dead_units(run: Path) -> float:
         return NAN
     r = load(run)
     data, pre = pipeline.load(r.config)
-    pipe = pipeline.build(r.config.replace(augment=""), torch.device("cpu"), False, data=data, preprocess=pre)
+    pipe = pipeline.build(r.config.replace(augment=""), torch.device("cpu"), False, data=data, inputs=pre)
     relus = [mod for mod in r.model.modules() if isinstance(mod, torch.nn.ReLU)]
     alive: dict = {}
     hooks = [mod.register_forward_hook(lambda mod, i, out: alive.__setitem__(
@@ -232,7 +232,7 @@ def thinned_scores(run: Path, k: int = THINNED) -> dict:
     torch.manual_seed(0)  # the same masks for every run
     hit = {"one": 0, "average": 0, "eval": 0}
     same = seen = 0
-    for xb, yb in pipeline.test_loader(r.config, r.preprocess, torch.device("cpu")):
+    for xb, yb in pipeline.test_loader(r.config, r.inputs, torch.device("cpu")):
         r.model.eval()
         p_eval = r.model(xb).argmax(1)
         for mod in drops:

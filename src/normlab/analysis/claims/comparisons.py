@@ -68,8 +68,8 @@ def side_effects(runs, base: str, arm: str, also: dict) -> dict:
 
 
 def also_text(also: dict) -> str:
-    return "".join(f"; {what_in(k, v['unit'])}: {value(v['baseline_mean'], v['unit'])} -> {value(v['arm_mean'], v['unit'])}, "
-                   f"effect {effect_text(v)}" for k, v in also.items())
+    return "".join(f"; {what_in(k, v['unit'])}: {value(v['baseline_mean'], v['unit'])} -> "
+                   f"{value(v['arm_mean'], v['unit'])}, effect {effect_text(v)}" for k, v in also.items())
 
 
 def two_arms(runs, base: str, arm: str, measure: Callable, direction: int, what: str, setting: str,

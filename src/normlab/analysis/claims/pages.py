@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Optional
 
 from ...fileio import atomic_write_text
 from .. import figures, paired, render
-from ..render import Link, Mark, num
-from .paired import effect_text, tests_of, value
+from ..render import Cell, Link, Mark, num
+from .comparisons import effect_text, tests_of, value
 from .verdict import FAILS, HOLDS, INCONCLUSIVE, METHOD, TOO_FEW
 
 CLAIM_COLUMNS = ("claim", *paired.DIFFERENCE_COLUMNS, "margin", "p_margin_holm")
@@ -151,7 +152,8 @@ def difference_rows(doc: dict) -> list[dict]:
         tests = tests_of(r)
         if not tests:
             rows.append({"claim": r["name"], "cell": "exact", "baseline": "", "metric": r["claim"],
-                         "unit": r.get("unit", ""), "n": "", "mean_difference": r.get("effect") if r.get("effect") is not None else math.nan,
+                         "unit": r.get("unit", ""), "n": "",
+                         "mean_difference": r.get("effect") if r.get("effect") is not None else math.nan,
                          "low": math.nan, "high": math.nan, "method": "exact (counted or computed, no sampling)",
                          "p": math.nan, "p_holm": math.nan, "prob_better": math.nan, "verdict": r["verdict"],
                          "seeds_needed": ""})
@@ -172,8 +174,8 @@ def summary_table(doc: dict) -> list[list]:
     """One row per claim; a claim of several predictions gets its own row and one per prediction,
     each with that comparison's effect, p and verdict (the row of differences.csv it comes from).
     The verdict comes second, so a phone shows it without scrolling sideways."""
-    rows = [["claim", "verdict", "effect [95% interval] (unit)", "p (Holm)", "n", "what the tutorials say",
-             "seconds"]]
+    rows: list[list[Cell]] = [["claim", "verdict", "effect [95% interval] (unit)", "p (Holm)", "n",
+                               "what the tutorials say", "seconds"]]
     for r in doc["claims"]:
         tests = tests_of(r)
         name, cls = f"`{r['name']}`", VERDICT_CLASS.get(r["verdict"], "inconclusive")
@@ -195,7 +197,7 @@ def summary_table(doc: dict) -> list[list]:
 
 
 def predictions_table(r: dict) -> list[list]:
-    rows = [["prediction", "effect [95% interval] (unit)", "p", "p (Holm)", "verdict"]]
+    rows: list[list[Cell]] = [["prediction", "effect [95% interval] (unit)", "p", "p (Holm)", "verdict"]]
     for k, t in r["numbers"]["predictions"].items():
         rows.append([k, effect_text(t), _p(t["p"]), _p(t["p_holm"]),
                      Mark(verdict_text(t), VERDICT_CLASS.get(t["verdict"], "inconclusive"))])
@@ -225,7 +227,7 @@ def cells_table(doc: dict, name: str) -> list[list]:
     arms = (doc.get("arms") or {}).get(name)
     if not arms:
         return []
-    rows = [["arm", "experiment", "cell", "config", "run folders"]]
+    rows: list[list[Cell]] = [["arm", "experiment", "cell", "config", "run folders"]]
     for label, (ename, cell) in arms.items():
         exp = doc["experiments"][ename]
         runs = " ".join(f"[s{s}]({doc['work']}/{ename}/runs/{cell}-s{s}/)" for s in exp["seeds"])
@@ -235,7 +237,7 @@ def cells_table(doc: dict, name: str) -> list[list]:
 
 # ---------------------------------------------------------------- the page
 def claim_blocks(doc: dict, r: dict, figs: dict) -> list[tuple]:
-    out = [("h2", f"{r['name']}: {r['claim']}"),
+    out: list[tuple] = [("h2", f"{r['name']}: {r['claim']}"),
            ("p", f"Verdict: **{verdict_text(r) if tests_of(r) and len(tests_of(r)) == 1 else r['verdict']}**. "
                  f"Setting: {r['setting']}."),
            ("p", f"Measured: {r['summary']}.")]
@@ -293,7 +295,7 @@ def page_blocks(doc: dict, figs: dict) -> list[tuple]:
 def _figures(out: Path, doc: dict, live: dict) -> dict:
     """Save the claims' figures (matplotlib Figures in `live`, by file name) and the effects figure
     as PNG + SVG beside claims.md; return file name -> render.Figure."""
-    from .plots import effects_figure
+    from .effects import effects_figure
 
     figs = {}
     for name, (fig, caption) in live.items():
@@ -314,7 +316,7 @@ def write_reports(out: Path, doc: dict) -> None:
     """claims.json (numbers only), differences.csv, claims.md with its figures as PNG + SVG beside
     it, claims.html (the same page, figures embedded)."""
     out = Path(out)
-    live = {}
+    live: dict = {}
     for r in doc["claims"]:
         live.update(r.get("figures") or {})
     plain = {**doc, "claims": [{k: v for k, v in r.items() if k != "figures"} | {"figures": sorted(r.get("figures") or {})}
@@ -330,9 +332,9 @@ def write_reports(out: Path, doc: dict) -> None:
     atomic_write_text(out / "claims.html", render.html_page(title(plain), blocks, PHONE_CARDS))
 
 
-def render_markdown(doc: dict, figs: dict = None) -> str:
+def render_markdown(doc: dict, figs: Optional[dict] = None) -> str:
     return render.markdown(title(doc), page_blocks(doc, figs or {}))
 
 
-def render_html(doc: dict, figs: dict = None) -> str:
+def render_html(doc: dict, figs: Optional[dict] = None) -> str:
     return render.html_page(title(doc), page_blocks(doc, figs or {}), PHONE_CARDS)

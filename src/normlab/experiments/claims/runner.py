@@ -18,14 +18,16 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from .. import render
+from ...analysis import render
+from ...analysis.claims.comparisons import tests_of
+from ...analysis.claims.pages import write_reports
+from ...analysis.claims.verdict import all_of, decide_family
+from ...analysis.results import is_finished, write_results
 from ...fileio import atomic_write_text
-from ..sweep import (SweepOutcome, expand, is_finished, jobs_of, parse_experiment, pending_jobs,
-                     prepare_sweep_dir, run_pending, shard_cells, write_results)
-from .catalog import CLAIMS, select
-from .paired import tests_of
-from .render import write_reports
-from .verdict import all_of, decide_family
+from ...grid import expand, jobs_of
+from ..spec import parse_experiment
+from ..sweep import SweepOutcome, pending_jobs, prepare_sweep_dir, run_pending, shard_cells
+from .index import CLAIMS, select
 
 
 class Runs:
@@ -54,7 +56,8 @@ def plan(names: list[str], quick: bool):
     ({experiment name: (Experiment, [Cell, ...])}, {claim: {label: (experiment name, Cell)}})."""
     from .trained import experiment
 
-    exps, arms = {}, {}
+    exps: dict[str, tuple] = {}
+    arms: dict[str, dict] = {}
     for name in names:
         claim = CLAIMS[name]
         if claim.arms is None:
@@ -106,7 +109,7 @@ def settle_verdicts(results: list[dict]) -> None:
 
 
 def measure(names: list[str], quick: bool, exps: dict, arms: dict, work: Path) -> list[dict]:
-    from .measures import seconds
+    from ...analysis.claims.measures import seconds
 
     results = []
     for name in names:
@@ -187,7 +190,7 @@ def trained_text(work: Path) -> str:
 
 def train_seconds(exps: dict, work: Path) -> float:
     """Wall seconds of every planned run, each counted once (a resumed run keeps its own)."""
-    from .measures import seconds
+    from ...analysis.claims.measures import seconds
 
     return sum(seconds(work / e / "runs" / j.name) for e, (exp, cells) in exps.items() for j in jobs_of(exp, cells))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from ..figures import PALETTE, new_figure
-from .paired import tests_of
+from .comparisons import tests_of
 from .verdict import FAILS, HOLDS
 
 # verdict -> (colour, marker, legend text); anything else is inconclusive

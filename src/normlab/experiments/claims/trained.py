@@ -9,9 +9,9 @@ the GN and the contrast claims.
 
 from __future__ import annotations
 
-from . import measures as m
-from .lr_sweep import LR_GRID, claim_bn_lr
-from .paired import in_unit, interaction, several, two_arms
+from ...analysis.claims import measures as m
+from ...analysis.claims.comparisons import in_unit, interaction, several, two_arms
+from ...analysis.claims.lr_sweep import LR_GRID, claim_bn_lr
 
 
 def seeds(quick: bool) -> int:
@@ -313,7 +313,8 @@ def arms_contrast(quick):
 def claim_in_contrast(quick, runs):
     return two_arms(runs, "in", "bn", m.contrast_change, +1,
                     "fraction of test predictions changed by per-image contrast/brightness",
-                    f"{_lenet_setting(quick)}; {CONV_ONLY}; the batch-32 cells with BN and IN, in eval mode; every test image "
+                    f"{_lenet_setting(quick)}; {CONV_ONLY}; the batch-32 cells with BN and IN, in eval mode; "
+                    "every test image "
                     "gets its own x -> a x + b on the standardized input (a log-uniform in [0.5, 2], b uniform in "
                     "[-1, 1], one fixed draw); arm = BN, baseline = IN")
 
@@ -562,7 +563,7 @@ def arms_dropout_average(quick):
 
 
 def claim_dropout_average(quick, runs):
-    from .verdict import compare_arms, mean
+    from ...analysis.claims.verdict import compare_arms, mean
 
     scores = [m.thinned_scores(d) for d in runs.dirs("dropout")]
     col = {k: [100 * s[k] for s in scores] for k in ("one", "average", "eval", "agree")}

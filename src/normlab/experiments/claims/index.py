@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from . import exact, trained as t
+from ...analysis.claims import exact
+from . import trained as t
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ CLAIMS: dict[str, Claim] = {
     "dropout-gap": Claim("dropout narrows the train-test gap", t.claim_dropout_gap, t.arms_dropout_gap, ("hidden_dropout",)),
     "grad-flow": Claim("ReLU keeps the first layer's gradient larger than sigmoid does in a deep MLP",
                        exact.claim_grad_flow),
-    "bn-lenet-early": Claim("BN speeds the early convergence of LeNet", t.claim_bn_lenet_early, t.arms_lenet_early, ("norm",)),
+    "bn-lenet-early": Claim("BN speeds the early convergence of LeNet", t.claim_bn_lenet_early, t.arms_lenet_early,
+                            ("norm",)),
     "gn-batch-size": Claim("GN is stable across batch sizes where BN degrades at batch 2", t.claim_gn_batch_size,
                            t.arms_gn_batch, ("norm", "batch_size", "epochs")),
     "gn-beats-ln-in": Claim("GN trains better than LN and than IN (it uses cross-channel dependence, and learns "
