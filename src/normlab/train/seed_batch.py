@@ -50,8 +50,8 @@ from ..nn import stacked as st
 from ..plots import plot_curves
 from ..rundir import RunDir
 from . import checkpoint, determinism, optim, regularize, schedule
-from .build import (_setup_device, build_model, check_batch_statistics, count_params, has_batchnorm,
-                    model_input_shape, resolve_config)
+from .build import (_precision_resolved, _setup_device, build_model, check_batch_statistics, count_params,
+                    has_batchnorm, resolve_config)
 from .unused import refuse_unused
 
 GROUP_NAME = "seed-batch"  # the summary's key, and part of the hidden group folder's name
@@ -284,16 +284,19 @@ class Group:
         if self.group_dir is not None:
             self.group_dir.mkdir(parents=True, exist_ok=True)
             held.enter_context(hold_lock(self.group_dir / ".lock"))
+        self.device, _ = _setup_device(cfgs[0], None)
+        cfgs = [_precision_resolved(c, self.device) for c in cfgs]
         cfg = self.cfg = cfgs[0]
-        self.device, _ = _setup_device(cfg, None)
+        if cfg.precision == "fp16" and self.device.type != "cuda":
+            raise ConfigError("precision: fp16 autocast needs a CUDA device; on CPU use --precision bf16 or fp32")
         self.S = len(cfgs)
         loads = [pipeline.load(cfg.section("data"))]
         if cfg.val_split:  # the held-out split, and so the fitted transform, depend on the seed
             loads += [pipeline.load(c.section("data")) for c in cfgs[1:]]
         self.seeds, models, loaders, self.tests, self.vals = [], [], [], [], []
         for i, c in enumerate(cfgs):
-            data, pre = loads[min(i, len(loads) - 1)]
-            model = build_model(c.section("model"), model_input_shape(pre), data.num_classes).to(self.device)
+            data, inputs = loads[min(i, len(loads) - 1)]
+            model = build_model(c.section("model"), inputs.model_input_shape, inputs.num_classes).to(self.device)
             drop = torch.Generator()
             drop.set_state(torch.get_rng_state())  # what the separate run's dropout layers draw from
             if i == 0:
@@ -301,9 +304,12 @@ class Group:
                 why = model_refusal(model, c)
                 if why:
                     raise ConfigError(f"seed batching: {why}")
-                self.preprocess, self.num_classes = pre, data.num_classes
+                if c.patience and not c.val_split:
+                    raise ConfigError("patience: early stopping needs a validation split (--val-split 0.1); "
+                                      "stopping on the test set would leak it into model selection")
+                self.num_classes = inputs.num_classes
             pipe = pipeline.build(c.section("data"), self.device, drop_single=has_batchnorm(model), data=data,
-                                  preprocess=pre)
+                                  inputs=inputs)
             if i and not cfg.val_split:  # one copy of the data on the device, shared by the seeds
                 pipe.train.x, pipe.train.y, pipe.train.normalize = loaders[0].x, loaders[0].y, loaders[0].normalize
                 pipe.test = self.tests[0]
@@ -316,7 +322,7 @@ class Group:
                                    pipe.train.generator, drop))
             if run_dir is not None and not resume:
                 run_dir.write_json("config.json", c.to_dict())
-                run_dir.write_json("preprocess.json", pre)
+                run_dir.write_json("preprocess.json", inputs.to_dict())
         self.template = models[0]
         self.parameters = count_params(models[0])
         self.model = st.SeedStacked(models, [s.drop_gen for s in self.seeds], cfg.channels_last).to(self.device)
@@ -472,7 +478,7 @@ class Group:
         state = {"epoch": epoch, "step": epoch * len(self.loader), "elapsed": s.elapsed,
                  "optimizer": seed_optimizer_state(osd, s.index, self.S, self.template), "scheduler": ssd,
                  "rng": rng, "best_score": s.best_score, "best_epoch": s.best_epoch, "rows": s.rows,
-                 "columns": self.columns}
+                 "columns": self.columns, "hooks": {}}  # the built-in hooks keep no state
         checkpoint.commit_epoch(s.run_dir.path, epoch, self.seed_weights(sd, s), state, best=s.best)
 
     def finish(self, s: Seed) -> None:
