@@ -573,8 +573,9 @@ def _open_seed_dir(out, held: ExitStack, resume: bool, cfg: TrainConfig) -> RunD
                           f"train the seeds again with a new --out")
     run = RunDir(p)
     held.enter_context(hold_lock(p / LOCK))
-    saved = {k: v for k, v in run.read_json("config.json").items() if k != "out"}
-    mine = {k: v for k, v in resolve_config(cfg).to_dict().items() if k != "out"}
+    free = ("out", "threads", "progress")  # how a run is shown and how many threads: free on resume, as --resume's
+    saved = {k: v for k, v in run.read_json("config.json").items() if k not in free}
+    mine = {k: v for k, v in resolve_config(cfg).to_dict().items() if k not in free}
     if saved != mine:
         changed = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
         raise ConfigError(f"{str(p)!r} was trained with another config ({', '.join(changed)} differ); "
@@ -665,6 +666,11 @@ def _fit(g: Group, resumed: bool) -> None:
                 if s.improved:
                     s.best_score, s.best_epoch = score, epoch
                     s.best = g.seed_weights(g.model.net.state_dict(), s)
+            done = [s for s in active if s.status == "active"]
+            if done:
+                accs = " ".join(f"{s.rows[-1]['test_acc']:.3f}" for s in done)
+                g.log(f"epoch {epoch}/{g.cfg.epochs}  {len(done)} seeds  loss {sum(s.rows[-1]['train_loss'] for s in done) / len(done):.3f} "
+                      f"(mean)  test acc {accs}  {now - t0:.1f} s")
             for s in active:
                 if s.status == "active" and s.cfg.patience and epoch - s.best_epoch >= s.cfg.patience:
                     g.log(f"early stopping: seed {s.seed}: no validation improvement for {s.cfg.patience} epochs "
@@ -681,3 +687,48 @@ def _fit(g: Group, resumed: bool) -> None:
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
+
+
+# ---------------------------------------------------------------- `normlab train --seeds`
+def seed_batch_option(no_seed_batch: bool, cap: Optional[int]):
+    """The --no-seed-batch / --seed-batch S pair as one value: False, True or the cap S."""
+    if no_seed_batch and cap is not None:
+        raise ConfigError("--seed-batch and --no-seed-batch contradict each other; give one of them")
+    if cap is not None and cap < 1:
+        raise ConfigError(f"--seed-batch: the most seeds trained together must be >= 1, got {cap}")
+    return False if no_seed_batch else (True if cap is None else cap)
+
+
+def train_many(config, seeds: Sequence[int], seed_batch=True, log: Callable = print) -> list[SeedResult]:
+    """`normlab train --seeds`: one run folder per seed, OUT/seed-<s> (OUT: --out, or a new
+    runs/MODEL-DATASET-TIMESTAMP), the seeds trained as seed batches of at most `seed_batch`
+    (True: all at once; False: one by one, as does a config seed batching refuses, said in one
+    line). Running it again with the same --out resumes an interrupted batch."""
+    from .build import default_out
+    from .trainer import train
+
+    base = make_config(config)
+    if base.seed != TrainConfig().seed:
+        raise ConfigError("--seeds lists the seeds to train; drop --seed")
+    refuse_unused(base)
+    out = Path(default_out(base))
+    cfg = resolve_config(base)
+    why = "--no-seed-batch" if seed_batch is False else refusal(cfg)
+    cap = len(seeds) if isinstance(seed_batch, bool) else int(seed_batch)
+    if why is None and cap < 2:
+        why = f"--seed-batch {cap}"
+    results: list[SeedResult] = []
+    if why is not None:
+        log(f"normlab: training the {len(seeds)} seeds one by one: {why}")
+        for s in seeds:
+            try:
+                r = train(base.replace(seed=s, out=str(out / f"seed-{s}")), log=log)
+                results.append(SeedResult(s, r.run_dir, r.summary, None))
+            except TrainingError as exc:
+                results.append(SeedResult(s, out / f"seed-{s}", None, str(exc)))
+        return results
+    for k in range(0, len(seeds), cap):
+        chunk = list(seeds[k:k + cap])
+        group = out / ".seed-batch" / ("s" + "_".join(map(str, chunk)))
+        results += train_seeds(base, chunk, [out / f"seed-{s}" for s in chunk], group, log=log)
+    return results
