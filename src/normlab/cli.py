@@ -328,6 +328,9 @@ def run_compare(args) -> int:
     exp = spec.load_experiment(args.experiment)
     shard = sweep.parse_shard(args.shard)
     if args.dry_run:
+        if args.no_seed_batch or args.seed_batch is not None:
+            raise ConfigError("--seed-batch and --no-seed-batch say how runs are trained, and --dry-run trains "
+                              "nothing; drop them or --dry-run")
         return _print_plan(exp, sweep.plan(exp, args.out, shard), args.out)
     from .train.seed_batch import seed_batch_option
 
