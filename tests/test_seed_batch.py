@@ -263,3 +263,49 @@ def test_parse_seeds():
     for bad in ("", "a", "3-x", "1,1"):
         with pytest.raises(ConfigError, match="seeds: "):
             parse_seeds(bad)
+
+
+def test_summary_has_the_separate_runs_keys(uninterrupted, tmp_path):
+    results, outs = uninterrupted
+    ref = normlab.train({**RESUME_CFG, "seed": 0, "out": str(tmp_path / "sep")}, log=quiet).summary
+    mine = RunDir(outs[0]).read_json("summary.json")
+    assert set(mine) - set(ref) == {"seed_batch"} and set(ref) <= set(mine)
+
+
+def test_compare_batches_a_cells_seeds_and_says_where_it_does_not(tmp_path, capsys):
+    """`normlab compare`: the mlp cell's seeds are one seed batch (their summaries say so), the
+    gru cell's are trained one by one with one line saying why; --no-seed-batch trains every run
+    alone, to the same weights within rounding."""
+    from normlab.cli import main
+
+    yml = tmp_path / "e.yaml"
+    yml.write_text("base: {dataset: digits, epochs: 1, val_split: 0.8, width: 8, optimizer: momentum, lr: 0.05}\n"
+                   "factors: {model: [mlp, gru-rows]}\nseeds: 2\n")
+    assert main(["compare", str(yml), "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "seeds one by one in 1 cell (model=gru-rows): the recurrent nets have no stacked form yet" in out
+    runs = tmp_path / "a" / "runs"
+    assert RunDir(runs / "model=mlp-s1").read_json("summary.json")["seed_batch"]["seeds"] == 2
+    assert "seed_batch" not in RunDir(runs / "model=gru-rows-s1").read_json("summary.json")
+    assert main(["compare", str(yml), "--out", str(tmp_path / "b"), "--no-seed-batch"]) == 0
+    assert "seed_batch" not in RunDir(tmp_path / "b" / "runs" / "model=mlp-s1").read_json("summary.json")
+    for s in (0, 1):
+        a = RunDir(runs / f"model=mlp-s{s}").load_weights()
+        b = RunDir(tmp_path / "b" / "runs" / f"model=mlp-s{s}").load_weights()
+        assert all(rel(a[k], b[k]) <= TOL for k in b)
+
+
+def test_seed_batch_options_refused_where_unused(capsys):
+    from normlab.cli import main
+
+    assert main(["train", "--seed-batch", "2", "--model", "mlp"]) == 2
+    assert capsys.readouterr().err.strip() == ("normlab train: error: --seed-batch and --no-seed-batch say how the "
+                                               "seeds of --seeds are trained; add --seeds (e.g. --seeds 0-9) or drop them")
+    assert main(["train", "--seeds", "0-1", "--seed", "3"]) == 2
+    assert capsys.readouterr().err.strip() == "normlab train: error: --seeds lists the seeds to train; drop --seed"
+    from normlab.train.seed_batch import seed_batch_option
+
+    with pytest.raises(ConfigError, match="contradict"):
+        seed_batch_option(True, 3)
+    assert seed_batch_option(False, None) is True and seed_batch_option(True, None) is False
+    assert seed_batch_option(False, 4) == 4
