@@ -46,13 +46,13 @@ def why_not(cfg: dict) -> Optional[str]:
     from ..device import resolve_device
     from ..models.registry import get_spec
     from ..train.build import resolve_config
-    from ..train.seed_batch import refusal
+    from ..train.seed_batch import norm_refusal, refusal
 
     try:
         c = resolve_config(make_config(cfg))
     except NormlabError:
         return "its config is refused (each run says why)"
-    reason = refusal(c)
+    reason = refusal(c) or norm_refusal(c)
     if reason:
         return reason
     family = get_spec(c.model).family
@@ -134,7 +134,7 @@ def run_group(names: list, cfgs: list, gdir: Path) -> list:
     its checkpoints keeps its seeds, so a finished seed there is part of it still)."""
     from contextlib import ExitStack
 
-    from ..train.seed_batch import train_seeds
+    from ..train.seed_batch import NotStackable, train_seeds
 
     t0 = time.perf_counter()
     outs = [Path(c["out"]) for c in cfgs]
@@ -158,6 +158,9 @@ def run_group(names: list, cfgs: list, gdir: Path) -> list:
         base = {k: v for k, v in cfgs[0].items() if k not in ("seed", "out")}
         try:
             results = train_seeds(base, [c["seed"] for c in cfgs], outs, gdir, log=lambda *a: None)
+        except NotStackable:  # found when the model was built: its seeds one by one after all
+            held.close()
+            return [(n, *run_job(c)[1:]) for n, c in zip(names, cfgs)]
         except KeyboardInterrupt:
             from . import jobs
 

@@ -89,6 +89,26 @@ def refusal(cfg: TrainConfig) -> Optional[str]:
     return None
 
 
+class NotStackable(ConfigError):
+    """The model has a layer with no stacked form: its seeds are trained one by one instead."""
+
+
+def norm_refusal(cfg: TrainConfig) -> Optional[str]:
+    """What the config alone says about the model's layers (the rest is known once it is built)."""
+    from ..nn.factory import ONE_IMPL
+
+    kind = cfg.norm.split(":")[0] if isinstance(cfg.norm, str) else None
+    if kind is None:
+        return "a norm given as a Python callable"
+    if kind in ONE_IMPL:
+        return f"norm {cfg.norm} has no stacked form yet"
+    if cfg.norm_impl == "reference" and kind != "none":
+        return "--norm-impl reference has no stacked form"
+    if kind == "ln-chw":
+        return "norm ln-chw has no stacked form yet"
+    return None
+
+
 def model_refusal(model: torch.nn.Module, cfg: TrainConfig) -> Optional[str]:
     reason = st.why_not(model)
     return f"model {cfg.model} with norm {cfg.norm}: {reason}" if reason else None
@@ -308,7 +328,7 @@ class Group:
                 check_batch_statistics(model, c)
                 why = model_refusal(model, c)
                 if why:
-                    raise ConfigError(f"seed batching: {why}")
+                    raise NotStackable(f"seed batching: {why}")
                 if c.patience and not c.val_split:
                     raise ConfigError("patience: early stopping needs a validation split (--val-split 0.1); "
                                       "stopping on the test set would leak it into model selection")
@@ -616,6 +636,9 @@ def train_seeds(config, seeds: Sequence[int], outs: Optional[Sequence] = None, g
     why = refusal(cfgs[0])
     if why:
         raise ConfigError(f"seed batching: {why}; train the seeds one by one")
+    why = norm_refusal(cfgs[0])
+    if why:
+        raise NotStackable(f"seed batching: {why}; train the seeds one by one")
     group_dir = None if group_dir is None else Path(group_dir)
     resume = group_dir is not None and checkpoint.last_epoch_dir(group_dir) is not None
     with determinism.restored(), ExitStack() as held:
@@ -723,7 +746,7 @@ def train_many(config, seeds: Sequence[int], seed_batch=True, log: Callable = pr
     refuse_unused(base)
     out = Path(default_out(base))
     cfg = resolve_config(base)
-    why = "--no-seed-batch" if seed_batch is False else refusal(cfg)
+    why = "--no-seed-batch" if seed_batch is False else (refusal(cfg) or norm_refusal(cfg))
     cap = len(seeds) if isinstance(seed_batch, bool) else int(seed_batch)
     if why is None and cap < 2:
         why = f"--seed-batch {cap}"
