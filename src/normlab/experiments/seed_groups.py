@@ -90,6 +90,7 @@ def units(todo: list, seed_batch: SeedBatch = True, log: Callable = print) -> li
                 off.setdefault(reason, []).append(_cell_name(cell[0][0]))
             out += [([n], [c], None) for n, c in rest]
             continue
+        rest, out = _resumed_groups(rest, out)  # groups a killed command left: resumed whole
         for k in range(0, len(rest), cap):
             chunk = rest[k:k + cap]
             if len(chunk) == 1:
@@ -100,6 +101,36 @@ def units(todo: list, seed_batch: SeedBatch = True, log: Callable = print) -> li
         log(f"normlab: seeds one by one in {len(cells)} cell{'s' * (len(cells) > 1)} ({', '.join(cells[:3])}"
             f"{', ...' if len(cells) > 3 else ''}): {reason}")
     return out
+
+
+def _resumed_groups(cell: list, out: list) -> tuple:
+    """The runs of `cell` that a seed batch with committed epochs holds (SWEEP_DIR/.seed-batch)
+    become that batch again, with all its seeds (finished ones too: it resumes as one); the
+    rest is returned to be grouped anew."""
+    from ..train import checkpoint
+
+    if not cell:
+        return cell, out
+    first = Path(cell[0][1]["out"])
+    prefix = first.name.rsplit("-s", 1)[0]
+    pending = {c["seed"]: (n, c) for n, c in cell}
+    for g in sorted((first.parent.parent / ".seed-batch").glob(f"{prefix}-s*")):
+        try:
+            seeds = [int(x) for x in g.name[len(prefix) + 2:].split("_")]
+        except ValueError:
+            continue
+        if checkpoint.last_epoch_dir(g) is None or not any(s in pending for s in seeds):
+            continue
+        names, cfgs = [], []
+        for sd in seeds:
+            n, c = pending.pop(sd, (None, None))
+            if c is None:  # finished since: part of the batch still
+                c = dict(cell[0][1], seed=sd, out=str(first.parent / f"{prefix}-s{sd}"))
+                n = cell[0][0].rsplit("-s", 1)[0] + f"-s{sd}"
+            names.append(n)
+            cfgs.append(c)
+        out.append((names, cfgs, g))
+    return [(n, c) for n, c in cell if c["seed"] in pending], out
 
 
 def _cell_name(name: str) -> str:
@@ -146,6 +177,7 @@ def run_group(names: list, cfgs: list, gdir: Path) -> list:
         except Locked as exc:
             return [(n, "busy", f"being trained by process {exc.pid or '?'}; left alone", 0.0) for n in names]
         resuming = gdir.is_dir() and any((gdir / "checkpoints").glob("epoch-*"))
+        finished = {n for n, o in zip(names, outs) if is_finished(o)}
         if not resuming and all(is_finished(o) for o in outs):
             return [(n, "skipped", None, 0.0) for n in names]
         if not resuming:
@@ -177,9 +209,11 @@ def run_group(names: list, cfgs: list, gdir: Path) -> list:
                     _record_failure(o, {"error": msg, "kind": "machine" if why else "result"})
             return [(n, status, msg, time.perf_counter() - t0) for n in names]
         for n, r, o in zip(names, results, outs):
+            if n in finished:
+                continue  # finished before: a seed of the resumed batch, not a run to report
             if r.error is not None:
                 _record_failure(o, {"error": r.error, "kind": "result"})
                 res[n] = (n, "failed", r.error, 0.0)
             else:
                 res[n] = (n, "done", None, float((r.summary or {}).get("wall_seconds") or 0.0))
-    return [res[n] for n in names]
+    return [res[n] for n in names if n in res]

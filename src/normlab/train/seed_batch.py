@@ -571,6 +571,9 @@ class Group:
             s.best = {k[len(prefix):]: v for k, v in best.items() if k.startswith(prefix)}
         for i in state["frozen"]:
             self.freezer.freeze(i)
+        if all(s.status in ("finished", "failed") for s in self.seeds):
+            raise ConfigError(f"the seed batch in {str(self.group_dir)!r} has finished every seed already; "
+                              f"train with a new --out to train them again")
         self.start_epoch, self.elapsed0 = state["epoch"] + 1, state["elapsed"]
         # seed folders the crash left one epoch behind the group, and end files it cut short
         sd, osd, ssd = self.model.net.state_dict(), self.optimizer.state_dict(), self.scheduler.state_dict()
