@@ -74,8 +74,9 @@ def main(argv=None):
     import normlab
     from normlab.experiments.claims.index import select
     from normlab.experiments.claims.runner import plan
-    from normlab.experiments.seed_groups import why_not
+    from normlab.experiments.seed_groups import OFF_CPU, why_not
     from normlab.grid import cell_config
+    from normlab.models.registry import get_spec
     from normlab.train.seed_batch import train_seeds
 
     timers = Timers()
@@ -102,7 +103,10 @@ def main(argv=None):
                        "status": status}
                 reason = why_not({k: v for k, v in cfg.items() if k != "out"})
                 row["seed_batch"] = reason or "on"
-                if args.batched and reason is None and n > 1:
+                row["family"] = get_spec(cfg["model"]).family
+                # --batched times every cell that stacks, also in families off by default (to decide them)
+                stacks = reason is None or reason in OFF_CPU.values()
+                if args.batched and stacks and n > 1:
                     t0 = time.perf_counter()
                     base = {k: v for k, v in cfg.items() if k not in ("seed", "out")}
                     outs = [Path(tmp) / ename / f"{cell.id}-b{s}" for s in exp.seeds]
@@ -121,9 +125,13 @@ def main(argv=None):
     for p in sorted(total, key=lambda k: -total[k]):
         print(f"  {p:<18}{total[p]:8.0f} s  {100 * total[p] / total['run (all phases)']:5.1f}%")
     if args.batched:
-        one = sum(r["run_seconds"] * r["seeds"] for r in rows if "batched_seconds" in r)
-        bat = sum(r["batched_seconds"] for r in rows if "batched_seconds" in r)
-        print(f"cells seed batching takes: one by one {one:.0f} s (estimated), batched {bat:.0f} s (measured)")
+        fams = sorted({r["family"] for r in rows if "batched_seconds" in r})
+        for fam in fams:
+            rs = [r for r in rows if "batched_seconds" in r and r["family"] == fam]
+            one = sum(r["run_seconds"] * r["seeds"] for r in rs)
+            bat = sum(r["batched_seconds"] for r in rs)
+            print(f"  {fam:<14} {len(rs):>3} cells: one by one {one:6.0f} s (estimated), batched {bat:6.0f} s "
+                  f"(measured): {one / bat:.2f}x")
     write_results(args.out, rows, info, totals=dict(total), startup_seconds=start)
 
 

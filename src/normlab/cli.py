@@ -447,7 +447,6 @@ def _(p):
 def run_claims_cmd(args) -> int:
     from .experiments import claims
     from .experiments.sweep import parse_shard
-
     from .train.seed_batch import seed_batch_option
 
     doc = claims.run_claims(args.out, quick=args.quick, only=args.only, jobs=args.jobs, shard=parse_shard(args.shard),

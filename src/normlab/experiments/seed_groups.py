@@ -70,7 +70,9 @@ def why_not(cfg: dict) -> Optional[str]:
 def units(todo: list, seed_batch: SeedBatch = True, log: Callable = print) -> list:
     """The (name, config) runs of `todo` as units of work: (names, configs, group_dir), a group
     dir of None meaning one run trained on its own."""
-    out, off, i = [], {}, 0
+    out: list = []
+    off: dict[str, list] = {}
+    i = 0
     while i < len(todo):
         j = i + 1
         while j < len(todo) and _key(todo[j][1]) == _key(todo[i][1]):
@@ -172,7 +174,7 @@ def run_group(names: list, cfgs: list, gdir: Path) -> list:
     res: dict = {}
     with ExitStack() as held:
         try:
-            for n, o in zip(names, outs):
+            for o in outs:
                 held.enter_context(hold_lock(lock_path(o)))
         except Locked as exc:
             return [(n, "busy", f"being trained by process {exc.pid or '?'}; left alone", 0.0) for n in names]

@@ -30,12 +30,12 @@ import torch
 import torch.nn as tnn
 import torch.nn.functional as F
 
-from .blocks import (BasicBlock, OrderedBasicBlock, PreActBlock, Scale, ShortcutGate, ZeroPadShortcut)
+from .blocks import BasicBlock, OrderedBasicBlock, PreActBlock, Scale, ShortcutGate, ZeroPadShortcut
 from .layers import NonInvertedDropout
 from .tutorial import BatchNormTutorial
 
 
-def _stack(tensors: Sequence[torch.Tensor], shape=None) -> torch.Tensor:
+def _stack(tensors: Sequence, shape=None) -> torch.Tensor:
     """Seed-major concatenation of per-seed tensors, reshaped to `shape` (default (S, *t.shape))."""
     out = torch.stack([t.detach() for t in tensors])
     return out.reshape(shape) if shape is not None else out
@@ -393,6 +393,7 @@ class SeedStacked(tnn.Module):
             cls = _leaf(mod) if not list(mod.children()) else None
             if cls is None:
                 continue
+            new: tnn.Module
             if cls in (tnn.Dropout, NonInvertedDropout):
                 new = Dropout(mod, self.generators, inverted=cls is tnn.Dropout)
             elif cls is ZeroPadShortcut:

@@ -50,8 +50,15 @@ from ..nn import stacked as st
 from ..plots import plot_curves
 from ..rundir import RunDir
 from . import checkpoint, determinism, optim, regularize, schedule
-from .build import (_precision_resolved, _setup_device, build_model, check_batch_statistics, count_params,
-                    has_batchnorm, resolve_config)
+from .build import (
+    _precision_resolved,
+    _setup_device,
+    build_model,
+    check_batch_statistics,
+    count_params,
+    has_batchnorm,
+    resolve_config,
+)
 from .unused import refuse_unused
 
 GROUP_NAME = "seed-batch"  # the summary's key, and part of the hidden group folder's name
@@ -121,7 +128,7 @@ class Seed:
 
     index: int
     cfg: TrainConfig
-    run_dir: RunDir
+    run_dir: Optional[RunDir]
     template: dict  # its separate model's state_dict (names and shapes)
     data_gen: torch.Generator
     drop_gen: torch.Generator
@@ -318,7 +325,11 @@ class Group:
         loads = [pipeline.load(cfg.section("data"))]
         if cfg.val_split:  # the held-out split, and so the fitted transform, depend on the seed
             loads += [pipeline.load(c.section("data")) for c in cfgs[1:]]
-        self.seeds, models, loaders, self.tests, self.vals = [], [], [], [], []
+        self.seeds: list[Seed] = []
+        models: list[torch.nn.Module] = []
+        loaders: list[DeviceLoader] = []
+        self.tests: list = []
+        self.vals: list = []
         for i, c in enumerate(cfgs):
             data, inputs = loads[min(i, len(loads) - 1)]
             model = build_model(c.section("model"), inputs.model_input_shape, inputs.num_classes).to(self.device)
@@ -343,6 +354,7 @@ class Group:
             self.tests.append(pipe.test)
             self.vals.append(pipe.val)
             run_dir = _open_seed_dir(outs[i], held, resume, c) if outs[i] is not None else None
+            assert pipe.train.generator is not None  # a shuffled training loader has its generator
             self.seeds.append(Seed(i, c, run_dir, {k: v.detach().clone() for k, v in model.state_dict().items()},
                                    pipe.train.generator, drop))
             if run_dir is not None and not resume:
@@ -500,8 +512,8 @@ class Group:
         seed that stopped or failed keeps the epochs it had."""
         if s.run_dir is None or s.status == "finished" or not s.rows or s.rows[-1]["epoch"] != epoch:
             return
-        done = checkpoint.last_epoch_dir(s.run_dir.path)
-        if done is not None and checkpoint._epoch_of(done) >= epoch:
+        done = checkpoint._epoch_of(checkpoint.last_epoch_dir(s.run_dir.path))
+        if done is not None and done >= epoch:
             return
         rng = checkpoint.rng_state(s.data_gen)
         rng["torch"] = s.drop_gen.get_state()
@@ -579,7 +591,8 @@ class Group:
         sd, osd, ssd = self.model.net.state_dict(), self.optimizer.state_dict(), self.scheduler.state_dict()
         for s in self.seeds:
             if s.run_dir is not None and s.rows:
-                checkpoint.remove_debris(s.run_dir.path, keep=checkpoint._epoch_of(checkpoint.last_epoch_dir(s.run_dir.path)))
+                last = checkpoint.last_epoch_dir(s.run_dir.path)
+                checkpoint.remove_debris(s.run_dir.path, keep=checkpoint._epoch_of(last))
                 self.commit_seed(s, s.rows[-1]["epoch"], sd, osd, ssd)
         self.log(f"normlab: resuming the seed batch {[s.seed for s in self.seeds]} after epoch {state['epoch']}")
         return True
@@ -705,8 +718,9 @@ def _fit(g: Group, resumed: bool) -> None:
             done = [s for s in active if s.status == "active"]
             if done:
                 accs = " ".join(f"{s.rows[-1]['test_acc']:.3f}" for s in done)
-                g.log(f"epoch {epoch}/{g.cfg.epochs}  {len(done)} seeds  loss {sum(s.rows[-1]['train_loss'] for s in done) / len(done):.3f} "
-                      f"(mean)  test acc {accs}  {now - t0:.1f} s")
+                loss = sum(s.rows[-1]["train_loss"] for s in done) / len(done)
+                g.log(f"epoch {epoch}/{g.cfg.epochs}  {len(done)} seeds  loss {loss:.3f} (mean)  test acc {accs}  "
+                      f"{now - t0:.1f} s")
             for s in active:
                 if s.status == "active" and s.cfg.patience and epoch - s.best_epoch >= s.cfg.patience:
                     g.log(f"early stopping: seed {s.seed}: no validation improvement for {s.cfg.patience} epochs "

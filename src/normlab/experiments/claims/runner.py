@@ -25,8 +25,8 @@ from ...analysis.claims.verdict import all_of, decide_family
 from ...analysis.results import is_finished, write_results
 from ...fileio import atomic_write_text
 from ...grid import expand, jobs_of
-from ..spec import parse_experiment
 from ..seed_groups import SeedBatch
+from ..spec import parse_experiment
 from ..sweep import SweepOutcome, pending_jobs, prepare_sweep_dir, run_pending, shard_cells
 from .index import CLAIMS, select
 
