@@ -312,3 +312,38 @@ def test_seed_batch_options_refused_where_unused(capsys):
         seed_batch_option(True, 3)
     assert seed_batch_option(False, None) is True and seed_batch_option(True, None) is False
     assert seed_batch_option(False, 4) == 4
+
+
+def test_a_failed_seed_is_frozen_and_the_others_go_on():
+    """A seed whose loss is not finite fails with its separate run's message (epoch and step),
+    and from then on its parameters, BN statistics and optimizer state no longer change, while
+    the other seeds' do. (The NaN is injected: a config that diverges for one seed and not another
+    would test the data, not the mechanism.)"""
+    from contextlib import ExitStack
+
+    from normlab.train.build import resolve_config
+    from normlab.train.seed_batch import Group
+
+    cfg = {**SMALL, **SGD, "model": "mlp", "width": 16, "depth": 1, "norm": "bn"}
+    with ExitStack() as held:
+        g = Group([resolve_config(make_config(cfg, {"seed": s})) for s in (0, 1)], [None, None], None, quiet, held)
+        batches = iter(g.loader)
+        out, losses = g.step(*next(batches))
+        g._check_finite(torch.tensor([losses[0].item(), float("nan")]), 3, 7)
+        assert [s.status for s in g.seeds] == ["active", "failed"]
+        assert "the loss became nan at epoch 3, step 7. Lower --lr" in g.seeds[1].error
+        before = {k: v.clone() for k, v in g.model.net.state_dict().items()}
+        mom = {id(p): st["momentum_buffer"].clone() for p, st in g.optimizer.state.items()}
+        for _ in range(2):
+            g.step(*next(batches))
+            g.freezer.hold()
+        after = g.model.net.state_dict()
+        for k, v in after.items():
+            if v.dim() == 0:
+                continue
+            n = v.shape[0] // 2
+            assert torch.equal(v.narrow(0, n, n), before[k].narrow(0, n, n)), k  # seed 1: frozen
+        assert not torch.equal(after["features.1.weight"][0], before["features.1.weight"][0])  # seed 0 trains
+        for p, st in g.optimizer.state.items():
+            n = p.shape[0] // 2
+            assert torch.equal(st["momentum_buffer"].narrow(0, n, n), mom[id(p)].narrow(0, n, n))

@@ -489,8 +489,8 @@ class Group:
 
     def commit(self, epoch: int, elapsed: float) -> None:
         """The group's epoch first (the commit point), then each seed's own."""
-        if self.group_dir is None:
-            return
+        if self.group_dir is None or not any(s.best for s in self.seeds):
+            return  # nothing to keep: every seed failed before its first epoch ended (as such runs save nothing)
         sd = self.model.net.state_dict()
         osd = self.optimizer.state_dict()
         ssd = self.scheduler.state_dict()
