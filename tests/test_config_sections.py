@@ -9,7 +9,7 @@ import pytest
 
 from normlab.config import FIELDS, SECTION_TYPES, SECTIONS, TrainConfig, make_config
 from normlab.errors import ConfigError
-from normlab.train.build import resolve_config
+from normlab.train.resolve import resolve_config
 
 OLD = Path(__file__).parent / "reference" / "config_2f6d00d.json"  # written by commit 2f6d00d's trainer
 

@@ -363,7 +363,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 from normlab.config import FIELDS, field_type, load_config_file, make_config  # noqa: E402
 from normlab.errors import NormlabError  # noqa: E402
-from normlab.train.build import resolve_config  # noqa: E402
+from normlab.train.resolve import resolve_config  # noqa: E402
 
 PROPERTY = settings(max_examples=40, deadline=20000, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                            HealthCheck.too_slow])

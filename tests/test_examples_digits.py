@@ -64,8 +64,12 @@ def test_predict_hints_at_invert_when_the_background_is_the_opposite(tmp_path, c
 
 def test_older_runs_without_a_background_record_use_the_normalisation_mean():
     from normlab.api import training_background
+    from normlab.data.inputs import Inputs
 
-    assert training_background({"normalize": {"mean": [0.1307], "std": [0.3081]}}) == 0.1307
-    assert training_background({"normalize": {"mean": [0.49, 0.48, 0.45]}}) is None  # CIFAR: neither
-    assert training_background({"transform": {"kind": "zca"}}) is None
-    assert training_background({"background": 0.93}) == 0.93
+    def recorded(**fields):  # the input record of a run with only these fields of preprocess.json
+        return Inputs((1, 28, 28), ("0", "1"), (1, 28, 28), (1, 28, 28), **fields)
+
+    assert training_background(recorded(normalize={"mean": [0.1307], "std": [0.3081]})) == 0.1307
+    assert training_background(recorded(normalize={"mean": [0.49, 0.48, 0.45]})) is None  # CIFAR: neither
+    assert training_background(recorded(transform={"kind": "zca"})) is None
+    assert training_background(recorded(background=0.93)) == 0.93

@@ -135,7 +135,7 @@ def test_config_file_and_cli_override(tmp_path):
     ({"bach_size": 3}, "unknown config key 'bach_size'. Did you mean 'batch_size'?"),
 ])
 def test_bad_values_fail_before_work(values, message):
-    from normlab.train.build import resolve_config
+    from normlab.train.resolve import resolve_config
 
     with pytest.raises(ConfigError) as e:
         resolve_config(make_config(values))  # types and ranges in make_config, names in resolve_config
@@ -202,7 +202,7 @@ def test_cli_train_prints_epoch_lines(tmp_path, capsys):
 
 
 def test_default_lr_is_the_models():
-    from normlab.train.build import resolve_config
+    from normlab.train.resolve import resolve_config
 
     assert make_config({"model": "lenet-bn"}).lr is None  # unset until the run is built
     assert resolve_config(make_config({"model": "lenet-bn"})).lr == 0.01

@@ -99,7 +99,7 @@ def test_bad_init_names_and_options():
         init_weights(layers(), "normal:std=big")
     # Resolving the config, the first step of building a run, catches a bad option before training starts.
     from normlab.config import make_config
-    from normlab.train.build import resolve_config
+    from normlab.train.resolve import resolve_config
 
     with pytest.raises(ConfigError, match="init scheme 'uniform' has no option 'std'; it takes a"):
         resolve_config(make_config({"init": "uniform:std=1"}))

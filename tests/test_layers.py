@@ -89,10 +89,10 @@ def test_no_import_cycle():
 
 def test_config_checks_types_and_ranges_only():
     """config.py knows no registry: model, dataset, optimizer and norm names are checked when a
-    run is built (train/build.py resolve_config), types and ranges at once."""
+    run is resolved (train/resolve.py), types and ranges at once."""
     from normlab.config import make_config
     from normlab.errors import ConfigError
-    from normlab.train.build import resolve_config
+    from normlab.train.resolve import resolve_config
 
     assert not any(t.split(".")[0] in ("train", "models") for t in GRAPH["config"]), GRAPH["config"]
     cfg = make_config({"model": "lenet-nb", "optimizer": "adamm", "norm": "bm"})

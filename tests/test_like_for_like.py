@@ -16,8 +16,9 @@ from normlab.experiments.spec import load_experiment
 from normlab.grid import cell_config, expand
 from normlab.config import make_config
 from normlab.models import create_model
-from normlab.train.build import MODEL_OPTIONS, resolve_config
-from normlab.train.unused import refuse_unused
+from normlab.models.from_config import MODEL_OPTIONS
+from normlab.train.resolve import resolve_config
+from normlab.train.resolve import resolve
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
 SHAPES = {"digits": (1, 8, 8), "mnist5k": (1, 28, 28), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28),
@@ -29,9 +30,7 @@ NORM_TYPES = ("BatchNorm", "GroupNorm", "LayerNorm", "InstanceNorm", "SyncBatchN
 
 
 def resolved(cfg: dict):
-    c = make_config(cfg)
-    refuse_unused(c)  # no option an arm sets goes unused
-    return resolve_config(c)
+    return resolve(make_config(cfg))  # no option an arm sets goes unused
 
 
 def layers(cfg) -> list[tuple[str, str]]:

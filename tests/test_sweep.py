@@ -516,12 +516,10 @@ def test_a_full_disk_in_a_run_is_not_a_result_and_the_next_compare_trains_it(tmp
     (lambda: normlab.errors.TrainingError("the loss became nan at step 3"), "result"),
 ])
 def test_each_failure_is_told_apart_and_recorded_in_one_line(tmp_path, monkeypatch, exc, kind):
-    from normlab.train import trainer
-
     def boom(cfg, log=None, resume=None):
         raise exc()
 
-    monkeypatch.setattr(trainer, "train", boom)
+    monkeypatch.setattr(jobs, "train", boom)  # the one training call of a sweep's run
     exp = exp_of({"lr": [0.05]}, seeds=1)
     o = sweep.run_sweep(exp, tmp_path, log=quiet)
     rec = json.loads((tmp_path / "runs" / "lr=0.05-s0" / "failed.json").read_text())

@@ -10,7 +10,7 @@ import torch
 
 import normlab
 from normlab.config import make_config
-from normlab.train.build import resolve_config
+from normlab.train.resolve import resolve_config
 from helpers.hooks import StopAfter
 from normlab.train.hooks import EMAHook
 from normlab.errors import CheckpointError, TrainingError
@@ -287,7 +287,7 @@ def test_bf16_and_channels_last_on_cpu(tmp_path):
 
 def test_channels_last_default_comes_from_the_model_unless_given_or_gn_in():
     from normlab.config import make_config
-    from normlab.train.build import resolve_config
+    from normlab.train.resolve import resolve_config
 
     def cl(**kw):
         return resolve_config(make_config(kw)).channels_last

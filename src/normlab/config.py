@@ -509,7 +509,7 @@ def make_config(*sources: Union[dict, TrainConfig, None]) -> TrainConfig:
 def validate(cfg: TrainConfig) -> None:
     """Check every field's type and range before any work is done; the message names the field
     and the fix. Names (model, dataset, optimizer, ...) are checked against their registries
-    when the run is built (train/build.py `resolve_config`)."""
+    when the run is resolved (train/resolve.py)."""
     for f in fields(cfg):
         value = getattr(cfg, f.name)
         if isinstance(value, float) and not math.isfinite(value):

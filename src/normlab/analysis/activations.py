@@ -22,7 +22,13 @@ import torch
 import torch.nn as tnn
 import torch.nn.functional as F
 
+from ..api import load
+from ..data.loader import Normalize, channel_stats
+from ..data.sources import get_source, load_dataset
 from ..errors import ConfigError
+from ..models.registry import create_model, get_spec
+from ..nn.init import check_init
+from . import figures
 from .layer_table import parse_shape  # noqa: F401  (re-exported: `activations.parse_shape`)
 
 WEIGHTED = (tnn.Linear, tnn.Conv1d, tnn.Conv2d, tnn.Conv3d)
@@ -136,8 +142,6 @@ def dataset_batch(name: str, shape: Sequence[int], n: int, seed: int = 0, data_d
                   normalize: Optional[dict] = None):
     """n training images of dataset `name`, standardized per channel (the trainer's transform),
     and their labels; the dataset's image shape must equal `shape`."""
-    from ..data.loader import Normalize, channel_stats
-    from ..data.sources import load_dataset
 
     data = load_dataset(name, data_dir=data_dir)
     if tuple(data.shape) != tuple(shape):
@@ -169,9 +173,6 @@ def model_stats(model_name: str, init: str = "default", norm: Optional[str] = No
     depth=100, width=256, bias=False, head=False, input 256 and seed 1 is its experiment exactly.
     bias/head: the mlp's hidden biases and classifier (see models/mlp.py).
     """
-    from ..data.sources import get_source
-    from ..models.registry import create_model, get_spec
-    from ..nn.init import check_init
 
     spec = get_spec(model_name)
     check_init(init)
@@ -204,7 +205,6 @@ def model_stats(model_name: str, init: str = "default", norm: Optional[str] = No
 
 def run_stats(run_dir, batch: int = 256, seed: int = 0, mode: str = "eval") -> StatsReport:
     """Statistics of a trained run on a batch of its own training data, transformed as in training."""
-    from ..api import load
 
     r = load(run_dir)
     x, y = dataset_batch(r.config.dataset, r.input_shape, batch, seed, r.config.data_dir, r.inputs.normalize)
@@ -232,7 +232,6 @@ def plot_stats(reports: dict, path) -> None:
     scale; written as PATH (150 dpi PNG) and an SVG beside it. Where a curve stops being finite
     (NaN or inf: an exploding net), a cross marks the last finite layer and the legend names the
     first layer that is not; a zero std (nothing left to draw on a log axis) is a gap."""
-    from . import figures
 
     fig, (a1, a2) = figures.new_figure(1, 2, (11, 4.2))
     for i, (label, rep) in enumerate(reports.items()):

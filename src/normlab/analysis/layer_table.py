@@ -22,7 +22,11 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as tnn
 
+from ..api import load
 from ..errors import ConfigError
+from ..models import create_model, get_spec
+from ..nn import kinds
+from ..nn.surgery import FrozenBatchNorm
 
 
 @dataclass
@@ -72,17 +76,13 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 def norm_type(m: tnn.Module) -> str:
     """'bn', 'gn(G)', 'ln', 'in' for a norm layer (torch's or normlab's reference ones), else ''."""
-    cls = type(m).__name__
-    if "BatchNorm" in cls:
+    if isinstance(m, FrozenBatchNorm):
         return "bn"
-    if "GroupNorm" in cls:
+    kind = kinds.family(m)
+    if kind == "gn":
         g = getattr(m, "num_groups", None)
         return "ln" if g == 1 else f"gn({g})"
-    if "LayerNorm" in cls:
-        return "ln"
-    if "InstanceNorm" in cls:
-        return "in"
-    return ""
+    return "bn" if kind == "bn-tutorial" else kind
 
 
 def _mult_adds(m: tnn.Module, out) -> int:
@@ -200,7 +200,6 @@ def format_table(s: Summary, max_depth: int = 3) -> str:
 def inspect_model(name: str, input_shape: Optional[Sequence[int]] = None, num_classes: int = 10,
                   batch: int = 1, **model_kw) -> Summary:
     """Summary of a freshly built registered model; input_shape defaults to the model's own."""
-    from ..models import create_model, get_spec
 
     spec = get_spec(name)
     shape = tuple(input_shape) if input_shape else spec.default_input
@@ -212,7 +211,6 @@ def inspect_model(name: str, input_shape: Optional[Sequence[int]] = None, num_cl
 
 def inspect_run(run_dir, batch: int = 1) -> Summary:
     """Summary of a trained run's model at the input shape it was trained on."""
-    from ..api import load
 
     run = load(run_dir)
     s = summarize(run.model, run.input_shape, batch)

@@ -21,6 +21,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..api import evaluate_run
 from ..data.inputs import Inputs
 from ..errors import CheckpointError
 from ..fileio import atomic_write_text
@@ -55,7 +56,6 @@ def clean_train_scores(out: Path, rows: list[dict]) -> dict:
     augmentation (api.evaluate_run(split="train")). The trainer's train_acc is a running average
     in train mode, with dropout active, so a "gap" from it can come out negative; this one is a
     clean measurement. Cached in SWEEP_DIR/train_eval.json, keyed by the run's summary.json time."""
-    from ..api import evaluate_run
 
     cache_path = out / "train_eval.json"
     try:

@@ -22,6 +22,8 @@ from ..errors import NormlabError
 from ..fileio import atomic_write_json, atomic_write_text
 from ..locks import Locked
 from ..locks import hold as hold_lock
+from ..train import checkpoint
+from ..train.trainer import train
 
 # Set in worker processes (workers.py): a Ctrl-C there leaves at once, the parent reports.
 IN_WORKER = False
@@ -95,7 +97,6 @@ def run_job(cfg: dict) -> tuple[str, str, Optional[str], float]:
     "busy" (message: who is training it). failed.json holds the one-line message; a bug's
     traceback goes to traceback.txt beside it.
     """
-    from ..train.trainer import train
 
     t0 = time.perf_counter()
     out = Path(cfg["out"])
@@ -140,7 +141,6 @@ def run_job(cfg: dict) -> tuple[str, str, Optional[str], float]:
 def _resumable(out: Path) -> bool:
     """A run folder holding its config and an intact committed epoch: resuming it gives exactly
     what training it again would (train/checkpoint.py), for less."""
-    from ..train import checkpoint
 
     try:
         saved = json.loads((out / "config.json").read_text(encoding="utf-8"))

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..config import load_config_file, make_config
 from ..errors import ConfigError
 from ..grid import Experiment, cell_config, expand, parse_grid
-from ..train.unused import refuse_unused
+from ..train.resolve import resolve
 
 
 def parse_experiment(data, source: str = "experiment") -> Experiment:
@@ -16,7 +16,7 @@ def parse_experiment(data, source: str = "experiment") -> Experiment:
     exp = parse_grid(data, source)
     for cell in expand(exp):  # every cell must be a valid config, checked now, not mid-sweep
         try:
-            refuse_unused(make_config(cell_config(exp, cell, exp.seeds[0])))  # resolves it, and refuses unused options
+            resolve(make_config(cell_config(exp, cell, exp.seeds[0])))  # as `normlab train` would
         except ConfigError as exc:
             raise ConfigError(f"{source}: cell {cell.id}: {exc}") from None
     return exp

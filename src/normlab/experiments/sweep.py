@@ -16,6 +16,8 @@ from typing import Callable, Optional, Sequence, TypeVar
 
 from ..analysis.results import _read_experiment_json, is_finished, write_results
 from ..config import make_config
+from ..data.catalog import ensure_present
+from ..data.download import data_root
 from ..errors import ConfigError, NormlabError
 from ..fileio import atomic_write_json
 from ..grid import Cell, Experiment, Job, cell_config, expand, jobs_of
@@ -146,8 +148,6 @@ def fetch_datasets(configs) -> None:
     """Before a sweep (`compare`, `claims`) trains: every downloadable set its runs need is fetched
     once here, so a missing one is one download (not one per worker) and, offline, one error that
     lists the files to place, instead of every run failing with the first line of it."""
-    from ..data.catalog import ensure_present
-    from ..data.download import data_root
 
     done = set()
     for options in configs:

@@ -16,6 +16,7 @@ import torch.nn as tnn
 from ..errors import ConfigError, unknown_name
 from ..nn.factory import NormSpec, get_act_layer, get_norm_layer
 from ..nn.init import init_weights
+from ..nn.kinds import INSTANCE
 from ..nn.newer_norms import standardize_convs, weight_normalize
 
 
@@ -154,7 +155,7 @@ def _probe(model: tnn.Module, name: str, input_shape) -> None:
     from torch.nn.modules.lazy import LazyModuleMixin
 
     lazy = any(isinstance(m, LazyModuleMixin) for m in model.modules())
-    if lazy or any("InstanceNorm" in type(m).__name__ for m in model.modules()):
+    if lazy or any(isinstance(m, INSTANCE) for m in model.modules()):
         _check_instance_norm_inputs(model, name, input_shape)
 
 

@@ -28,6 +28,16 @@ from ..nn.blocks import BLOCK_ORDERS, SHORTCUT_OPS, BasicBlock, Bottleneck, D2LR
 from .registry import register
 
 
+def make_stage(block, cin: int, planes: int, n: int, stride: int, **kw) -> tuple[tnn.Sequential, int]:
+    """One stage of `n` blocks at `planes` channels: the first takes `cin` channels and `stride`,
+    the rest keep the shape. Returns the stage and its output channels."""
+    blocks = []
+    for j in range(n):
+        blocks.append(block(cin, planes, stride if j == 0 else 1, **kw))
+        cin = planes * getattr(block, "expansion", 1)
+    return tnn.Sequential(*blocks), cin
+
+
 class ResNet(tnn.Module):
     """ImageNet-style ResNet with torchvision's attribute names (conv1, bn1, layer1..4, fc)."""
 
@@ -39,12 +49,9 @@ class ResNet(tnn.Module):
         self.maxpool = tnn.MaxPool2d(3, 2, 1)
         cin = 64
         for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
-            blocks = []
-            for j in range(n):
-                stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(block(cin, planes, stride, norm_layer=norm_layer, act_layer=act_layer))
-                cin = planes * block.expansion
-            setattr(self, f"layer{i + 1}", tnn.Sequential(*blocks))
+            stage, cin = make_stage(block, cin, planes, n, 2 if i > 0 else 1, norm_layer=norm_layer,
+                                    act_layer=act_layer)
+            setattr(self, f"layer{i + 1}", stage)
         self.avgpool = tnn.AdaptiveAvgPool2d(1)
         self.dropout = tnn.Dropout(dropout) if dropout else tnn.Identity()
         self.fc = tnn.Linear(cin, num_classes)
@@ -82,12 +89,11 @@ class ResNetD2L(tnn.Module):
         super().__init__()
         self.b1 = tnn.Sequential(tnn.Conv2d(in_channels, 64, 7, 2, 3), norm_layer(64), act_layer(),
                                  tnn.MaxPool2d(3, 2, 1))
-        layers = dict(norm_layer=norm_layer, act_layer=act_layer)
         cin = 64
         for i, c in enumerate((64, 128, 256, 512)):
-            first = D2LResidual(cin, c, use_1x1conv=i > 0, stride=2 if i > 0 else 1, **layers)
-            setattr(self, f"b{i + 2}", tnn.Sequential(first, D2LResidual(c, c, **layers)))
-            cin = c
+            stage, cin = make_stage(_d2l_residual, cin, c, 2, 2 if i > 0 else 1, norm_layer=norm_layer,
+                                    act_layer=act_layer)
+            setattr(self, f"b{i + 2}", stage)
         self.head = tnn.Sequential(tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Dropout(dropout) if dropout
                                    else tnn.Identity(), tnn.Linear(512, num_classes))
 
@@ -95,6 +101,11 @@ class ResNetD2L(tnn.Module):
         for name in ("b1", "b2", "b3", "b4", "b5", "head"):
             x = getattr(self, name)(x)
         return x
+
+
+def _d2l_residual(cin, c, stride, **layers):
+    # d2l's Residual takes a 1x1-conv shortcut exactly where the block changes the shape
+    return D2LResidual(cin, c, use_1x1conv=stride != 1, stride=stride, **layers)
 
 
 @register("resnet18-d2l", "resnet", "d2l's ResNet-18 (Residual blocks with 1x1-conv shortcut)",
@@ -105,27 +116,27 @@ def resnet18_d2l(**kw):
 
 class CifarResNet(tnn.Module):
     """He et al. (2015) CIFAR net, depth 6n+2: conv3x3(16) -> 3 stages x n blocks (16/32/64) ->
-    global average pooling -> linear. `preact=True` uses full pre-activation blocks and adds the
-    final norm+act; `shortcut=False` gives the plain net; `block_order` picks one of He et al.
-    (2016)'s Fig. 4 arrangements (OrderedBasicBlock): "original" is BasicBlock, "full-preact"
-    the pre-activation net; "relu-preact" (whose blocks start with act) has a stem of conv+norm
-    and a final act. `head="avgpool8"` replaces global pooling by seed 001's fixed AvgPool2d(8)."""
+    global average pooling -> linear. `block_order` picks one of He et al. (2016)'s Fig. 4
+    arrangements: "original" is BasicBlock; "full-preact" the pre-activation net (PreActBlock,
+    the stem a conv alone, a final norm+act); "relu-preact" (blocks that start with act) a stem of
+    conv+norm and a final act; the others OrderedBasicBlock. `shortcut=False` gives the plain net;
+    `head="avgpool8"` replaces global pooling by seed 001's fixed AvgPool2d(8)."""
 
     def __init__(self, depth, num_classes, in_channels, *, norm_layer, act_layer, dropout=0.0,
-                 shortcut=True, preact=False, shortcut_kind="zero-pad", block_order=None, head="global",
-                 input_size=None, name="resnet", shortcut_op="identity"):
+                 shortcut=True, shortcut_kind="zero-pad", block_order="original", head="global",
+                 input_size=None, shortcut_op="identity"):
         super().__init__()
         if shortcut_op not in SHORTCUT_OPS:
             raise unknown_name("shortcut op", shortcut_op, SHORTCUT_OPS)
-        if shortcut_op != "identity" and block_order not in (None, "original"):
+        if shortcut_op != "identity" and block_order != "original":
             raise ConfigError(f"shortcut_op {shortcut_op}: He et al. (2016) fig. 2's shortcut variants are built on "
                               f"the original block; drop --block-order {block_order} or --shortcut-op")
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
         n = (depth - 2) // 6
-        if block_order is not None and block_order not in BLOCK_ORDERS:
+        if block_order not in BLOCK_ORDERS:
             raise unknown_name("block order", block_order, BLOCK_ORDERS)
-        preact = preact or block_order == "full-preact"
+        preact = block_order == "full-preact"
         block = PreActBlock if preact else BasicBlock
         if block_order in ("bn-after-add", "relu-before-add", "relu-preact"):
             block = functools.partial(OrderedBasicBlock, order=block_order)
@@ -137,13 +148,9 @@ class CifarResNet(tnn.Module):
         self.relu = tnn.Identity() if preact or block_order == "relu-preact" else act_layer()
         cin = 16
         for i, planes in enumerate((16, 32, 64)):
-            blocks = []
-            for j in range(n):
-                stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(block(cin, planes, stride, norm_layer=norm_layer, act_layer=act_layer,
-                                    shortcut_kind=shortcut_kind, shortcut=shortcut))
-                cin = planes
-            setattr(self, f"layer{i + 1}", tnn.Sequential(*blocks))
+            stage, cin = make_stage(block, cin, planes, n, 2 if i > 0 else 1, norm_layer=norm_layer,
+                                    act_layer=act_layer, shortcut_kind=shortcut_kind, shortcut=shortcut)
+            setattr(self, f"layer{i + 1}", stage)
         self.final = tnn.Sequential(norm_layer(64), act_layer()) if preact else tnn.Identity()
         if block_order == "relu-preact":
             self.final = act_layer()
@@ -152,7 +159,8 @@ class CifarResNet(tnn.Module):
             # Seed 001's AvgPool2d(8) fits only a final map of 8..15 pixels, one output pixel.
             final = [(s + 3) // 4 for s in input_size]  # two stride-2 stages, each rounding up
             if not all(8 <= s <= 15 for s in final):
-                raise ConfigError(f"{name}: its AvgPool2d(8) head (seed 001's) needs inputs of 29 to 60 pixels, "
+                raise ConfigError(f"resnet14-tutorial-avgpool8: its AvgPool2d(8) head (seed 001's) needs inputs "
+                                  f"of 29 to 60 pixels, "
                                   f"got {input_size[0]}x{input_size[1]}; use 32x32 (--augment pad:2 or --resize 32) "
                                   f"or resnet14-tutorial, which pools globally")
             self.avgpool = tnn.AvgPool2d(8)
@@ -181,7 +189,7 @@ def _register_cifar(depth):
     @register(f"preact-resnet{depth}", "preact-resnet", f"CIFAR pre-activation ResNet-{depth} (He et al. 2016)",
               default_input=(3, 32, 32))
     def _pre(**kw):
-        return CifarResNet(depth, preact=True, **kw)
+        return CifarResNet(depth, block_order="full-preact", **kw)
 
 
 for _d in (20, 32, 44, 56, 110):
@@ -204,7 +212,7 @@ def resnet14_tutorial(**kw):
 def resnet14_tutorial_avgpool8(**kw):
     """Source: seed 001's `ResNet(ResidualBlock, [2, 2, 2])` as written, `self.avg_pool =
     nn.AvgPool2d(8)` included: it trains on Pad(4)+RandomCrop(32) crops, so its last map is 8x8."""
-    return CifarResNet(14, shortcut_kind="conv3x3", head="avgpool8", name="resnet14-tutorial-avgpool8", **kw)
+    return CifarResNet(14, shortcut_kind="conv3x3", head="avgpool8", **kw)
 
 
 class PreActResNet18(tnn.Module):
@@ -214,13 +222,11 @@ class PreActResNet18(tnn.Module):
     def __init__(self, num_classes, in_channels, input_size=None, *, norm_layer, act_layer, dropout=0.0):
         super().__init__()
         self.conv1 = tnn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
-        layers = dict(norm_layer=norm_layer, act_layer=act_layer)
         cin = 64
         for i, planes in enumerate((64, 128, 256, 512)):
-            stride = 1 if i == 0 else 2
-            setattr(self, f"layer{i + 1}", tnn.Sequential(PreActBlock(cin, planes, stride, **layers),
-                                                          PreActBlock(planes, planes, 1, **layers)))
-            cin = planes
+            stage, cin = make_stage(PreActBlock, cin, planes, 2, 2 if i > 0 else 1, norm_layer=norm_layer,
+                                    act_layer=act_layer)
+            setattr(self, f"layer{i + 1}", stage)
         self.final = tnn.Sequential(norm_layer(512), act_layer())
         self.avgpool = tnn.AdaptiveAvgPool2d(1)
         self.dropout = tnn.Dropout(dropout) if dropout else tnn.Identity()

@@ -14,21 +14,16 @@ import warnings
 
 import torch
 from torch import Tensor, fx, nn
-from torch.nn.modules.batchnorm import _BatchNorm as _TorchBatchNorm
-from torch.nn.modules.instancenorm import _InstanceNorm as _TorchInstanceNorm
 
 from ..errors import ConfigError
 from . import functional as F
-from . import norm as ref
+from . import kinds
 from .factory import check_norm_kind, make_norm
 from .newer_norms import NEWER_LAYERS
 
 __all__ = ["FrozenBatchNorm", "convert_norm", "freeze_bn", "fuse_bn", "is_norm_layer"]
 
-_BATCH = (_TorchBatchNorm, ref._BatchNorm)
-_INSTANCE = (_TorchInstanceNorm, ref._InstanceNorm)
-_GROUP = (nn.GroupNorm, ref.GroupNorm)
-_LAYER = (nn.LayerNorm, ref.LayerNorm)
+_BATCH, _INSTANCE, _GROUP, _LAYER = kinds.BATCH, kinds.INSTANCE, kinds.GROUP, kinds.LAYER
 
 
 class FrozenBatchNorm(nn.Module):
@@ -75,12 +70,12 @@ def is_norm_layer(module: nn.Module) -> bool:
 def _channels_and_dims(layer: nn.Module) -> tuple[int, int | None]:
     """Channel count and spatial dims of a norm layer; dims None when the layer does not say."""
     if isinstance(layer, _BATCH) or isinstance(layer, FrozenBatchNorm):
-        name = layer.source_type if isinstance(layer, FrozenBatchNorm) else type(layer).__name__
+        cls = layer._source_cls if isinstance(layer, FrozenBatchNorm) else type(layer)
         # BatchNorm1d serves both (N, C) and (N, C, L); (N, C) after a Linear is by far the usual.
-        dims = {"1d": 0, "2d": 2, "3d": 3}.get(name[-2:], 2)
-        return int(layer.num_features), dims
+        dims = kinds.dims_of(cls)
+        return int(layer.num_features), 2 if dims is None else dims
     if isinstance(layer, _INSTANCE):
-        return int(layer.num_features), int(type(layer).__name__[-2])
+        return int(layer.num_features), kinds.dims_of(type(layer))
     if isinstance(layer, _GROUP):
         return int(layer.num_channels), None
     shape = tuple(layer.normalized_shape)  # type: ignore[arg-type]  # a LayerNorm's
@@ -136,8 +131,7 @@ def _replacement(old: nn.Module, kind: str, impl: str, dims: int | None, name: s
         kind = "none"
     new = make_norm(kind, channels, dims, impl, **kw)
     # Same kind (e.g. native -> reference): take everything over, statistics included.
-    source_kind = type(old).__name__.rstrip("123d")
-    if source_kind == type(new).__name__.rstrip("123d") and not isinstance(old, FrozenBatchNorm):
+    if kinds.family(old) == kinds.family(new) != "" and not isinstance(old, FrozenBatchNorm):
         keys = set(new.state_dict())
         new.load_state_dict({k: v for k, v in old.state_dict().items() if k in keys}, strict=False)
         kept_stats = "running_mean" in keys

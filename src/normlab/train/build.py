@@ -1,11 +1,11 @@
-"""Building a run from its config: the one place the trainer, `lr-find` and `normlab.load` get
-their device, data, model, optimizer, schedule and step from.
+"""Building a run from its config: the one place the trainer and `lr-find` get their device,
+data, model, optimizer, schedule and step from. (Inference builds its model from the config
+alone: models/from_config.py.)
 
-`resolve_config` turns a config as given (make_config: merged, typed, range-checked) into the
-config a run records: names checked against the registries, the model's own defaults for lr,
-norm, act and dropout filled in. `build_run` then assembles the pieces in a fixed order, which
-matters: the model's initial weights and the data order come from the seeded generators, so
-the order here is part of what makes a fixed-seed run repeat bit for bit.
+The config is resolved first (train/resolve.py: names checked, the model's own defaults filled
+in). `build_run` then assembles the pieces in a fixed order, which matters: the model's initial
+weights and the data order come from the seeded generators, so the order here is part of what
+makes a fixed-seed run repeat bit for bit.
 """
 
 from __future__ import annotations
@@ -18,41 +18,15 @@ from typing import Callable, Optional
 import torch
 
 from ..config import DataConfig, TrainConfig
-from ..data import pipeline, sources
+from ..data import pipeline
 from ..data.inputs import Inputs
 from ..device import precision_on, resolve_device
 from ..errors import ConfigError
-from ..models.from_config import MODEL_OPTIONS, build_model, with_model_defaults  # noqa: F401  (MODEL_OPTIONS re-exported)
-from ..models.registry import get_spec
-from ..nn import factory
-from ..nn import init as init_mod
+from ..models.from_config import build_model
+from ..nn.kinds import uses_batch_statistics
 from . import determinism, distributed, graphs, optim, schedule
+from .resolve import resolve_config
 from .step import Step
-
-
-def check_names(cfg: TrainConfig) -> None:
-    """Every name in the config must be one its registry lists (the message lists them)."""
-    get_spec(cfg.model)
-    sources.get_source(cfg.dataset)
-    optim.check_optimizer(cfg.optimizer)
-    schedule.check_schedule(cfg.schedule)
-    # A callable (from Python) is the user's own layer; "custom:..." is one recorded in a
-    # config.json, which create_model refuses with the fix (pass the callable again).
-    if isinstance(cfg.norm, str) and not cfg.norm.startswith("custom:"):
-        factory.check_norm_kind(cfg.norm)
-    if isinstance(cfg.act, str) and not cfg.act.startswith("custom:"):
-        factory.check_act(cfg.act)
-    init_mod.check_init(cfg.init)
-
-
-def resolve_config(cfg: TrainConfig) -> TrainConfig:
-    """The config with its names checked and the model's defaults (lr, norm, act, dropout)
-    filled in; resolving a resolved config changes nothing."""
-    check_names(cfg)
-    cfg = with_model_defaults(cfg)
-    if cfg.momentum is None and cfg.optimizer in ("momentum", "nesterov"):
-        cfg = cfg.replace(momentum=optim.DEFAULT_MOMENTUM)  # recorded in config.json as what ran
-    return cfg
 
 
 def default_out(cfg: TrainConfig) -> str:
@@ -68,8 +42,7 @@ def default_out(cfg: TrainConfig) -> str:
 
 
 def has_batchnorm(model: torch.nn.Module) -> bool:
-    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) or type(m).__name__.startswith("BatchNorm")
-               for m in model.modules())
+    return any(uses_batch_statistics(m) for m in model.modules())
 
 
 def check_batch_statistics(model: torch.nn.Module, cfg: TrainConfig) -> None:
@@ -127,16 +100,11 @@ def build_run(cfg: TrainConfig, *, dist: Optional[distributed.Dist] = None,
     cfg = _precision_resolved(cfg, dev)
     data, inputs = pipeline.load(cfg.section("data"))
     model = build_model(cfg.section("model"), inputs.model_input_shape, inputs.num_classes).to(dev)
-    if cfg.precision == "fp16" and dev.type != "cuda":
-        raise ConfigError("precision: fp16 autocast needs a CUDA device; on CPU use --precision bf16 or fp32")
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     check_batch_statistics(model, cfg)
     pipe = _build_pipeline(cfg.section("data"), dev, d, has_batchnorm(model), data, inputs)
     model, forward = distributed.wrap_model(model, d, dev, cfg.sync_bn)
-    if cfg.patience and pipe.val is None:
-        raise ConfigError("patience: early stopping needs a validation split (--val-split 0.1); "
-                          "stopping on the test set would leak it into model selection")
     optimizer = optim.make_optimizer(model, cfg.section("optim"))
     scheduler = (make_schedule or _config_schedule(cfg.section("optim")))(optimizer, len(pipe.train))
     step = Step(model, optimizer, scheduler, cfg.section("regularization"),

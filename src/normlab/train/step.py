@@ -28,11 +28,8 @@ class Step:
         device = next(model.parameters()).device
         self.autocast = lambda cache=True: autocast(device, precision, cache)
         # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
+        # (fp16 with L-BFGS, whose closure loss scaling does not fit, is refused by train/resolve.py)
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-        if self.scaler is not None and isinstance(optimizer, torch.optim.LBFGS):
-            from ..errors import ConfigError
-
-            raise ConfigError("optimizer lbfgs: fp16 loss scaling does not fit its closure; use --precision fp32 or bf16")
 
     def prepare(self, xb):
         """The batch in the model's memory format."""

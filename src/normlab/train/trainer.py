@@ -32,8 +32,8 @@ from ..rundir import METRIC_COLUMNS, RunDir, link_latest
 from . import checkpoint, determinism, distributed
 from . import hooks as H
 from .build import Run, build_run, count_params, default_out
+from .resolve import resolve
 from .step import Step
-from .unused import refuse_unused
 
 
 @dataclass
@@ -129,8 +129,7 @@ def _train(config, log, resume, extra_hooks: list, d: distributed.Dist, held: Ex
         cfg = make_config(saved, changes)
         latest, planned = False, saved.get("epochs")
     else:
-        cfg = make_config(config)
-        refuse_unused(cfg)
+        cfg = resolve(make_config(config))
         latest = cfg.out is None  # a default folder under runs/: runs/latest will point to it
         planned = None
         cfg = cfg.replace(out=default_out(cfg))

@@ -113,12 +113,10 @@ def is_set(given: TrainConfig, name: str) -> bool:
     return getattr(given, name) != default
 
 
-def refuse_unused(given: TrainConfig) -> None:
+def refuse_unused(given: TrainConfig, resolved: TrainConfig) -> None:
     """Raise ConfigError naming the first option of `given` (a config as made by make_config) that
-    the run would not use, why, and what to use instead."""
-    from .build import resolve_config
-
-    resolved = resolve_config(given)
+    the run would not use (judged on `resolved`, the config with the model's defaults), why, and
+    what to use instead."""
     for rule in RULES:
         if is_set(given, rule.field) and rule.idle(resolved):
             flag = "--" + rule.field.replace("_", "-")

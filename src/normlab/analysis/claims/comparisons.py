@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional
 
+from ..render import num
+from .measures import failure
 from .verdict import all_of, compare_arms, difference_of_drops, mean
 
 
 def failed_note(runs, labels) -> str:
-    from .measures import failure
 
     bad = [(lab, i) for lab in labels for i, d in enumerate(runs.dirs(lab)) if failure(d)]
     if not bad:
@@ -38,7 +39,6 @@ def digits(unit: str) -> int:
 
 
 def value(x: float, unit: str, sign: bool = False) -> str:
-    from ..render import num
 
     return num(x, digits(unit), sign=sign)
 

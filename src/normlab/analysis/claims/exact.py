@@ -10,6 +10,11 @@ import torch
 import torch.nn as tnn
 import torch.nn.functional as F
 
+from ...models import create_model
+from ...nn.blocks import Inception
+from ...nn.factory import get_norm_layer, make_norm
+from ..activations import model_stats
+from ..layer_table import summarize
 from .verdict import FAILS, HOLDS, compare_arms
 
 
@@ -36,9 +41,6 @@ INCEPTION_3A = {"cin": 192, "c1": 64, "c3r": 96, "c3": 128, "c5r": 16, "c5": 32,
 def inception_mult_adds(cin, c1, c3r, c3, c5r, c5, pool_proj, hw) -> dict:
     """Mult-adds of one image through the Inception module with and without 1x1 reductions,
     counted by analysis.summary's hooks on the real modules."""
-    from ...nn.blocks import Inception
-    from ...nn.factory import get_norm_layer
-    from ..layer_table import summarize
 
     with_red = Inception(cin, c1, c3r, c3, c5r, c5, pool_proj, kernel5=5, norm_layer=get_norm_layer("none"),
                          act_layer=tnn.ReLU)
@@ -62,7 +64,6 @@ def claim_inception(quick: bool) -> dict:
 def norm_train_eval(kind: str, channels: int = 8, seed: int = 0) -> dict:
     """Running-statistics buffers of a fresh norm layer and the largest |train - eval| output
     difference on one batch (the train-mode pass comes first, as in training)."""
-    from ...nn.factory import make_norm
 
     torch.manual_seed(seed)
     layer = make_norm(kind, channels, 2)
@@ -131,7 +132,6 @@ def claim_gn_interpolates(quick: bool) -> dict:
 
 def _grad_ratio(act: str, seed: int, depth: int) -> float:
     """log10 of first-layer / last-hidden-layer weight-gradient norm of a fresh deep MLP."""
-    from ..activations import model_stats
 
     rep = model_stats("mlp", act=act, norm="none", depth=depth, width=64, data="digits", batch=128, seed=seed)
     g = [layer.grad_norm for layer in rep.layers]
@@ -159,7 +159,6 @@ def _zero_init(steps: int, seed: int) -> dict:
     """A relu MLP (depth 2, width 32) on digits with every weight and bias at 0, trained `steps`
     SGD steps (lr 0.1, batch 64), against the same net at torch's default init: how many distinct
     rows (one per hidden unit) each hidden layer's weight matrix has, and the training accuracy."""
-    from ...models import create_model
 
     g = torch.Generator().manual_seed(seed)
     x, y = _digits_tensors()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from ..figures import new_figure, style
 from . import measures as m
 from .verdict import compare_arms, mean
 
@@ -49,7 +50,6 @@ def figure(cells: dict):
     """Final test accuracy (%) against the learning rate, one line per arm (mean of the runs that
     finished), crosses at 0 where seeds diverged; the "trains" threshold and chance dotted. A
     matplotlib Figure in the reports' style (analysis/figures.py), saved by the report."""
-    from ..figures import new_figure, style
 
     fig, (ax,) = new_figure(1, 1, (6.4, 5.0))
     for i, arm in enumerate(ARMS):

@@ -13,6 +13,10 @@ from pathlib import Path
 
 import torch
 
+from ...api import load
+from ...data import pipeline
+from ...rundir import RunDir
+
 NAN = float("nan")
 
 
@@ -74,7 +78,6 @@ def seconds(run: Path) -> float:
 
 def _matrices(run: Path) -> list[torch.Tensor]:
     """The 2-D weights of a run (the Linear layers' weight matrices)."""
-    from ...rundir import RunDir
 
     return [w for w in RunDir(run).load_weights().values() if w.ndim == 2]
 
@@ -109,8 +112,6 @@ def eval_scores(run: Path) -> dict:
     """Loss and accuracy of the saved weights, in eval mode, on the run's own training split
     (after its val_split) and on the test split. Dropout, which lowers the running train
     accuracy the trainer logs, does not act here, so it cannot shrink a gap by itself."""
-    from ...api import load
-    from ...data import pipeline
 
     weights = Path(run) / "weights.safetensors"
     key = (str(Path(run).resolve()), weights.stat().st_mtime_ns if weights.is_file() else None)
@@ -163,8 +164,6 @@ def affine_views(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
 def contrast_change(run: Path) -> float:
     """Fraction of test images whose predicted class changes when every image gets its own
     contrast and brightness (affine_views, the same draw for every run)."""
-    from ...api import load
-    from ...data import pipeline
 
     r = load(run)
     changed = seen = 0
@@ -190,8 +189,6 @@ def near_zero_fraction(run: Path) -> float:
 def dead_units(run: Path) -> float:
     """Fraction of the hidden ReLU units that output 0 on every training image (eval mode, the
     run's own training split): units that no longer respond to any input, and so get no gradient."""
-    from ...api import load
-    from ...data import pipeline
 
     if failure(run):
         return NAN
@@ -222,8 +219,6 @@ def thinned_scores(run: Path, k: int = THINNED) -> dict:
     of masks), the average of the softmax outputs of `k` thinned networks (Monte Carlo, each its own
     draw), and the eval-mode net (dropout off: weight scaling stands in for the average), with the
     share of test images on which the eval net and the k-average predict the same class."""
-    from ...api import load
-    from ...data import pipeline
 
     r = load(run)
     drops = [mod for mod in r.model.modules() if isinstance(mod, torch.nn.Dropout)]

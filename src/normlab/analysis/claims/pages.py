@@ -14,6 +14,7 @@ from ...fileio import atomic_write_text
 from .. import figures, paired, render
 from ..render import Cell, Link, Mark, num
 from .comparisons import effect_text, tests_of, value
+from .effects import effects_figure
 from .verdict import FAILS, HOLDS, INCONCLUSIVE, METHOD, TOO_FEW
 
 CLAIM_COLUMNS = ("claim", *paired.DIFFERENCE_COLUMNS, "margin", "p_margin_holm")
@@ -295,7 +296,6 @@ def page_blocks(doc: dict, figs: dict) -> list[tuple]:
 def _figures(out: Path, doc: dict, live: dict) -> dict:
     """Save the claims' figures (matplotlib Figures in `live`, by file name) and the effects figure
     as PNG + SVG beside claims.md; return file name -> render.Figure."""
-    from .effects import effects_figure
 
     figs = {}
     for name, (fig, caption) in live.items():

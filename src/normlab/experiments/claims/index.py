@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from ...analysis.claims import exact
+from ...errors import unknown_name
 from . import trained as t
 
 
@@ -119,7 +120,6 @@ CLAIMS: dict[str, Claim] = {
 
 
 def select(only: Optional[str]) -> list[str]:
-    from ...errors import unknown_name
 
     if not only:
         return list(CLAIMS)

@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 from ...analysis import render
 from ...analysis.claims.comparisons import tests_of
+from ...analysis.claims.measures import seconds
 from ...analysis.claims.pages import write_reports
 from ...analysis.claims.verdict import all_of, decide_family
 from ...analysis.results import is_finished, write_results
@@ -29,6 +30,7 @@ from ..seed_groups import SeedBatch
 from ..spec import parse_experiment
 from ..sweep import SweepOutcome, pending_jobs, prepare_sweep_dir, run_pending, shard_cells
 from .index import CLAIMS, select
+from .trained import experiment
 
 
 class Runs:
@@ -55,7 +57,6 @@ def _cell_of(exp, levels: dict):
 def plan(names: list[str], quick: bool):
     """The experiments the trained claims among `names` need, and which of their cells:
     ({experiment name: (Experiment, [Cell, ...])}, {claim: {label: (experiment name, Cell)}})."""
-    from .trained import experiment
 
     exps: dict[str, tuple] = {}
     arms: dict[str, dict] = {}
@@ -111,7 +112,6 @@ def settle_verdicts(results: list[dict]) -> None:
 
 
 def measure(names: list[str], quick: bool, exps: dict, arms: dict, work: Path) -> list[dict]:
-    from ...analysis.claims.measures import seconds
 
     results = []
     for name in names:
@@ -192,7 +192,6 @@ def trained_text(work: Path) -> str:
 
 def train_seconds(exps: dict, work: Path) -> float:
     """Wall seconds of every planned run, each counted once (a resumed run keeps its own)."""
-    from ...analysis.claims.measures import seconds
 
     return sum(seconds(work / e / "runs" / j.name) for e, (exp, cells) in exps.items() for j in jobs_of(exp, cells))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from ...analysis.claims import measures as m
 from ...analysis.claims.comparisons import in_unit, interaction, several, two_arms
 from ...analysis.claims.lr_sweep import LR_GRID, claim_bn_lr
+from ...analysis.claims.verdict import compare_arms, mean
 
 
 def seeds(quick: bool) -> int:
@@ -563,7 +564,6 @@ def arms_dropout_average(quick):
 
 
 def claim_dropout_average(quick, runs):
-    from ...analysis.claims.verdict import compare_arms, mean
 
     scores = [m.thinned_scores(d) for d in runs.dirs("dropout")]
     col = {k: [100 * s[k] for s in scores] for k in ("one", "average", "eval", "agree")}
