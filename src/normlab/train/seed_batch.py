@@ -59,7 +59,7 @@ from .build import (
     has_batchnorm,
     resolve_config,
 )
-from .unused import refuse_unused
+from .resolve import resolve
 
 GROUP_NAME = "seed-batch"  # the summary's key, and part of the hidden group folder's name
 # The stacked model's memory format on a CPU where it differs from the separate runs' own choice:
@@ -647,7 +647,7 @@ def train_seeds(config, seeds: Sequence[int], outs: Optional[Sequence] = None, g
     """
     outs = [None] * len(seeds) if outs is None else list(outs)
     base = make_config(config)
-    refuse_unused(base)
+    resolve(base)  # names, defaults, unused options and impossible combinations refused, as a run does
     cfgs = [resolve_config(base.replace(seed=int(s), out=None if o is None else str(o))) for s, o in zip(seeds, outs)]
     why = refusal(cfgs[0])
     if why:
@@ -760,7 +760,7 @@ def train_many(config, seeds: Sequence[int], seed_batch=True, log: Callable = pr
     base = make_config(config)
     if base.seed != TrainConfig().seed:
         raise ConfigError("--seeds lists the seeds to train; drop --seed")
-    refuse_unused(base)
+    resolve(base)  # names, defaults, unused options and impossible combinations refused, as a run does
     out = Path(default_out(base))
     cfg = resolve_config(base)
     why = "--no-seed-batch" if seed_batch is False else (refusal(cfg) or norm_refusal(cfg))
