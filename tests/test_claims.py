@@ -16,7 +16,7 @@ from normlab.cli import main
 from normlab.errors import ConfigError
 
 from normlab.analysis import results
-from normlab.experiments import spec, sweep
+from normlab.experiments import seed_groups, spec, sweep
 from normlab.analysis.claims import exact, lr_sweep, measures
 
 
@@ -145,6 +145,9 @@ def fake(monkeypatch):
     def install(table, weights=None):
         f = FakeRunner(table, weights)
         monkeypatch.setattr(sweep, "run_job", f)
+        # a cell's seeds trained as one seed batch: the fake stands in for each of its runs
+        monkeypatch.setattr(seed_groups, "run_group",
+                            lambda names, cfgs, group: [(n, *f(c)[1:]) for n, c in zip(names, cfgs)])
         return f
     return install
 

@@ -81,6 +81,11 @@ def run_train(args) -> int:
     from .config import FIELDS, RESUME_OPTIONS
     from .train.trainer import train
 
+    if args.seeds is not None:
+        return _train_seeds(args)
+    if args.seed_batch is not None or args.no_seed_batch:
+        raise ConfigError("--seed-batch and --no-seed-batch say how the seeds of --seeds are trained; "
+                          "add --seeds (e.g. --seeds 0-9) or drop them")
     if args.resume:
         if args.config:
             raise ConfigError(f"--resume continues a run with its own config; only "
@@ -92,10 +97,34 @@ def run_train(args) -> int:
     return 0
 
 
+def _train_seeds(args) -> int:
+    from .train.seed_batch import parse_seeds, seed_batch_option, train_many
+
+    if args.resume:
+        raise ConfigError("--seeds trains new runs; to continue an interrupted `train --seeds`, run the same "
+                          "command again (same --out), or --resume one seed's folder alone")
+    seeds = parse_seeds(args.seeds)
+    results = train_many(config_from_args(args), seeds, seed_batch_option(args.no_seed_batch, args.seed_batch))
+    failed = [r for r in results if r.error]
+    for r in failed:
+        print(f"normlab: seed {r.seed}: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _seed_batch_options(p, what: str) -> None:
+    p.add_argument("--no-seed-batch", action="store_true",
+                   help=f"train {what} one by one instead of as one seed batch (docs/training.md)")
+    p.add_argument("--seed-batch", type=int, metavar="S",
+                   help=f"train at most S of {what} together (memory); default: all of them")
+
+
 @run_train.arguments
 def _(p):
     p.add_argument("--config", metavar="FILE", help="YAML or JSON file of options; the command line overrides it")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last complete epoch")
+    p.add_argument("--seeds", metavar="SEEDS", help="train one run per seed, e.g. 0-9 or 1,5,7, as one seed batch "
+                   "(one stacked model) where that applies, into OUT/seed-<s> (docs/training.md)")
+    _seed_batch_options(p, "the seeds of --seeds")
     add_config_options(p)
 
 
@@ -299,8 +328,14 @@ def run_compare(args) -> int:
     exp = spec.load_experiment(args.experiment)
     shard = sweep.parse_shard(args.shard)
     if args.dry_run:
+        if args.no_seed_batch or args.seed_batch is not None:
+            raise ConfigError("--seed-batch and --no-seed-batch say how runs are trained, and --dry-run trains "
+                              "nothing; drop them or --dry-run")
         return _print_plan(exp, sweep.plan(exp, args.out, shard), args.out)
-    outcome = sweep.run_sweep(exp, args.out, jobs=args.jobs, shard=shard)
+    from .train.seed_batch import seed_batch_option
+
+    outcome = sweep.run_sweep(exp, args.out, jobs=args.jobs, shard=shard,
+                              seed_batch=seed_batch_option(args.no_seed_batch, args.seed_batch))
     rows = collect(args.out)
     missing = sum(r["status"] == "missing" for r in rows)
     if outcome.interrupted:
@@ -347,6 +382,7 @@ def _(p):
     p.add_argument("--shard", metavar="I/N", help="run only the I-th of N slices of the cells (1-based), e.g. 2/4")
     p.add_argument("--dry-run", action="store_true", help="check the experiment and list its runs (finished or "
                    "to train) without training or downloading anything")
+    _seed_batch_options(p, "a cell's seeds")
 
 
 @command("report", "write the report of a sweep folder, or of run folders side by side")
@@ -412,8 +448,10 @@ def _(p):
 def run_claims_cmd(args) -> int:
     from .experiments import claims
     from .experiments.sweep import parse_shard
+    from .train.seed_batch import seed_batch_option
 
-    doc = claims.run_claims(args.out, quick=args.quick, only=args.only, jobs=args.jobs, shard=parse_shard(args.shard))
+    doc = claims.run_claims(args.out, quick=args.quick, only=args.only, jobs=args.jobs, shard=parse_shard(args.shard),
+                            seed_batch=seed_batch_option(args.no_seed_batch, args.seed_batch))
     if "missing" in doc:
         return 0  # failed runs are results here (a diverged lr, BN at batch 1), named in the report
     print(f"{len(doc['claims'])} claims in {doc['total_seconds']:.0f} s ({doc['trained_now']} runs trained now, "
@@ -430,6 +468,7 @@ def _(p):
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="runs trained in parallel worker processes (default: 1)")
     p.add_argument("--shard", metavar="I/N", help="train only the I-th of N slices of the claims' cells (1-based), "
                    "e.g. 2/4; the report is written once every cell has finished")
+    _seed_batch_options(p, "a cell's seeds")
 
 
 # ---------------------------------------------------------------- leaderboard

@@ -21,7 +21,9 @@ from ..data.download import data_root
 from ..errors import ConfigError, NormlabError
 from ..fileio import atomic_write_json
 from ..grid import Cell, Experiment, Job, cell_config, expand, jobs_of
+from . import seed_groups
 from .jobs import run_job
+from .seed_groups import SeedBatch
 from .workers import _run_parallel, _signals_interrupt
 
 T = TypeVar("T")
@@ -92,9 +94,12 @@ def pending_jobs(exp: Experiment, out: Path, cells: Sequence[Cell], parallel: bo
     return todo
 
 
-def run_pending(todo: Sequence[tuple[str, dict]], jobs: int, outcome: SweepOutcome, log: Callable = print) -> None:
+def run_pending(todo: Sequence[tuple[str, dict]], jobs: int, outcome: SweepOutcome, log: Callable = print,
+                seed_batch: SeedBatch = True) -> None:
     """Train the (name, config) runs, `jobs` at a time in worker processes; each ends in its run
-    folder's summary.json or failed.json (see run_job), recorded in `outcome`."""
+    folder's summary.json or failed.json (see run_job), recorded in `outcome`. The seeds of a cell
+    are trained as one seed batch where that applies (seed_groups.py; `seed_batch` False: never,
+    N: at most N seeds a batch)."""
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
     fetch_datasets(cfg for _, cfg in todo)
@@ -116,13 +121,15 @@ def run_pending(todo: Sequence[tuple[str, dict]], jobs: int, outcome: SweepOutco
             outcome.ran.append(name)
             log(f"  {name}: done in {secs:.1f} s")
 
+    work = seed_groups.units(list(todo), seed_batch, log)
     with _signals_interrupt():
         try:
-            if jobs == 1 or len(todo) <= 1:
-                for name, cfg in todo:
-                    record(name, *run_job(cfg)[1:])
+            if jobs == 1 or len(work) <= 1:
+                for unit in work:
+                    for name, *rest in seed_groups.run_unit(unit, run_job):
+                        record(name, *rest)
             else:
-                _run_parallel(todo, jobs, record)
+                _run_parallel(work, jobs, record)
         except KeyboardInterrupt:
             outcome.interrupted = True
             log("normlab compare: interrupted; keeping the finished runs")
@@ -158,7 +165,7 @@ def fetch_datasets(configs) -> None:
 
 
 def run_sweep(exp: Experiment, out, jobs: int = 1, shard: Optional[tuple[int, int]] = None,
-              log: Callable = print) -> SweepOutcome:
+              log: Callable = print, seed_batch: SeedBatch = True) -> SweepOutcome:
     """Run every unfinished run of the experiment (or of one shard of its cells).
 
     Ctrl-C or SIGTERM stop it (workers included); what finished is kept, results.csv is written
@@ -173,6 +180,6 @@ def run_sweep(exp: Experiment, out, jobs: int = 1, shard: Optional[tuple[int, in
     todo = pending_jobs(exp, out, cells, jobs > 1, outcome)
     where = f" (shard {shard[0]}/{shard[1]}: {len(cells)} cells)" if shard else ""
     log(f"normlab compare: {len(todo)} runs to train, {len(outcome.skipped)} already finished{where}")
-    run_pending(todo, jobs, outcome, log)
+    run_pending(todo, jobs, outcome, log, seed_batch)
     write_results(out)
     return outcome

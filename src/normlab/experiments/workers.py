@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import jobs
-from .jobs import KILLED, _record_killed, run_job
+from .jobs import KILLED, _record_killed
 
 
 def _worker_init(threads: int, parent: int) -> None:
@@ -88,27 +88,31 @@ def _signals_interrupt():
         signal.signal(signal.SIGTERM, old)
 
 
-def _run_parallel(todo, jobs: int, record) -> None:
+def _run_parallel(work, jobs: int, record) -> None:
+    """Train the units of `work` (seed_groups.units: one run, or one seed batch) `jobs` at a time."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
+    from .seed_groups import run_unit
+
     # spawn: a fresh interpreter per worker, safe with torch's threads (fork is not).
     # An executor, not multiprocessing.Pool: when a worker dies (killed, out of memory) a
     # Pool waits forever for its task, while the executor fails the pending runs at once.
-    pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=mp.get_context("spawn"),
+    pool = ProcessPoolExecutor(min(jobs, len(work)), mp_context=mp.get_context("spawn"),
                                initializer=_worker_init, initargs=(1, os.getpid()))
     killed = []
     try:
-        futures = {pool.submit(run_job, cfg): (name, cfg) for name, cfg in todo}
+        futures = {pool.submit(run_unit, unit): unit for unit in work}
         for fut in as_completed(futures):
-            name, cfg = futures[fut]
+            names, cfgs, _ = futures[fut]
             try:
-                _, status, err, secs = fut.result()
+                results = fut.result()
             except BrokenProcessPool:  # killed: the machine's doing, not a result
-                status, err, secs = "machine", KILLED, 0.0
-                killed.append(Path(cfg["out"]))
-            record(name, status, err, secs)
+                results = [(n, "machine", KILLED, 0.0) for n in names]
+                killed += [Path(c["out"]) for c in cfgs]
+            for name, status, err, secs in results:
+                record(name, status, err, secs)
     except BaseException:
         workers = mp.active_children()
         pool.shutdown(wait=False, cancel_futures=True)

@@ -26,6 +26,7 @@ from ...analysis.claims.verdict import all_of, decide_family
 from ...analysis.results import is_finished, write_results
 from ...fileio import atomic_write_text
 from ...grid import expand, jobs_of
+from ..seed_groups import SeedBatch
 from ..spec import parse_experiment
 from ..sweep import SweepOutcome, pending_jobs, prepare_sweep_dir, run_pending, shard_cells
 from .index import CLAIMS, experiment, select
@@ -73,7 +74,8 @@ def plan(names: list[str], quick: bool):
     return exps, arms
 
 
-def train_cells(exps: dict, work: Path, jobs: int, shard: Optional[tuple], log: Callable) -> tuple:
+def train_cells(exps: dict, work: Path, jobs: int, shard: Optional[tuple], log: Callable,
+                seed_batch: SeedBatch = True) -> tuple:
     """Train every unfinished run of the planned cells (or of one shard of them); returns the
     outcome and how many of the planned runs are still unfinished."""
     units = [(ename, cell) for ename, (_, cells) in exps.items() for cell in cells]
@@ -88,7 +90,7 @@ def train_cells(exps: dict, work: Path, jobs: int, shard: Optional[tuple], log: 
     where = f" (shard {shard[0]}/{shard[1]}: {len(mine)} of {len(units)} cells)" if shard else ""
     if units:
         log(f"normlab claims: {len(todo)} runs to train, {len(outcome.skipped)} already finished{where}")
-    run_pending(todo, jobs, outcome, log)
+    run_pending(todo, jobs, outcome, log, seed_batch)
     missing = 0
     for ename, (exp, cells) in exps.items():
         write_results(work / ename)
@@ -195,7 +197,7 @@ def train_seconds(exps: dict, work: Path) -> float:
 
 
 def run_claims(out, quick: bool = False, only: Optional[str] = None, jobs: int = 1,
-               shard: Optional[tuple] = None, log: Callable = print) -> dict:
+               shard: Optional[tuple] = None, log: Callable = print, seed_batch: SeedBatch = True) -> dict:
     """Train (or resume) the selected claims' runs and, once all of them are finished, measure
     each claim and write claims.md, claims.html and claims.json into `out`. Returns the report
     document, or {"missing": n} when a shard leaves runs for the others."""
@@ -206,7 +208,7 @@ def run_claims(out, quick: bool = False, only: Optional[str] = None, jobs: int =
     t_all = time.perf_counter()
     load_start = os.getloadavg()
     exps, arms = plan(names, quick)
-    outcome, missing = train_cells(exps, work, jobs, shard, log)
+    outcome, missing = train_cells(exps, work, jobs, shard, log, seed_batch)
     if missing:
         log(f"normlab claims: {missing} runs of the selected claims are not finished yet (other shards?); "
             f"run the same command without --shard once they are, to write the report")

@@ -1,0 +1,221 @@
+"""Seed batching in `compare` and `claims`: the pending seeds of one cell trained as one seed
+batch (train/seed_batch.py) where that applies and measured faster, else one by one.
+
+A cell's pending runs (same config but the seed) form groups of at most `cap` seeds. A group is
+trained by train_seeds into the runs' own folders, holding every run's sweep lock, with its
+checkpoints in SWEEP_DIR/.seed-batch/<cell>-s<seeds>; running the command again resumes it
+there. Where a cell is not batched, one line says why: a config seed batching refuses
+(L-BFGS, DDP, ...), a model it has no stacked form for (the recurrent nets), a family that did
+not measure faster batched on a CPU (the table below, from benchmarks/seed_batch.py), or a run
+that was started one by one and is resumed so.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+from ..analysis.results import is_finished
+from ..errors import NormlabError
+from ..locks import Locked
+from ..locks import hold as hold_lock
+from .jobs import _record_failure, lock_path, machine_failure, one_line, run_job
+
+# Model families batched by default on a CPU: those whose seed-steps/s measured faster batched at
+# S = 5 and 10 (benchmarks/seed_batch.py; docs/performance.md has the table). On a GPU every
+# family that stacks is batched.
+ON_CPU = {"mlp": "3.3x at S = 10", "linear": "the mlp's layers"}
+OFF_CPU = {"lenet": "LeNet's convolutions and pooling are compute-bound on a CPU: 1.0x batched",
+           "digitnet": "its grouped convolutions ran 0.8x batched on a CPU",
+           "resnet-cifar": "measured 0.9-1.3x batched on a CPU, not reliably faster",
+           "preact-resnet": "as the CIFAR ResNets: not reliably faster on a CPU"}
+
+SeedBatch = Union[bool, int]  # True: where it applies and pays; False: never; N: at most N seeds a group
+
+
+def _key(cfg: dict) -> str:
+    return json.dumps({k: v for k, v in cfg.items() if k not in ("seed", "out")}, sort_keys=True, default=str)
+
+
+def why_not(cfg: dict) -> Optional[str]:
+    """Why this cell's seeds are trained one by one (one phrase), or None to batch them."""
+    from ..config import make_config
+    from ..device import resolve_device
+    from ..models.registry import get_spec
+    from ..train.build import resolve_config
+    from ..train.seed_batch import norm_refusal, refusal
+
+    try:
+        c = resolve_config(make_config(cfg))
+    except NormlabError:
+        return "its config is refused (each run says why)"
+    reason = refusal(c) or norm_refusal(c)
+    if reason:
+        return reason
+    family = get_spec(c.model).family
+    if family == "rnn":
+        return "the recurrent nets have no stacked form yet"
+    try:
+        gpu = resolve_device(c.device).type == "cuda"
+    except NormlabError:
+        gpu = False
+    if not gpu and family not in ON_CPU:
+        return OFF_CPU.get(family, f"family {family} was not measured faster batched on a CPU")
+    return None
+
+
+def units(todo: list, seed_batch: SeedBatch = True, log: Callable = print) -> list:
+    """The (name, config) runs of `todo` as units of work: (names, configs, group_dir), a group
+    dir of None meaning one run trained on its own."""
+    out: list = []
+    off: dict[str, list] = {}
+    i = 0
+    while i < len(todo):
+        j = i + 1
+        while j < len(todo) and _key(todo[j][1]) == _key(todo[i][1]):
+            j += 1
+        cell = todo[i:j]
+        i = j
+        reason = "--no-seed-batch" if seed_batch is False else why_not(cell[0][1])
+        cap = len(cell) if seed_batch is True or seed_batch is False else max(1, int(seed_batch))
+        if reason is None and cap < 2:
+            reason = f"--seed-batch {cap}"
+        # a run started one by one (its own committed epoch, no group holds it) resumes so
+        alone = [(n, c) for n, c in cell if reason is None and _started_alone(Path(c["out"]))]
+        rest = [(n, c) for n, c in cell if (n, c) not in alone]
+        out += [([n], [c], None) for n, c in alone]
+        if reason is not None or len(rest) < 2:
+            if reason is not None and len(cell) > 1:
+                off.setdefault(reason, []).append(_cell_name(cell[0][0]))
+            out += [([n], [c], None) for n, c in rest]
+            continue
+        rest, out = _resumed_groups(rest, out)  # groups a killed command left: resumed whole
+        for k in range(0, len(rest), cap):
+            chunk = rest[k:k + cap]
+            if len(chunk) == 1:
+                out.append(([chunk[0][0]], [chunk[0][1]], None))
+            else:
+                out.append(([n for n, _ in chunk], [c for _, c in chunk], group_dir([c for _, c in chunk])))
+    for reason, cells in off.items():
+        log(f"normlab: seeds one by one in {len(cells)} cell{'s' * (len(cells) > 1)} ({', '.join(cells[:3])}"
+            f"{', ...' if len(cells) > 3 else ''}): {reason}")
+    return out
+
+
+def _resumed_groups(cell: list, out: list) -> tuple:
+    """The runs of `cell` that a seed batch with committed epochs holds (SWEEP_DIR/.seed-batch)
+    become that batch again, with all its seeds (finished ones too: it resumes as one); the
+    rest is returned to be grouped anew."""
+    from ..train import checkpoint
+
+    if not cell:
+        return cell, out
+    first = Path(cell[0][1]["out"])
+    prefix = first.name.rsplit("-s", 1)[0]
+    pending = {c["seed"]: (n, c) for n, c in cell}
+    for g in sorted((first.parent.parent / ".seed-batch").glob(f"{prefix}-s*")):
+        try:
+            seeds = [int(x) for x in g.name[len(prefix) + 2:].split("_")]
+        except ValueError:
+            continue
+        if checkpoint.last_epoch_dir(g) is None or not any(s in pending for s in seeds):
+            continue
+        names, cfgs = [], []
+        for sd in seeds:
+            n, c = pending.pop(sd, (None, None))
+            if c is None:  # finished since: part of the batch still
+                c = dict(cell[0][1], seed=sd, out=str(first.parent / f"{prefix}-s{sd}"))
+                n = cell[0][0].rsplit("-s", 1)[0] + f"-s{sd}"
+            names.append(n)
+            cfgs.append(c)
+        out.append((names, cfgs, g))
+    return [(n, c) for n, c in cell if c["seed"] in pending], out
+
+
+def _cell_name(name: str) -> str:
+    return name.rsplit("-s", 1)[0]
+
+
+def _started_alone(out: Path) -> bool:
+    from ..train import checkpoint
+
+    return out.is_dir() and not is_finished(out) and checkpoint.last_epoch_dir(out) is not None \
+        and not any(g.is_dir() for g in (out.parent.parent / ".seed-batch").glob(f"{out.name.rsplit('-s', 1)[0]}-s*"))
+
+
+def group_dir(cfgs: list) -> Path:
+    """SWEEP_DIR/.seed-batch/<cell>-s<seeds>: the group's own checkpoints."""
+    first = Path(cfgs[0]["out"])
+    seeds = "_".join(str(c["seed"]) for c in cfgs)
+    return first.parent.parent / ".seed-batch" / f"{first.name.rsplit('-s', 1)[0]}-s{seeds}"
+
+
+def run_unit(unit, one: Callable = run_job) -> list:
+    """Train one unit; [(name, status, message, seconds)] per run, as jobs.run_job (`one`)
+    reports a run."""
+    names, cfgs, gdir = unit
+    if gdir is None:
+        return [(names[0], *one(cfgs[0])[1:])]
+    return run_group(names, cfgs, gdir)
+
+
+def run_group(names: list, cfgs: list, gdir: Path) -> list:
+    """A seed batch, holding every run's lock: finished runs are left out (a group resumed from
+    its checkpoints keeps its seeds, so a finished seed there is part of it still)."""
+    from contextlib import ExitStack
+
+    from ..train.seed_batch import NotStackable, train_seeds
+
+    t0 = time.perf_counter()
+    outs = [Path(c["out"]) for c in cfgs]
+    res: dict = {}
+    with ExitStack() as held:
+        try:
+            for o in outs:
+                held.enter_context(hold_lock(lock_path(o)))
+        except Locked as exc:
+            return [(n, "busy", f"being trained by process {exc.pid or '?'}; left alone", 0.0) for n in names]
+        resuming = gdir.is_dir() and any((gdir / "checkpoints").glob("epoch-*"))
+        finished = {n for n, o in zip(names, outs) if is_finished(o)}
+        if not resuming and all(is_finished(o) for o in outs):
+            return [(n, "skipped", None, 0.0) for n in names]
+        if not resuming:
+            for o in outs:
+                if o.exists() and not is_finished(o):
+                    shutil.rmtree(o)  # nothing usable in it (no epoch), and we hold its lock
+        for o in outs:
+            if (o / "failed.json").is_file() and not is_finished(o):
+                (o / "failed.json").unlink()  # the machine's failure of an earlier try
+        base = {k: v for k, v in cfgs[0].items() if k not in ("seed", "out")}
+        try:
+            results = train_seeds(base, [c["seed"] for c in cfgs], outs, gdir, log=lambda *a: None)
+        except NotStackable:  # found when the model was built: its seeds one by one after all
+            held.close()
+            return [(n, *run_job(c)[1:]) for n, c in zip(names, cfgs)]
+        except KeyboardInterrupt:
+            from . import jobs
+
+            if jobs.IN_WORKER:
+                import os
+
+                os._exit(130)
+            raise
+        except Exception as exc:
+            why = machine_failure(exc)
+            status, msg = ("machine", why) if why else ("failed", one_line(exc))
+            for o in outs:
+                if not is_finished(o):
+                    _record_failure(o, {"error": msg, "kind": "machine" if why else "result"})
+            return [(n, status, msg, time.perf_counter() - t0) for n in names]
+        for n, r, o in zip(names, results, outs):
+            if n in finished:
+                continue  # finished before: a seed of the resumed batch, not a run to report
+            if r.error is not None:
+                _record_failure(o, {"error": r.error, "kind": "result"})
+                res[n] = (n, "failed", r.error, 0.0)
+            else:
+                res[n] = (n, "done", None, float((r.summary or {}).get("wall_seconds") or 0.0))
+    return [res[n] for n in names if n in res]

@@ -1,0 +1,448 @@
+"""S copies of one model (one per seed) as one "seed-stacked" model, for seed-batched training.
+
+Each seed's model is built exactly as its separate run builds it (so its initial weights are
+that run's), then the S models are stacked layer by layer into one module whose every parameter
+and buffer is seed-major: `t.reshape(S, -1)[s]` is seed s's tensor, flattened. Nothing is shared
+and no operation reduces over seeds:
+
+  activations   conv nets run on (B, S*C, H, W): seed s owns channels s*C .. (s+1)*C - 1;
+                after a Linear layer, (S, B, F); a flattened map is (B, S*F)
+  Linear        a batched matmul over the seeds (torch.baddbmm), weights (S, out, in)
+  Conv2d        one grouped convolution, S times the groups (weights (S*Cout, Cin/g, k, k))
+  BatchNorm(C)  BatchNorm(S*C): statistics per channel, so per seed; running stats likewise
+  GroupNorm     GroupNorm(S*G, S*C): a group never spans two seeds (LN = GroupNorm(1, C) too)
+  LayerNorm(F)  over the last dim of (S, B, F), with per-seed scale and shift
+  InstanceNorm  InstanceNorm(S*C)
+  Dropout       each seed's mask drawn from its own generator, in its separate run's order and
+                shape, so the masks are the separate run's (see Dropout below)
+
+Parameter and buffer names are the separate model's, so a stacked state_dict key is the
+separate one's and `unstack_state` is a reshape. A model holding any other layer is refused by
+`why_not` (the trainer then trains its seeds one by one and says why).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as tnn
+import torch.nn.functional as F
+
+from .blocks import BasicBlock, OrderedBasicBlock, PreActBlock, Scale, ShortcutGate, ZeroPadShortcut
+from .layers import NonInvertedDropout
+from .tutorial import BatchNormTutorial
+
+
+def _stack(tensors: Sequence, shape=None) -> torch.Tensor:
+    """Seed-major concatenation of per-seed tensors, reshaped to `shape` (default (S, *t.shape))."""
+    out = torch.stack([t.detach() for t in tensors])
+    return out.reshape(shape) if shape is not None else out
+
+
+def _param(tensors, shape=None, requires_grad=True) -> tnn.Parameter:
+    return tnn.Parameter(_stack(tensors, shape).clone(), requires_grad=requires_grad)
+
+
+class _BatchedLinear(torch.autograd.Function):
+    """y[s] = x[s] @ w[s].T + b[s], with the backward that F.linear's own (addmm's) backward
+    computes for each seed, matrix for matrix: dW = dy^T @ x, dx = dy @ W, db = sum of dy over
+    the batch. bmm's generic backward computes dW as (x^T @ dy)^T, which rounds differently; with
+    this one a stacked MLP's gradients are the separate runs' bit for bit on a CPU (tested)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        wt = w.transpose(1, 2)
+        return torch.bmm(x, wt) if b is None else torch.baddbmm(b.unsqueeze(1), x, wt)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w = ctx.saved_tensors
+        dx = torch.bmm(dy, w) if ctx.needs_input_grad[0] else None
+        dw = None
+        if ctx.needs_input_grad[1]:
+            # one mm per seed: bmm rounds dy^T @ x differently from mm for some shapes (10 outputs)
+            dw = torch.empty_like(w)
+            for s in range(w.shape[0]):
+                torch.mm(dy[s].t(), x[s], out=dw[s])
+        db = dy.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dw, db
+
+
+class Linear(tnn.Module):
+    """S Linear layers: (S, B, in) or a flattened map (B, S*in) -> (S, B, out), by baddbmm."""
+
+    def __init__(self, mods: Sequence[tnn.Linear]):
+        super().__init__()
+        self.seeds, self.in_features, self.out_features = len(mods), mods[0].in_features, mods[0].out_features
+        self.weight = _param([m.weight for m in mods])
+        self.bias = _param([m.bias for m in mods]) if mods[0].bias is not None else None
+
+    def forward(self, x):
+        s = self.seeds
+        if x.dim() == 2:  # (B, S*in), from a flattened (B, S*C, H, W): seed-major along dim 1
+            x = x.view(x.shape[0], s, self.in_features).transpose(0, 1)
+        return _BatchedLinear.apply(x, self.weight, self.bias)
+
+
+class Conv2d(tnn.Module):
+    """S Conv2d layers as one grouped convolution on (B, S*C, H, W)."""
+
+    def __init__(self, mods: Sequence[tnn.Conv2d]):
+        super().__init__()
+        m = mods[0]
+        if m.padding_mode != "zeros":
+            raise ValueError("padding_mode")
+        self.seeds, self.stride, self.padding, self.dilation = len(mods), m.stride, m.padding, m.dilation
+        self.groups = m.groups * len(mods)
+        w = m.weight
+        self.weight = _param([c.weight for c in mods], (len(mods) * w.shape[0], *w.shape[1:]))
+        self.bias = _param([c.bias for c in mods], (len(mods) * w.shape[0],)) if m.bias is not None else None
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def _features_to_channels(x, seeds):
+    """(S, B, F) -> (B, S*F) for the channel-wise norms; a (B, S*F) input passes."""
+    if x.dim() == 3:
+        return x.transpose(0, 1).reshape(x.shape[1], -1), True
+    return x, False
+
+
+def _channels_to_features(y, seeds, was3):
+    return y.view(y.shape[0], seeds, -1).transpose(0, 1).contiguous() if was3 else y
+
+
+class BatchNorm(tnn.Module):
+    """S batch norms as one over S*C channels (statistics per channel, never across seeds)."""
+
+    def __init__(self, mods):
+        super().__init__()
+        m = mods[0]
+        self.seeds, self.eps, self.momentum = len(mods), m.eps, m.momentum
+        self.track_running_stats = m.track_running_stats
+        self.weight = _param([b.weight for b in mods], (-1,)) if m.affine else None
+        self.bias = _param([b.bias for b in mods], (-1,)) if m.affine else None
+        if m.track_running_stats:
+            self.register_buffer("running_mean", _stack([b.running_mean for b in mods], (-1,)).clone())
+            self.register_buffer("running_var", _stack([b.running_var for b in mods], (-1,)).clone())
+            # one counter: every seed has taken the same number of steps
+            self.register_buffer("num_batches_tracked", m.num_batches_tracked.detach().clone())
+
+    def forward(self, x):
+        x, was3 = _features_to_channels(x, self.seeds)
+        momentum = self.momentum if self.momentum is not None else 0.0
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:  # cumulative moving average, as torch's
+                momentum = 1.0 / float(self.num_batches_tracked)
+        use_batch = self.training or not self.track_running_stats
+        y = F.batch_norm(x, self.running_mean if self.track_running_stats else None,
+                         self.running_var if self.track_running_stats else None, self.weight, self.bias,
+                         use_batch, momentum, self.eps)
+        return _channels_to_features(y, self.seeds, was3)
+
+
+class GroupNorm(tnn.Module):
+    """S GroupNorm(G, C) as GroupNorm(S*G, S*C): no group spans two seeds."""
+
+    def __init__(self, mods):
+        super().__init__()
+        m = mods[0]
+        self.seeds, self.groups, self.eps = len(mods), m.num_groups * len(mods), m.eps
+        self.weight = _param([g.weight for g in mods], (-1,)) if m.affine else None
+        self.bias = _param([g.bias for g in mods], (-1,)) if m.affine else None
+
+    def forward(self, x):
+        x, was3 = _features_to_channels(x, self.seeds)
+        return _channels_to_features(F.group_norm(x, self.groups, self.weight, self.bias, self.eps), self.seeds, was3)
+
+
+class InstanceNorm(tnn.Module):
+    """S InstanceNorm2d(C) as InstanceNorm2d(S*C) (statistics per example and channel)."""
+
+    def __init__(self, mods):
+        super().__init__()
+        m = mods[0]
+        self.eps, self.momentum, self.track_running_stats = m.eps, m.momentum, m.track_running_stats
+        self.weight = _param([i.weight for i in mods], (-1,)) if m.affine else None
+        self.bias = _param([i.bias for i in mods], (-1,)) if m.affine else None
+        if m.track_running_stats:
+            self.register_buffer("running_mean", _stack([i.running_mean for i in mods], (-1,)).clone())
+            self.register_buffer("running_var", _stack([i.running_var for i in mods], (-1,)).clone())
+            self.register_buffer("num_batches_tracked", m.num_batches_tracked.detach().clone())
+
+    def forward(self, x):
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+        rm = self.running_mean if self.track_running_stats else None
+        rv = self.running_var if self.track_running_stats else None
+        return F.instance_norm(x, rm, rv, self.weight, self.bias, self.training or not self.track_running_stats,
+                               self.momentum if self.momentum is not None else 0.1, self.eps)
+
+
+class LayerNorm(tnn.Module):
+    """S LayerNorm(F) on (S, B, F): statistics over each example's own features."""
+
+    def __init__(self, mods):
+        super().__init__()
+        m = mods[0]
+        if len(m.normalized_shape) != 1:
+            raise ValueError("normalized_shape")
+        self.shape, self.eps = tuple(m.normalized_shape), m.eps
+        self.weight = _param([n.weight for n in mods]) if m.weight is not None else None
+        self.bias = _param([n.bias for n in mods]) if m.bias is not None else None
+
+    def forward(self, x):
+        if x.dim() != 3:
+            raise ValueError(f"stacked LayerNorm expects (S, B, F) features, got {tuple(x.shape)}")
+        y = F.layer_norm(x, self.shape, None, None, self.eps)
+        if self.weight is not None:
+            y = y * self.weight.unsqueeze(1)
+        if self.bias is not None:
+            y = y + self.bias.unsqueeze(1)
+        return y
+
+
+class TutorialBatchNorm(tnn.Module):
+    """Seed 000's from-scratch BatchNorm (nn/tutorial.py), S of them: its formulas on S*C channels."""
+
+    def __init__(self, mods: Sequence[BatchNormTutorial]):
+        super().__init__()
+        m = mods[0]
+        self.seeds, self.num_dims, self.eps, self.momentum = len(mods), m.num_dims, m.eps, m.momentum
+        c = m.num_features
+        shape = (len(mods), c) if m.num_dims == 2 else (len(mods) * c, 1, 1)
+        self.gamma = _param([b.gamma for b in mods], shape)
+        self.beta = _param([b.beta for b in mods], shape)
+        self.register_buffer("moving_mean", _stack([b.moving_mean for b in mods], shape).clone())
+        self.register_buffer("moving_var", _stack([b.moving_var for b in mods], shape).clone())
+
+    def _view(self, t):
+        # (S, C) -> (S, 1, C) against (S, B, F); (S*C, 1, 1) -> (1, S*C, 1, 1) against (B, S*C, H, W)
+        return t.unsqueeze(1) if self.num_dims == 2 else t.unsqueeze(0)
+
+    def forward(self, x):
+        if not self.training:
+            x_hat = (x - self._view(self.moving_mean)) / torch.sqrt(self._view(self.moving_var) + self.eps)
+        else:
+            dims = (1,) if self.num_dims == 2 else (0, 2, 3)
+            mean = x.mean(dim=dims, keepdim=True)
+            var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)
+            x_hat = (x - mean) / torch.sqrt(var + self.eps)
+            with torch.no_grad():
+                shape = self.moving_mean.shape
+                self.moving_mean.mul_(self.momentum).add_((1.0 - self.momentum) * mean.reshape(shape))
+                self.moving_var.mul_(self.momentum).add_((1.0 - self.momentum) * var.reshape(shape))
+        return self._view(self.gamma) * x_hat + self._view(self.beta)
+
+
+class Dropout(tnn.Module):
+    """S dropout layers, each seed's mask drawn from that seed's own generator.
+
+    On a CPU, torch.nn.functional.dropout draws `empty_like(x).bernoulli_(1 - p)` from the
+    global generator and multiplies by mask / (1 - p); a separate run's global generator is,
+    from the end of model building on, drawn by its dropout layers alone, in forward order. So a
+    generator per seed holding that run's global state after its model was built, drawn here in
+    the same order and shape, gives each seed its separate run's masks. (On CUDA torch uses a
+    fused kernel with another stream of numbers: there masks are per seed and independent, but
+    not the separate run's; the trainer says so.)
+    """
+
+    def __init__(self, mod, generators: list, inverted: bool = True):
+        super().__init__()
+        self.p, self.inverted = mod.p, inverted
+        self.generators = generators  # shared with the other dropout layers of the model: one stream per seed
+
+    def _mask(self, shape, x, s):
+        g = self.generators[s]
+        m = torch.empty(shape, dtype=x.dtype, device=g.device, memory_format=self.memory_format)
+        m.bernoulli_(1 - self.p, generator=g)
+        if self.inverted:
+            m.div_(1 - self.p)
+        return m.to(x.device)
+
+    def forward(self, x):
+        if not self.p:
+            return x
+        if not self.training:
+            return x if self.inverted else x * (1 - self.p)
+        S = len(self.generators)
+        self.memory_format = torch.contiguous_format
+        if x.dim() == 3:  # (S, B, F)
+            masks = torch.stack([self._mask(x.shape[1:], x, s) for s in range(S)])
+        elif x.dim() == 2:  # (B, S*F)
+            b, sf = x.shape
+            masks = torch.stack([self._mask((b, sf // S), x, s) for s in range(S)], 1).reshape(b, sf)
+        else:  # (B, S*C, H, W): each seed's (B, C, H, W) mask, in the memory format its run's input had
+            b, sc, h, w = x.shape
+            if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+                self.memory_format = torch.channels_last
+            masks = torch.stack([self._mask((b, sc // S, h, w), x, s) for s in range(S)], 1).reshape(b, sc, h, w)
+        return x * masks
+
+
+class StackedZeroPad(tnn.Module):
+    """Option-A shortcut (blocks.ZeroPadShortcut) per seed: zero channels padded inside each seed's block."""
+
+    def __init__(self, mod: ZeroPadShortcut, seeds: int):
+        super().__init__()
+        self.stride, self.extra, self.seeds = mod.stride, mod.extra, seeds
+
+    def forward(self, x):
+        x = x[:, :, ::self.stride, ::self.stride]
+        if not self.extra:
+            return x
+        b, sc, h, w = x.shape
+        front = self.extra // 2
+        y = F.pad(x.reshape(b, self.seeds, sc // self.seeds, h, w), (0, 0, 0, 0, front, self.extra - front))
+        return y.reshape(b, -1, h, w)
+
+
+class Flatten(tnn.Module):
+    """tnn.Flatten of a (B, S*C, H, W) map: (B, S*C*H*W), seed-major, as Linear reads it."""
+
+    def forward(self, x):
+        if x.dim() == 3:
+            raise ValueError("stacked Flatten got (S, B, F) features")
+        return x.flatten(1)
+
+
+# Layers that act element-wise or per channel and keep no state: used as they are.
+PASS = (tnn.ReLU, tnn.Sigmoid, tnn.Tanh, tnn.GELU, tnn.SiLU, tnn.LeakyReLU, tnn.ELU, tnn.Identity,
+        tnn.MaxPool2d, tnn.AvgPool2d, tnn.AdaptiveAvgPool2d, Scale)
+# Containers and blocks whose forward only calls their children and adds, multiplies or
+# flattens from dim 1 (read for this: models/{mlp,lenet,digitnet,resnet}.py, nn/blocks.py).
+CONTAINERS = (tnn.Sequential, tnn.ModuleList, BasicBlock, PreActBlock, OrderedBasicBlock, ShortcutGate)
+
+
+def _container_types():
+    from ..models.digitnet import DigitNet
+    from ..models.lenet import LeNet
+    from ..models.mlp import MLP
+    from ..models.resnet import CifarResNet
+
+    return CONTAINERS + (MLP, LeNet, DigitNet, CifarResNet)
+
+
+def _leaf(mod) -> Optional[type]:
+    """The stacked class for a layer, or None for one used as it is (PASS)."""
+    t = type(mod)
+    if t is tnn.Linear:
+        return Linear
+    if t is tnn.Conv2d:
+        return Conv2d
+    if t in (tnn.BatchNorm1d, tnn.BatchNorm2d):
+        return BatchNorm
+    if t is tnn.GroupNorm:
+        return GroupNorm
+    if t is tnn.InstanceNorm2d:
+        return InstanceNorm
+    if t is tnn.LayerNorm and len(mod.normalized_shape) == 1:
+        return LayerNorm
+    if t is BatchNormTutorial:
+        return TutorialBatchNorm
+    if t in (tnn.Dropout, NonInvertedDropout, ZeroPadShortcut, tnn.Flatten):
+        return t
+    if isinstance(mod, PASS):
+        return None
+    raise TypeError(t.__name__)
+
+
+def why_not(model: tnn.Module) -> Optional[str]:
+    """None when every layer of `model` can be stacked, else a short reason."""
+    containers = _container_types()
+    for name, mod in model.named_modules():
+        if isinstance(mod, containers) and type(mod) in containers:
+            if any(True for _ in mod.parameters(recurse=False)) or any(True for _ in mod.buffers(recurse=False)):
+                return f"its {type(mod).__name__} {name!r} holds tensors of its own"
+            continue
+        if list(mod.children()):
+            return f"it has a {type(mod).__name__} block ({name!r}) that seed batching has no stacked form for"
+        try:
+            _leaf(mod)
+        except TypeError:
+            return f"it has a {type(mod).__name__} layer ({name!r}) that seed batching has no stacked form for"
+        if type(mod) is tnn.Conv2d and mod.padding_mode != "zeros":
+            return f"its conv {name!r} pads with {mod.padding_mode!r}"
+        if type(mod) is tnn.LayerNorm and len(mod.normalized_shape) != 1:
+            return f"its LayerNorm {name!r} normalizes over several dims (ln-chw)"
+    return None
+
+
+class SeedStacked(tnn.Module):
+    """The S seeds' models as one: forward takes each seed's batch, (S, B, ...), or one batch
+    every seed sees (B, ...) with mode="shared", and returns logits (S, B, K)."""
+
+    def __init__(self, models: Sequence[tnn.Module], generators: Optional[list] = None,
+                 channels_last: bool = False):
+        super().__init__()
+        reason = why_not(models[0])
+        if reason:
+            raise ValueError(f"cannot stack this model: {reason}")
+        self.seeds = len(models)
+        self.generators = generators if generators is not None else [torch.default_generator] * self.seeds
+        self.channels_last = channels_last
+        self.net = copy.deepcopy(models[0])
+        per_seed = [dict(m.named_modules()) for m in models]
+        for name, mod in list(self.net.named_modules()):
+            cls = _leaf(mod) if not list(mod.children()) else None
+            if cls is None:
+                continue
+            new: tnn.Module
+            if cls in (tnn.Dropout, NonInvertedDropout):
+                new = Dropout(mod, self.generators, inverted=cls is tnn.Dropout)
+            elif cls is ZeroPadShortcut:
+                new = StackedZeroPad(mod, self.seeds)
+            elif cls is tnn.Flatten:
+                new = Flatten()
+            else:
+                new = cls([p[name] for p in per_seed])
+            _set_module(self.net, name, new)
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+
+    def stack_input(self, x: torch.Tensor, mode: str = "seeds") -> torch.Tensor:
+        """The stacked layout (B, S*C, ...) from per-seed batches (S, B, C, ...) ("seeds"), from
+        one batch (B, C, ...) every seed sees ("shared": repeated), or as given ("stacked")."""
+        if mode == "shared":
+            x = x.repeat(1, self.seeds, *([1] * (x.dim() - 2)))
+        elif mode == "seeds":
+            x = x.transpose(0, 1).flatten(1, 2)
+        elif mode != "stacked":
+            raise ValueError(f"mode must be seeds, shared or stacked, got {mode!r}")
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def forward(self, x: torch.Tensor, mode: str = "seeds") -> torch.Tensor:
+        out = self.net(self.stack_input(x, mode))
+        if out.dim() != 3 or out.shape[0] != self.seeds:
+            raise ValueError(f"the stacked model's output has shape {tuple(out.shape)}, not (S, B, classes)")
+        return out
+
+
+def _set_module(root: tnn.Module, name: str, new: tnn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, child, new)
+
+
+def unstack_state(stacked: dict, seed: int, seeds: int, template: dict) -> dict:
+    """Seed `seed`'s state_dict from the stacked model's (`stacked`, keys prefixed `net.` or
+    not): each tensor's seed-major slice in the shape of `template` (a separate model's
+    state_dict); a one-element tensor shared by all seeds (BN's step counter) as it is."""
+    out = {}
+    for k, t in template.items():
+        v = stacked[k] if k in stacked else stacked["net." + k]
+        if v.dim() > 0 and v.numel() == t.numel() * seeds:
+            n = v.shape[0] // seeds  # seed-major along dim 0 (a view, whatever the memory format)
+            out[k] = v.detach().narrow(0, seed * n, n).reshape(t.shape).clone()
+        elif v.numel() == t.numel():
+            out[k] = v.detach().clone()
+        else:
+            raise ValueError(f"stacked tensor {k} {tuple(v.shape)} does not hold {seeds} of {tuple(t.shape)}")
+    return out
