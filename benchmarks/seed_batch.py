@@ -146,7 +146,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="fewer steps, S = 1, 5, 10")
-    ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated, of " + ", ".join(FAMILIES))
+    ap.add_argument("--families", default=",".join(FAMILIES),
+                    help="comma-separated, of " + ", ".join(FAMILIES) + "; none for the claims timing alone")
     ap.add_argument("--sizes", default=None, help="seed counts, default 1,5,10,20 (quick: 1,5,10)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--claims-quick", action="store_true", help="also time `normlab claims --quick` both ways")
@@ -164,7 +165,7 @@ def main(argv=None):
           f"{torch.get_num_threads()} threads, load average {info['load_average_before']}\n"
           f"matmul peak now: {format_peaks(peak_before)}")
     rows = []
-    for name in args.families.split(","):
+    for name in [f for f in args.families.split(",") if f and f != "none"]:
         rows += measure(name, FAMILIES[name], sizes, steps, device)
     peak_after = peaks(device, quick=True)
     peak = {k: max(peak_before[k], peak_after[k]) for k in peak_before}
@@ -175,7 +176,8 @@ def main(argv=None):
             r[f"{way}_frac_peak"] = r[f"{way}_seed_steps_s"] * imgs * r["train_flops_per_image"] / peak["fp32"]
         print(f"  {r['family']:<10}{r['seeds']:>4}  one by one {100 * r['one_by_one_frac_peak']:5.2f}%  "
               f"batched {100 * r['batched_frac_peak']:5.2f}%")
-    extra = {"claims_quick": claims_quick(args.jobs)} if args.claims_quick else {}
+    extra = {"claims_quick": claims_quick(args.jobs), "load_average_after_claims": list(os.getloadavg())} \
+        if args.claims_quick else {}
     write_results(args.out, rows, info, quick=args.quick, peak_flops=peak, steps=steps, threads=torch.get_num_threads(),
                   **extra)
 
