@@ -24,9 +24,15 @@ EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob(
 SHAPES = {"digits": (1, 8, 8), "mnist5k": (1, 28, 28), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28),
           "synthetic": (1, 28, 28), "cifar10": (3, 32, 32)}
 # How a run is executed, not what it computes (or the run folder and seed, compared apart)
-RUNTIME = {"out", "seed", "threads", "progress", "device", "channels_last", "compile", "tensorboard", "log_every"}
+RUNTIME = {"out", "seed", "threads", "progress", "curves", "device", "channels_last", "compile", "tensorboard", "log_every"}
 ACTS = set(torch.nn.modules.activation.__all__)
-NORM_TYPES = ("BatchNorm", "GroupNorm", "LayerNorm", "InstanceNorm", "SyncBatchNorm")
+NORM_TYPES = ("BatchNorm", "GroupNorm", "LayerNorm", "InstanceNorm", "SyncBatchNorm",
+              # the layers after the tutorials (nn/newer_norms.py, torch's RMSNorm and LocalResponseNorm)
+              "RMSNorm", "FilterResponseNorm", "EvoNorm", "BatchRenorm", "GhostBatchNorm", "NoisyBatchNorm",
+              "LocalResponseNorm")
+# Norm kinds that put no norm layer where a norm sits (the identity there), and those that change
+# the convolutions' or every layer's weights instead: their arms differ there by the norm factor.
+NO_LAYER = ("none", "ws", "wn")
 
 
 def resolved(cfg: dict):
@@ -42,9 +48,24 @@ def layers(cfg) -> list[tuple[str, str]]:
                      dropout_mode=cfg.dropout_mode, **kw)
     out = []
     for name, mod in m.named_modules():
+        if ".parametrizations" in name or name.endswith("parametrizations"):
+            continue  # weight norm's parametrization modules: the layer they belong to says "+wn"
         kind = type(mod).__name__
+        if kind.startswith("Parametrized"):
+            kind = kind.removeprefix("Parametrized") + "+wn"
         out.append((name, "norm" if kind.startswith(NORM_TYPES) or kind == "LayerNormCHW" else kind))
     return out
+
+
+def weights_moved(ka: str, kb: str, a, b) -> bool:
+    """A layer whose weights the norm factor reparametrizes: Conv2d against StdConv2d (ws, gn+ws)
+    or a layer against its weight-normalized self (wn), in the arm that asks for it."""
+    for (k1, n1), (k2, n2) in (((ka, a.norm), (kb, b.norm)), ((kb, b.norm), (ka, a.norm))):
+        if k1 == "Conv2d" and k2 == "StdConv2d" and n2.endswith("ws"):
+            return True
+        if k2 == k1 + "+wn" and n2 == "wn":
+            return True
+    return False
 
 
 def same_but(a, b, varies: set, where: str) -> None:
@@ -67,7 +88,9 @@ def same_but(a, b, varies: set, where: str) -> None:
             continue
         # only the norm factor moves layers, and only where a norm sits: norm vs none is Identity
         # in the arm whose norm is none; two arms with real norms must have them in the same places
-        none_a, none_b = a.norm == "none", b.norm == "none"
+        if "norm" in varies and weights_moved(ka, kb, a, b):
+            continue
+        none_a, none_b = a.norm in NO_LAYER, b.norm in NO_LAYER
         ok = "norm" in varies and {ka, kb} <= {"norm", "Identity"} and (
             (ka == "Identity" and none_a) or (kb == "Identity" and none_b) or ka == kb == "norm")
         assert ok, f"{where}: layer {name!r} is {ka} in one arm and {kb} in the other ({a.norm} vs {b.norm})"

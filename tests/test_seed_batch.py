@@ -1,4 +1,4 @@
-"""Seed-batched training (train/seed_batch.py, nn/stacked.py) against separate runs.
+"""Seed-batched training (train/seed_batch.py, models/stacked.py) against separate runs.
 
 The reference is the separate run itself: build.build_run + trainer.train_epoch, the code path
 `normlab train` takes, one seed at a time. After one (short) epoch every weight and buffer of
@@ -159,7 +159,7 @@ def test_no_leak_between_seeds():
 def test_bn_statistics_are_per_seed():
     """The stacked batch norm over S*C channels never pools seeds: feeding seed 0 a batch scaled
     by 100 leaves seed 1's running statistics what its own batch gives."""
-    from normlab.nn.stacked import SeedStacked
+    from normlab.models.stacked import SeedStacked
 
     torch.manual_seed(0)
     models = [normlab.models.create_model("lenet-bn", input_size=(16, 16)) for _ in range(2)]

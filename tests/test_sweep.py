@@ -54,7 +54,7 @@ def test_grid_expansion_order_ids_and_configs():
     ({"base": dict(BASE, seed=3), "factors": {}},
      "experiment: 'seed' cannot be set in an experiment (give the seeds with the top-level `seeds:` key)"),
     ({"base": BASE, "factors": {"norm": ["bn", "xx"]}},
-     "experiment: cell norm=xx: unknown norm 'xx'. Valid choices: bn, brn, evob0, evos0, evos0:G, frn, gbn, gbn:V, gn, gn+ws, gn:G, gn:G+ws, in, in-affine, ln, ln-chw, ln2d, lrn, none, rms, wn, ws."),
+     "experiment: cell norm=xx: unknown norm 'xx'. Valid choices: bn, brn, evob0, evos0, evos0:G, frn, gbn, gbn:V, gn, gn+ws, gn:G, gn:G+ws, in, in-affine, ln, ln-chw, ln2d, lrn, noisy-bn, none, rms, wn, ws."),
     ({"base": BASE, "seeds": 0}, "experiment: seeds must be a count >= 1 or a list of integers, got 0"),
     ({"base": BASE, "factor": {}}, "unknown key in experiment: 'factor'. Did you mean 'factors'?"),
     ({"base": ["dataset", "digits"]}, "experiment: base and factors must be mappings of option: value"),

@@ -34,7 +34,8 @@ ALWAYS_USED = {
     "threads": "always", "precision": "always", "channels_last": "the memory format of model and inputs",
     "compile": "always", "cuda_graphs": "refused off CUDA (train/graphs.py)", "deterministic": "always",
     "tensorboard": "always", "sync_bn": "refused outside torchrun", "out": "always", "progress": "always",
-    "log_every": "always",
+    "log_every": "always", "curves": "always (curves.png at the end)",
+    "batch_classes": "builds every training batch (refused where it cannot, data/skewed.py)",
 }
 
 

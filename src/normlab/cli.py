@@ -443,7 +443,8 @@ def _(p):
 
 
 # ---------------------------------------------------------------- claims
-@command("claims", "run the tutorials' claims as small experiments and write a verdict report")
+@command("claims", "run the tutorials' and the normalization papers' claims as small experiments and write a "
+                   "verdict report")
 def run_claims_cmd(args) -> int:
     from .experiments import claims
     from .experiments.sweep import parse_shard
@@ -468,6 +469,26 @@ def _(p):
     p.add_argument("--shard", metavar="I/N", help="train only the I-th of N slices of the claims' cells (1-based), "
                    "e.g. 2/4; the report is written once every cell has finished")
     _seed_batch_options(p, "a cell's seeds")
+
+
+# ---------------------------------------------------------------- leaderboard
+@command("leaderboard", "every norm against BN at four batch sizes in two models, each norm's lr tuned "
+                        "(DeepOBS protocol), with paired intervals, seeds won, images/s and a figure")
+def run_leaderboard_cmd(args) -> int:
+    from .experiments.leaderboard import run_leaderboard
+
+    doc = run_leaderboard(args.out, quick=args.quick, jobs=args.jobs)
+    return 130 if doc.get("interrupted") else 0
+
+
+@run_leaderboard_cmd.arguments
+def _(p):
+    p.add_argument("--quick", action="store_true", help="a 2-rate grid, 1 tuning and 3 confirmation seeds, 1-3 epochs on a "
+                   "fifth of the training images (minutes; the full board is about an hour on two cores)")
+    p.add_argument("--out", default="leaderboard", metavar="DIR",
+                   help="folder for leaderboard.md, .html, .csv and .json, and the runs (default: leaderboard)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="runs trained in parallel worker processes "
+                   "(default: 1)")
 
 
 # ---------------------------------------------------------------- models

@@ -144,7 +144,8 @@ class TrainConfig:
                               "(GroupNorm(1, C)), ln-chw (LayerNorm over C,H,W, element-wise affine), in (affine=False, "
                               "torch's default), in-affine, none; "
                               "after the tutorials (docs/norms.md): rms, ln2d, frn, evob0, evos0[:G], brn, gbn[:V], "
-                              "lrn, ws, gn[:G]+ws, wn (default: the model's own); from Python also a callable "
+                              "lrn, ws, gn[:G]+ws, wn, noisy-bn (BN with noise after it in training, an experiment's layer) "
+                              "(default: the model's own); from Python also a callable "
                               "num_channels -> nn.Module")
     norm_impl: str = opt("native", "norm implementation: native (torch kernels) or reference "
                          "(normlab's tensor-op layers) or tutorial (seed 000's from-scratch BatchNorm)",
@@ -186,6 +187,10 @@ class TrainConfig:
     # --- optimization
     epochs: int = opt(10, "number of passes over the training set", check=at_least_one)
     batch_size: int = opt(64, "training batch size", check=at_least_one)
+    batch_classes: Optional[int] = opt(None, "class-skewed (non-i.i.d.) training batches: each batch holds "
+                                       "batch-size/K examples of each of only K classes (Ioffe 2017's non-i.i.d. "
+                                       "minibatches; docs/data.md) (default: a uniform shuffle)",
+                                       check=optional(at_least_one))
     eval_batch_size: int = opt(1000, "evaluation batch size", check=at_least_one)
     optimizer: str = opt("adam", "optimizer: sgd, momentum, nesterov, adagrad, adadelta, rmsprop, adam, "
                          "adamw, nadam, lbfgs (full-step L-BFGS with a strong-Wolfe line search per batch)")
@@ -251,6 +256,8 @@ class TrainConfig:
                                         "30 minutes)", check=optional(positive))
     out: Optional[str] = opt(None, "run directory (default: runs/MODEL-DATASET-TIMESTAMP)")
     progress: bool = opt(True, "show a progress bar per epoch")
+    curves: bool = opt(True, "write curves.png (loss and accuracy against epoch) at the end; --no-curves saves "
+                       "about a second a run, which a sweep of hundreds of short runs notices (normlab leaderboard)")
     log_every: Optional[int] = opt(None, "also print the training loss every N steps (seed 001 prints every 100)",
                                    check=optional(at_least_one))
 
@@ -335,6 +342,7 @@ class DataConfig(_Section):
     strict: bool
     stream: str
     batch_size: int
+    batch_classes: Optional[int]
     eval_batch_size: int
     tta: str
     seed: int
@@ -418,6 +426,7 @@ class RuntimeConfig(_Section):
     dist_timeout: Optional[float]
     out: Optional[str]
     progress: bool
+    curves: bool
     log_every: Optional[int]
 
 

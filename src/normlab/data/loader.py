@@ -56,11 +56,13 @@ class DeviceLoader:
     shuffle: a new permutation per epoch from `generator` (CPU, seeded), so the data order is
     the same on every device for a given seed. drop_single: drop a final batch of exactly one
     sample (BatchNorm cannot normalize a single value per channel in training).
+    batch_classes: class-skewed batches (data/skewed.py): each batch holds batch_size / K
+    examples of each of K classes, instead of a uniform shuffle (training only).
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, normalize: Normalize,
                  shuffle: bool = False, generator: Optional[torch.Generator] = None,
-                 drop_single: bool = False, augment=None):
+                 drop_single: bool = False, augment=None, batch_classes: Optional[int] = None):
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.normalize = normalize
@@ -68,9 +70,18 @@ class DeviceLoader:
         self.generator = generator
         self.drop_single = drop_single
         self.augment = augment
+        self.batch_classes = batch_classes
+        if batch_classes is not None:
+            from . import skewed
+
+            skewed.check(batch_size, batch_classes, y)
 
     def __len__(self) -> int:
         n = len(self.y)
+        if self.batch_classes is not None:
+            from . import skewed
+
+            return skewed.batch_count(self.y, self.batch_size, self.batch_classes)
         full, rest = divmod(n, self.batch_size)
         if rest == 1 and self.drop_single and n > 1:
             rest = 0
@@ -84,6 +95,9 @@ class DeviceLoader:
         return n
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.batch_classes is not None:
+            yield from self._skewed()
+            return
         n = len(self.y)
         if self.shuffle:
             order = torch.randperm(n, generator=self.generator).to(self.x.device)
@@ -97,6 +111,20 @@ class DeviceLoader:
                 idx = order[sl]
                 # index_select: a plain row gather, far cheaper than generic advanced indexing
                 xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
+            if self.augment is not None:
+                xb = self.augment(xb, self.generator)
+            yield self.normalize(xb), yb
+
+    def _skewed(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        from . import skewed
+
+        k = self.batch_classes
+        assert k is not None  # only called with class-skewed batches
+        for idx in skewed.batches(self.y, self.batch_size, k, self.generator):
+            if self.drop_single and len(idx) == 1:  # batch norm cannot train on one sample
+                continue
+            idx = idx.to(self.x.device)
+            xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
             if self.augment is not None:
                 xb = self.augment(xb, self.generator)
             yield self.normalize(xb), yb

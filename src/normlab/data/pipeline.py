@@ -13,6 +13,7 @@ from typing import Optional
 
 import torch
 
+from ..errors import ConfigError
 from . import augment as augment_mod
 from . import preprocess as preprocess_mod
 from .inputs import Inputs
@@ -180,7 +181,8 @@ def build(cfg, device: torch.device, drop_single: bool, data: Optional[Dataset] 
     if aug is None and tuple(data.train_x.shape[-2:]) != size:
         aug = eval_resize(inputs)
     train = DeviceLoader(data.train_x.to(device), data.train_y.to(device), cfg.batch_size, transform,
-                         shuffle=True, generator=order, drop_single=drop_single, augment=aug)
+                         shuffle=True, generator=order, drop_single=drop_single, augment=aug,
+                         batch_classes=getattr(cfg, "batch_classes", None))
     eval_aug = eval_resize(inputs) if tuple(data.test_x.shape[-2:]) != size else None
     test = DeviceLoader(data.test_x.to(device), data.test_y.to(device), cfg.eval_batch_size, transform,
                         augment=eval_aug)
@@ -201,6 +203,9 @@ def _stream(data, files, batch, transform, device, aug, **kw):
 
 
 def _build_stream(cfg, device, drop_single, data, inputs: Inputs) -> Pipeline:
+    if getattr(cfg, "batch_classes", None) is not None:
+        raise ConfigError("batch_classes: class-skewed batches are built for datasets held in memory; this "
+                          "image folder streams from disk: add --stream off, or drop --batch-classes")
     transform = inputs.input_transform()
     st = data.info["stream"]
     aug = augment_mod.make_augment(cfg.augment)

@@ -16,7 +16,9 @@ ln2d (LayerNorm over C at each position, as ConvNeXt), frn (Filter Response Norm
 evob0, evos0 / evos0:G (EvoNorm), brn (Batch Renormalization), gbn / gbn:V (Ghost BatchNorm over
 virtual batches of V), lrn (AlexNet's local response norm), and three that change the weights
 rather than add a layer: ws (weight-standardized convolutions, no norm layer), gn+ws / gn:G+ws
-(both), wn (weight normalization of every conv and linear layer, no norm layer).
+(both), wn (weight normalization of every conv and linear layer, no norm layer); and one
+experiment's layer: noisy-bn (batch norm with noise added after it in training, Santurkar et al.
+2018's test of the internal-covariate-shift story).
 """
 
 from __future__ import annotations
@@ -28,14 +30,14 @@ import torch.nn as tnn
 from ..errors import ConfigError, unknown_name
 
 NORM_KINDS = ("bn", "gn", "ln", "ln-chw", "in", "in-affine", "none", "rms", "ln2d", "frn", "evob0", "evos0", "brn",
-              "gbn", "lrn", "ws", "gn+ws", "wn")
+              "gbn", "lrn", "ws", "gn+ws", "wn", "noisy-bn")
 # Kinds that take a number after a colon, and what it is.
 NUMBERED = {"gn": "groups, e.g. gn:8", "gbn": "virtual batch size, e.g. gbn:16", "evos0": "groups, e.g. evos0:8"}
 # Kinds that normalize over spatial positions only, so have no form for (N, C) features.
 SPATIAL_ONLY = ("in", "in-affine", "frn", "evob0", "evos0", "lrn")
 # Kinds that reparametrize the weights of the model's layers instead of (or besides) a norm layer.
 WEIGHT_KINDS = {"ws": "standardize", "gn+ws": "standardize", "wn": "weight_norm"}
-BATCH_NORM_KINDS = ("bn", "gbn", "brn")  # the kinds that take batch norm's eps and momentum
+BATCH_NORM_KINDS = ("bn", "gbn", "brn", "noisy-bn")  # the kinds that take batch norm's eps and momentum
 GHOST_BATCH = 16  # gbn's virtual batch size when none is given (Hoffer et al. used 128 for batches of 4096)
 IMPLS = ("native", "reference", "tutorial")
 
@@ -156,7 +158,7 @@ def make_norm(kind: str, num_features: int, dims: int = 2, impl: str = "native",
     return cls(num_features, **kw)
 
 
-NEWER = ("rms", "ln2d", "frn", "evob0", "evos0", "brn", "gbn", "lrn")
+NEWER = ("rms", "ln2d", "frn", "evob0", "evos0", "brn", "gbn", "lrn", "noisy-bn")
 # Kinds with a single implementation (nn/newer_norms.py or a reparametrization): no reference/tutorial form.
 ONE_IMPL = NEWER + tuple(WEIGHT_KINDS)
 
@@ -192,6 +194,8 @@ def _newer_norm(spec: str, kind: str, number, num_features: int, dims: int, mome
         return nn2.BatchRenorm(num_features, **bn_kw)
     if kind == "gbn":
         return nn2.GhostBatchNorm(num_features, virtual_batch=number or GHOST_BATCH, **bn_kw)
+    if kind == "noisy-bn":
+        return nn2.NoisyBatchNorm(num_features, **bn_kw)
     return nn2.local_response_norm(num_features)
 
 

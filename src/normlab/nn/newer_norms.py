@@ -16,6 +16,9 @@ the paper's equations written out for Batch Renormalization and Ghost BatchNorm)
                        samples (Hoffer et al. 2017)
   StdConv2d            a convolution whose filters are standardized (zero mean, unit variance
                        per output channel) before use (Qiao et al. 2019)
+  NoisyBatchNorm       batch norm followed, in training only, by noise whose distribution
+                       changes every step (Santurkar et al. 2018's "noisy BatchNorm"): an
+                       experiment's layer, not a method
 
 Weight normalization (Salimans & Kingma 2016) is torch's own parametrization
 (torch.nn.utils.parametrizations.weight_norm) and Local Response Normalization torch's
@@ -212,6 +215,45 @@ class GhostBatchNorm(tnn.modules.batchnorm._BatchNorm):
         return torch.cat([normalize(c) for c in x.split(self.virtual_batch)])
 
 
+class NoisyBatchNorm(tnn.modules.batchnorm._BatchNorm):
+    """Batch norm whose output gets noise in training (Santurkar et al. 2018, sec. 2.1: "we
+    perturb each activation for each sample in the batch using i.i.d. noise sampled from a
+    non-zero mean and non-unit variance distribution", the distribution changing every step).
+
+    Each training step draws, per channel c, a scale a_c (log-uniform in [1/(1+S), 1+S]), a mean
+    m_c (uniform in [-S, S]) and a spread s_c (uniform in [0, S]), and every activation becomes
+
+        y = a_c * BN(x) + m_c + s_c * z,   z ~ N(0, 1) i.i.d. per sample and position,
+
+    so each layer's output distribution moves from step to step ("internal covariate shift" put
+    back in after BN). S is `noise` (1 by default). The draws use torch's global generator, which
+    the trainer seeds. In evaluation it is plain batch norm (no noise), so fuse_bn folds it and
+    export sees batch norm."""
+
+    def __init__(self, num_features: int, noise: float = 1.0, **kw):
+        super().__init__(num_features, **kw)
+        self.noise = float(noise)
+
+    def _check_input_dim(self, x):
+        if x.dim() < 2:
+            raise ValueError(f"NoisyBatchNorm expects (N, C, ...) input, got {x.dim()}-D")
+
+    def forward(self, x):
+        y = super().forward(x)
+        if not self.training or self.noise == 0.0:
+            return y
+        s, c, n = _channel_shape(y), y.shape[1], self.noise
+        with torch.no_grad():  # the noise is data, not a function of the parameters
+            log_a = (torch.rand(c, device=y.device, dtype=y.dtype) * 2 - 1) * torch.log1p(torch.tensor(n))
+            mean = (torch.rand(c, device=y.device, dtype=y.dtype) * 2 - 1) * n
+            spread = torch.rand(c, device=y.device, dtype=y.dtype) * n
+            z = torch.randn_like(y)
+        return y * log_a.exp().view(s) + mean.view(s) + spread.view(s) * z
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, noise={self.noise:g}"
+
+
 class StdConv2d(tnn.Conv2d):
     """Conv2d with Weight Standardization: each output channel's filter is shifted to zero mean
     and scaled to unit variance (biased, over in_channels x kH x kW) before the convolution."""
@@ -271,6 +313,8 @@ def local_response_norm(num_features: int) -> tnn.LocalResponseNorm:
 NEWER_LAYERS = (RMSNorm2d, LayerNorm2d, FilterResponseNormTLU, EvoNormB0, EvoNormS0, BatchRenorm)
 # The layers with batch statistics of their own (SyncBatchNorm does not synchronize them).
 BATCH_STATISTICS = (BatchRenorm, GhostBatchNorm, EvoNormB0)
+# Batch norms that SyncBatchNorm's conversion would replace by a plain one, losing what they add.
+NOT_SYNCABLE = BATCH_STATISTICS + (NoisyBatchNorm,)
 
 __all__ = ["RMSNorm2d", "LayerNorm2d", "FilterResponseNormTLU", "EvoNormB0", "EvoNormS0", "BatchRenorm",
-           "GhostBatchNorm", "StdConv2d", "standardize_convs", "weight_normalize", "local_response_norm"]
+           "GhostBatchNorm", "NoisyBatchNorm", "StdConv2d", "standardize_convs", "weight_normalize", "local_response_norm"]

@@ -118,13 +118,17 @@ def wrap_model(model: torch.nn.Module, d: Dist, device: torch.device,
                sync_bn: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(model with synced BN if asked, its DDP wrapper for the forward pass)."""
     if sync_bn:
-        from ..nn.newer_norms import BATCH_STATISTICS
+        from ..nn.newer_norms import BATCH_STATISTICS, NOT_SYNCABLE
 
         unsynced = sorted({type(m).__name__ for m in model.modules() if isinstance(m, BATCH_STATISTICS)})
         if unsynced:
             raise ConfigError(f"sync_bn: synchronizes BatchNorm's statistics only, and this model's "
                               f"{', '.join(unsynced)} keep batch statistics of their own (ghost batches are "
                               f"per process by design); drop --sync-bn, or use --norm bn")
+        noisy = sorted({type(m).__name__ for m in model.modules() if isinstance(m, NOT_SYNCABLE)})
+        if noisy:
+            raise ConfigError(f"sync_bn: SyncBatchNorm would replace this model's {', '.join(noisy)} by plain "
+                              f"batch norm and drop its training noise; drop --sync-bn, or use --norm bn")
         if device.type == "cuda":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         else:

@@ -2,7 +2,7 @@
 
 Every seed keeps what its separate run has (docs/training.md, "Several seeds at once"):
   - its initial weights: its model is built by build.build_model with its own seed, then
-    stacked (nn/stacked.py), so the weights are the separate run's by construction;
+    stacked (models/stacked.py), so the weights are the separate run's by construction;
   - its data order and augmentation: its own loader generator, seeded as the separate run's;
   - its dropout masks: a generator per seed holding its run's global RNG state after the
     model was built (what a separate run's dropout layers draw from), drawn in the same order;
@@ -46,7 +46,7 @@ from ..data.loader import DeviceLoader
 from ..device import autocast
 from ..errors import ConfigError, TrainingError
 from ..faults import point as fault_point
-from ..nn import stacked as st
+from ..models import stacked as st
 from ..plots import plot_curves
 from ..rundir import RunDir
 from . import checkpoint, determinism, optim, regularize, schedule

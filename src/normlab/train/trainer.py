@@ -186,7 +186,8 @@ def default_hooks(r: Run, planned_epochs: Optional[int] = None) -> list[H.Hook]:
         hooks.append(H.Distributed(r.dist))
     hooks.append(H.Checkpoint(columns, write=main, ema=ema, planned_epochs=planned_epochs))
     if main:
-        hooks.append(H.Curves())
+        if cfg.curves:  # the plot at the end: most of a second-long run's time (sweeps of many runs turn it off)
+            hooks.append(H.Curves())
         if cfg.tensorboard:
             hooks.append(H.TensorBoard(columns))
     hooks.append(H.Console())

@@ -85,9 +85,10 @@ RULES = (
          lambda c: "it exempts biases and norm parameters from weight decay and the L2 penalty, and there is "
                    "neither; add --weight-decay or --l2, or drop it"),
     Rule("bn_eps", lambda c: _norm_kind(c) not in (*BATCH_NORMS, None),
-         lambda c: f"only batch norm (bn, gbn, brn) uses it, the norm is {c.norm}; drop --bn-eps or use --norm bn"),
+         lambda c: f"only batch norm (bn, gbn, brn, noisy-bn) uses it, the norm is {c.norm}; drop --bn-eps or use "
+                   f"--norm bn"),
     Rule("bn_momentum", lambda c: _norm_kind(c) not in (*BATCH_NORMS, None),
-         lambda c: f"only batch norm (bn, gbn, brn) uses it, the norm is {c.norm}; drop --bn-momentum or use "
+         lambda c: f"only batch norm (bn, gbn, brn, noisy-bn) uses it, the norm is {c.norm}; drop --bn-momentum or use "
                    f"--norm bn"),
     Rule("norm_impl", lambda c: _norm_kind(c) in ("none", *ONE_IMPL) or not _takes_norm(c),
          lambda c: (f"norm {c.norm} has one implementation (nn/newer_norms.py, tested against its reference); "

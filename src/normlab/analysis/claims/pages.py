@@ -38,8 +38,14 @@ PHONE_CARDS = (
     + "}")
 
 
+def papers(doc: dict) -> bool:
+    """Whether the run holds claims of the normalization papers (issue 31) beside the tutorials'."""
+    return any(r.get("source") for r in doc["claims"])
+
+
 def title(doc: dict) -> str:
-    return f"The tutorials' claims, measured ({'--quick' if doc['quick'] else 'full'} run)"
+    who = "The tutorials' and the normalization papers' claims" if papers(doc) else "The tutorials' claims"
+    return f"{who}, measured ({'--quick' if doc['quick'] else 'full'} run)"
 
 
 INTRO = ("Verdicts are about this small setting (tiny models, few epochs and seeds); effect = arm - "
@@ -175,8 +181,8 @@ def summary_table(doc: dict) -> list[list]:
     """One row per claim; a claim of several predictions gets its own row and one per prediction,
     each with that comparison's effect, p and verdict (the row of differences.csv it comes from).
     The verdict comes second, so a phone shows it without scrolling sideways."""
-    rows: list[list[Cell]] = [["claim", "verdict", "effect [95% interval] (unit)", "p (Holm)", "n",
-                               "what the tutorials say", "seconds"]]
+    said = "what the tutorials and papers say" if papers(doc) else "what the tutorials say"
+    rows: list[list[Cell]] = [["claim", "verdict", "effect [95% interval] (unit)", "p (Holm)", "n", said, "seconds"]]
     for r in doc["claims"]:
         tests = tests_of(r)
         name, cls = f"`{r['name']}`", VERDICT_CLASS.get(r["verdict"], "inconclusive")
@@ -245,6 +251,9 @@ def claim_blocks(doc: dict, r: dict, figs: dict) -> list[tuple]:
     if r.get("quote"):
         seed, zh, en = r["quote"]
         out.insert(1, ("p", f"Seed {seed}: 「{zh}」 ({en})"))
+    if r.get("source"):
+        ref, sentence = r["source"]
+        out.insert(1, ("p", f"{ref}: “{sentence}”"))
     tests = tests_of(r)
     if len(tests) == 1:
         out.append(("p", f"Statistics: {stats_text(tests[0])}."))

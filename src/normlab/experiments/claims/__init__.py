@@ -3,6 +3,7 @@
 
 index.py     the claims in report order, each with its arms and analysis
 trained.py   the trained claims: experiments (run by the sweep runner) and their analyses
+papers.py    the normalization papers' claims (issue 31): their experiments and analyses
 runner.py    train the cells, measure, write the report (claims.md/.html/.json, differences.csv)
 
 The statistics, measures and pages are normlab.analysis.claims: they read run folders only.

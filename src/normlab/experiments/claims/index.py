@@ -8,6 +8,7 @@ from typing import Callable, Optional
 
 from ...analysis.claims import exact
 from ...errors import unknown_name
+from . import papers as pp
 from . import trained as t
 
 
@@ -21,6 +22,8 @@ class Claim:
     varies: tuple = ()
     # the tutorial's sentence: (seed, the Chinese original, an English translation)
     quote: tuple = ()
+    # a paper's claim (papers.py): (the reference, the paper's sentence, quoted)
+    source: tuple = ()
 
 
 CLAIMS: dict[str, Claim] = {
@@ -117,6 +120,70 @@ CLAIMS: dict[str, Claim] = {
                                    "the shortcut had best carry no other operation and stay as clean as possible, so "
                                    "that information propagates")),
 }
+
+# The normalization literature's claims (issue 31, papers.py), after the tutorials'.
+CLAIMS.update({
+    "gn-ws": Claim("weight standardization lets GN close its gap to BN at batch 32 and keep GN's robustness at "
+                   "batch 2 (Qiao et al. 2019)", pp.claim_gn_ws, pp.arms_gn_ws, ("norm", "batch_size", "epochs"),
+                   source=("Qiao, Wang, Liu, Shen & Yuille 2019, Micro-Batch Training with Batch-Channel "
+                           "Normalization and Weight Standardization (arXiv:1903.10520), abstract",
+                           "Our WS ends this problem because when used with Group Normalization and trained with 1 "
+                           "image/GPU, WS is able to match or outperform the performances of BN trained with large "
+                           "batch sizes with only 2 more lines of code.")),
+    "frn-evonorm-batch-independent": Claim(
+        "FRN+TLU and EvoNorm-S0 do not depend on the batch: they lose less than BN from batch 32 to batch 2 "
+        "(Singh & Krishnan 2020; Liu et al. 2020)", pp.claim_frn_evo, pp.arms_frn_evo,
+        ("norm", "batch_size", "epochs"),
+        source=("Singh & Krishnan 2020, Filter Response Normalization Layer: Eliminating Batch Dependence in the "
+                "Training of Deep Neural Networks (CVPR 2020), abstract; Liu, Brock, Simonyan & Le 2020, Evolving "
+                "Normalization-Activation Layers (NeurIPS 2020), abstract",
+                "Our method operates on each activation channel of each batch element independently, eliminating "
+                "the dependency on other batch elements. Our method outperforms BN and other alternatives in a "
+                "variety of settings for all batch sizes. (Singh & Krishnan) / Several of these layers enjoy the "
+                "property of being independent from the batch statistics. (Liu et al., arXiv v1)")),
+    "brn-small-noniid": Claim("Batch Renormalization beats BN at a small batch and with non-i.i.d. (class-skewed) "
+                              "minibatches (Ioffe 2017)", pp.claim_brn, pp.arms_brn,
+                              ("norm", "batch_size", "epochs", "batch_classes"),
+                              source=("Ioffe 2017, Batch Renormalization: Towards Reducing Minibatch Dependence in "
+                                      "Batch-Normalized Models (NIPS 2017), abstract",
+                                      "Models trained with Batch Renormalization perform substantially better than "
+                                      "batchnorm when training with small or non-i.i.d. minibatches.")),
+    "ghost-bn-large-batch": Claim("a small virtual batch (Ghost BN) narrows the large-batch generalization gap "
+                                  "(Hoffer et al. 2017)", pp.claim_ghost, pp.arms_ghost, ("norm", "batch_size"),
+                                  source=("Hoffer, Hubara & Soudry 2017, Train longer, generalize better: closing the "
+                                          "generalization gap in large batch training of neural networks (NIPS "
+                                          "2017), abstract",
+                                          "We further investigate different techniques to train models in the "
+                                          "large-batch regime and present a novel algorithm named \"Ghost Batch "
+                                          "Normalization\" which enables significant decrease in the generalization "
+                                          "gap without increasing the number of updates.")),
+    "rms-vs-ln": Claim("RMSNorm trains faster than LayerNorm, at comparable accuracy (Zhang & Sennrich 2019)",
+                       pp.claim_rms, pp.arms_rms, ("norm",),
+                       source=("Zhang & Sennrich 2019, Root Mean Square Layer Normalization (NeurIPS 2019), abstract",
+                               "Extensive experiments on several tasks using diverse network architectures show that "
+                               "RMSNorm achieves comparable performance against LayerNorm but reduces the running time "
+                               "by 7%~64% on different models.")),
+    "wn-early": Claim("weight normalization speeds up early training over plain weights (Salimans & Kingma 2016)",
+                      pp.claim_wn, pp.arms_wn, ("norm",),
+                      source=("Salimans & Kingma 2016, Weight Normalization: A Simple Reparameterization to "
+                              "Accelerate Training of Deep Neural Networks (NIPS 2016), abstract",
+                              "By reparameterizing the weights in this way we improve the conditioning of the "
+                              "optimization problem and we speed up convergence of stochastic gradient descent.")),
+    "noisy-bn": Claim("BN's benefit survives noise injected after it that shifts every layer's input distribution "
+                      "at each step, so it does not come from reducing internal covariate shift (Santurkar et al. "
+                      "2018)", pp.claim_noisy_bn, pp.arms_noisy, ("norm",),
+                      source=("Santurkar, Tsipras, Ilyas & Madry 2018, How Does Batch Normalization Help "
+                              "Optimization? (NeurIPS 2018), abstract",
+                              "In this work, we demonstrate that such distributional stability of layer inputs has "
+                              "little to do with the success of BatchNorm.")),
+})
+
+
+def experiment(name: str, quick: bool) -> dict:
+    """Any claim's experiment: the tutorials' (trained.py) or the papers' (papers.py)."""
+    if name in pp.EXPERIMENTS:
+        return {"seeds": t.seeds(quick), **pp.EXPERIMENTS[name](quick), "name": name}
+    return t.experiment(name, quick)
 
 
 def select(only: Optional[str]) -> list[str]:

@@ -29,8 +29,7 @@ from ...grid import expand, jobs_of
 from ..seed_groups import SeedBatch
 from ..spec import parse_experiment
 from ..sweep import SweepOutcome, pending_jobs, prepare_sweep_dir, run_pending, shard_cells
-from .index import CLAIMS, select
-from .trained import experiment
+from .index import CLAIMS, experiment, select
 
 
 class Runs:
@@ -57,7 +56,6 @@ def _cell_of(exp, levels: dict):
 def plan(names: list[str], quick: bool):
     """The experiments the trained claims among `names` need, and which of their cells:
     ({experiment name: (Experiment, [Cell, ...])}, {claim: {label: (experiment name, Cell)}})."""
-
     exps: dict[str, tuple] = {}
     arms: dict[str, dict] = {}
     for name in names:
@@ -130,6 +128,8 @@ def measure(names: list[str], quick: bool, exps: dict, arms: dict, work: Path) -
                  train_seconds=train_s)
         if claim.quote:
             r["quote"] = list(claim.quote)
+        if claim.source:
+            r["source"] = list(claim.source)
         results.append(r)
     return results
 

@@ -30,9 +30,9 @@ import torch
 import torch.nn as tnn
 import torch.nn.functional as F
 
-from .blocks import BasicBlock, OrderedBasicBlock, PreActBlock, Scale, ShortcutGate, ZeroPadShortcut
-from .layers import NonInvertedDropout
-from .tutorial import BatchNormTutorial
+from ..nn.blocks import BasicBlock, OrderedBasicBlock, PreActBlock, Scale, ShortcutGate, ZeroPadShortcut
+from ..nn.layers import NonInvertedDropout
+from ..nn.tutorial import BatchNormTutorial
 
 
 def _stack(tensors: Sequence, shape=None) -> torch.Tensor:
@@ -321,10 +321,10 @@ CONTAINERS = (tnn.Sequential, tnn.ModuleList, BasicBlock, PreActBlock, OrderedBa
 
 
 def _container_types():
-    from ..models.digitnet import DigitNet
-    from ..models.lenet import LeNet
-    from ..models.mlp import MLP
-    from ..models.resnet import CifarResNet
+    from .digitnet import DigitNet
+    from .lenet import LeNet
+    from .mlp import MLP
+    from .resnet import CifarResNet
 
     return CONTAINERS + (MLP, LeNet, DigitNet, CifarResNet)
 
