@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -123,8 +124,9 @@ def measure(name: str, options: dict, sizes, steps: int, device, rounds: int = 3
     return rows
 
 
-def claims_quick(jobs: int) -> dict:
-    """Wall seconds of `normlab claims --quick` from scratch, seed-batched and one by one."""
+def claims_quick(jobs: int, only=None) -> dict:
+    """Wall seconds of `normlab claims --quick` (or of its claims `only`) from scratch,
+    seed-batched and one by one, and whether every verdict and number agrees."""
     import tempfile
 
     out = {}
@@ -132,13 +134,20 @@ def claims_quick(jobs: int) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "normlab", "claims", "--quick", "--out", tmp, "--jobs", str(jobs),
-                            *flag], check=True, stdout=subprocess.DEVNULL)
+                            *(["--only", only] if only else []), *flag], check=True, stdout=subprocess.DEVNULL)
             out[way] = time.perf_counter() - t0
-            out[f"{way}_verdicts"] = {c["name"]: c.get("verdict") for c in
-                                      json.loads((Path(tmp) / "claims.json").read_text())["claims"]}
+            doc = json.loads((Path(tmp) / "claims.json").read_text())
+            out[f"{way}_train_seconds"] = doc.get("train_seconds_total")
+            out[f"{way}_verdicts"] = {c["name"]: c.get("verdict") for c in doc["claims"]}
+            out[f"{way}_summaries"] = {c["name"]: c.get("summary") for c in doc["claims"]}
         print(f"claims --quick {way}: {out[way]:.0f} s", flush=True)
     out["ratio"] = out["one_by_one"] / out["batched"]
     out["same_verdicts"] = out["batched_verdicts"] == out["one_by_one_verdicts"]
+    out["moved"] = {k: [v, out["batched_summaries"][k]] for k, v in out["one_by_one_summaries"].items()
+                    if out["batched_summaries"].get(k) != v}
+    print(f"claims --quick{' --only ' + only if only else ''}: one by one {out['one_by_one']:.0f} s, batched "
+          f"{out['batched']:.0f} s ({out['ratio']:.2f}x); verdicts {'the same' if out['same_verdicts'] else 'DIFFER'}; "
+          f"{len(out['moved'])} printed summaries moved", flush=True)
     return out
 
 
@@ -146,11 +155,13 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="fewer steps, S = 1, 5, 10")
-    ap.add_argument("--families", default=",".join(FAMILIES), help="comma-separated, of " + ", ".join(FAMILIES))
+    ap.add_argument("--families", default=",".join(FAMILIES),
+                    help="comma-separated, of " + ", ".join(FAMILIES) + "; none for the claims timing alone")
     ap.add_argument("--sizes", default=None, help="seed counts, default 1,5,10,20 (quick: 1,5,10)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--claims-quick", action="store_true", help="also time `normlab claims --quick` both ways")
     ap.add_argument("--jobs", type=int, default=1, help="claims --jobs")
+    ap.add_argument("--claims-only", default=None, metavar="NAME,...", help="time only these claims (claims --only)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "seed_batch.json"))
     args = ap.parse_args(argv)
     if args.threads:
@@ -164,7 +175,7 @@ def main(argv=None):
           f"{torch.get_num_threads()} threads, load average {info['load_average_before']}\n"
           f"matmul peak now: {format_peaks(peak_before)}")
     rows = []
-    for name in args.families.split(","):
+    for name in [f for f in args.families.split(",") if f and f != "none"]:
         rows += measure(name, FAMILIES[name], sizes, steps, device)
     peak_after = peaks(device, quick=True)
     peak = {k: max(peak_before[k], peak_after[k]) for k in peak_before}
@@ -175,7 +186,8 @@ def main(argv=None):
             r[f"{way}_frac_peak"] = r[f"{way}_seed_steps_s"] * imgs * r["train_flops_per_image"] / peak["fp32"]
         print(f"  {r['family']:<10}{r['seeds']:>4}  one by one {100 * r['one_by_one_frac_peak']:5.2f}%  "
               f"batched {100 * r['batched_frac_peak']:5.2f}%")
-    extra = {"claims_quick": claims_quick(args.jobs)} if args.claims_quick else {}
+    extra = {"claims_quick": claims_quick(args.jobs, args.claims_only), "load_average_after_claims": list(os.getloadavg())} \
+        if args.claims_quick else {}
     write_results(args.out, rows, info, quick=args.quick, peak_flops=peak, steps=steps, threads=torch.get_num_threads(),
                   **extra)
 

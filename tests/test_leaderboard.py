@@ -14,7 +14,7 @@ import pytest
 from normlab.analysis import paired
 from normlab.errors import ConfigError
 from normlab.experiments import leaderboard as lb
-from normlab.experiments import sweep
+from normlab.experiments import seed_groups, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "experiments" / "reports" / "leaderboard-quick"
@@ -62,6 +62,9 @@ def fake_test_acc(cfg):
 def board(tmp_path, monkeypatch):
     f = Fake(val, fake_test_acc)
     monkeypatch.setattr(sweep, "run_job", f)
+    # a cell's seeds trained as one seed batch (resnet20's): the fake stands in for each of its runs
+    monkeypatch.setattr(seed_groups, "run_group",
+                        lambda names, cfgs, group: [(n, *f(c)[1:]) for n, c in zip(names, cfgs)])
     doc = lb.run_leaderboard(tmp_path / "lb", setting=SMALL, log=lambda *a: None)
     return f, doc, tmp_path / "lb"
 

@@ -253,6 +253,7 @@ def test_one_seed_folder_resumes_alone(tmp_path):
 
 def test_refused_where_it_does_not_apply():
     assert refusal(make_config({"optimizer": "lbfgs"})).startswith("L-BFGS")
+    assert refusal(make_config({"batch_classes": 2})).startswith("--batch-classes")
     with pytest.raises(ConfigError, match="seed batching: L-BFGS"):
         train_seeds({**SMALL, "model": "mlp", "optimizer": "lbfgs"}, [0, 1], log=quiet)
     with pytest.raises(ConfigError, match=r"seed batching: model gru-rows .* no stacked form"):

@@ -25,13 +25,14 @@ from ..locks import hold as hold_lock
 from .jobs import _record_failure, lock_path, machine_failure, one_line, run_job
 
 # Model families batched by default on a CPU: those whose seed-steps/s measured faster batched at
-# S = 5 and 10 (benchmarks/seed_batch.py; docs/performance.md has the table). On a GPU every
-# family that stacks is batched.
-ON_CPU = {"mlp": "3.3x at S = 10", "linear": "the mlp's layers"}
-OFF_CPU = {"lenet": "LeNet's convolutions and pooling are compute-bound on a CPU: 1.0x batched",
-           "digitnet": "its grouped convolutions ran 0.8x batched on a CPU",
-           "resnet-cifar": "measured 0.9-1.3x batched on a CPU, not reliably faster",
-           "preact-resnet": "as the CIFAR ResNets: not reliably faster on a CPU"}
+# S = 5, 10 and 20 in the claims' settings (benchmarks/seed_batch.py, one thread, 2026-12-07; the
+# table is in docs/performance.md). On a GPU every family that stacks is batched.
+ON_CPU = {"mlp": "1.9x / 3.1x / 3.7x at S = 5 / 10 / 20",
+          "linear": "the mlp's layers (a Linear layer)",
+          "lenet": "2.3x / 1.8x / 1.5x at S = 5 / 10 / 20 (grouped convolutions in channels_last)",
+          "resnet-cifar": "1.3x at S = 5 and 10 (resnet20)"}
+OFF_CPU = {"digitnet": "its grouped convolutions measured 0.8-1.1x batched on a CPU (benchmarks/seed_batch.py)",
+           "preact-resnet": "not measured batched on a CPU yet (the CIFAR ResNets were, 1.3x)"}
 
 SeedBatch = Union[bool, int]  # True: where it applies and pays; False: never; N: at most N seeds a group
 

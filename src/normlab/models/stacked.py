@@ -85,6 +85,17 @@ class Linear(tnn.Module):
         s = self.seeds
         if x.dim() == 2:  # (B, S*in), from a flattened (B, S*C, H, W): seed-major along dim 1
             x = x.view(x.shape[0], s, self.in_features).transpose(0, 1)
+        if not torch.is_grad_enabled() and x.shape[1] >= 256:
+            # evaluation's large batches: one addmm per seed beats the batched kernel there (0.8x
+            # the time at 1,000 x 784 -> 512 on a CPU); training's small batches are the batched
+            # kernel's case
+            out = x.new_empty(s, x.shape[1], self.out_features)
+            for i in range(s):
+                if self.bias is None:
+                    torch.mm(x[i], self.weight[i].t(), out=out[i])
+                else:
+                    torch.addmm(self.bias[i], x[i], self.weight[i].t(), out=out[i])
+            return out
         return _BatchedLinear.apply(x, self.weight, self.bias)
 
 

@@ -91,6 +91,8 @@ def refusal(cfg: TrainConfig) -> Optional[str]:
         return "--tensorboard writes one run's scalars"
     if cfg.log_every:
         return "--log-every prints one run's loss"
+    if getattr(cfg, "batch_classes", None):
+        return "--batch-classes makes batches whose sizes differ from seed to seed"
     if cfg.dataset == "imagefolder" and cfg.stream != "off":
         return "a streamed image folder is read by each run's own workers"
     return None
@@ -169,8 +171,10 @@ class SeedLoader:
     def __init__(self, loaders: Sequence[DeviceLoader]):
         self.loaders = list(loaders)
         first = self.loaders[0]
+        # one gather for all seeds: plain shuffled batches of shared images (augmentation goes
+        # through each seed's own loader; class-skewed batches are refused, see `refusal`)
         self.fast = all(ld.augment is None and ld.normalize is first.normalize and ld.x is first.x
-                        for ld in self.loaders)
+                        and getattr(ld, "batch_classes", None) is None for ld in self.loaders)
 
     def __len__(self) -> int:
         return len(self.loaders[0])
@@ -530,7 +534,9 @@ class Group:
             s.summary, s.status = self.summary(s), "finished"
             return
         s.run_dir.save_weights(s.weights)
-        plot_curves(s.rows, s.run_dir / "curves.png", title=f"{s.cfg.model} on {s.cfg.dataset}", classes=self.num_classes)
+        if s.cfg.curves:  # --no-curves: as a separate run, no plot
+            plot_curves(s.rows, s.run_dir / "curves.png", title=f"{s.cfg.model} on {s.cfg.dataset}",
+                        classes=self.num_classes)
         s.summary = self.summary(s)
         s.run_dir.write_json("summary.json", s.summary)
         s.status = "finished"
