@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..fileio import atomic_write_text
 from . import figures, render
+from .paired import t_interval
 
 COLUMNS = ("model", "norm", "batch", "status", "why", "lr", "n", "mean_acc", "sd_acc", "diff", "low", "high", "p",
            "p_holm", "verdict", "share_won", "seeds_needed", "images_per_s")
@@ -151,7 +152,6 @@ def line_style(i: int) -> dict:
 
 def _half(r: dict) -> float:
     """Half-width of the 95% t interval of the mean accuracy (0 for one seed)."""
-    from .paired import t_interval
 
     vals = r.get("per_seed") or []
     if len(vals) < 2 or not math.isfinite(r["sd_acc"]):

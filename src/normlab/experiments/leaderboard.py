@@ -36,8 +36,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
-from ..analysis import paired
+from ..analysis import leaderboard_page as page
+from ..analysis import paired, render
+from ..analysis.results import is_finished
+from ..config import make_config
 from ..errors import ConfigError, NormlabError
+from ..models import create_model
+from ..models.from_config import MODEL_OPTIONS
+from ..nn.factory import GHOST_BATCH
+from ..train.resolve import resolve
+from .claims.runner import load_text, trained_text
+from .sweep import SweepOutcome, run_pending
 
 if TYPE_CHECKING:
     from .sweep import SweepOutcome
@@ -121,10 +130,6 @@ def applies(model: str, norm: str) -> Optional[str]:
 def _try(model: str, norm: str) -> Optional[str]:
     import torch
 
-    from ..config import make_config
-    from ..models import create_model
-    from ..models.from_config import MODEL_OPTIONS
-    from ..train.resolve import resolve
 
     try:
         cfg = resolve(make_config({**MODELS[model], "norm": norm}))
@@ -144,7 +149,6 @@ def same_as_baseline(norm: str, batch: int) -> Optional[str]:
     """Arms that compute exactly what another arm computes: gbn at a batch no larger than its
     virtual batch is batch norm over the whole batch."""
     if norm.split(":")[0] == "gbn":
-        from ..nn.factory import GHOST_BATCH
 
         v = int(norm.split(":")[1]) if ":" in norm else GHOST_BATCH
         if batch <= v:
@@ -185,8 +189,6 @@ def confirm_dir(work: Path, a: Arm, seed: int) -> Path:
 
 
 def _pending(runs: list, log: Callable, jobs: int) -> "SweepOutcome":
-    from ..analysis.results import is_finished
-    from .sweep import SweepOutcome, run_pending
 
     outcome = SweepOutcome()
     todo = []
@@ -291,9 +293,6 @@ def _sd(xs) -> float:
 def run_leaderboard(out, quick: bool = False, jobs: int = 1, setting: Optional[Setting] = None,
                     log: Callable = print) -> dict:
     """Tune, confirm, compare and write the report into `out` (see the module docstring)."""
-    from ..analysis import leaderboard_page as page
-    from ..analysis import render
-    from .claims.runner import load_text, trained_text
 
     s = setting or (QUICK if quick else FULL)
     check_setting(s)

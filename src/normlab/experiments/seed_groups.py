@@ -19,9 +19,16 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 from ..analysis.results import is_finished
+from ..config import make_config
+from ..device import resolve_device
 from ..errors import NormlabError
 from ..locks import Locked
 from ..locks import hold as hold_lock
+from ..models.registry import get_spec
+from ..train import checkpoint
+from ..train.build import resolve_config
+from ..train.seed_batch import NotStackable, norm_refusal, refusal, train_seeds
+from . import jobs
 from .jobs import _record_failure, lock_path, machine_failure, one_line, run_job
 
 # Model families batched by default on a CPU: those whose seed-steps/s measured faster batched at
@@ -43,11 +50,6 @@ def _key(cfg: dict) -> str:
 
 def why_not(cfg: dict) -> Optional[str]:
     """Why this cell's seeds are trained one by one (one phrase), or None to batch them."""
-    from ..config import make_config
-    from ..device import resolve_device
-    from ..models.registry import get_spec
-    from ..train.build import resolve_config
-    from ..train.seed_batch import norm_refusal, refusal
 
     try:
         c = resolve_config(make_config(cfg))
@@ -110,7 +112,6 @@ def _resumed_groups(cell: list, out: list) -> tuple:
     """The runs of `cell` that a seed batch with committed epochs holds (SWEEP_DIR/.seed-batch)
     become that batch again, with all its seeds (finished ones too: it resumes as one); the
     rest is returned to be grouped anew."""
-    from ..train import checkpoint
 
     if not cell:
         return cell, out
@@ -141,7 +142,6 @@ def _cell_name(name: str) -> str:
 
 
 def _started_alone(out: Path) -> bool:
-    from ..train import checkpoint
 
     return out.is_dir() and not is_finished(out) and checkpoint.last_epoch_dir(out) is not None \
         and not any(g.is_dir() for g in (out.parent.parent / ".seed-batch").glob(f"{out.name.rsplit('-s', 1)[0]}-s*"))
@@ -168,7 +168,6 @@ def run_group(names: list, cfgs: list, gdir: Path) -> list:
     its checkpoints keeps its seeds, so a finished seed there is part of it still)."""
     from contextlib import ExitStack
 
-    from ..train.seed_batch import NotStackable, train_seeds
 
     t0 = time.perf_counter()
     outs = [Path(c["out"]) for c in cfgs]
@@ -197,7 +196,6 @@ def run_group(names: list, cfgs: list, gdir: Path) -> list:
             held.close()
             return [(n, *run_job(c)[1:]) for n, c in zip(names, cfgs)]
         except KeyboardInterrupt:
-            from . import jobs
 
             if jobs.IN_WORKER:
                 import os

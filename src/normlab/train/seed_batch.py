@@ -544,23 +544,13 @@ class Group:
                  f"(best {s.summary['best_test_acc']:.4f}) -> {s.run_dir.path}")
 
     def summary(self, s: Seed) -> dict:
-        from .trainer import versions
+        from .trainer import run_summary
 
-        rows, cfg = s.rows, s.cfg
-        best = next(r for r in rows if r["epoch"] == s.best_epoch)
-        return {
-            "model": cfg.model, "dataset": cfg.dataset, "seed": cfg.seed, "epochs": rows[-1]["epoch"],
-            "final_test_acc": rows[-1]["test_acc"], "final_test_loss": rows[-1]["test_loss"],
-            "final_train_acc": rows[-1]["train_acc"], "final_train_loss": rows[-1]["train_loss"],
-            "best_test_acc": max(r["test_acc"] for r in rows),
-            "selected_epoch": s.best_epoch, "selected_by": "val_acc" if self.vals[0] is not None else "test_acc",
-            "selected_test_acc": best["test_acc"],
-            "wall_seconds": s.elapsed, "parameters": self.parameters,
-            "device": str(self.device), "threads": torch.get_num_threads(), "versions": versions(),
-            "world_size": 1, "replicas_identical": True,
-            "seed_batch": {"enabled": True, "seeds": self.S, "group": [x.seed for x in self.seeds],
-                           "time": "wall_seconds and the metrics' seconds are this seed's share of the group's"},
-        }
+        summary = run_summary(s.cfg, s.rows, s.best_epoch, self.vals[0] is not None, s.elapsed,
+                              self.parameters, self.device)
+        summary["seed_batch"] = {"enabled": True, "seeds": self.S, "group": [x.seed for x in self.seeds],
+                                 "time": "wall_seconds and the metrics' seconds are this seed's share of the group's"}
+        return summary
 
     # ---- resuming
     def restore(self) -> bool:

@@ -334,18 +334,26 @@ def train_epoch(step: Step, loader: DeviceLoader, epoch: int, on_step: Callable[
 
 
 def make_summary(loop: Loop) -> dict:
-    r, cfg, rows = loop.run, loop.run.cfg, loop.rows
-    best = next(row for row in rows if row["epoch"] == loop.best_epoch)
+    r = loop.run
+    return run_summary(r.cfg, loop.rows, loop.best_epoch, r.pipe.val is not None,
+                       time.perf_counter() - loop.start, count_params(r.model), r.device, r.dist.world)
+
+
+def run_summary(cfg: TrainConfig, rows: list[dict], best_epoch: int, has_val: bool, wall_seconds: float,
+                parameters: int, device: torch.device, world: int = 1) -> dict:
+    """summary.json of a finished run: its result, the epoch selected, where and with what it ran
+    (a run trained alone and one trained in a seed batch write the same keys)."""
+    best = next(row for row in rows if row["epoch"] == best_epoch)
     return {
         "model": cfg.model, "dataset": cfg.dataset, "seed": cfg.seed, "epochs": rows[-1]["epoch"],
         "final_test_acc": rows[-1]["test_acc"], "final_test_loss": rows[-1]["test_loss"],
         "final_train_acc": rows[-1]["train_acc"], "final_train_loss": rows[-1]["train_loss"],
         "best_test_acc": max(row["test_acc"] for row in rows),
-        "selected_epoch": loop.best_epoch, "selected_by": "val_acc" if r.pipe.val is not None else "test_acc",
+        "selected_epoch": best_epoch, "selected_by": "val_acc" if has_val else "test_acc",
         "selected_test_acc": best["test_acc"],
-        "wall_seconds": time.perf_counter() - loop.start, "parameters": count_params(r.model),
-        "device": str(r.device), "threads": torch.get_num_threads(), "versions": versions(),
-        "world_size": r.dist.world, "replicas_identical": True,
+        "wall_seconds": wall_seconds, "parameters": parameters,
+        "device": str(device), "threads": torch.get_num_threads(), "versions": versions(),
+        "world_size": world, "replicas_identical": True,
     }
 
 
