@@ -86,7 +86,7 @@ def test_convert_a_bare_norm_layer_returns_the_new_layer():
 
 
 def test_unknown_kind_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"unknown norm .gm.*Valid choices: bn, brn, evob0, evos0, evos0:G, frn, gbn, gbn:V, gn, gn\+ws, gn:G, gn:G\+ws, in, in-affine, ln, ln-chw, ln2d, lrn, none, rms, wn, ws"):
+    with pytest.raises(ConfigError, match=r"unknown norm .gm.*Valid choices: bn, brn, evob0, evos0, evos0:G, frn, gbn, gbn:V, gn, gn\+ws, gn:G, gn:G\+ws, in, in-affine, ln, ln-chw, ln2d, lrn, noisy-bn, none, rms, wn, ws"):
         convert_norm(_small_net(), "gm")
 
 
