@@ -182,7 +182,7 @@ def build(cfg, device: torch.device, drop_single: bool, data: Optional[Dataset] 
         aug = eval_resize(inputs)
     train = DeviceLoader(data.train_x.to(device), data.train_y.to(device), cfg.batch_size, transform,
                          shuffle=True, generator=order, drop_single=drop_single, augment=aug,
-                         batch_classes=getattr(cfg, "batch_classes", None))
+                         batch_classes=cfg.batch_classes)
     eval_aug = eval_resize(inputs) if tuple(data.test_x.shape[-2:]) != size else None
     test = DeviceLoader(data.test_x.to(device), data.test_y.to(device), cfg.eval_batch_size, transform,
                         augment=eval_aug)
@@ -203,7 +203,7 @@ def _stream(data, files, batch, transform, device, aug, **kw):
 
 
 def _build_stream(cfg, device, drop_single, data, inputs: Inputs) -> Pipeline:
-    if getattr(cfg, "batch_classes", None) is not None:
+    if cfg.batch_classes is not None:
         raise ConfigError("batch_classes: class-skewed batches are built for datasets held in memory; this "
                           "image folder streams from disk: add --stream off, or drop --batch-classes")
     transform = inputs.input_transform()

@@ -91,7 +91,7 @@ def refusal(cfg: TrainConfig) -> Optional[str]:
         return "--tensorboard writes one run's scalars"
     if cfg.log_every:
         return "--log-every prints one run's loss"
-    if getattr(cfg, "batch_classes", None):
+    if cfg.batch_classes:
         return "--batch-classes makes batches whose sizes differ from seed to seed"
     if cfg.dataset == "imagefolder" and cfg.stream != "off":
         return "a streamed image folder is read by each run's own workers"
