@@ -38,7 +38,8 @@ from machine import TRAIN_FORWARDS, format_peaks, forward_flops, peaks  # noqa: 
 
 import normlab  # noqa: E402
 from normlab.config import make_config  # noqa: E402
-from normlab.train.build import build_run, resolve_config  # noqa: E402
+from normlab.train.build import build_run  # noqa: E402
+from normlab.train.resolve import resolve_config  # noqa: E402
 from normlab.train.seed_batch import Group  # noqa: E402
 
 # The claims' settings (analysis/claims/trained.py): lenet-bn as lenet-b32/lenet-early (mnist5k,

@@ -322,7 +322,7 @@ def test_a_failed_seed_is_frozen_and_the_others_go_on():
     would test the data, not the mechanism.)"""
     from contextlib import ExitStack
 
-    from normlab.train.build import resolve_config
+    from normlab.train.resolve import resolve_config
     from normlab.train.seed_batch import Group
 
     cfg = {**SMALL, **SGD, "model": "mlp", "width": 16, "depth": 1, "norm": "bn"}

@@ -28,7 +28,7 @@ def read_experiment(out) -> Experiment:
     if not rec.is_file():
         raise ConfigError(f"{str(out)!r} is not a sweep directory (no experiment.json); "
                           f"create one with `normlab compare EXPERIMENT.yaml --out {out}`")
-    d = _read_experiment_json(rec)
+    d = read_experiment_json(rec)
     try:
         return parse_grid(d, source=str(rec))
     except ConfigError as exc:
@@ -39,7 +39,7 @@ _DAMAGED_EXPERIMENT = ("experiment.json records the sweep's experiment; restore 
                        "EXPERIMENT.yaml --out DIR` into a new folder")
 
 
-def _read_experiment_json(rec: Path) -> dict:
+def read_experiment_json(rec: Path) -> dict:
     try:
         d = json.loads(rec.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

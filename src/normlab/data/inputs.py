@@ -64,8 +64,9 @@ class Inputs:
 
     @classmethod
     def from_dict(cls, d) -> "Inputs":
-        """A preprocess.json record, of this version or an older one, checked in full; ValueError
-        names what is wrong."""
+        """A preprocess.json record, of this version or an older one, its shapes and classes checked
+        (ValueError names what is wrong); the fitted transform is checked where it is rebuilt,
+        `input_transform()` (api.read_inputs does both, so it is decoded once)."""
         if not isinstance(d, dict):
             raise ValueError("not a JSON object")
         input_shape = _shape(d, "input_shape")
@@ -73,12 +74,10 @@ class Inputs:
         if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
             raise ValueError(f"classes must be a non-empty list of names, got {classes!r}")
         background = d.get("background")
-        inputs = cls(input_shape, tuple(classes),
+        return cls(input_shape, tuple(classes),
                      source_shape=_shape(d, "source_shape", list(input_shape)),  # older runs: read at input size
                      model_input_shape=_shape(d, "model_input_shape", list(input_shape)),
                      transform=d.get("transform"), normalize=d.get("normalize"), augment=d.get("augment") or "",
                      val_split=float(d.get("val_split") or 0.0),
                      background=float(background) if isinstance(background, (int, float)) else None,
                      dataset=d.get("dataset") or {})
-        inputs.input_transform()  # a damaged transform fails here, not at the first image
-        return inputs

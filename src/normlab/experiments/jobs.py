@@ -67,7 +67,7 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if not isinstance(exc, NormlabError) else text
 
 
-def _record_failure(out: Path, record: dict) -> None:
+def record_failure(out: Path, record: dict) -> None:
     """failed.json, best effort: on a full disk it may not be writable, and the run is then simply
     not finished (trained again by the next `compare`)."""
     try:
@@ -77,13 +77,13 @@ def _record_failure(out: Path, record: dict) -> None:
         pass
 
 
-def _record_killed(out: Path) -> None:
+def record_killed(out: Path) -> None:
     """Mark a run whose worker died as the machine's failure, unless someone else has taken it
     over meanwhile (its lock) or it finished after all."""
     try:
         with hold_lock(lock_path(out)):
             if out.is_dir() and not is_finished(out):
-                _record_failure(out, {"error": KILLED, "kind": "machine"})
+                record_failure(out, {"error": KILLED, "kind": "machine"})
     except (Locked, OSError):
         pass
 
@@ -121,11 +121,11 @@ def run_job(cfg: dict) -> tuple[str, str, Optional[str], float]:
             except Exception as exc:
                 why = machine_failure(exc)
                 if why is not None:
-                    _record_failure(out, {"error": why, "kind": "machine"})
+                    record_failure(out, {"error": why, "kind": "machine"})
                     return str(out), "machine", why, time.perf_counter() - t0
                 msg = one_line(exc)
                 record = {"error": msg, "kind": "result" if isinstance(exc, NormlabError) else "bug"}
-                _record_failure(out, record)
+                record_failure(out, record)
                 if record["kind"] == "bug":  # one run's bug cannot sink the sweep; its traceback is kept
                     try:
                         atomic_write_text(out / "traceback.txt", traceback.format_exc(limit=8))

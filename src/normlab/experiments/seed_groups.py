@@ -26,10 +26,10 @@ from ..locks import Locked
 from ..locks import hold as hold_lock
 from ..models.registry import get_spec
 from ..train import checkpoint
-from ..train.build import resolve_config
+from ..train.resolve import resolve_config
 from ..train.seed_batch import NotStackable, norm_refusal, refusal, train_seeds
 from . import jobs
-from .jobs import _record_failure, lock_path, machine_failure, one_line, run_job
+from .jobs import lock_path, machine_failure, one_line, record_failure, run_job
 
 # Model families batched by default on a CPU: those whose seed-steps/s measured faster batched at
 # S = 5, 10 and 20 in the claims' settings (benchmarks/seed_batch.py, one thread, 2026-12-07; the
@@ -207,13 +207,13 @@ def run_group(names: list, cfgs: list, gdir: Path) -> list:
             status, msg = ("machine", why) if why else ("failed", one_line(exc))
             for o in outs:
                 if not is_finished(o):
-                    _record_failure(o, {"error": msg, "kind": "machine" if why else "result"})
+                    record_failure(o, {"error": msg, "kind": "machine" if why else "result"})
             return [(n, status, msg, time.perf_counter() - t0) for n in names]
         for n, r, o in zip(names, results, outs):
             if n in finished:
                 continue  # finished before: a seed of the resumed batch, not a run to report
             if r.error is not None:
-                _record_failure(o, {"error": r.error, "kind": "result"})
+                record_failure(o, {"error": r.error, "kind": "result"})
                 res[n] = (n, "failed", r.error, 0.0)
             else:
                 res[n] = (n, "done", None, float((r.summary or {}).get("wall_seconds") or 0.0))

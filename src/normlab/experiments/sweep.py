@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, TypeVar
 
-from ..analysis.results import _read_experiment_json, is_finished, write_results
+from ..analysis.results import is_finished, read_experiment_json, write_results
 from ..config import make_config
 from ..data.catalog import ensure_present
 from ..data.download import data_root
@@ -24,7 +24,7 @@ from ..grid import Cell, Experiment, Job, cell_config, expand, jobs_of
 from . import seed_groups
 from .jobs import run_job
 from .seed_groups import SeedBatch
-from .workers import _run_parallel, _signals_interrupt
+from .workers import run_parallel, signals_interrupt
 
 T = TypeVar("T")
 
@@ -60,7 +60,7 @@ def prepare_sweep_dir(exp: Experiment, out) -> Path:
     out = Path(out)
     rec = out / "experiment.json"
     if rec.is_file():
-        old = _read_experiment_json(rec)
+        old = read_experiment_json(rec)
         mine = json.loads(json.dumps(exp.to_dict()))
         changed = [k for k in ("base", "factors", "seeds") if old.get(k) != mine.get(k)]
         if changed:
@@ -122,14 +122,14 @@ def run_pending(todo: Sequence[tuple[str, dict]], jobs: int, outcome: SweepOutco
             log(f"  {name}: done in {secs:.1f} s")
 
     work = seed_groups.units(list(todo), seed_batch, log)
-    with _signals_interrupt():
+    with signals_interrupt():
         try:
             if jobs == 1 or len(work) <= 1:
                 for unit in work:
                     for name, *rest in seed_groups.run_unit(unit, run_job):
                         record(name, *rest)
             else:
-                _run_parallel(work, jobs, record)
+                run_parallel(work, jobs, record)
         except KeyboardInterrupt:
             outcome.interrupted = True
             log("normlab compare: interrupted; keeping the finished runs")

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import jobs
-from .jobs import KILLED, _record_killed
+from .jobs import KILLED, record_killed
 
 
 def _worker_init(threads: int, parent: int) -> None:
@@ -71,7 +71,7 @@ def stop_workers(procs, grace: float = 5.0) -> None:
 
 
 @contextmanager
-def _signals_interrupt():
+def signals_interrupt():
     """SIGTERM, like SIGINT, raises KeyboardInterrupt in the parent, so both end in the same
     orderly stop (workers stopped, results written) instead of a silent death."""
     if threading.current_thread() is not threading.main_thread():
@@ -88,7 +88,7 @@ def _signals_interrupt():
         signal.signal(signal.SIGTERM, old)
 
 
-def _run_parallel(work, jobs: int, record) -> None:
+def run_parallel(work, jobs: int, record) -> None:
     """Train the units of `work` (seed_groups.units: one run, or one seed batch) `jobs` at a time."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -121,4 +121,4 @@ def _run_parallel(work, jobs: int, record) -> None:
     finally:
         pool.shutdown(wait=True)
     for out in killed:  # once every worker is gone, and with it the locks of the runs it held
-        _record_killed(out)
+        record_killed(out)

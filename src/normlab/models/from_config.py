@@ -15,7 +15,7 @@ from .registry import create_model, get_spec
 MODEL_OPTIONS = ("depth", "width", "widths", "bias", "hidden_dropout", "block_order", "shortcut_op", "fc_norm")
 
 # GroupNorm and InstanceNorm run 2-3x slower on channels_last CPU tensors (docs/norms.md)
-_SLOW_CHANNELS_LAST = ("gn", "in", "in-affine")
+SLOW_CHANNELS_LAST = ("gn", "in", "in-affine")
 
 
 def with_model_defaults(cfg: TrainConfig) -> TrainConfig:
@@ -26,7 +26,7 @@ def with_model_defaults(cfg: TrainConfig) -> TrainConfig:
     channels_last = cfg.channels_last
     if channels_last is None:
         channels_last = spec.default_channels_last and not (
-            isinstance(norm, str) and norm.split(":")[0] in _SLOW_CHANNELS_LAST)
+            isinstance(norm, str) and norm.split(":")[0] in SLOW_CHANNELS_LAST)
     return cfg.replace(lr=spec.default_lr if cfg.lr is None else cfg.lr, norm=norm,
                        act=cfg.act or spec.default_act, channels_last=channels_last,
                        dropout=spec.default_dropout if cfg.dropout is None else cfg.dropout)
