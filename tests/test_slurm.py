@@ -131,29 +131,33 @@ def test_array_job_equals_a_local_compare(cluster, local_sweep, tmp_path):
 
 
 def test_a_task_killed_mid_cell_is_resubmitted_without_duplicate_or_missing_runs(cluster, local_sweep, tmp_path):
-    first, second = shard_runs(2)[:2]  # seeds 0 and 1 of shard 2's first cell
+    # compare trains a cell's seeds together (seed batching, on by default for the mlp): the task
+    # is killed in the middle of its second cell, after the first cell's two runs finished
+    runs = shard_runs(2)
+    done, killed = runs[:2], runs[2:]
     marker = tmp_path / "hung.pid"
     env = put_normlab_on_path(tmp_path, sys.executable, HANG)
-    env.update(HANG_TASK="2", HANG_MARKER=str(marker), HANG_AFTER=str(tmp_path / "sweep" / "runs" / first / "summary.json"))
+    env.update(HANG_TASK="2", HANG_MARKER=str(marker), HANG_AFTER=str(tmp_path / "sweep" / "runs" / killed[0]))
     job = cluster.sbatch("--array=1-2", SCRIPT, EXP, "sweep", SHARDS, cwd=tmp_path, env=env)
     pid = int(localslurm.wait_for(lambda: marker.is_file() and marker.read_text(), 600, "task 2 to reach its hang"))
-    running = tmp_path / "sweep" / "runs" / second
-    assert running.is_dir() and not (running / "summary.json").exists()  # mid-cell: s0 done, s1 started
+    sweep_runs = tmp_path / "sweep" / "runs"
+    assert all((sweep_runs / r / "summary.json").is_file() for r in done)
+    assert all((sweep_runs / r).is_dir() and not (sweep_runs / r / "summary.json").exists() for r in killed)
     os.kill(pid, signal.SIGKILL)  # the worker dies as under the OOM killer
     tasks = cluster.wait_done(job)
     assert tasks["1"] == ("COMPLETED", "0:0") and tasks["2"] == ("FAILED", "0:9"), tasks
 
     partial = report(tmp_path)
-    assert "3 runs of the grid have not finished" in partial.stderr
+    assert "2 runs of the grid have not finished" in partial.stderr
     status = {Path(r["run_dir"]).name: r["status"] for r in results(tmp_path / "sweep")}
-    assert {n for n, s in status.items() if s != "ok"} == set(shard_runs(2)) - {first}
+    assert {n for n, s in status.items() if s != "ok"} == set(killed)
 
     # resubmit the lost task by hand: the same line, --array=its id
     again = cluster.sbatch("--array=2", SCRIPT, EXP, "sweep", SHARDS, cwd=tmp_path, env=env)
     assert cluster.wait_done(again) == {"2": ("COMPLETED", "0:0")}
     log = (tmp_path / f"normlab-compare-{again}_2.out").read_text()
-    assert "3 runs to train, 1 already finished (shard 2/2" in log
-    assert sorted(trained(tmp_path)) == sorted(shard_runs(1) + shard_runs(2))  # the killed run counted once
+    assert "2 runs to train, 2 already finished (shard 2/2" in log
+    assert sorted(trained(tmp_path)) == sorted(shard_runs(1) + shard_runs(2))  # the killed runs counted once
     report(tmp_path)
     assert_same_report(tmp_path / "sweep", local_sweep)
 
