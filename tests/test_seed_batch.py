@@ -82,6 +82,22 @@ CASES = {
     "lenet-none": {"model": "lenet-bn", "resize": "16", "norm": "none"},
     "lenet-tutorial-bn": {"model": "lenet-bn", "resize": "16", "norm_impl": "tutorial"},
     "digitnet": {"model": "digitnet", "width": 8},
+    # the newer norms (nn/newer_norms.py): mlp and lenet-bn as the claims use them, digitnet for a
+    # channels_last separate run (the leaderboard's)
+    "mlp-rms": {"model": "mlp", "width": 32, "depth": 2, "norm": "rms"},
+    "lenet-rms": {"model": "lenet-bn", "resize": "16", "norm": "rms"},
+    "digitnet-rms": {"model": "digitnet", "width": 8, "norm": "rms"},
+    "lenet-ln2d": {"model": "lenet-bn", "resize": "16", "norm": "ln2d"},
+    "mlp-noisy-bn": {"model": "mlp", "width": 32, "depth": 2, "norm": "noisy-bn"},
+    "lenet-noisy-bn": {"model": "lenet-bn", "resize": "16", "norm": "noisy-bn"},
+    "digitnet-noisy-bn": {"model": "digitnet", "width": 8, "norm": "noisy-bn"},
+    "mlp-gbn": {"model": "mlp", "width": 32, "depth": 2, "norm": "gbn:16"},
+    "lenet-gbn": {"model": "lenet-bn", "resize": "16", "norm": "gbn:24"},
+    "mlp-brn": {"model": "mlp", "width": 32, "depth": 2, "norm": "brn"},
+    "lenet-brn": {"model": "lenet-bn", "resize": "16", "norm": "brn"},
+    "lenet-frn": {"model": "lenet-bn", "resize": "16", "norm": "frn", "fc_norm": False},
+    "lenet-evos0": {"model": "lenet-bn", "resize": "16", "norm": "evos0:2", "fc_norm": False},
+    "lenet-evob0": {"model": "lenet-bn", "resize": "16", "norm": "evob0", "fc_norm": False},
 }
 
 
@@ -258,6 +274,27 @@ def test_refused_where_it_does_not_apply():
         train_seeds({**SMALL, "model": "mlp", "optimizer": "lbfgs"}, [0, 1], log=quiet)
     with pytest.raises(ConfigError, match=r"seed batching: model gru-rows .* no stacked form"):
         train_seeds({**SMALL, "model": "gru-rows", "width": 8}, [0, 1], log=quiet)
+
+
+def test_norms_without_a_stacked_form_are_refused():
+    """The config check and the model check agree: a norm whose layer has a stacked form passes
+    both; one without (lrn, ws, ln-chw) is refused by name, and its seeds train one by one."""
+    from normlab.models.stacked import why_not
+    from normlab.train.seed_batch import norm_refusal
+
+    def lenet(norm):
+        return {**SMALL, "model": "lenet-bn", "resize": "16", "norm": norm, "fc_norm": False}
+
+    for norm in ("rms", "ln2d", "brn", "frn", "evob0", "evos0:2", "gbn:8", "noisy-bn"):
+        assert norm_refusal(make_config(lenet(norm))) is None, norm
+        assert why_not(normlab.models.create_model("lenet-bn", norm=norm, fc_norm=False, input_size=(16, 16))) is None
+    assert norm_refusal(make_config(lenet("lrn"))) == "norm lrn has no stacked form yet"
+    assert norm_refusal(make_config(lenet("ws"))) == "norm ws has no stacked form yet"
+    assert norm_refusal(make_config(lenet("ln-chw"))) == "norm ln-chw has no stacked form yet"
+    assert why_not(normlab.models.create_model("lenet-bn", norm="lrn", fc_norm=False, input_size=(16, 16))) == (
+        "it has a LocalResponseNorm layer ('features.1') that seed batching has no stacked form for")
+    with pytest.raises(ConfigError, match=r"^seed batching: norm lrn has no stacked form yet; train the seeds one"):
+        train_seeds(lenet("lrn"), [0, 1], log=quiet)
 
 
 def test_parse_seeds():

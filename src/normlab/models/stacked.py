@@ -13,6 +13,14 @@ and no operation reduces over seeds:
   GroupNorm     GroupNorm(S*G, S*C): a group never spans two seeds (LN = GroupNorm(1, C) too)
   LayerNorm(F)  over the last dim of (S, B, F), with per-seed scale and shift
   InstanceNorm  InstanceNorm(S*C)
+  RMSNorm       over the last dim of (S, B, F); RMSNorm2d and LayerNorm2d over each seed's own
+                C channels at each position of (B, S*C, H, W)
+  per channel   Batch Renorm, FRN, EvoNorm-B0 and -S0 (nn/newer_norms.py): the same layer over S*C
+                channels (EvoNorm-S0 with S*G groups), its own formula, statistics per channel
+  Ghost BN      the stacked batch norm on each virtual batch in turn: every seed's chunks are the
+                same rows of its own batch
+  noisy BN      the stacked batch norm, then each seed's noise drawn from its own generator, as
+                Dropout's masks
   Dropout       each seed's mask drawn from its own generator, in its separate run's order and
                 shape, so the masks are the separate run's (see Dropout below)
 
@@ -30,6 +38,7 @@ import torch
 import torch.nn as tnn
 import torch.nn.functional as F
 
+from ..nn import newer_norms as nn2
 from ..nn.blocks import BasicBlock, OrderedBasicBlock, PreActBlock, Scale, ShortcutGate, ZeroPadShortcut
 from ..nn.layers import NonInvertedDropout
 from ..nn.tutorial import BatchNormTutorial
@@ -158,6 +167,67 @@ class BatchNorm(tnn.Module):
         return _channels_to_features(y, self.seeds, was3)
 
 
+class GhostBatchNorm(BatchNorm):
+    """S Ghost BatchNorms (nn/newer_norms.py): in training, the stacked batch norm on each virtual
+    batch of V rows in turn, as the layer does; row i of every seed's batch is in the same chunk,
+    so each seed's chunks, statistics and running-statistic updates are its separate run's."""
+
+    def __init__(self, mods: Sequence[nn2.GhostBatchNorm]):
+        super().__init__(mods)
+        self.virtual_batch = mods[0].virtual_batch
+
+    def forward(self, x):
+        x, was3 = _features_to_channels(x, self.seeds)
+        if not self.training or x.shape[0] <= self.virtual_batch:
+            y = super().forward(x)
+        else:
+            y = torch.cat([super(GhostBatchNorm, self).forward(c) for c in x.split(self.virtual_batch)])
+        return _channels_to_features(y, self.seeds, was3)
+
+
+class NoisyBatchNorm(BatchNorm):
+    """S noisy batch norms (nn/newer_norms.py): the stacked batch norm, then in training each
+    seed's noise drawn from its own generator (the one Dropout draws from: its separate run's
+    global generator), in its separate run's order, shapes and memory format, so the noise is the
+    separate run's on a CPU (on CUDA per seed and independent, as Dropout's masks).
+    `channels_last`: the separate runs' own layout, which decides what torch.randn_like draws."""
+
+    def __init__(self, mods: Sequence[nn2.NoisyBatchNorm], generators: list, channels_last: bool = False):
+        super().__init__(mods)
+        self.noise, self.generators, self.channels_last = mods[0].noise, generators, channels_last
+
+    def _draws(self, y_shape, dtype, g: torch.Generator) -> list[torch.Tensor]:
+        """One seed's (scale, mean, spread, z) in the order and formulas of NoisyBatchNorm.forward."""
+        c, n = y_shape[1], self.noise
+
+        def rand():
+            return torch.rand(c, device=g.device, dtype=dtype, generator=g)
+
+        log_a = (rand() * 2 - 1) * torch.log1p(torch.tensor(n))
+        mean = (rand() * 2 - 1) * n
+        spread = rand() * n
+        fmt = torch.channels_last if self.channels_last and len(y_shape) == 4 else torch.contiguous_format
+        z = torch.empty(y_shape, device=g.device, dtype=dtype, memory_format=fmt).normal_(generator=g)
+        return [log_a.exp(), mean, spread, z]
+
+    def forward(self, x):
+        y = super().forward(x)
+        if not self.training or self.noise == 0.0:
+            return y
+        S = self.seeds
+        with torch.no_grad():
+            if y.dim() == 3:  # (S, B, F)
+                per_seed = [self._draws(y.shape[1:], y.dtype, g) for g in self.generators]
+                scale, mean, spread, z = (torch.stack(t).to(y.device) for t in zip(*per_seed))
+                scale, mean, spread = (t.unsqueeze(1) for t in (scale, mean, spread))
+            else:  # (B, S*C, ...): seed s's (B, C, ...) draws in its channels
+                shape = (y.shape[0], y.shape[1] // S, *y.shape[2:])
+                per_seed = [self._draws(shape, y.dtype, g) for g in self.generators]
+                scale, mean, spread = (_channel_view(torch.cat(t), y).to(y.device) for t in list(zip(*per_seed))[:3])
+                z = torch.stack([d[3] for d in per_seed], 1).reshape(y.shape).to(y.device)
+        return y * scale + mean + spread * z
+
+
 class GroupNorm(tnn.Module):
     """S GroupNorm(G, C) as GroupNorm(S*G, S*C): no group spans two seeds."""
 
@@ -217,6 +287,131 @@ class LayerNorm(tnn.Module):
         if self.bias is not None:
             y = y + self.bias.unsqueeze(1)
         return y
+
+
+class RMSNorm(tnn.Module):
+    """S torch.nn.RMSNorm(F) on (S, B, F): each example's root mean square over its own features."""
+
+    def __init__(self, mods: Sequence[tnn.RMSNorm]):
+        super().__init__()
+        m = mods[0]
+        if len(m.normalized_shape) != 1:
+            raise ValueError("normalized_shape")
+        self.shape, self.eps = tuple(m.normalized_shape), m.eps
+        self.weight = _param([n.weight for n in mods]) if m.weight is not None else None
+
+    def forward(self, x):
+        if x.dim() != 3:
+            raise ValueError(f"stacked RMSNorm expects (S, B, F) features, got {tuple(x.shape)}")
+        y = F.rms_norm(x, self.shape, None, self.eps)
+        return y if self.weight is None else y * self.weight.unsqueeze(1)
+
+
+def _seed_channels(x: torch.Tensor, seeds: int) -> torch.Tensor:
+    """(B, S*C, ...) -> (B, S, C, ...), a view in either memory format: a reduction over dim 2
+    then stays inside each seed's channels."""
+    return x.view(x.shape[0], seeds, x.shape[1] // seeds, *x.shape[2:])
+
+
+def _like_input(y5: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(B, S, C, ...) back to x's shape and memory format (channels_last stays channels_last)."""
+    y = y5.reshape(x.shape)
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return y.contiguous(memory_format=torch.channels_last)
+    return y
+
+
+def _channel_view(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return t.view(1, -1, *([1] * (like.dim() - 2)))
+
+
+class RMSNorm2d(tnn.Module):
+    """S RMSNorm2d(C) (nn/newer_norms.py) on (B, S*C, H, W): the mean square over each seed's own
+    C channels at each position."""
+
+    def __init__(self, mods: Sequence[nn2.RMSNorm2d]):
+        super().__init__()
+        m = mods[0]
+        self.seeds, self.eps = len(mods), m.eps
+        self.weight = _param([n.weight for n in mods], (-1,)) if m.weight is not None else None
+
+    def forward(self, x):
+        x5 = _seed_channels(x, self.seeds)
+        y = _like_input(x5 * torch.rsqrt(x5.pow(2).mean(2, keepdim=True) + self.eps), x)
+        return y if self.weight is None else y * _channel_view(self.weight, y)
+
+
+class LayerNorm2d(tnn.Module):
+    """S LayerNorm2d(C) (nn/newer_norms.py, ConvNeXt's) on (B, S*C, H, W): mean and variance over
+    each seed's own C channels at each position."""
+
+    def __init__(self, mods: Sequence[nn2.LayerNorm2d]):
+        super().__init__()
+        m = mods[0]
+        self.seeds, self.eps = len(mods), m.eps
+        self.weight = _param([n.weight for n in mods], (-1,)) if m.weight is not None else None
+        self.bias = _param([n.bias for n in mods], (-1,)) if m.bias is not None else None
+
+    def forward(self, x):
+        x5 = _seed_channels(x, self.seeds)
+        mean = x5.mean(2, keepdim=True)
+        var = (x5 - mean).pow(2).mean(2, keepdim=True)
+        y = _like_input((x5 - mean) * torch.rsqrt(var + self.eps), x)
+        if self.weight is None:
+            return y
+        return y * _channel_view(self.weight, y) + _channel_view(self.bias, y)
+
+
+@torch.no_grad()
+def _load_seeds(layer: tnn.Module, mods: Sequence[tnn.Module]) -> None:
+    """Give `layer`, built over S*C channels, the seeds' own tensors, seed-major; a 0-d buffer (a
+    step counter: every seed has taken the same steps) is seed 0's."""
+    for name, t in [*layer.named_parameters(recurse=False), *layer.named_buffers(recurse=False)]:
+        src = [getattr(m, name) for m in mods]
+        t.copy_(src[0] if t.dim() == 0 else _stack(src, t.shape))
+
+
+class BatchRenorm(nn2.BatchRenorm):
+    """S Batch Renorms as one over S*C channels: its own formula, every statistic, r and d per
+    channel; the clipping schedule reads the step counter, which all seeds share."""
+
+    def __init__(self, mods: Sequence[nn2.BatchRenorm]):
+        m = mods[0]
+        super().__init__(len(mods) * m.num_features, m.eps, m.momentum, m.r_max, m.d_max, m.warmup)
+        self.seeds = len(mods)
+        _load_seeds(self, mods)
+
+    def forward(self, x):
+        x, was3 = _features_to_channels(x, self.seeds)
+        return _channels_to_features(super().forward(x), self.seeds, was3)
+
+
+class FilterResponseNorm(nn2.FilterResponseNormTLU):
+    """S FRNs (with their TLU) as one over S*C channels: statistics per example and channel."""
+
+    def __init__(self, mods: Sequence[nn2.FilterResponseNormTLU]):
+        m = mods[0]
+        super().__init__(len(mods) * m.num_features, m.eps)
+        _load_seeds(self, mods)
+
+
+class EvoNormB0(nn2.EvoNormB0):
+    """S EvoNorm-B0s as one over S*C channels: batch variance (and its running average) and
+    instance variance per channel."""
+
+    def __init__(self, mods: Sequence[nn2.EvoNormB0]):
+        m = mods[0]
+        super().__init__(len(mods) * m.num_features, m.eps, m.momentum)
+        _load_seeds(self, mods)
+
+
+class EvoNormS0(nn2.EvoNormS0):
+    """S EvoNorm-S0s with G groups as one with S*G groups over S*C channels: no group spans two seeds."""
+
+    def __init__(self, mods: Sequence[nn2.EvoNormS0]):
+        m = mods[0]
+        super().__init__(len(mods) * m.num_features, len(mods) * m.groups, m.eps)
+        _load_seeds(self, mods)
 
 
 class TutorialBatchNorm(tnn.Module):
@@ -331,6 +526,16 @@ PASS = (tnn.ReLU, tnn.Sigmoid, tnn.Tanh, tnn.GELU, tnn.SiLU, tnn.LeakyReLU, tnn.
 CONTAINERS = (tnn.Sequential, tnn.ModuleList, BasicBlock, PreActBlock, OrderedBasicBlock, ShortcutGate)
 
 
+# normlab's newer norm layers (nn/newer_norms.py) and torch's RMSNorm, by exact type: a subclass
+# may add what the stacked form does not know.
+NEWER: dict = {tnn.RMSNorm: RMSNorm, nn2.RMSNorm2d: RMSNorm2d, nn2.LayerNorm2d: LayerNorm2d,
+               nn2.BatchRenorm: BatchRenorm, nn2.FilterResponseNormTLU: FilterResponseNorm,
+               nn2.EvoNormB0: EvoNormB0, nn2.EvoNormS0: EvoNormS0, nn2.GhostBatchNorm: GhostBatchNorm,
+               nn2.NoisyBatchNorm: NoisyBatchNorm}
+# The norm names (nn/factory.py) of the single-implementation layers above, which seed batching stacks.
+STACKED_NEWER = ("rms", "ln2d", "brn", "frn", "evob0", "evos0", "gbn", "noisy-bn")
+
+
 def _container_types():
     from .digitnet import DigitNet
     from .lenet import LeNet
@@ -357,6 +562,8 @@ def _leaf(mod) -> Optional[type]:
         return LayerNorm
     if t is BatchNormTutorial:
         return TutorialBatchNorm
+    if t in NEWER:
+        return NEWER[t]
     if t in (tnn.Dropout, NonInvertedDropout, ZeroPadShortcut, tnn.Flatten):
         return t
     if isinstance(mod, PASS):
@@ -387,10 +594,13 @@ def why_not(model: tnn.Module) -> Optional[str]:
 
 class SeedStacked(tnn.Module):
     """The S seeds' models as one: forward takes each seed's batch, (S, B, ...), or one batch
-    every seed sees (B, ...) with mode="shared", and returns logits (S, B, K)."""
+    every seed sees (B, ...) with mode="shared", and returns logits (S, B, K).
+
+    `generators`: one per seed, what its dropout and noisy-BN layers draw from; `channels_last`:
+    the stacked model's memory format; `run_channels_last`: the separate runs' (default the same)."""
 
     def __init__(self, models: Sequence[tnn.Module], generators: Optional[list] = None,
-                 channels_last: bool = False):
+                 channels_last: bool = False, run_channels_last: Optional[bool] = None):
         super().__init__()
         reason = why_not(models[0])
         if reason:
@@ -398,6 +608,9 @@ class SeedStacked(tnn.Module):
         self.seeds = len(models)
         self.generators = generators if generators is not None else [torch.default_generator] * self.seeds
         self.channels_last = channels_last
+        # the separate runs' own layout (their config's channels_last), which the noise that their
+        # noisy batch norms draw depends on; by default the stacked model's
+        run_channels_last = channels_last if run_channels_last is None else run_channels_last
         self.net = copy.deepcopy(models[0])
         per_seed = [dict(m.named_modules()) for m in models]
         for name, mod in list(self.net.named_modules()):
@@ -407,6 +620,8 @@ class SeedStacked(tnn.Module):
             new: tnn.Module
             if cls in (tnn.Dropout, NonInvertedDropout):
                 new = Dropout(mod, self.generators, inverted=cls is tnn.Dropout)
+            elif cls is NoisyBatchNorm:
+                new = NoisyBatchNorm([p[name] for p in per_seed], self.generators, run_channels_last)
             elif cls is ZeroPadShortcut:
                 new = StackedZeroPad(mod, self.seeds)
             elif cls is tnn.Flatten:

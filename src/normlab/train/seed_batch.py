@@ -109,7 +109,7 @@ def norm_refusal(cfg: TrainConfig) -> Optional[str]:
     kind = cfg.norm.split(":")[0] if isinstance(cfg.norm, str) else None
     if kind is None:
         return "a norm given as a Python callable"
-    if kind in ONE_IMPL:
+    if kind in ONE_IMPL and kind not in st.STACKED_NEWER:
         return f"norm {cfg.norm} has no stacked form yet"
     if cfg.norm_impl == "reference" and kind != "none":
         return "--norm-impl reference has no stacked form"
@@ -371,7 +371,8 @@ class Group:
         layout = bool(cfg.channels_last)
         if self.device.type == "cpu":
             layout = STACKED_CHANNELS_LAST.get(get_spec(cfg.model).family, layout)
-        self.model = st.SeedStacked(models, [s.drop_gen for s in self.seeds], layout).to(self.device)
+        self.model = st.SeedStacked(models, [s.drop_gen for s in self.seeds], layout,
+                                    bool(cfg.channels_last)).to(self.device)
         del models
         self.loader = SeedLoader(loaders)
         self.shared_eval = not cfg.val_split
