@@ -98,6 +98,8 @@ CASES = {
     "lenet-frn": {"model": "lenet-bn", "resize": "16", "norm": "frn", "fc_norm": False},
     "lenet-evos0": {"model": "lenet-bn", "resize": "16", "norm": "evos0:2", "fc_norm": False},
     "lenet-evob0": {"model": "lenet-bn", "resize": "16", "norm": "evob0", "fc_norm": False},
+    "mlp-wn": {"model": "mlp", "width": 32, "depth": 2, "norm": "wn"},
+    "lenet-wn": {"model": "lenet-bn", "resize": "16", "norm": "wn"},
 }
 
 
@@ -278,14 +280,15 @@ def test_refused_where_it_does_not_apply():
 
 def test_norms_without_a_stacked_form_are_refused():
     """The config check and the model check agree: a norm whose layer has a stacked form passes
-    both; one without (lrn, ws, ln-chw) is refused by name, and its seeds train one by one."""
+    both; one without (lrn, ws, ln-chw; a parametrization other than weight norm) is refused by
+    name, and its seeds train one by one."""
     from normlab.models.stacked import why_not
     from normlab.train.seed_batch import norm_refusal
 
     def lenet(norm):
         return {**SMALL, "model": "lenet-bn", "resize": "16", "norm": norm, "fc_norm": False}
 
-    for norm in ("rms", "ln2d", "brn", "frn", "evob0", "evos0:2", "gbn:8", "noisy-bn"):
+    for norm in ("rms", "ln2d", "brn", "frn", "evob0", "evos0:2", "gbn:8", "noisy-bn", "wn"):
         assert norm_refusal(make_config(lenet(norm))) is None, norm
         assert why_not(normlab.models.create_model("lenet-bn", norm=norm, fc_norm=False, input_size=(16, 16))) is None
     assert norm_refusal(make_config(lenet("lrn"))) == "norm lrn has no stacked form yet"
@@ -293,6 +296,11 @@ def test_norms_without_a_stacked_form_are_refused():
     assert norm_refusal(make_config(lenet("ln-chw"))) == "norm ln-chw has no stacked form yet"
     assert why_not(normlab.models.create_model("lenet-bn", norm="lrn", fc_norm=False, input_size=(16, 16))) == (
         "it has a LocalResponseNorm layer ('features.1') that seed batching has no stacked form for")
+    ws = normlab.models.create_model("lenet-bn", norm="ws", fc_norm=False, input_size=(16, 16))
+    assert why_not(ws) == "it has a StdConv2d layer ('features.0') that seed batching has no stacked form for"
+    spectral = normlab.models.create_model("mlp", width=8, depth=1, input_size=(8, 8))
+    torch.nn.utils.parametrizations.spectral_norm(spectral.classifier)
+    assert why_not(spectral) == "it has a Linear layer ('classifier') that seed batching has no stacked form for"
     with pytest.raises(ConfigError, match=r"^seed batching: norm lrn has no stacked form yet; train the seeds one"):
         train_seeds(lenet("lrn"), [0, 1], log=quiet)
 

@@ -9,6 +9,8 @@ and no operation reduces over seeds:
                 after a Linear layer, (S, B, F); a flattened map is (B, S*F)
   Linear        a batched matmul over the seeds (torch.baddbmm), weights (S, out, in)
   Conv2d        one grouped convolution, S times the groups (weights (S*Cout, Cin/g, k, k))
+  weight norm   (wn: torch's weight_norm on a Linear or Conv2d) the stacked layer's weight is
+                g * v / ||v|| per row, each row one seed's output unit, g and v stacked
   BatchNorm(C)  BatchNorm(S*C): statistics per channel, so per seed; running stats likewise
   GroupNorm     GroupNorm(S*G, S*C): a group never spans two seeds (LN = GroupNorm(1, C) too)
   LayerNorm(F)  over the last dim of (S, B, F), with per-seed scale and shift
@@ -37,6 +39,8 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as tnn
 import torch.nn.functional as F
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _WeightNorm
 
 from ..nn import newer_norms as nn2
 from ..nn.blocks import BasicBlock, OrderedBasicBlock, PreActBlock, Scale, ShortcutGate, ZeroPadShortcut
@@ -81,6 +85,44 @@ class _BatchedLinear(torch.autograd.Function):
         return dx, dw, db
 
 
+class _RowWeightNorm(tnn.Module):
+    """torch's weight normalization (parametrizations.weight_norm, dim 0: w = g * v / ||v|| per
+    output unit) on a stacked weight whose units are its rows over `dims` (each row one seed's
+    unit), so that its originals are named and ordered as the separate layer's (original0 = g,
+    original1 = v)."""
+
+    def __init__(self, dims: tuple):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, weight_g, weight_v):
+        return weight_v * (weight_g / torch.linalg.vector_norm(weight_v, 2, self.dims, keepdim=True))
+
+    def right_inverse(self, weight):
+        return torch.linalg.vector_norm(weight, 2, self.dims, keepdim=True), weight
+
+
+def _weight_norm_of(mod: tnn.Module) -> bool:
+    """Whether `mod`'s weight is torch's weight_norm (dim 0) and nothing else is parametrized;
+    ValueError for any other parametrization."""
+    if not parametrize.is_parametrized(mod):
+        return False
+    plist = mod.parametrizations
+    if list(plist.keys()) != ["weight"] or len(plist.weight) != 1 or type(plist.weight[0]) is not _WeightNorm \
+            or plist.weight[0].dim != 0:
+        raise ValueError("a parametrization other than weight_norm on the weight")
+    return True
+
+
+@torch.no_grad()
+def _stack_weight_norm(layer: tnn.Module, mods: Sequence[tnn.Module], dims: tuple) -> None:
+    """Weight-normalize the stacked `layer` as its seeds' layers are, with their own g and v."""
+    parametrize.register_parametrization(layer, "weight", _RowWeightNorm(dims))
+    plist = layer.parametrizations.weight
+    for i, orig in enumerate((plist.original0, plist.original1)):
+        orig.copy_(_stack([getattr(m.parametrizations.weight, f"original{i}") for m in mods], orig.shape))
+
+
 class Linear(tnn.Module):
     """S Linear layers: (S, B, in) or a flattened map (B, S*in) -> (S, B, out), by baddbmm."""
 
@@ -89,9 +131,11 @@ class Linear(tnn.Module):
         self.seeds, self.in_features, self.out_features = len(mods), mods[0].in_features, mods[0].out_features
         self.weight = _param([m.weight for m in mods])
         self.bias = _param([m.bias for m in mods]) if mods[0].bias is not None else None
+        if _weight_norm_of(mods[0]):
+            _stack_weight_norm(self, mods, (2,))
 
     def forward(self, x):
-        s = self.seeds
+        s, weight = self.seeds, self.weight  # read once: a weight-normalized weight is computed
         if x.dim() == 2:  # (B, S*in), from a flattened (B, S*C, H, W): seed-major along dim 1
             x = x.view(x.shape[0], s, self.in_features).transpose(0, 1)
         if not torch.is_grad_enabled() and x.shape[1] >= 256:
@@ -101,11 +145,11 @@ class Linear(tnn.Module):
             out = x.new_empty(s, x.shape[1], self.out_features)
             for i in range(s):
                 if self.bias is None:
-                    torch.mm(x[i], self.weight[i].t(), out=out[i])
+                    torch.mm(x[i], weight[i].t(), out=out[i])
                 else:
-                    torch.addmm(self.bias[i], x[i], self.weight[i].t(), out=out[i])
+                    torch.addmm(self.bias[i], x[i], weight[i].t(), out=out[i])
             return out
-        return _BatchedLinear.apply(x, self.weight, self.bias)
+        return _BatchedLinear.apply(x, weight, self.bias)
 
 
 class Conv2d(tnn.Module):
@@ -121,6 +165,8 @@ class Conv2d(tnn.Module):
         w = m.weight
         self.weight = _param([c.weight for c in mods], (len(mods) * w.shape[0], *w.shape[1:]))
         self.bias = _param([c.bias for c in mods], (len(mods) * w.shape[0],)) if m.bias is not None else None
+        if _weight_norm_of(m):
+            _stack_weight_norm(self, mods, (1, 2, 3))
 
     def forward(self, x):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
@@ -532,8 +578,9 @@ NEWER: dict = {tnn.RMSNorm: RMSNorm, nn2.RMSNorm2d: RMSNorm2d, nn2.LayerNorm2d: 
                nn2.BatchRenorm: BatchRenorm, nn2.FilterResponseNormTLU: FilterResponseNorm,
                nn2.EvoNormB0: EvoNormB0, nn2.EvoNormS0: EvoNormS0, nn2.GhostBatchNorm: GhostBatchNorm,
                nn2.NoisyBatchNorm: NoisyBatchNorm}
-# The norm names (nn/factory.py) of the single-implementation layers above, which seed batching stacks.
-STACKED_NEWER = ("rms", "ln2d", "brn", "frn", "evob0", "evos0", "gbn", "noisy-bn")
+# The norm names of nn/factory.py's ONE_IMPL that seed batching stacks: the layers above, and wn
+# (weight norm on the stacked Linear and Conv2d); lrn, ws and gn+ws are not stacked yet.
+STACKED_NEWER = ("rms", "ln2d", "brn", "frn", "evob0", "evos0", "gbn", "noisy-bn", "wn")
 
 
 def _container_types():
@@ -547,7 +594,9 @@ def _container_types():
 
 def _leaf(mod) -> Optional[type]:
     """The stacked class for a layer, or None for one used as it is (PASS)."""
-    t = type(mod)
+    t = parametrize.type_before_parametrizations(mod)
+    if t not in (tnn.Linear, tnn.Conv2d) and parametrize.is_parametrized(mod):
+        raise TypeError(f"parametrized {t.__name__}")
     if t is tnn.Linear:
         return Linear
     if t is tnn.Conv2d:
@@ -571,23 +620,39 @@ def _leaf(mod) -> Optional[type]:
     raise TypeError(t.__name__)
 
 
+def _is_leaf(mod: tnn.Module) -> bool:
+    """A layer: no children, or only its parametrizations' (a weight-normalized Linear)."""
+    return parametrize.is_parametrized(mod) or not list(mod.children())
+
+
+def _modules(mod: tnn.Module, name: str = ""):
+    """named_modules(), but a parametrized layer's parametrizations are part of the layer."""
+    yield name, mod
+    if parametrize.is_parametrized(mod):
+        return
+    for child_name, child in mod.named_children():
+        yield from _modules(child, f"{name}.{child_name}" if name else child_name)
+
+
 def why_not(model: tnn.Module) -> Optional[str]:
     """None when every layer of `model` can be stacked, else a short reason."""
     containers = _container_types()
-    for name, mod in model.named_modules():
-        if isinstance(mod, containers) and type(mod) in containers:
+    for name, mod in _modules(model):
+        kind = parametrize.type_before_parametrizations(mod)
+        if isinstance(mod, containers) and kind in containers:
             if any(True for _ in mod.parameters(recurse=False)) or any(True for _ in mod.buffers(recurse=False)):
-                return f"its {type(mod).__name__} {name!r} holds tensors of its own"
+                return f"its {kind.__name__} {name!r} holds tensors of its own"
             continue
-        if list(mod.children()):
-            return f"it has a {type(mod).__name__} block ({name!r}) that seed batching has no stacked form for"
+        if not _is_leaf(mod):
+            return f"it has a {kind.__name__} block ({name!r}) that seed batching has no stacked form for"
         try:
             _leaf(mod)
-        except TypeError:
-            return f"it has a {type(mod).__name__} layer ({name!r}) that seed batching has no stacked form for"
-        if type(mod) is tnn.Conv2d and mod.padding_mode != "zeros":
+            _weight_norm_of(mod)
+        except (TypeError, ValueError):
+            return f"it has a {kind.__name__} layer ({name!r}) that seed batching has no stacked form for"
+        if kind is tnn.Conv2d and mod.padding_mode != "zeros":
             return f"its conv {name!r} pads with {mod.padding_mode!r}"
-        if type(mod) is tnn.LayerNorm and len(mod.normalized_shape) != 1:
+        if kind is tnn.LayerNorm and len(mod.normalized_shape) != 1:
             return f"its LayerNorm {name!r} normalizes over several dims (ln-chw)"
     return None
 
@@ -613,8 +678,8 @@ class SeedStacked(tnn.Module):
         run_channels_last = channels_last if run_channels_last is None else run_channels_last
         self.net = copy.deepcopy(models[0])
         per_seed = [dict(m.named_modules()) for m in models]
-        for name, mod in list(self.net.named_modules()):
-            cls = _leaf(mod) if not list(mod.children()) else None
+        for name, mod in list(_modules(self.net)):
+            cls = _leaf(mod) if _is_leaf(mod) else None
             if cls is None:
                 continue
             new: tnn.Module
