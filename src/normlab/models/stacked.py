@@ -107,9 +107,9 @@ def _weight_norm_of(mod: tnn.Module) -> bool:
     ValueError for any other parametrization."""
     if not parametrize.is_parametrized(mod):
         return False
-    plist = mod.parametrizations
-    if list(plist.keys()) != ["weight"] or len(plist.weight) != 1 or type(plist.weight[0]) is not _WeightNorm \
-            or plist.weight[0].dim != 0:
+    names = [n for n, _ in mod.get_submodule("parametrizations").named_children()]
+    chain = list(mod.get_submodule("parametrizations.weight").children()) if names == ["weight"] else []
+    if len(chain) != 1 or type(chain[0]) is not _WeightNorm or chain[0].dim != 0:
         raise ValueError("a parametrization other than weight_norm on the weight")
     return True
 
@@ -118,9 +118,9 @@ def _weight_norm_of(mod: tnn.Module) -> bool:
 def _stack_weight_norm(layer: tnn.Module, mods: Sequence[tnn.Module], dims: tuple) -> None:
     """Weight-normalize the stacked `layer` as its seeds' layers are, with their own g and v."""
     parametrize.register_parametrization(layer, "weight", _RowWeightNorm(dims))
-    plist = layer.parametrizations.weight
-    for i, orig in enumerate((plist.original0, plist.original1)):
-        orig.copy_(_stack([getattr(m.parametrizations.weight, f"original{i}") for m in mods], orig.shape))
+    for name in ("parametrizations.weight.original0", "parametrizations.weight.original1"):
+        orig = layer.get_parameter(name)
+        orig.copy_(_stack([m.get_parameter(name) for m in mods], orig.shape))
 
 
 class Linear(tnn.Module):
