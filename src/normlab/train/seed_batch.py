@@ -32,7 +32,7 @@ import math
 import os
 import threading
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -309,82 +309,125 @@ def parse_seeds(text) -> list[int]:
     return seeds
 
 
+def _load_data(cfgs: list[TrainConfig]) -> list:
+    """The (data, inputs) of the seeds: one for all, or one per seed where a validation split is
+    held out (the split, and so the fitted transform, depend on the seed)."""
+    loads = [pipeline.load(cfgs[0].section("data"))]
+    if cfgs[0].val_split:
+        loads += [pipeline.load(c.section("data")) for c in cfgs[1:]]
+    return loads
+
+
+def _seed_folder(out, cfg: TrainConfig, inputs, held: ExitStack, resume: bool) -> Optional[RunDir]:
+    """A seed's run folder, locked (None: no folder); a new group's gets its config.json and
+    preprocess.json, as a separate run's."""
+    if out is None:
+        return None
+    run_dir = _open_seed_dir(out, held, resume, cfg)
+    if not resume:
+        run_dir.write_json("config.json", cfg.to_dict())
+        run_dir.write_json("preprocess.json", inputs.to_dict())
+    return run_dir
+
+
+def _locked_group_dir(group_dir, held: ExitStack) -> Optional[Path]:
+    """The group's hidden folder, created and locked for the group's life (None: no folder)."""
+    from ..locks import hold as hold_lock
+
+    if group_dir is None:
+        return None
+    path = Path(group_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    held.enter_context(hold_lock(path / ".lock"))
+    return path
+
+
 class Group:
     """A seed batch in progress: the stacked model, its optimizer and the seeds' bookkeeping."""
 
     def __init__(self, cfgs: list[TrainConfig], outs: list, group_dir: Path, log: Callable, held: ExitStack,
                  resume: bool = False):
-        from ..locks import hold as hold_lock
-
-        self.log, self.group_dir = log, None if group_dir is None else Path(group_dir)
-        if self.group_dir is not None:
-            self.group_dir.mkdir(parents=True, exist_ok=True)
-            held.enter_context(hold_lock(self.group_dir / ".lock"))
+        self.log, self.group_dir = log, _locked_group_dir(group_dir, held)
         self.device, _ = _setup_device(cfgs[0], None)
         cfgs = [_precision_resolved(c, self.device) for c in cfgs]
-        cfg = self.cfg = cfgs[0]
-        if cfg.precision == "fp16" and self.device.type != "cuda":
+        self.cfg, self.S = cfgs[0], len(cfgs)
+        if self.cfg.precision == "fp16" and self.device.type != "cuda":
             raise ConfigError("precision: fp16 autocast needs a CUDA device; on CPU use --precision bf16 or fp32")
-        self.S = len(cfgs)
-        loads = [pipeline.load(cfg.section("data"))]
-        if cfg.val_split:  # the held-out split, and so the fitted transform, depend on the seed
-            loads += [pipeline.load(c.section("data")) for c in cfgs[1:]]
+        models, loaders = self._build_seeds(cfgs, outs, held, resume)
+        self.template = models[0]
+        self.parameters = count_params(models[0])
+        self.model = self._stack(models)
+        del models
+        self.loader = SeedLoader(loaders)
+        self.shared_eval = not self.cfg.val_split
+        self._build_optimizer()
+        self.columns = _columns(self.vals[0] is not None, self.num_classes > 5)
+        self.stop = threading.Event()
+        self.start_epoch, self.elapsed0 = 1, 0.0
+
+    # ---- building
+    def _build_seeds(self, cfgs: list[TrainConfig], outs: list, held: ExitStack,
+                     resume: bool) -> tuple[list[torch.nn.Module], list[DeviceLoader]]:
+        """Each seed's model, data and folder, in its separate run's order (so its generators hold
+        what that run's do); sets self.seeds, self.tests, self.vals, self.num_classes."""
+        loads = _load_data(cfgs)
         self.seeds: list[Seed] = []
-        models: list[torch.nn.Module] = []
-        loaders: list[DeviceLoader] = []
         self.tests: list = []
         self.vals: list = []
+        models: list[torch.nn.Module] = []
+        loaders: list[DeviceLoader] = []
         for i, c in enumerate(cfgs):
             data, inputs = loads[min(i, len(loads) - 1)]
             model = build_model(c.section("model"), inputs.model_input_shape, inputs.num_classes).to(self.device)
             drop = torch.Generator()
             drop.set_state(torch.get_rng_state())  # what the separate run's dropout layers draw from
             if i == 0:
-                check_batch_statistics(model, c)
-                why = model_refusal(model, c)
-                if why:
-                    raise NotStackable(f"seed batching: {why}")
-                if c.patience and not c.val_split:
-                    raise ConfigError("patience: early stopping needs a validation split (--val-split 0.1); "
-                                      "stopping on the test set would leak it into model selection")
+                self._check_first(model, c)
                 self.num_classes = inputs.num_classes
             pipe = pipeline.build(c.section("data"), self.device, drop_single=has_batchnorm(model), data=data,
                                   inputs=inputs)
-            if i and not cfg.val_split:  # one copy of the data on the device, shared by the seeds
+            if i and not self.cfg.val_split:  # one copy of the data on the device, shared by the seeds
                 pipe.train.x, pipe.train.y, pipe.train.normalize = loaders[0].x, loaders[0].y, loaders[0].normalize
                 pipe.test = self.tests[0]
             models.append(model)
             loaders.append(pipe.train)
             self.tests.append(pipe.test)
             self.vals.append(pipe.val)
-            run_dir = _open_seed_dir(outs[i], held, resume, c) if outs[i] is not None else None
+            run_dir = _seed_folder(outs[i], c, inputs, held, resume)
             assert pipe.train.generator is not None  # a shuffled training loader has its generator
             self.seeds.append(Seed(i, c, run_dir, {k: v.detach().clone() for k, v in model.state_dict().items()},
                                    pipe.train.generator, drop))
-            if run_dir is not None and not resume:
-                run_dir.write_json("config.json", c.to_dict())
-                run_dir.write_json("preprocess.json", inputs.to_dict())
-        self.template = models[0]
-        self.parameters = count_params(models[0])
+        return models, loaders
+
+    @staticmethod
+    def _check_first(model: torch.nn.Module, c: TrainConfig) -> None:
+        """What the first seed's model and config say about the group, before any data is built."""
+        check_batch_statistics(model, c)
+        why = model_refusal(model, c)
+        if why:
+            raise NotStackable(f"seed batching: {why}")
+        if c.patience and not c.val_split:
+            raise ConfigError("patience: early stopping needs a validation split (--val-split 0.1); "
+                              "stopping on the test set would leak it into model selection")
+
+    def _stack(self, models: list[torch.nn.Module]) -> st.SeedStacked:
         from ..models.registry import get_spec
 
-        layout = bool(cfg.channels_last)
+        layout = bool(self.cfg.channels_last)
         if self.device.type == "cpu":
-            layout = STACKED_CHANNELS_LAST.get(get_spec(cfg.model).family, layout)
-        self.model = st.SeedStacked(models, [s.drop_gen for s in self.seeds], layout,
-                                    bool(cfg.channels_last)).to(self.device)
-        del models
-        self.loader = SeedLoader(loaders)
-        self.shared_eval = not cfg.val_split
+            layout = STACKED_CHANNELS_LAST.get(get_spec(self.cfg.model).family, layout)
+        return st.SeedStacked(models, [s.drop_gen for s in self.seeds], layout,
+                              bool(self.cfg.channels_last)).to(self.device)
+
+    def _build_optimizer(self) -> None:
+        """The optimizer, schedule, penalized parameters and freezer, as the separate runs have them."""
+        cfg = self.cfg
         self.optimizer = stacked_optimizer(self.model, self.template, cfg.section("optim"))
         self.scheduler = schedule.make_scheduler(self.optimizer, cfg.section("optim"), len(self.loader))
         reg = self.reg = cfg.section("regularization")
         pairs = list(zip(self.model.parameters(), self.template.parameters()))
         self.penalized = [p for p, o in pairs if p.requires_grad and (reg.decay_norm_bias or o.ndim > 1)]
         self.freezer = Freezer(self.model, self.optimizer, self.S)
-        self.columns = _columns(self.vals[0] is not None, self.num_classes > 5)
-        self.stop = threading.Event()
-        self.start_epoch, self.elapsed0 = 1, 0.0
 
     # ---- one epoch
     def active(self) -> list[Seed]:
@@ -667,14 +710,8 @@ def train_seeds(config, seeds: Sequence[int], outs: Optional[Sequence] = None, g
 
 
 def _fit(g: Group, resumed: bool) -> None:
-    import signal
-
-    old = {}
-    if threading.current_thread() is threading.main_thread():
-        old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        for sig in old:
-            signal.signal(sig, lambda *_: g.stop.set())
-    try:
+    """Train the group's epochs from its start epoch on; every seed still going is finished at the end."""
+    with _stop_on_signals(g.stop):
         if not resumed:
             g.log(f"normlab: {g.cfg.model} (norm={g.cfg.norm}) x {g.S} seeds {[s.seed for s in g.seeds]} trained "
                   f"seed-batched on {g.device}, {g.parameters:,} parameters each")
@@ -683,57 +720,92 @@ def _fit(g: Group, resumed: bool) -> None:
             active = g.active()
             if not active:
                 break
-            t0, lr = time.perf_counter(), g.optimizer.param_groups[0]["lr"]
-            try:
-                stats = g.train_epoch(epoch)
-            except KeyboardInterrupt:
-                g.log(f"normlab: interrupted in epoch {epoch}; run the same command again to resume the seed batch "
-                      f"(continues after epoch {epoch - 1})")
-                raise
-            t_train = time.perf_counter() - t0
-            tests = g.evaluate(g.tests)
-            vals = g.evaluate(g.vals) if g.vals[0] is not None else None
-            now = time.perf_counter()
-            share = (now - t0) / len(active)
-            for s in active:
-                if s.status != "active":  # failed during this epoch: no row, as its separate run
-                    continue
-                i = s.index
-                s.elapsed += share
-                row = {"epoch": epoch, "train_loss": stats["loss"][i], "train_acc": stats["acc"][i],
-                       "test_loss": tests[i]["loss"], "test_acc": tests[i]["acc"], "lr": lr,
-                       "test_top5": tests[i].get("top5"), "epoch_seconds": share, "elapsed_seconds": s.elapsed,
-                       "examples_per_s": stats["seen"] / max(t_train / len(active), 1e-9)}
-                if vals is not None:
-                    row.update(val_loss=vals[i]["loss"], val_acc=vals[i]["acc"])
-                s.rows.append(row)
-                score = row["val_acc"] if "val_acc" in row else row["test_acc"]
-                s.improved = score > s.best_score
-                if s.improved:
-                    s.best_score, s.best_epoch = score, epoch
-                    s.best = g.seed_weights(g.model.net.state_dict(), s)
-            done = [s for s in active if s.status == "active"]
-            if done:
-                accs = " ".join(f"{s.rows[-1]['test_acc']:.3f}" for s in done)
-                loss = sum(s.rows[-1]["train_loss"] for s in done) / len(done)
-                g.log(f"epoch {epoch}/{g.cfg.epochs}  {len(done)} seeds  loss {loss:.3f} (mean)  test acc {accs}  "
-                      f"{now - t0:.1f} s")
-            for s in active:
-                if s.status == "active" and s.cfg.patience and epoch - s.best_epoch >= s.cfg.patience:
-                    g.log(f"early stopping: seed {s.seed}: no validation improvement for {s.cfg.patience} epochs "
-                          f"(best epoch {s.best_epoch})")
-                    s.status = "stopped"
-                    g.freezer.freeze(s.index)
-            g.commit(epoch, now - start)
-            for s in active:
-                if s.status == "stopped":
-                    g.finish(s)
+            _fit_epoch(g, epoch, active, start)
         for s in g.seeds:
             if s.status in ("active", "stopped"):
                 g.finish(s)
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event):
+    """SIGINT and SIGTERM set `stop` (the step loop then stops at a step's end) while in the block;
+    the old handlers come back after it. Signals can be handled in the main thread only."""
+    import signal
+
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in old:
+            signal.signal(sig, lambda *_: stop.set())
+    try:
+        yield
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
+
+
+def _fit_epoch(g: Group, epoch: int, active: list[Seed], start: float) -> None:
+    """One epoch of the seeds in `active`: train, evaluate, each seed's row and best weights, early
+    stopping, the commit, and the end files of the seeds that stopped."""
+    t0, lr = time.perf_counter(), g.optimizer.param_groups[0]["lr"]
+    try:
+        stats = g.train_epoch(epoch)
+    except KeyboardInterrupt:
+        g.log(f"normlab: interrupted in epoch {epoch}; run the same command again to resume the seed batch "
+              f"(continues after epoch {epoch - 1})")
+        raise
+    t_train = time.perf_counter() - t0
+    tests = g.evaluate(g.tests)
+    vals = g.evaluate(g.vals) if g.vals[0] is not None else None
+    now = time.perf_counter()
+    share = (now - t0) / len(active)
+    for s in active:
+        if s.status != "active":  # failed during this epoch: no row, as its separate run
+            continue
+        i = s.index
+        s.elapsed += share
+        row = {"epoch": epoch, "train_loss": stats["loss"][i], "train_acc": stats["acc"][i],
+               "test_loss": tests[i]["loss"], "test_acc": tests[i]["acc"], "lr": lr,
+               "test_top5": tests[i].get("top5"), "epoch_seconds": share, "elapsed_seconds": s.elapsed,
+               "examples_per_s": stats["seen"] / max(t_train / len(active), 1e-9)}
+        if vals is not None:
+            row.update(val_loss=vals[i]["loss"], val_acc=vals[i]["acc"])
+        _add_row(g, s, row)
+    _log_epoch(g, epoch, active, now - t0)
+    _stop_early(g, epoch, active)
+    g.commit(epoch, now - start)
+    for s in active:
+        if s.status == "stopped":
+            g.finish(s)
+
+
+def _add_row(g: Group, s: Seed, row: dict) -> None:
+    """Seed s's metrics row, and its best weights when its score (validation, else test accuracy) improved."""
+    s.rows.append(row)
+    score = row["val_acc"] if "val_acc" in row else row["test_acc"]
+    s.improved = score > s.best_score
+    if s.improved:
+        s.best_score, s.best_epoch = score, row["epoch"]
+        s.best = g.seed_weights(g.model.net.state_dict(), s)
+
+
+def _log_epoch(g: Group, epoch: int, active: list[Seed], seconds: float) -> None:
+    done = [s for s in active if s.status == "active"]
+    if done:
+        accs = " ".join(f"{s.rows[-1]['test_acc']:.3f}" for s in done)
+        loss = sum(s.rows[-1]["train_loss"] for s in done) / len(done)
+        g.log(f"epoch {epoch}/{g.cfg.epochs}  {len(done)} seeds  loss {loss:.3f} (mean)  test acc {accs}  "
+              f"{seconds:.1f} s")
+
+
+def _stop_early(g: Group, epoch: int, active: list[Seed]) -> None:
+    """Early stopping per seed, as its separate run's: its values are frozen from here on."""
+    for s in active:
+        if s.status == "active" and s.cfg.patience and epoch - s.best_epoch >= s.cfg.patience:
+            g.log(f"early stopping: seed {s.seed}: no validation improvement for {s.cfg.patience} epochs "
+                  f"(best epoch {s.best_epoch})")
+            s.status = "stopped"
+            g.freezer.freeze(s.index)
 
 
 # ---------------------------------------------------------------- `normlab train --seeds`
