@@ -98,6 +98,10 @@ CASES = {
     "lenet-frn": {"model": "lenet-bn", "resize": "16", "norm": "frn", "fc_norm": False},
     "lenet-evos0": {"model": "lenet-bn", "resize": "16", "norm": "evos0:2", "fc_norm": False},
     "lenet-evob0": {"model": "lenet-bn", "resize": "16", "norm": "evob0", "fc_norm": False},
+    "lenet-lrn": {"model": "lenet-bn", "resize": "16", "norm": "lrn", "fc_norm": False},
+    "digitnet-lrn": {"model": "digitnet", "width": 8, "norm": "lrn"},
+    "lenet-ws": {"model": "lenet-bn", "resize": "16", "norm": "ws"},
+    "lenet-gn-ws": {"model": "lenet-bn", "resize": "16", "norm": "gn:2+ws"},
     "mlp-wn": {"model": "mlp", "width": 32, "depth": 2, "norm": "wn"},
     "lenet-wn": {"model": "lenet-bn", "resize": "16", "norm": "wn"},
 }
@@ -192,6 +196,25 @@ def test_bn_statistics_are_per_seed():
     assert ref  # the templates were read before training
 
 
+@pytest.mark.parametrize("norm", ["lrn", "rms", "ln2d", "evos0:2", "frn", "evob0", "gbn:4", "brn", "ws"])
+def test_newer_norms_never_pool_seeds(norm):
+    """A layer whose statistics span channels (lrn's window, rms and ln2d over C, EvoNorm-S0's
+    groups) or the batch (gbn, brn, evob0) takes none from another seed: seed 0's input scaled by
+    1,000 leaves seed 1's logits what its own model gives, in the stacked model's channels_last
+    too (one epoch's weights cannot show it for lrn: its window barely moves at these values)."""
+    from normlab.models.stacked import SeedStacked
+
+    torch.manual_seed(0)
+    models = [normlab.models.create_model("lenet-bn", norm=norm, fc_norm=False, input_size=(16, 16))
+              for _ in range(2)]
+    x = torch.randn(2, 8, 1, 16, 16)
+    x[0] *= 1000
+    for layout in (False, True):
+        stacked = SeedStacked(models, channels_last=layout).train()
+        got = stacked(x)[1]
+        assert rel(got.detach(), models[1].train()(x[1]).detach()) <= 1e-5, layout
+
+
 RESUME_CFG = {**SMALL, **SGD, "model": "mlp", "width": 16, "depth": 1, "norm": "bn", "epochs": 2, "dropout": 0.2}
 
 
@@ -279,30 +302,27 @@ def test_refused_where_it_does_not_apply():
 
 
 def test_norms_without_a_stacked_form_are_refused():
-    """The config check and the model check agree: a norm whose layer has a stacked form passes
-    both; one without (lrn, ws, ln-chw; a parametrization other than weight norm) is refused by
-    name, and its seeds train one by one."""
+    """The config check and the model check agree: a norm whose layers have a stacked form passes
+    both; one without (ln-chw, --norm-impl reference; a parametrization other than weight norm)
+    is refused by name, and its seeds train one by one."""
     from normlab.models.stacked import why_not
     from normlab.train.seed_batch import norm_refusal
 
-    def lenet(norm):
-        return {**SMALL, "model": "lenet-bn", "resize": "16", "norm": norm, "fc_norm": False}
+    def lenet(norm, **kw):
+        return {**SMALL, "model": "lenet-bn", "resize": "16", "norm": norm, "fc_norm": False, **kw}
 
-    for norm in ("rms", "ln2d", "brn", "frn", "evob0", "evos0:2", "gbn:8", "noisy-bn", "wn"):
+    for norm in ("rms", "ln2d", "brn", "frn", "evob0", "evos0:2", "gbn:8", "noisy-bn", "lrn", "ws", "gn:2+ws", "wn"):
         assert norm_refusal(make_config(lenet(norm))) is None, norm
         assert why_not(normlab.models.create_model("lenet-bn", norm=norm, fc_norm=False, input_size=(16, 16))) is None
-    assert norm_refusal(make_config(lenet("lrn"))) == "norm lrn has no stacked form yet"
-    assert norm_refusal(make_config(lenet("ws"))) == "norm ws has no stacked form yet"
     assert norm_refusal(make_config(lenet("ln-chw"))) == "norm ln-chw has no stacked form yet"
-    assert why_not(normlab.models.create_model("lenet-bn", norm="lrn", fc_norm=False, input_size=(16, 16))) == (
-        "it has a LocalResponseNorm layer ('features.1') that seed batching has no stacked form for")
-    ws = normlab.models.create_model("lenet-bn", norm="ws", fc_norm=False, input_size=(16, 16))
-    assert why_not(ws) == "it has a StdConv2d layer ('features.0') that seed batching has no stacked form for"
+    assert norm_refusal(make_config(lenet("gn", norm_impl="reference"))) == "--norm-impl reference has no stacked form"
+    assert why_not(normlab.models.create_model("lenet-bn", norm="ln-chw", fc_norm=False, input_size=(16, 16))) == (
+        "it has a LayerNormCHW layer ('features.1') that seed batching has no stacked form for")
     spectral = normlab.models.create_model("mlp", width=8, depth=1, input_size=(8, 8))
     torch.nn.utils.parametrizations.spectral_norm(spectral.classifier)
     assert why_not(spectral) == "it has a Linear layer ('classifier') that seed batching has no stacked form for"
-    with pytest.raises(ConfigError, match=r"^seed batching: norm lrn has no stacked form yet; train the seeds one"):
-        train_seeds(lenet("lrn"), [0, 1], log=quiet)
+    with pytest.raises(ConfigError, match=r"^seed batching: norm ln-chw has no stacked form yet; train the seeds one"):
+        train_seeds(lenet("ln-chw"), [0, 1], log=quiet)
 
 
 def test_parse_seeds():

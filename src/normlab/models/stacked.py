@@ -8,7 +8,8 @@ and no operation reduces over seeds:
   activations   conv nets run on (B, S*C, H, W): seed s owns channels s*C .. (s+1)*C - 1;
                 after a Linear layer, (S, B, F); a flattened map is (B, S*F)
   Linear        a batched matmul over the seeds (torch.baddbmm), weights (S, out, in)
-  Conv2d        one grouped convolution, S times the groups (weights (S*Cout, Cin/g, k, k))
+  Conv2d        one grouped convolution, S times the groups (weights (S*Cout, Cin/g, k, k));
+                weight-standardized (ws) per row of that weight, each row one seed's filter
   weight norm   (wn: torch's weight_norm on a Linear or Conv2d) the stacked layer's weight is
                 g * v / ||v|| per row, each row one seed's output unit, g and v stacked
   BatchNorm(C)  BatchNorm(S*C): statistics per channel, so per seed; running stats likewise
@@ -16,7 +17,7 @@ and no operation reduces over seeds:
   LayerNorm(F)  over the last dim of (S, B, F), with per-seed scale and shift
   InstanceNorm  InstanceNorm(S*C)
   RMSNorm       over the last dim of (S, B, F); RMSNorm2d and LayerNorm2d over each seed's own
-                C channels at each position of (B, S*C, H, W)
+                C channels at each position of (B, S*C, H, W); LRN on (B*S, C, H, W)
   per channel   Batch Renorm, FRN, EvoNorm-B0 and -S0 (nn/newer_norms.py): the same layer over S*C
                 channels (EvoNorm-S0 with S*G groups), its own formula, statistics per channel
   Ghost BN      the stacked batch norm on each virtual batch in turn: every seed's chunks are the
@@ -170,6 +171,21 @@ class Conv2d(tnn.Module):
 
     def forward(self, x):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class StdConv2d(Conv2d):
+    """S weight-standardized convolutions (nn/newer_norms.py's StdConv2d): each row of the stacked
+    weight, one seed's output channel, standardized as that seed's layer standardizes it."""
+
+    def __init__(self, mods: Sequence[nn2.StdConv2d]):
+        super().__init__(mods)
+        self.ws_eps = mods[0].ws_eps
+
+    def forward(self, x):
+        w = self.weight.reshape(self.weight.shape[0], -1)
+        w = (w - w.mean(1, keepdim=True)) * torch.rsqrt(w.var(1, unbiased=False, keepdim=True) + self.ws_eps)
+        return F.conv2d(x, w.reshape_as(self.weight), self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
 
 
 def _features_to_channels(x, seeds):
@@ -408,6 +424,22 @@ class LayerNorm2d(tnn.Module):
         return y * _channel_view(self.weight, y) + _channel_view(self.bias, y)
 
 
+class LocalResponseNorm(tnn.Module):
+    """S LocalResponseNorms (AlexNet's, across channels) on (B, S*C, H, W): each seed's C channels
+    as an example of their own, (B*S, C, H, W), so no window spans two seeds."""
+
+    def __init__(self, mods: Sequence[tnn.LocalResponseNorm]):
+        super().__init__()
+        m = mods[0]
+        self.seeds, self.size, self.alpha, self.beta, self.k = len(mods), m.size, m.alpha, m.beta, m.k
+
+    def forward(self, x):
+        b, sc = x.shape[:2]
+        per_seed = x.reshape(b * self.seeds, sc // self.seeds, *x.shape[2:])
+        y = F.local_response_norm(per_seed, self.size, self.alpha, self.beta, self.k)
+        return _like_input(y, x)
+
+
 @torch.no_grad()
 def _load_seeds(layer: tnn.Module, mods: Sequence[tnn.Module]) -> None:
     """Give `layer`, built over S*C channels, the seeds' own tensors, seed-major; a 0-d buffer (a
@@ -577,10 +609,11 @@ CONTAINERS = (tnn.Sequential, tnn.ModuleList, BasicBlock, PreActBlock, OrderedBa
 NEWER: dict = {tnn.RMSNorm: RMSNorm, nn2.RMSNorm2d: RMSNorm2d, nn2.LayerNorm2d: LayerNorm2d,
                nn2.BatchRenorm: BatchRenorm, nn2.FilterResponseNormTLU: FilterResponseNorm,
                nn2.EvoNormB0: EvoNormB0, nn2.EvoNormS0: EvoNormS0, nn2.GhostBatchNorm: GhostBatchNorm,
-               nn2.NoisyBatchNorm: NoisyBatchNorm}
+               nn2.NoisyBatchNorm: NoisyBatchNorm, tnn.LocalResponseNorm: LocalResponseNorm,
+               nn2.StdConv2d: StdConv2d}
 # The norm names of nn/factory.py's ONE_IMPL that seed batching stacks: the layers above, and wn
-# (weight norm on the stacked Linear and Conv2d); lrn, ws and gn+ws are not stacked yet.
-STACKED_NEWER = ("rms", "ln2d", "brn", "frn", "evob0", "evos0", "gbn", "noisy-bn", "wn")
+# (weight norm on the stacked Linear and Conv2d). (ln-chw, LayerNorm over (C, H, W), is not stacked.)
+STACKED_NEWER = ("rms", "ln2d", "brn", "frn", "evob0", "evos0", "gbn", "noisy-bn", "lrn", "ws", "gn+ws", "wn")
 
 
 def _container_types():
@@ -650,7 +683,7 @@ def why_not(model: tnn.Module) -> Optional[str]:
             _weight_norm_of(mod)
         except (TypeError, ValueError):
             return f"it has a {kind.__name__} layer ({name!r}) that seed batching has no stacked form for"
-        if kind is tnn.Conv2d and mod.padding_mode != "zeros":
+        if kind in (tnn.Conv2d, nn2.StdConv2d) and mod.padding_mode != "zeros":
             return f"its conv {name!r} pads with {mod.padding_mode!r}"
         if kind is tnn.LayerNorm and len(mod.normalized_shape) != 1:
             return f"its LayerNorm {name!r} normalizes over several dims (ln-chw)"

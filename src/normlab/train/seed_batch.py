@@ -104,11 +104,11 @@ class NotStackable(ConfigError):
 
 def norm_refusal(cfg: TrainConfig) -> Optional[str]:
     """What the config alone says about the model's layers (the rest is known once it is built)."""
-    from ..nn.factory import ONE_IMPL
+    from ..nn.factory import ONE_IMPL, parse_norm
 
-    kind = cfg.norm.split(":")[0] if isinstance(cfg.norm, str) else None
-    if kind is None:
+    if not isinstance(cfg.norm, str):
         return "a norm given as a Python callable"
+    kind = parse_norm(cfg.norm)[0]  # gn:2+ws is gn+ws
     if kind in ONE_IMPL and kind not in st.STACKED_NEWER:
         return f"norm {cfg.norm} has no stacked form yet"
     if cfg.norm_impl == "reference" and kind != "none":
