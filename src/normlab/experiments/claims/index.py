@@ -186,6 +186,11 @@ def experiment(name: str, quick: bool) -> dict:
     return t.experiment(name, quick)
 
 
+def one_by_one(name: str) -> Optional[str]:
+    """Why experiment `name`'s seeds are trained one by one whatever --seed-batch says, or None."""
+    return pp.ONE_BY_ONE.get(name)
+
+
 def select(only: Optional[str]) -> list[str]:
 
     if not only:
