@@ -132,6 +132,10 @@ def test_config_file_and_cli_override(tmp_path):
     ({"epochs": 0}, "epochs: must be >= 1, got 0"),
     ({"batch_size": 0}, "batch_size: must be >= 1, got 0"),
     ({"epochs": "ten"}, "epochs: expected int, got 'ten'"),
+    ({"epochs": True}, "epochs: expected int, got True"),
+    ({"lr": False}, "lr: expected float, got False"),
+    ({"progress": 5}, "progress: expected bool, got 5"),
+    ({"curves": [1]}, "curves: expected bool, got [1]"),
     ({"bach_size": 3}, "unknown config key 'bach_size'. Did you mean 'batch_size'?"),
 ])
 def test_bad_values_fail_before_work(values, message):
@@ -140,6 +144,12 @@ def test_bad_values_fail_before_work(values, message):
     with pytest.raises(ConfigError) as e:
         resolve_config(make_config(values))  # types and ranges in make_config, names in resolve_config
     assert message in str(e.value)
+
+
+def test_a_switch_takes_true_false_or_0_1():
+    assert make_config({"progress": 0, "curves": 1}).progress is False
+    assert make_config({"progress": 0, "curves": 1}).curves is True
+    assert make_config({"progress": "off", "curves": True}).progress is False
 
 
 def test_bad_config_file(tmp_path):

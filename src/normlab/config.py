@@ -462,7 +462,11 @@ def _coerce(name: str, value):
                 if low in ("0", "false", "no", "off"):
                     return False
                 raise ValueError(value)
-            return bool(value)
+            if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+                return bool(value)
+            raise ValueError(value)  # 5 or a list is a typo, not a switch
+        if isinstance(value, bool) and t in (int, float):
+            raise ValueError(value)  # `epochs: true` in a file
         if t is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
