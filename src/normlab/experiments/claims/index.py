@@ -180,10 +180,12 @@ CLAIMS.update({
 
 
 def experiment(name: str, quick: bool) -> dict:
-    """Any claim's experiment: the tutorials' (trained.py) or the papers' (papers.py)."""
-    if name in pp.EXPERIMENTS:
-        return {"seeds": t.seeds(quick), **pp.EXPERIMENTS[name](quick), "name": name}
-    return t.experiment(name, quick)
+    """Any claim's experiment: the tutorials' (trained.py) or the papers' (papers.py). Its runs
+    write no curves.png: no claim reads one, and the plot was 8.5% of claims --quick's run time
+    (docs/performance.md); metrics.csv holds the same curves."""
+    exp = {"seeds": t.seeds(quick), **pp.EXPERIMENTS[name](quick), "name": name} if name in pp.EXPERIMENTS \
+        else t.experiment(name, quick)
+    return {**exp, "base": {**exp["base"], "curves": False}}
 
 
 def one_by_one(name: str) -> Optional[str]:
