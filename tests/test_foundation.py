@@ -159,6 +159,22 @@ def test_bad_config_file(tmp_path):
         cli.config_from_args(cli.build_parser().parse_args(["train", "--config", str(f)]))
     with pytest.raises(ConfigError, match="does not exist"):
         cli.config_from_args(cli.build_parser().parse_args(["train", "--config", str(tmp_path / "nope.yaml")]))
+    with pytest.raises(ConfigError, match=r"is a folder; give the path of a YAML or JSON file in it$"):
+        cli.config_from_args(cli.build_parser().parse_args(["train", "--config", str(tmp_path)]))
+
+
+def test_a_config_can_come_through_a_pipe(tmp_path):
+    """`--config <(...)` in a shell hands normlab a pipe, not a regular file."""
+    import os
+    import threading
+
+    fifo = tmp_path / "config.yaml"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text("epochs: 3\nlr: 0.2\n"))
+    writer.start()
+    cfg = cli.config_from_args(cli.build_parser().parse_args(["train", "--config", str(fifo)]))
+    writer.join()
+    assert (cfg.epochs, cfg.lr) == (3, 0.2)
 
 
 def test_out_dir_is_never_overwritten(digits_run):
