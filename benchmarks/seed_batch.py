@@ -3,6 +3,7 @@
     python benchmarks/seed_batch.py                 # the four families at S = 1, 5, 10, 20
     python benchmarks/seed_batch.py --quick         # fewer steps, S = 1, 5, 10
     python benchmarks/seed_batch.py --claims-quick  # also `normlab claims --quick` both ways
+    python benchmarks/seed_batch.py --families none --claims-full --jobs 2  # the full claims both ways
     python benchmarks/seed_batch.py --device cuda   # on a GPU
 
 For each family, in the setting the claims train it (dataset, batch, optimizer, lr, norm):
@@ -125,28 +126,30 @@ def measure(name: str, options: dict, sizes, steps: int, device, rounds: int = 3
     return rows
 
 
-def claims_quick(jobs: int, only=None) -> dict:
-    """Wall seconds of `normlab claims --quick` (or of its claims `only`) from scratch,
+def claims_both_ways(jobs: int, only=None, quick: bool = True) -> dict:
+    """Wall seconds of `normlab claims [--quick]` (or of its claims `only`) from scratch,
     seed-batched and one by one, and whether every verdict and number agrees."""
     import tempfile
 
+    what = "claims --quick" if quick else "claims"
     out = {}
     for way, flag in (("batched", []), ("one_by_one", ["--no-seed-batch"])):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "normlab", "claims", "--quick", "--out", tmp, "--jobs", str(jobs),
+            subprocess.run([sys.executable, "-m", "normlab", "claims", *(["--quick"] if quick else []), "--out", tmp,
+                            "--jobs", str(jobs),
                             *(["--only", only] if only else []), *flag], check=True, stdout=subprocess.DEVNULL)
             out[way] = time.perf_counter() - t0
             doc = json.loads((Path(tmp) / "claims.json").read_text())
             out[f"{way}_train_seconds"] = doc.get("train_seconds_total")
             out[f"{way}_verdicts"] = {c["name"]: c.get("verdict") for c in doc["claims"]}
             out[f"{way}_summaries"] = {c["name"]: c.get("summary") for c in doc["claims"]}
-        print(f"claims --quick {way}: {out[way]:.0f} s", flush=True)
+        print(f"{what} {way}: {out[way]:.0f} s", flush=True)
     out["ratio"] = out["one_by_one"] / out["batched"]
     out["same_verdicts"] = out["batched_verdicts"] == out["one_by_one_verdicts"]
     out["moved"] = {k: [v, out["batched_summaries"][k]] for k, v in out["one_by_one_summaries"].items()
                     if out["batched_summaries"].get(k) != v}
-    print(f"claims --quick{' --only ' + only if only else ''}: one by one {out['one_by_one']:.0f} s, batched "
+    print(f"{what}{' --only ' + only if only else ''}: one by one {out['one_by_one']:.0f} s, batched "
           f"{out['batched']:.0f} s ({out['ratio']:.2f}x); verdicts {'the same' if out['same_verdicts'] else 'DIFFER'}; "
           f"{len(out['moved'])} printed summaries moved", flush=True)
     return out
@@ -161,6 +164,8 @@ def main(argv=None):
     ap.add_argument("--sizes", default=None, help="seed counts, default 1,5,10,20 (quick: 1,5,10)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--claims-quick", action="store_true", help="also time `normlab claims --quick` both ways")
+    ap.add_argument("--claims-full", action="store_true",
+                    help="also time the full `normlab claims` both ways (about an hour each on two cores)")
     ap.add_argument("--jobs", type=int, default=1, help="claims --jobs")
     ap.add_argument("--claims-only", default=None, metavar="NAME,...", help="time only these claims (claims --only)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "seed_batch.json"))
@@ -187,8 +192,13 @@ def main(argv=None):
             r[f"{way}_frac_peak"] = r[f"{way}_seed_steps_s"] * imgs * r["train_flops_per_image"] / peak["fp32"]
         print(f"  {r['family']:<10}{r['seeds']:>4}  one by one {100 * r['one_by_one_frac_peak']:5.2f}%  "
               f"batched {100 * r['batched_frac_peak']:5.2f}%")
-    extra = {"claims_quick": claims_quick(args.jobs, args.claims_only), "load_average_after_claims": list(os.getloadavg())} \
-        if args.claims_quick else {}
+    extra: dict = {}
+    if args.claims_quick:
+        extra["claims_quick"] = claims_both_ways(args.jobs, args.claims_only, quick=True)
+    if args.claims_full:
+        extra["claims_full"] = claims_both_ways(args.jobs, args.claims_only, quick=False)
+    if extra:
+        extra["load_average_after_claims"] = list(os.getloadavg())
     write_results(args.out, rows, info, quick=args.quick, peak_flops=peak, steps=steps, threads=torch.get_num_threads(),
                   **extra)
 

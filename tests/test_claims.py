@@ -728,3 +728,15 @@ def test_late_progress_reads_the_middle_and_last_epochs_loss(tmp_path):
     rows = "epoch,train_loss\n1,2.0\n2,1.5\n3,1.25\n4,1.0\n5,0.9\n"
     (tmp_path / "metrics.csv").write_text(rows)
     assert measures.late_progress(tmp_path) == pytest.approx(1.5 - 0.9)  # epoch 5 // 2 = 2, then 5
+
+
+def test_claims_runs_write_no_curves_plot_and_differ_only_in_what_they_name():
+    """Every claim's experiment, quick and full, trains without curves.png (no claim reads it);
+    the switch is in the base, so it is the same in every arm."""
+    from normlab.experiments.claims.index import CLAIMS
+    from normlab.experiments.claims.runner import plan
+
+    for quick in (True, False):
+        exps, _ = plan(list(CLAIMS), quick)
+        assert exps and all(exp.base["curves"] is False for exp, _ in exps.values())
+        assert not any("curves" in exp.factors for exp, _ in exps.values())

@@ -132,6 +132,10 @@ def test_config_file_and_cli_override(tmp_path):
     ({"epochs": 0}, "epochs: must be >= 1, got 0"),
     ({"batch_size": 0}, "batch_size: must be >= 1, got 0"),
     ({"epochs": "ten"}, "epochs: expected int, got 'ten'"),
+    ({"epochs": True}, "epochs: expected int, got True"),
+    ({"lr": False}, "lr: expected float, got False"),
+    ({"progress": 5}, "progress: expected bool, got 5"),
+    ({"curves": [1]}, "curves: expected bool, got [1]"),
     ({"bach_size": 3}, "unknown config key 'bach_size'. Did you mean 'batch_size'?"),
 ])
 def test_bad_values_fail_before_work(values, message):
@@ -142,6 +146,12 @@ def test_bad_values_fail_before_work(values, message):
     assert message in str(e.value)
 
 
+def test_a_switch_takes_true_false_or_0_1():
+    assert make_config({"progress": 0, "curves": 1}).progress is False
+    assert make_config({"progress": 0, "curves": 1}).curves is True
+    assert make_config({"progress": "off", "curves": True}).progress is False
+
+
 def test_bad_config_file(tmp_path):
     f = tmp_path / "bad.yaml"
     f.write_text("epochs: [1\n")
@@ -149,6 +159,22 @@ def test_bad_config_file(tmp_path):
         cli.config_from_args(cli.build_parser().parse_args(["train", "--config", str(f)]))
     with pytest.raises(ConfigError, match="does not exist"):
         cli.config_from_args(cli.build_parser().parse_args(["train", "--config", str(tmp_path / "nope.yaml")]))
+    with pytest.raises(ConfigError, match=r"is a folder; give the path of a YAML or JSON file in it$"):
+        cli.config_from_args(cli.build_parser().parse_args(["train", "--config", str(tmp_path)]))
+
+
+def test_a_config_can_come_through_a_pipe(tmp_path):
+    """`--config <(...)` in a shell hands normlab a pipe, not a regular file."""
+    import os
+    import threading
+
+    fifo = tmp_path / "config.yaml"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text("epochs: 3\nlr: 0.2\n"))
+    writer.start()
+    cfg = cli.config_from_args(cli.build_parser().parse_args(["train", "--config", str(fifo)]))
+    writer.join()
+    assert (cfg.epochs, cfg.lr) == (3, 0.2)
 
 
 def test_out_dir_is_never_overwritten(digits_run):

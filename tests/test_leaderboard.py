@@ -14,7 +14,7 @@ import pytest
 from normlab.analysis import paired
 from normlab.errors import ConfigError
 from normlab.experiments import leaderboard as lb
-from normlab.experiments import seed_groups, sweep
+from normlab.experiments import norm_speed, seed_groups, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "experiments" / "reports" / "leaderboard-quick"
@@ -65,7 +65,14 @@ def board(tmp_path, monkeypatch):
     # a cell's seeds trained as one seed batch (resnet20's): the fake stands in for each of its runs
     monkeypatch.setattr(seed_groups, "run_group",
                         lambda names, cfgs, group: [(n, *f(c)[1:]) for n, c in zip(names, cfgs)])
-    doc = lb.run_leaderboard(tmp_path / "lb", setting=SMALL, log=lambda *a: None)
+    timed = []
+
+    def speed(configs, log):
+        timed.append(configs)
+        return norm_speed.Speeds({k: 1000.0 * (1 + k.endswith("/gn")) for k in configs}, 3, (0.5, 0.6))
+
+    doc = lb.run_leaderboard(tmp_path / "lb", setting=SMALL, log=lambda *a: None, speed=speed)
+    f.timed = timed
     return f, doc, tmp_path / "lb"
 
 
@@ -107,6 +114,49 @@ def test_each_norm_is_compared_with_bn_paired_by_seed_in_one_holm_family(board):
     assert "1x1 map" in rows[("digitnet", "in", 8)]["why"]
     assert rows[("resnet20", "gbn", 8)]["why"].startswith("the same computation as bn at batch 8")
     assert rows[("resnet20", "gn", 8)]["images_per_s"] == pytest.approx(2000.0)
+
+
+def test_every_trained_arm_is_timed_once_at_its_chosen_rate(board):
+    f, doc, _ = board
+    [configs] = f.timed  # one call: every arm side by side in one process
+    trained = {f"{r['model']}/b{r['batch']}/{r['norm']}": r for r in doc["rows"] if r["status"] == "trained"}
+    assert set(configs) == set(trained)
+    for key, cfg in configs.items():
+        model, batch, norm = key.split("/")
+        assert (cfg["model"], cfg["norm"], cfg["batch_size"]) == (model, norm, int(batch[1:]))
+        assert cfg["lr"] == trained[key]["lr"] and cfg["threads"] == 1
+    assert doc["speed"] == {"rounds": 3, "load": [0.5, 0.6], "min_steps": norm_speed.MIN_STEPS,
+                            "min_seconds": norm_speed.MIN_SECONDS}
+
+
+def test_speed_is_the_median_of_interleaved_rounds_of_the_trainers_step(monkeypatch):
+    order, rates = [], iter([100.0, 10.0, 30.0, 300.0, 200.0, 20.0])
+
+    class Timed:
+        def __init__(self, cfg):
+            self.key = cfg["norm"]
+
+        def images_per_s(self, min_steps, min_seconds):
+            order.append(self.key)
+            return next(rates)
+
+    monkeypatch.setattr(norm_speed, "_Timed", Timed)
+    threads = norm_speed.torch.get_num_threads()
+    got = norm_speed.measure({"a": {"norm": "a"}, "b": {"norm": "b"}}, rounds=3, log=lambda *a: None)
+    assert order == ["a", "b", "b", "a", "a", "b"]  # each round in the opposite order to the one before
+    assert got.images_per_s == {"a": 200.0, "b": 20.0} and got.rounds == 3
+    assert norm_speed.torch.get_num_threads() == threads  # the caller's thread count is given back
+
+
+def test_one_real_measurement_counts_the_images_of_the_steps_it_timed(tmp_path):
+    cfg = lb.base_config("digitnet", "bn", 32, 1e-3, 0, lb.QUICK, tmp_path / "never-written")
+    t = norm_speed._Timed(cfg)
+    steps = []
+    one = t.one
+    t.one = lambda: steps.append(1) or one()
+    rate = t.images_per_s(min_steps=4, min_seconds=0.0)
+    assert len(steps) == 4 and 0 < rate < float("inf")
+    assert not (tmp_path / "never-written").exists()  # timing writes no run folder
 
 
 def test_the_report_files_say_what_the_data_file_holds(board):

@@ -413,3 +413,25 @@ def test_a_failed_seed_is_frozen_and_the_others_go_on():
         for p, st in g.optimizer.state.items():
             n = p.shape[0] // 2
             assert torch.equal(st["momentum_buffer"].narrow(0, n, n), mom[id(p)].narrow(0, n, n))
+
+
+def test_a_speed_claims_seeds_are_trained_one_by_one_whatever_seed_batch_says(tmp_path, monkeypatch):
+    """rms-vs-ln measures each layer's training speed: batching LN's seeds (which stack) and not
+    RMSNorm's would make its arms differ in more than the norm, so the claims runner trains that
+    experiment's seeds one by one and says why; another experiment's mlp cell is still batched."""
+    from normlab.experiments import seed_groups
+    from normlab.experiments.claims import runner
+
+    seen = {}
+    monkeypatch.setattr(runner, "run_pending", lambda todo, jobs, outcome, log, seed_batch, alone: seen.update(
+        todo=list(todo), alone=alone))
+    exps, _ = runner.plan(["rms-vs-ln", "bn-higher-lr"], quick=True)
+    runner.train_cells(exps, tmp_path, 1, None, quiet)
+    assert seen["alone"] == {"rms-ln/": "a speed claim: each arm's own training speed is the measure"}
+    lines = []
+    work = seed_groups.units(seen["todo"], True, lines.append, seen["alone"])
+    rms = [u for u in work if u[0][0].startswith("rms-ln/")]
+    assert rms and all(len(names) == 1 and group is None for names, _, group in rms)
+    assert any(len(names) > 1 for names, _, group in work if not names[0].startswith("rms-ln/"))
+    assert any(line.endswith("a speed claim: each arm's own training speed is the measure")
+               and "rms-ln/norm=ln" in line for line in lines), lines

@@ -406,6 +406,10 @@ def test_channels_last_with_group_norm_on_cpu_says_it_is_slower(tmp_path):
                        out=str(tmp_path / "gn")), log=lines.append)
     assert any("--channels-last makes 'gn' layers slower on a CPU" in line for line in lines)
     lines.clear()
+    normlab.train(dict(TINY, model="lenet-bn", dataset="synthetic", norm="gn:2", channels_last=True, epochs=1,
+                       out=str(tmp_path / "gn2")), log=lines.append)
+    assert any("--channels-last makes 'gn:2' layers slower on a CPU" in line for line in lines)  # any group count
+    lines.clear()
     normlab.train(dict(TINY, model="lenet-bn", dataset="synthetic", norm="bn", channels_last=True, epochs=1,
                        out=str(tmp_path / "bn")), log=lines.append)
     assert not any("slower" in line for line in lines)

@@ -462,7 +462,11 @@ def _coerce(name: str, value):
                 if low in ("0", "false", "no", "off"):
                     return False
                 raise ValueError(value)
-            return bool(value)
+            if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+                return bool(value)
+            raise ValueError(value)  # 5 or a list is a typo, not a switch
+        if isinstance(value, bool) and t in (int, float):
+            raise ValueError(value)  # `epochs: true` in a file
         if t is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
@@ -545,13 +549,17 @@ def _parse_error(exc: Exception) -> str:
 def load_config_file(path: Union[str, os.PathLike]) -> dict:
     """Read a YAML or JSON file of options; keys mirror the command-line options."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError(f"config file {str(p)!r} does not exist")
-    try:
+    if p.is_dir():
+        raise ConfigError(f"config file {str(p)!r} is a folder; give the path of a YAML or JSON file in it")
+    try:  # a pipe too (--config <(...)): read as it comes
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {str(p)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
                           f"save it as UTF-8 YAML or JSON") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {str(p)!r} cannot be read: {exc.strerror or exc}") from None
     try:
         if p.suffix.lower() == ".json":
             data = json.loads(text)

@@ -50,6 +50,18 @@ def _by(rows, model):
     return {(r["norm"], r["batch"]): r for r in rows if r["model"] == model}
 
 
+def speed_text(doc: dict) -> str:
+    sp = doc.get("speed")
+    if not sp:  # a board written before the speed was timed apart from the runs
+        return ("the trainer's training examples per second averaged over the epochs of the confirmation runs, one "
+                "thread a run, on the machine named at the foot (wall time: other jobs on the machine slow it).")
+    return (f"training images per second of each arm at its chosen rate, timed after the runs, arm beside arm in one "
+            f"process on one thread: the trainer's own step on the arm's training batches, at least "
+            f"{sp['min_steps']} steps and {sp['min_seconds']:g} s a measurement, {sp['rounds']} interleaved rounds, "
+            f"the median (load average {sp['load'][0]:.1f} before, {sp['load'][1]:.1f} after, on the machine named "
+            f"at the foot). Compare them within a model and batch size.")
+
+
 def headline(doc: dict, model: str) -> list[list]:
     """Mean test accuracy (%) per norm and batch size, and training images/s at batch 32."""
     s = doc["setting"]
@@ -183,9 +195,7 @@ def blocks(doc: dict, figs: dict) -> list[tuple]:
                  f"in accuracy points with its 95% paired t interval, p Holm-adjusted over all {family} comparisons of "
                  f"this page (analysis/paired.py), 'higher'/'lower' when p (Holm) < 0.05, and the share of seeds the "
                  f"norm won. These are small models on 8x8 digits for a few epochs: the board ranks norms here, not in "
-                 f"general. Images/s: the trainer's training examples per second averaged over the epochs of the "
-                 f"confirmation runs, one thread a run, on the machine named at the foot (wall time: other jobs on the "
-                 f"machine slow it; the foot gives the load).")]
+                 f"general. Images/s: {speed_text(doc)}")]
     for model in s["models"]:
         out += [("h2", f"{model}: test accuracy (%) by batch size"), ("table", headline(doc, model)),
                 ("note", "n/a: the norm cannot be built or trained in this model (see below); = bn: the same "

@@ -18,8 +18,10 @@ test split picks nothing.
   statistics  each norm against BN in the same model and batch size, paired by confirmation seed:
               the mean difference with its 95% paired t interval, p and Holm's p over every
               comparison of the leaderboard (analysis/paired.py), the share of seeds the norm won
-  speed       training images/s (the trainer's examples/s, averaged over the epochs of the
-              confirmation runs; one thread a run) on this machine, with its load average
+  speed       training images/s of each arm at its chosen rate, measured after the runs, arm
+              beside arm in one process on one thread (norm_speed.py), with the load average;
+              not the runs' own examples/s (trained hours apart, several at once, some
+              seed-batched)
 
 Runs live in OUT/runs/<quick|full>/{tune,confirm}/MODEL/bB/...; a finished run is never trained
 again, so rerunning the command resumes, and `--jobs N` trains N runs at a time.
@@ -45,6 +47,7 @@ from ..models import create_model
 from ..models.from_config import MODEL_OPTIONS
 from ..nn.factory import GHOST_BATCH
 from ..train.resolve import resolve
+from . import norm_speed
 from .claims.runner import load_text, trained_text
 from .sweep import SweepOutcome, run_pending
 
@@ -237,11 +240,6 @@ def test_acc(run: Path) -> float:
     return float(json.loads(p.read_text(encoding="utf-8"))["final_test_acc"]) if p.is_file() else math.nan
 
 
-def images_per_s(run: Path) -> float:
-    rates = [float(r["examples_per_s"]) for r in _metrics(run) if r.get("examples_per_s")]
-    return sum(rates) / len(rates) if rates and not _failed(run) else math.nan
-
-
 def choose_lr(tuning: dict) -> float:
     """The rate of the best mean validation accuracy; a tie goes to the lower rate."""
     return max(sorted(tuning), key=lambda lr: (sum(tuning[lr]) / len(tuning[lr]), -lr))
@@ -291,8 +289,9 @@ def _sd(xs) -> float:
 
 
 def run_leaderboard(out, quick: bool = False, jobs: int = 1, setting: Optional[Setting] = None,
-                    log: Callable = print) -> dict:
-    """Tune, confirm, compare and write the report into `out` (see the module docstring)."""
+                    log: Callable = print, speed: Callable = norm_speed.measure) -> dict:
+    """Tune, confirm, time, compare and write the report into `out` (see the module docstring);
+    `speed` measures the arms' training images/s (norm_speed.measure)."""
 
     s = setting or (QUICK if quick else FULL)
     check_setting(s)
@@ -317,10 +316,13 @@ def run_leaderboard(out, quick: bool = False, jobs: int = 1, setting: Optional[S
     o2 = _pending(confirm, log, jobs)
     if o2.interrupted:
         return _stopped(log)
+    log(f"normlab leaderboard: timing {len(live)} arms side by side, one thread")
+    speeds = speed({a.key: base_config(a.model, a.norm, a.batch, a.lr, s.confirm_seeds[0], s,
+                                       work / "speed" / a.key) for a in live}, log=log)
     results = {}
     for a in live:
         dirs = [confirm_dir(work, a, seed) for seed in s.confirm_seeds]
-        results[a.key] = {"test_acc": [test_acc(d) for d in dirs], "images_per_s": [images_per_s(d) for d in dirs],
+        results[a.key] = {"test_acc": [test_acc(d) for d in dirs], "images_per_s": [speeds.images_per_s[a.key]],
                           "failed": [f"seed {seed}: {_failed(d)}" for seed, d in zip(s.confirm_seeds, dirs)
                                      if _failed(d)]}
     rows = compare_to_baseline(board, results, s)
@@ -331,6 +333,8 @@ def run_leaderboard(out, quick: bool = False, jobs: int = 1, setting: Optional[S
                  "models": {m: MODELS[m] for m in s.models}, "val_split": s.val, "baseline": BASELINE,
                  "trained_now": ran, "resumed": len(o1.skipped) + len(o2.skipped),
                  "failed": o1.failed + o2.failed, "total_seconds": time.perf_counter() - t0,
+                 "speed": {"rounds": speeds.rounds, "load": list(speeds.load), "min_steps": norm_speed.MIN_STEPS,
+                           "min_seconds": norm_speed.MIN_SECONDS},
                  "train_seconds_total": sum(_seconds(Path(c["out"])) for _, c in tune + confirm)}
     doc["provenance_info"] = render.provenance_info()
     doc["provenance"] = render.provenance(f"{trained_text_of(work, trained_text)} "

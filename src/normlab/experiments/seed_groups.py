@@ -70,9 +70,10 @@ def why_not(cfg: dict) -> Optional[str]:
     return None
 
 
-def units(todo: list, seed_batch: SeedBatch = True, log: Callable = print) -> list:
+def units(todo: list, seed_batch: SeedBatch = True, log: Callable = print, alone: Optional[dict] = None) -> list:
     """The (name, config) runs of `todo` as units of work: (names, configs, group_dir), a group
-    dir of None meaning one run trained on its own."""
+    dir of None meaning one run trained on its own; runs whose name starts with a key of `alone`
+    are trained one by one, for the reason it gives."""
     out: list = []
     off: dict[str, list] = {}
     i = 0
@@ -82,7 +83,8 @@ def units(todo: list, seed_batch: SeedBatch = True, log: Callable = print) -> li
             j += 1
         cell = todo[i:j]
         i = j
-        reason = "--no-seed-batch" if seed_batch is False else why_not(cell[0][1])
+        told = next((why for prefix, why in (alone or {}).items() if cell[0][0].startswith(prefix)), None)
+        reason = "--no-seed-batch" if seed_batch is False else told or why_not(cell[0][1])
         cap = len(cell) if seed_batch is True or seed_batch is False else max(1, int(seed_batch))
         if reason is None and cap < 2:
             reason = f"--seed-batch {cap}"

@@ -95,11 +95,11 @@ def pending_jobs(exp: Experiment, out: Path, cells: Sequence[Cell], parallel: bo
 
 
 def run_pending(todo: Sequence[tuple[str, dict]], jobs: int, outcome: SweepOutcome, log: Callable = print,
-                seed_batch: SeedBatch = True) -> None:
+                seed_batch: SeedBatch = True, alone: Optional[dict] = None) -> None:
     """Train the (name, config) runs, `jobs` at a time in worker processes; each ends in its run
     folder's summary.json or failed.json (see run_job), recorded in `outcome`. The seeds of a cell
     are trained as one seed batch where that applies (seed_groups.py; `seed_batch` False: never,
-    N: at most N seeds a batch)."""
+    N: at most N seeds a batch; `alone`: {name prefix: why} for runs never batched)."""
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
     fetch_datasets(cfg for _, cfg in todo)
@@ -121,7 +121,7 @@ def run_pending(todo: Sequence[tuple[str, dict]], jobs: int, outcome: SweepOutco
             outcome.ran.append(name)
             log(f"  {name}: done in {secs:.1f} s")
 
-    work = seed_groups.units(list(todo), seed_batch, log)
+    work = seed_groups.units(list(todo), seed_batch, log, alone)
     with signals_interrupt():
         try:
             if jobs == 1 or len(work) <= 1:

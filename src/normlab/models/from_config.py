@@ -18,6 +18,11 @@ MODEL_OPTIONS = ("depth", "width", "widths", "bias", "hidden_dropout", "block_or
 SLOW_CHANNELS_LAST = ("gn", "in", "in-affine")
 
 
+def slow_channels_last(norm) -> bool:
+    """Whether `norm` (a name such as "gn:4", or a callable) is a kind measured slower in NHWC on a CPU."""
+    return isinstance(norm, str) and norm.split(":")[0] in SLOW_CHANNELS_LAST
+
+
 def with_model_defaults(cfg: TrainConfig) -> TrainConfig:
     """`cfg` with the model's own defaults (lr, norm, act, dropout, memory format) where it gives
     none; applying it twice changes nothing."""
@@ -25,8 +30,7 @@ def with_model_defaults(cfg: TrainConfig) -> TrainConfig:
     norm = cfg.norm or spec.default_norm
     channels_last = cfg.channels_last
     if channels_last is None:
-        channels_last = spec.default_channels_last and not (
-            isinstance(norm, str) and norm.split(":")[0] in SLOW_CHANNELS_LAST)
+        channels_last = spec.default_channels_last and not slow_channels_last(norm)
     return cfg.replace(lr=spec.default_lr if cfg.lr is None else cfg.lr, norm=norm,
                        act=cfg.act or spec.default_act, channels_last=channels_last,
                        dropout=spec.default_dropout if cfg.dropout is None else cfg.dropout)

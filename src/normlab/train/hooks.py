@@ -46,7 +46,7 @@ from typing import Any, Optional
 
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..faults import point as fault_point
-from ..models.from_config import SLOW_CHANNELS_LAST
+from ..models.from_config import slow_channels_last
 from ..plots import plot_curves
 from . import checkpoint, distributed
 from .ema import EMA
@@ -269,7 +269,7 @@ class Console(Hook):
 
     def on_start(self, loop) -> None:
         r, cfg = loop.run, loop.run.cfg
-        if cfg.channels_last and r.device.type == "cpu" and cfg.norm in SLOW_CHANNELS_LAST:
+        if cfg.channels_last and r.device.type == "cpu" and slow_channels_last(cfg.norm):
             # measured in benchmarks/norms.py: 2x (gn) and 3x (in) slower per layer in NHWC on CPU
             loop.log(f"normlab: note: --channels-last makes {cfg.norm!r} layers slower on a CPU "
                      f"(docs/norms.md); it pays for conv-heavy nets with bn, ln or no norm")

@@ -180,10 +180,17 @@ CLAIMS.update({
 
 
 def experiment(name: str, quick: bool) -> dict:
-    """Any claim's experiment: the tutorials' (trained.py) or the papers' (papers.py)."""
-    if name in pp.EXPERIMENTS:
-        return {"seeds": t.seeds(quick), **pp.EXPERIMENTS[name](quick), "name": name}
-    return t.experiment(name, quick)
+    """Any claim's experiment: the tutorials' (trained.py) or the papers' (papers.py). Its runs
+    write no curves.png: no claim reads one, and the plot was 8.5% of claims --quick's run time
+    (docs/performance.md); metrics.csv holds the same curves."""
+    exp = {"seeds": t.seeds(quick), **pp.EXPERIMENTS[name](quick), "name": name} if name in pp.EXPERIMENTS \
+        else t.experiment(name, quick)
+    return {**exp, "base": {**exp["base"], "curves": False}}
+
+
+def one_by_one(name: str) -> Optional[str]:
+    """Why experiment `name`'s seeds are trained one by one whatever --seed-batch says, or None."""
+    return pp.ONE_BY_ONE.get(name)
 
 
 def select(only: Optional[str]) -> list[str]:

@@ -102,6 +102,11 @@ def exp_rms_ln(quick):
             "seeds": sgd_like_seeds(quick)}
 
 
+# Experiments whose seeds are never seed-batched, and why: a speed claim measures each arm's own
+# training speed, which a seed batch changes (and changes differently for a layer that stacks and
+# one that does not), so its arms would differ in more than the claim names.
+ONE_BY_ONE = {"rms-ln": "a speed claim: each arm's own training speed is the measure"}
+
 EXPERIMENTS = {"lenet-b32-more": exp_lenet_b32_more, "lenet-b2-more": exp_lenet_b2_more,
                "relu-lenet-b32": exp_relu_lenet(32), "relu-lenet-b2": exp_relu_lenet(2),
                "lenet-skewed": exp_lenet_skewed, "lenet-large": exp_lenet_large,

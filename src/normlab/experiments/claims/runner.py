@@ -29,7 +29,7 @@ from ...grid import expand, jobs_of
 from ..seed_groups import SeedBatch
 from ..spec import parse_experiment
 from ..sweep import SweepOutcome, pending_jobs, prepare_sweep_dir, run_pending, shard_cells
-from .index import CLAIMS, experiment, select
+from .index import CLAIMS, experiment, one_by_one, select
 
 
 class Runs:
@@ -90,7 +90,8 @@ def train_cells(exps: dict, work: Path, jobs: int, shard: Optional[tuple], log: 
     where = f" (shard {shard[0]}/{shard[1]}: {len(mine)} of {len(units)} cells)" if shard else ""
     if units:
         log(f"normlab claims: {len(todo)} runs to train, {len(outcome.skipped)} already finished{where}")
-    run_pending(todo, jobs, outcome, log, seed_batch)
+    alone = {f"{e}/": one_by_one(e) for e in exps if one_by_one(e)}
+    run_pending(todo, jobs, outcome, log, seed_batch, alone)
     missing = 0
     for ename, (exp, cells) in exps.items():
         write_results(work / ename)
