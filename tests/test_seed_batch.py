@@ -416,9 +416,9 @@ def test_a_failed_seed_is_frozen_and_the_others_go_on():
 
 
 def test_a_speed_claims_seeds_are_trained_one_by_one_whatever_seed_batch_says(tmp_path, monkeypatch):
-    """rms-vs-ln measures each layer's training speed: batching LN's seeds (which stack) and not
-    RMSNorm's would make its arms differ in more than the norm, so the claims runner trains that
-    experiment's seeds one by one and says why; another experiment's mlp cell is still batched."""
+    """rms-vs-ln measures each layer's training speed, a separate run's: a seed batch's speed
+    (both norms stack) is another measure, so the claims runner trains that experiment's seeds one
+    by one and says why; another experiment's mlp cell is still batched."""
     from normlab.experiments import seed_groups
     from normlab.experiments.claims import runner
 

@@ -89,9 +89,9 @@ def units(todo: list, seed_batch: SeedBatch = True, log: Callable = print, alone
         if reason is None and cap < 2:
             reason = f"--seed-batch {cap}"
         # a run started one by one (its own committed epoch, no group holds it) resumes so
-        alone = [(n, c) for n, c in cell if reason is None and _started_alone(Path(c["out"]))]
-        rest = [(n, c) for n, c in cell if (n, c) not in alone]
-        out += [([n], [c], None) for n, c in alone]
+        started = [(n, c) for n, c in cell if reason is None and _started_alone(Path(c["out"]))]
+        rest = [(n, c) for n, c in cell if (n, c) not in started]
+        out += [([n], [c], None) for n, c in started]
         if reason is not None or len(rest) < 2:
             if reason is not None and len(cell) > 1:
                 off.setdefault(reason, []).append(_cell_name(cell[0][0]))
