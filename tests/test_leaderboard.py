@@ -231,3 +231,21 @@ def test_no_curves_leaves_the_plot_out_and_everything_else_in(tmp_path):
         assert (out / "curves.png").is_file() is curves
         assert (out / "metrics.csv").is_file() and (out / "summary.json").is_file()
     assert lb.base_config("digitnet", "bn", 8, 1e-3, 0, SMALL, tmp_path)["curves"] is False
+
+
+def test_a_board_resumes_only_with_the_setting_that_trained_its_runs(tmp_path, monkeypatch):
+    f = Fake(val, fake_test_acc)
+    monkeypatch.setattr(sweep, "run_job", f)
+    monkeypatch.setattr(seed_groups, "run_group",
+                        lambda names, cfgs, group: [(n, *f(c)[1:]) for n, c in zip(names, cfgs)])
+    speed = lambda configs, log: norm_speed.Speeds({k: 1.0 for k in configs}, 1, (0.0, 0.0))  # noqa: E731
+    lb.run_leaderboard(tmp_path, setting=SMALL, log=lambda *a: None, speed=speed)
+    trained = len(f.calls)
+    lb.run_leaderboard(tmp_path, setting=SMALL, log=lambda *a: None, speed=speed)  # the same: resumes
+    assert len(f.calls) == trained
+    other = lb.Setting(**{**SMALL.__dict__, "epochs": {"digitnet": 2, "resnet20": 1}})
+    with pytest.raises(ConfigError) as e:
+        lb.run_leaderboard(tmp_path, setting=other, log=lambda *a: None, speed=speed)
+    assert str(e.value) == (f"leaderboard: the runs in {str(tmp_path / 'runs' / 'full')!r} were trained with another "
+                            f"setting (epochs differ); give another --out, or delete that folder to train them again")
+    assert len(f.calls) == trained  # nothing trained, nothing written over

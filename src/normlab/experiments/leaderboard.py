@@ -24,7 +24,8 @@ test split picks nothing.
               seed-batched)
 
 Runs live in OUT/runs/<quick|full>/{tune,confirm}/MODEL/bB/...; a finished run is never trained
-again, so rerunning the command resumes, and `--jobs N` trains N runs at a time.
+again, so rerunning the command resumes (OUT/runs/<quick|full>/setting.json keeps a resumed board
+from mixing in runs of another setting), and `--jobs N` trains N runs at a time.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from ..analysis import paired, render
 from ..analysis.results import is_finished
 from ..config import make_config
 from ..errors import ConfigError, NormlabError
+from ..fileio import atomic_write_json
 from ..models import create_model
 from ..models.from_config import MODEL_OPTIONS
 from ..nn.factory import GHOST_BATCH
@@ -105,6 +107,27 @@ def check_setting(s: Setting) -> None:
     unknown = [m for m in s.models if m not in MODELS]
     if unknown:
         raise ConfigError(f"leaderboard: unknown model {unknown[0]!r}; the board's models: {', '.join(MODELS)}")
+
+
+def check_same_setting(work: Path, s: Setting) -> None:
+    """The runs under `work` are resumed only by the setting that trained them (a finished run is
+    never trained again, so runs of another grid or epochs would be silently mixed in); the first
+    command to use `work` records its setting there."""
+    record = work / "setting.json"
+    mine = json.loads(json.dumps(s.to_dict()))
+    if record.is_file():
+        try:
+            theirs = json.loads(record.read_text(encoding="utf-8"))
+        except ValueError:
+            theirs = None
+        if theirs != mine:
+            changed = sorted(k for k in mine if not isinstance(theirs, dict) or theirs.get(k) != mine[k])
+            raise ConfigError(f"leaderboard: the runs in {str(work)!r} were trained with another setting "
+                              f"({', '.join(changed) or 'unreadable'} differ); give another --out, or delete that "
+                              f"folder to train them again")
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(record, mine)
 
 
 def slug(norm: str) -> str:
@@ -298,6 +321,7 @@ def run_leaderboard(out, quick: bool = False, jobs: int = 1, setting: Optional[S
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     work = out / "runs" / ("quick" if quick else "full")
+    check_same_setting(work, s)
     t0, load0 = time.perf_counter(), os.getloadavg()
     board = arms(s)
     live = [a for a in board if not a.skip]
