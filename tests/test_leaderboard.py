@@ -249,3 +249,42 @@ def test_a_board_resumes_only_with_the_setting_that_trained_its_runs(tmp_path, m
     assert str(e.value) == (f"leaderboard: the runs in {str(tmp_path / 'runs' / 'full')!r} were trained with another "
                             f"setting (epochs differ); give another --out, or delete that folder to train them again")
     assert len(f.calls) == trained  # nothing trained, nothing written over
+
+
+def test_no_confirmation_starts_from_a_part_of_the_tuning(tmp_path, monkeypatch):
+    """A tuning run the machine stopped (a worker killed, out of memory) leaves its arm's rate
+    unknown: the board stops before confirming and says so; the same command then trains that
+    run alone and goes on."""
+    f = Fake(val, fake_test_acc)
+    lost = {"n": 1}
+
+    def machine_once(cfg):
+        if "/tune/resnet20/b8/gn-lr0.01-s100" in cfg["out"] and lost["n"]:
+            lost["n"] = 0
+            return cfg["out"], "machine", "a worker process died", 0.0
+        return f(cfg)
+
+    monkeypatch.setattr(sweep, "run_job", machine_once)
+    monkeypatch.setattr(seed_groups, "run_group",
+                        lambda names, cfgs, group: [(n, *machine_once(c)[1:]) for n, c in zip(names, cfgs)])
+    speed = lambda configs, log: norm_speed.Speeds({k: 1.0 for k in configs}, 1, (0.0, 0.0))  # noqa: E731
+    lines = []
+    assert lb.run_leaderboard(tmp_path, setting=SMALL, log=lines.append, speed=speed) == {"interrupted": True}
+    assert "normlab leaderboard: 1 tuning runs did not finish (tune/resnet20/b8/gn/lr0.01-s100); the board needs " \
+           "all of them" in lines
+    assert not any("/confirm/" in c["out"] for c in f.calls) and not (tmp_path / "leaderboard.csv").exists()
+    f.calls.clear()
+    doc = lb.run_leaderboard(tmp_path, setting=SMALL, log=lines.append, speed=speed)
+    assert [c["out"] for c in f.calls if "/tune/" in c["out"]] == [
+        str(tmp_path / "runs" / "full" / "tune" / "resnet20" / "b8" / "gn-lr0.01-s100")]
+    rows = {(r["model"], r["norm"], r["batch"]): r for r in doc["rows"]}
+    assert rows[("resnet20", "gn", 8)]["lr"] == 1e-2
+
+
+def test_a_confirmation_run_is_named_by_its_rate(board):
+    """Tuning runs trained again may choose another rate; a confirmation run at the old one must
+    not stand in for the new one, so the rate is in its folder's name."""
+    f, doc, out = board
+    for c in f.calls:
+        if "/confirm/" in c["out"]:
+            assert Path(c["out"]).name == f"{c['norm']}-lr{c['lr']:g}-s{c['seed']}"

@@ -435,3 +435,21 @@ def test_a_speed_claims_seeds_are_trained_one_by_one_whatever_seed_batch_says(tm
     assert any(len(names) > 1 for names, _, group in work if not names[0].startswith("rms-ln/"))
     assert any(line.endswith("a speed claim: each arm's own training speed is the measure")
                and "rms-ln/norm=ln" in line for line in lines), lines
+
+
+def test_runs_of_the_same_name_in_two_folders_never_share_a_seed_batch(tmp_path):
+    """The leaderboard keeps runs of the same names per batch size (b2/bn-lr0.001-s100, b8/...):
+    their seed batches' checkpoints must be apart, or the second finds the first's epochs."""
+    from normlab.experiments import seed_groups
+
+    cfg = {**SMALL, **SGD, "model": "mlp", "width": 8}
+    todo = [(f"{b}/bn-s{s}", dict(cfg, batch_size=n, seed=s, out=str(tmp_path / "tune" / b / f"bn-s{s}")))
+            for b, n in (("b2", 2), ("b8", 8)) for s in (0, 1)]
+    work = seed_groups.units(todo, True, quiet)
+    groups = [g for _, _, g in work]
+    assert len(groups) == 2 and groups[0] != groups[1]
+    assert groups[0] == tmp_path / "tune" / ".seed-batch" / "b2" / "bn-s0_1"
+    for unit in work:  # the second batch trains (it found the first's epochs and failed before)
+        assert [status for _, status, *_ in seed_groups.run_unit(unit)] == ["done", "done"]
+    sweep_run = tmp_path / "sweep" / "runs" / "norm=bn-s0"
+    assert seed_groups.batches_of(sweep_run) == tmp_path / "sweep" / ".seed-batch" / "runs"

@@ -211,7 +211,9 @@ def tune_dir(work: Path, a: Arm, lr: float, seed: int) -> Path:
 
 
 def confirm_dir(work: Path, a: Arm, seed: int) -> Path:
-    return work / "confirm" / a.model / f"b{a.batch}" / f"{slug(a.norm)}-s{seed}"
+    # the rate in the name: tuning runs trained again (a failure mended) may choose another rate,
+    # and a finished run at the old one must then not stand in for it
+    return work / "confirm" / a.model / f"b{a.batch}" / f"{slug(a.norm)}-lr{a.lr:g}-s{seed}"
 
 
 def _pending(runs: list, log: Callable, jobs: int) -> "SweepOutcome":
@@ -329,7 +331,7 @@ def run_leaderboard(out, quick: bool = False, jobs: int = 1, setting: Optional[S
                                                            tune_dir(work, a, lr, seed)))
             for a in live for lr in s.lrs for seed in s.tune_seeds]
     o1 = _pending(tune, log, jobs)
-    if o1.interrupted:
+    if o1.interrupted or _unfinished(tune, "tuning", log):
         return _stopped(log)
     for a in live:
         a.tuning = {lr: [val_acc(tune_dir(work, a, lr, seed)) for seed in s.tune_seeds] for lr in s.lrs}
@@ -338,7 +340,7 @@ def run_leaderboard(out, quick: bool = False, jobs: int = 1, setting: Optional[S
                                                          confirm_dir(work, a, seed)))
                for a in live for seed in s.confirm_seeds]
     o2 = _pending(confirm, log, jobs)
-    if o2.interrupted:
+    if o2.interrupted or _unfinished(confirm, "confirmation", log):
         return _stopped(log)
     log(f"normlab leaderboard: timing {len(live)} arms side by side, one thread")
     speeds = speed({a.key: base_config(a.model, a.norm, a.batch, a.lr, s.confirm_seeds[0], s,
@@ -368,6 +370,16 @@ def run_leaderboard(out, quick: bool = False, jobs: int = 1, setting: Optional[S
         f"{sum(r['status'] != 'trained' for r in rows)} not applicable, in {doc['total_seconds']:.0f} s -> "
         f"{out}/leaderboard.md, leaderboard.html, leaderboard.csv")
     return doc
+
+
+def _unfinished(runs: list, phase: str, log: Callable) -> bool:
+    """Whether some of a phase's runs did not finish (the machine stopped them, or another
+    process holds them): the next phase must not start from a part of this one."""
+    left = [name for name, cfg in runs if not is_finished(Path(cfg["out"]))]
+    if left:
+        log(f"normlab leaderboard: {len(left)} {phase} runs did not finish ({', '.join(left[:3])}"
+            f"{', ...' if len(left) > 3 else ''}); the board needs all of them")
+    return bool(left)
 
 
 def _stopped(log: Callable) -> dict:

@@ -3,7 +3,7 @@ batch (train/seed_batch.py) where that applies and measured faster, else one by 
 
 A cell's pending runs (same config but the seed) form groups of at most `cap` seeds. A group is
 trained by train_seeds into the runs' own folders, holding every run's sweep lock, with its
-checkpoints in SWEEP_DIR/.seed-batch/<cell>-s<seeds>; running the command again resumes it
+checkpoints in SWEEP_DIR/.seed-batch/runs/<cell>-s<seeds>; running the command again resumes it
 there. Where a cell is not batched, one line says why: a config seed batching refuses
 (L-BFGS, DDP, ...), a model it has no stacked form for (the recurrent nets), a family that did
 not measure faster batched on a CPU (the table below, from benchmarks/seed_batch.py), or a run
@@ -12,6 +12,7 @@ that was started one by one and is resumed so.
 
 from __future__ import annotations
 
+import glob
 import json
 import shutil
 import time
@@ -110,8 +111,20 @@ def units(todo: list, seed_batch: SeedBatch = True, log: Callable = print, alone
     return out
 
 
+def batches_of(run_dir: Path) -> Path:
+    """Where the seed batches of the runs beside `run_dir` keep their checkpoints: a folder per
+    folder of runs (SWEEP_DIR/runs -> SWEEP_DIR/.seed-batch/runs), so two folders holding runs of
+    the same names (the leaderboard's b2/ and b8/) never share a batch."""
+    return run_dir.parent.parent / ".seed-batch" / run_dir.parent.name
+
+
+def _batches_of_cell(run_dir: Path) -> list:
+    prefix = run_dir.name.rsplit("-s", 1)[0]
+    return sorted(batches_of(run_dir).glob(f"{glob.escape(prefix)}-s*"))
+
+
 def _resumed_groups(cell: list, out: list) -> tuple:
-    """The runs of `cell` that a seed batch with committed epochs holds (SWEEP_DIR/.seed-batch)
+    """The runs of `cell` that a seed batch with committed epochs holds (batches_of)
     become that batch again, with all its seeds (finished ones too: it resumes as one); the
     rest is returned to be grouped anew."""
 
@@ -120,7 +133,7 @@ def _resumed_groups(cell: list, out: list) -> tuple:
     first = Path(cell[0][1]["out"])
     prefix = first.name.rsplit("-s", 1)[0]
     pending = {c["seed"]: (n, c) for n, c in cell}
-    for g in sorted((first.parent.parent / ".seed-batch").glob(f"{prefix}-s*")):
+    for g in _batches_of_cell(first):
         try:
             seeds = [int(x) for x in g.name[len(prefix) + 2:].split("_")]
         except ValueError:
@@ -146,14 +159,14 @@ def _cell_name(name: str) -> str:
 def _started_alone(out: Path) -> bool:
 
     return out.is_dir() and not is_finished(out) and checkpoint.last_epoch_dir(out) is not None \
-        and not any(g.is_dir() for g in (out.parent.parent / ".seed-batch").glob(f"{out.name.rsplit('-s', 1)[0]}-s*"))
+        and not any(g.is_dir() for g in _batches_of_cell(out))
 
 
 def group_dir(cfgs: list) -> Path:
-    """SWEEP_DIR/.seed-batch/<cell>-s<seeds>: the group's own checkpoints."""
+    """batches_of(the runs)/<cell>-s<seeds>: the group's own checkpoints."""
     first = Path(cfgs[0]["out"])
     seeds = "_".join(str(c["seed"]) for c in cfgs)
-    return first.parent.parent / ".seed-batch" / f"{first.name.rsplit('-s', 1)[0]}-s{seeds}"
+    return batches_of(first) / f"{first.name.rsplit('-s', 1)[0]}-s{seeds}"
 
 
 def run_unit(unit, one: Callable = run_job) -> list:
