@@ -331,6 +331,10 @@ class InstanceNorm(tnn.Module):
 class LayerNorm(tnn.Module):
     """S LayerNorm(F) on (S, B, F): statistics over each example's own features."""
 
+    @staticmethod
+    def normalize(x, shape, eps):
+        return F.layer_norm(x, shape, None, None, eps)
+
     def __init__(self, mods):
         super().__init__()
         m = mods[0]
@@ -338,12 +342,12 @@ class LayerNorm(tnn.Module):
             raise ValueError("normalized_shape")
         self.shape, self.eps = tuple(m.normalized_shape), m.eps
         self.weight = _param([n.weight for n in mods]) if m.weight is not None else None
-        self.bias = _param([n.bias for n in mods]) if m.bias is not None else None
+        self.bias = _param([n.bias for n in mods]) if getattr(m, "bias", None) is not None else None
 
     def forward(self, x):
         if x.dim() != 3:
-            raise ValueError(f"stacked LayerNorm expects (S, B, F) features, got {tuple(x.shape)}")
-        y = F.layer_norm(x, self.shape, None, None, self.eps)
+            raise ValueError(f"stacked {type(self).__name__} expects (S, B, F) features, got {tuple(x.shape)}")
+        y = self.normalize(x, self.shape, self.eps)
         if self.weight is not None:
             y = y * self.weight.unsqueeze(1)
         if self.bias is not None:
@@ -351,22 +355,13 @@ class LayerNorm(tnn.Module):
         return y
 
 
-class RMSNorm(tnn.Module):
-    """S torch.nn.RMSNorm(F) on (S, B, F): each example's root mean square over its own features."""
+class RMSNorm(LayerNorm):
+    """S torch.nn.RMSNorm(F) on (S, B, F): each example's root mean square over its own features
+    (no shift: torch's RMSNorm has no bias)."""
 
-    def __init__(self, mods: Sequence[tnn.RMSNorm]):
-        super().__init__()
-        m = mods[0]
-        if len(m.normalized_shape) != 1:
-            raise ValueError("normalized_shape")
-        self.shape, self.eps = tuple(m.normalized_shape), m.eps
-        self.weight = _param([n.weight for n in mods]) if m.weight is not None else None
-
-    def forward(self, x):
-        if x.dim() != 3:
-            raise ValueError(f"stacked RMSNorm expects (S, B, F) features, got {tuple(x.shape)}")
-        y = F.rms_norm(x, self.shape, None, self.eps)
-        return y if self.weight is None else y * self.weight.unsqueeze(1)
+    @staticmethod
+    def normalize(x, shape, eps):
+        return F.rms_norm(x, shape, None, eps)
 
 
 def _seed_channels(x: torch.Tensor, seeds: int) -> torch.Tensor:
