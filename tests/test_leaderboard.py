@@ -1,12 +1,11 @@
 """`normlab leaderboard` on a fake runner: the DeepOBS protocol (every arm tuned on the same grid and
 tuning seeds, on validation accuracy; confirmed on disjoint seeds), the paired comparisons with BN
 and their Holm family, the arms that cannot exist listed with their reason, and the files. The
-committed quick report: docs/norms.md's headline table is its leaderboard.csv."""
+committed full report: docs/norms.md's headline table is its leaderboard.csv."""
 
 import csv
 import json
 import math
-import re
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from normlab.experiments import leaderboard as lb
 from normlab.experiments import norm_speed, seed_groups, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
-REPORT = ROOT / "experiments" / "reports" / "leaderboard-quick"
+REPORT = ROOT / "experiments" / "reports" / "leaderboard"
 
 
 class Fake:
@@ -187,9 +186,7 @@ def test_tuning_and_confirmation_seeds_must_be_disjoint():
     assert lb.choose_lr({1e-3: [0.5], 1e-2: [0.6]}) == 1e-2
 
 
-def test_committed_quick_board_matches_its_data_file_and_docs_norms_headline():
-    if not (REPORT / "leaderboard.csv").is_file():
-        pytest.skip("no committed quick leaderboard yet")
+def test_committed_board_matches_its_data_file_and_docs_norms_headline():
     rows = list(csv.DictReader(open(REPORT / "leaderboard.csv", newline="")))
     doc = json.loads((REPORT / "leaderboard.json").read_text())
     # every norm of the board in every model and batch size: trained, or listed with its reason
@@ -217,7 +214,9 @@ def test_committed_quick_board_matches_its_data_file_and_docs_norms_headline():
         assert speed == (f"{float(r['images_per_s']):,.0f}" if r["status"] == "trained" else "–"), (model, norm)
     assert checked >= 100
     assert all(math.isfinite(float(r["mean_acc"])) for r in rows if r["status"] == "trained")
-    assert re.search(r"--quick", text)
+    assert doc["quick"] is False and doc["setting"] == lb.FULL.to_dict()  # the full board, as the code defines it
+    assert "normlab leaderboard --out experiments/reports/leaderboard --jobs 2" in text
+    assert doc["speed"]["rounds"] == norm_speed.ROUNDS  # images/s timed apart from the runs
 
 
 def test_no_curves_leaves_the_plot_out_and_everything_else_in(tmp_path):
