@@ -104,6 +104,10 @@ CASES = {
     "lenet-gn-ws": {"model": "lenet-bn", "resize": "16", "norm": "gn:2+ws"},
     "mlp-wn": {"model": "mlp", "width": 32, "depth": 2, "norm": "wn"},
     "lenet-wn": {"model": "lenet-bn", "resize": "16", "norm": "wn"},
+    # max-norm that binds (unit rows above 0.5 within the epoch): each unit's row is renormed, not a
+    # seed's whole matrix (what the stacked renorm did until a claim's numbers moved)
+    "mlp-max-norm": {"model": "mlp", "width": 32, "depth": 2, "norm": "none", "max_norm": 0.5},
+    "lenet-max-norm": {"model": "lenet-bn", "resize": "16", "max_norm": 0.5},
 }
 
 

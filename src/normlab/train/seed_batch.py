@@ -284,11 +284,14 @@ def clip_per_seed(params, value: float, mode: str, seeds: int) -> None:
 @torch.no_grad()
 def max_norm_per_row(model: torch.nn.Module, value: float) -> None:
     """regularize.apply_max_norm on the stacked Linear and conv weights: each seed's unit is a
-    row of the stacked weight, so renorm over rows is the separate runs' renorm."""
+    row of the stacked weight, so renorm over rows is the separate runs' renorm. A Linear's row is
+    one unit's inputs (in of (S, out, in)), a conv's one filter (Cin/g x k x k of (S*Cout, ...))."""
     for m in model.modules():
         if isinstance(m, (st.Linear, st.Conv2d)):
-            m.weight.view(-1, m.weight[0].numel() if isinstance(m, st.Linear) else
-                          math.prod(m.weight.shape[1:])).renorm_(2, 0, value)
+            w = m.weight
+            rows = w.reshape(-1, w.shape[-1] if isinstance(m, st.Linear) else math.prod(w.shape[1:]))
+            # a channels_last conv weight has no row view: renorm a contiguous copy and write it back
+            w.copy_(torch.renorm(rows, 2, 0, value).view(w.shape))
 
 
 # ---------------------------------------------------------------- training
