@@ -39,7 +39,7 @@ class _Timed:
 
     def __init__(self, cfg: dict):
         run = build_run(make_config({**cfg, "epochs": EPOCHS, "threads": 1}))
-        self.step, self.loader = run.step, run.pipe.train
+        self.step = run.step
         self.batches = itertools.cycle(list(run.pipe.train))
         self.step.model.train()
         for _ in range(WARMUP):

@@ -119,8 +119,7 @@ def batches_of(run_dir: Path) -> Path:
 
 
 def _batches_of_cell(run_dir: Path) -> list:
-    prefix = run_dir.name.rsplit("-s", 1)[0]
-    return sorted(batches_of(run_dir).glob(f"{glob.escape(prefix)}-s*"))
+    return sorted(batches_of(run_dir).glob(f"{glob.escape(_cell_name(run_dir.name))}-s*"))
 
 
 def _resumed_groups(cell: list, out: list) -> tuple:
@@ -166,7 +165,7 @@ def group_dir(cfgs: list) -> Path:
     """batches_of(the runs)/<cell>-s<seeds>: the group's own checkpoints."""
     first = Path(cfgs[0]["out"])
     seeds = "_".join(str(c["seed"]) for c in cfgs)
-    return batches_of(first) / f"{first.name.rsplit('-s', 1)[0]}-s{seeds}"
+    return batches_of(first) / f"{_cell_name(first.name)}-s{seeds}"
 
 
 def run_unit(unit, one: Callable = run_job) -> list:
