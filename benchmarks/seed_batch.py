@@ -4,6 +4,8 @@
     python benchmarks/seed_batch.py --quick         # fewer steps, S = 1, 5, 10
     python benchmarks/seed_batch.py --claims-quick  # also `normlab claims --quick` both ways
     python benchmarks/seed_batch.py --families none --claims-full --jobs 2  # the full claims both ways
+    python benchmarks/seed_batch.py --families none --claims-full --jobs 2 --claims-way one_by_one \
+        --out benchmarks/results/seed_batch_claims_full.json   # one way now, the other later
     python benchmarks/seed_batch.py --device cuda   # on a GPU
 
 For each family, in the setting the claims train it (dataset, batch, optimizer, lr, norm):
@@ -31,6 +33,7 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -127,25 +130,39 @@ def measure(name: str, options: dict, sizes, steps: int, device, rounds: int = 3
     return rows
 
 
-def claims_both_ways(jobs: int, only=None, quick: bool = True) -> dict:
+WAYS = {"batched": [], "one_by_one": ["--no-seed-batch"]}
+
+
+def claims_both_ways(jobs: int, only=None, quick: bool = True, ways=tuple(WAYS), keep=None,
+                     earlier: Optional[dict] = None) -> dict:
     """Wall seconds of `normlab claims [--quick]` (or of its claims `only`) from scratch,
-    seed-batched and one by one, and whether every verdict and number agrees."""
+    seed-batched and one by one, and whether every verdict and number agrees. `ways` may name
+    one way (the full claims take most of an hour a way): its figures join those of the other
+    way in `earlier`, a previous run's record of the same command on the same machine."""
     import tempfile
 
     what = "claims --quick" if quick else "claims"
-    out = {}
-    for way, flag in (("batched", []), ("one_by_one", ["--no-seed-batch"])):
+    out = dict(earlier or {})
+    for way in ways:
         with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "normlab", "claims", *(["--quick"] if quick else []), "--out", tmp,
-                            "--jobs", str(jobs),
-                            *(["--only", only] if only else []), *flag], check=True, stdout=subprocess.DEVNULL)
+            folder = Path(keep) / way if keep else Path(tmp)
+            if folder.exists() and any(folder.iterdir()):
+                raise SystemExit(f"{folder} is not empty: the claims are timed from scratch; give another --keep")
+            load0, t0 = list(os.getloadavg()), time.perf_counter()
+            out[f"{way}_started_utc"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            subprocess.run([sys.executable, "-m", "normlab", "claims", *(["--quick"] if quick else []),
+                            "--out", str(folder), "--jobs", str(jobs), *(["--only", only] if only else []),
+                            *WAYS[way]], check=True, stdout=subprocess.DEVNULL)
             out[way] = time.perf_counter() - t0
-            doc = json.loads((Path(tmp) / "claims.json").read_text())
+            out[f"{way}_load_average"] = [load0, list(os.getloadavg())]
+            doc = json.loads((folder / "claims.json").read_text())
             out[f"{way}_train_seconds"] = doc.get("train_seconds_total")
             out[f"{way}_verdicts"] = {c["name"]: c.get("verdict") for c in doc["claims"]}
             out[f"{way}_summaries"] = {c["name"]: c.get("summary") for c in doc["claims"]}
         print(f"{what} {way}: {out[way]:.0f} s", flush=True)
+    if not all(w in out for w in WAYS):
+        print(f"{what}: the other way is still to time (--claims-way)", flush=True)
+        return out
     out["ratio"] = out["one_by_one"] / out["batched"]
     out["same_verdicts"] = out["batched_verdicts"] == out["one_by_one_verdicts"]
     out["moved"] = {k: [v, out["batched_summaries"][k]] for k, v in out["one_by_one_summaries"].items()
@@ -154,6 +171,17 @@ def claims_both_ways(jobs: int, only=None, quick: bool = True) -> dict:
           f"{out['batched']:.0f} s ({out['ratio']:.2f}x); verdicts {'the same' if out['same_verdicts'] else 'DIFFER'}; "
           f"{len(out['moved'])} printed summaries moved", flush=True)
     return out
+
+
+def _earlier(path: str, key: str, info: dict) -> dict:
+    """The claims timing `key` an earlier run wrote to `path`, if it was taken on this machine kind."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    meta = doc.get("meta", {})
+    same = all(meta.get(k) == info.get(k) for k in ("cpu_model", "cpu_flags", "cpu_count", "torch"))
+    return meta.get(key, {}) if same else {}
 
 
 def main(argv=None):
@@ -167,6 +195,9 @@ def main(argv=None):
     ap.add_argument("--claims-quick", action="store_true", help="also time `normlab claims --quick` both ways")
     ap.add_argument("--claims-full", action="store_true",
                     help="also time the full `normlab claims` both ways (about an hour each on two cores)")
+    ap.add_argument("--claims-way", choices=["both", *WAYS], default="both",
+                    help="time one way only; the other way's figures are read from --out (same machine)")
+    ap.add_argument("--keep", default=None, metavar="DIR", help="keep each way's claims report in DIR/<way>")
     ap.add_argument("--jobs", type=int, default=1, help="claims --jobs")
     ap.add_argument("--claims-only", default=None, metavar="NAME,...", help="time only these claims (claims --only)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "seed_batch.json"))
@@ -196,10 +227,11 @@ def main(argv=None):
         print(f"  {r['family']:<10}{r['seeds']:>4}  one by one {100 * r['one_by_one_frac_peak']:5.2f}%  "
               f"batched {100 * r['batched_frac_peak']:5.2f}%")
     extra: dict = {}
-    if args.claims_quick:
-        extra["claims_quick"] = claims_both_ways(args.jobs, args.claims_only, quick=True)
-    if args.claims_full:
-        extra["claims_full"] = claims_both_ways(args.jobs, args.claims_only, quick=False)
+    ways = tuple(WAYS) if args.claims_way == "both" else (args.claims_way,)
+    for key, quick, wanted in (("claims_quick", True, args.claims_quick), ("claims_full", False, args.claims_full)):
+        if wanted:
+            earlier = _earlier(args.out, key, info) if len(ways) == 1 else {}
+            extra[key] = claims_both_ways(args.jobs, args.claims_only, quick, ways, args.keep, earlier)
     if extra:
         extra["load_average_after_claims"] = list(os.getloadavg())
     write_results(args.out, rows, info, quick=args.quick, peak_flops=peak, steps=steps, threads=torch.get_num_threads(),
