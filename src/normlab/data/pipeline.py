@@ -8,6 +8,7 @@ fitted transform from a run's preprocess.json so eval and predict apply exactly 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -122,10 +123,12 @@ def split_val(data: Dataset, fraction: float, seed: int) -> Optional[tuple]:
     return held_x, held_y
 
 
-def load(cfg) -> tuple[Dataset, Inputs]:
+def load(cfg, raw: Optional[Dataset] = None) -> tuple[Dataset, Inputs]:
     """The dataset a config names (val split held out) and its input record, fitted on the
-    training split only. The val images ride along in `data.val` for `build`."""
-    data = _load_data(cfg)
+    training split only. The val images ride along in `data.val` for `build`. `raw`: the data
+    set as read for a config that differs from `cfg` in the seed alone, so it is not read again
+    (the split replaces its tensors, never writes into them)."""
+    data = dataclasses.replace(raw) if raw is not None and "stream" not in raw.info else _load_data(cfg)
     data.val = split_val(data, cfg.val_split, cfg.seed)
     aug = cfg.augment
     size = augment_mod.output_size(aug, data.train_x.shape[-2:])
