@@ -49,13 +49,18 @@ from normlab.train.seed_batch import Group  # noqa: E402
 
 # The claims' settings (analysis/claims/trained.py): lenet-bn as lenet-b32/lenet-early (mnist5k,
 # Adam 1e-3; batch 64 here), the mlp of the l1/l2/lr claims (digits, depth 2 width 64), digitnet
-# (the fast recipe's net on mnist5k) and resnet20 as the resnets claims (digits, momentum 0.05).
+# (the fast recipe's net on mnist5k), resnet20 and preact-resnet20 as the resnets claims (digits, momentum 0.05).
 FAMILIES = {
     "lenet-bn": {"dataset": "mnist5k", "model": "lenet-bn", "optimizer": "adam", "lr": 1e-3, "batch_size": 64},
     "mlp": {"dataset": "digits", "model": "mlp", "depth": 2, "width": 64, "norm": "none", "batch_size": 64},
     "digitnet": {"dataset": "mnist5k", "model": "digitnet", "batch_size": 64},
     "resnet20": {"dataset": "digits", "model": "resnet20", "optimizer": "momentum", "lr": 0.05, "batch_size": 64,
                  "weight_decay": 1e-4, "schedule": "cosine"},
+    "preact-resnet20": {"dataset": "digits", "model": "preact-resnet20", "optimizer": "momentum", "lr": 0.05,
+                        "batch_size": 64, "weight_decay": 1e-4, "schedule": "cosine"},
+    # the ln-recurrent claim's GRU (width 64, adam 1e-3) at its largest batch
+    "gru-rows": {"dataset": "mnist5k", "model": "gru-rows", "width": 64, "norm": "ln", "optimizer": "adam",
+                 "lr": 1e-3, "batch_size": 32},
 }
 
 

@@ -16,6 +16,7 @@ import normlab
 from normlab import faults
 from normlab.config import make_config
 from normlab.errors import ConfigError
+from normlab.experiments.seed_groups import OFF_CPU
 from normlab.rundir import RunDir
 from normlab.train import checkpoint
 from normlab.train.build import build_run
@@ -108,6 +109,11 @@ CASES = {
     # seed's whole matrix (what the stacked renorm did until a claim's numbers moved)
     "mlp-max-norm": {"model": "mlp", "width": 32, "depth": 2, "norm": "none", "max_norm": 0.5},
     "lenet-max-norm": {"model": "lenet-bn", "resize": "16", "max_norm": 0.5},
+    # the recurrent nets (models/rnn.py) as the ln-recurrent claim trains them, and an LSTM
+    "gru-ln": {"model": "gru-rows", "width": 16, "norm": "ln"},
+    "gru-bn": {"model": "gru-rows", "width": 16, "norm": "bn"},
+    "gru-none-dropout": {"model": "gru-rows", "width": 16, "norm": "none", "dropout": 0.3},
+    "lstm-ln": {"model": "lstm-rows", "width": 16, "norm": "ln"},
 }
 
 
@@ -301,8 +307,9 @@ def test_refused_where_it_does_not_apply():
     assert refusal(make_config({"batch_classes": 2})).startswith("--batch-classes")
     with pytest.raises(ConfigError, match="seed batching: L-BFGS"):
         train_seeds({**SMALL, "model": "mlp", "optimizer": "lbfgs"}, [0, 1], log=quiet)
-    with pytest.raises(ConfigError, match=r"seed batching: model gru-rows .* no stacked form"):
-        train_seeds({**SMALL, "model": "gru-rows", "width": 8}, [0, 1], log=quiet)
+    with pytest.raises(ConfigError, match=r"^seed batching: model googlenet-mini with norm none: it has a "
+                                          r"GoogLeNetMini block \(''\) that seed batching has no stacked form for"):
+        train_seeds({**SMALL, "model": "googlenet-mini", "resize": "16"}, [0, 1], log=quiet)
 
 
 def test_norms_without_a_stacked_form_are_refused():
@@ -347,19 +354,19 @@ def test_summary_has_the_separate_runs_keys(uninterrupted, tmp_path):
 
 def test_compare_batches_a_cells_seeds_and_says_where_it_does_not(tmp_path, capsys):
     """`normlab compare`: the mlp cell's seeds are one seed batch (their summaries say so), the
-    gru cell's are trained one by one with one line saying why; --no-seed-batch trains every run
-    alone, to the same weights within rounding."""
+    digitnet cell's are trained one by one with one line saying why (on a CPU: not faster batched);
+    --no-seed-batch trains every run alone, to the same weights within rounding."""
     from normlab.cli import main
 
     yml = tmp_path / "e.yaml"
     yml.write_text("base: {dataset: digits, epochs: 1, val_split: 0.8, width: 8, optimizer: momentum, lr: 0.05}\n"
-                   "factors: {model: [mlp, gru-rows]}\nseeds: 2\n")
+                   "factors: {model: [mlp, digitnet]}\nseeds: 2\n")
     assert main(["compare", str(yml), "--out", str(tmp_path / "a")]) == 0
     out = capsys.readouterr().out
-    assert "seeds one by one in 1 cell (model=gru-rows): the recurrent nets have no stacked form yet" in out
+    assert f"seeds one by one in 1 cell (model=digitnet): {OFF_CPU['digitnet']}" in out
     runs = tmp_path / "a" / "runs"
     assert RunDir(runs / "model=mlp-s1").read_json("summary.json")["seed_batch"]["seeds"] == 2
-    assert "seed_batch" not in RunDir(runs / "model=gru-rows-s1").read_json("summary.json")
+    assert "seed_batch" not in RunDir(runs / "model=digitnet-s1").read_json("summary.json")
     assert main(["compare", str(yml), "--out", str(tmp_path / "b"), "--no-seed-batch"]) == 0
     assert "seed_batch" not in RunDir(tmp_path / "b" / "runs" / "model=mlp-s1").read_json("summary.json")
     for s in (0, 1):

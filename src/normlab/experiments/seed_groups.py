@@ -5,7 +5,7 @@ A cell's pending runs (same config but the seed) form groups of at most `cap` se
 trained by train_seeds into the runs' own folders, holding every run's sweep lock, with its
 checkpoints in SWEEP_DIR/.seed-batch/runs/<cell>-s<seeds>; running the command again resumes it
 there. Where a cell is not batched, one line says why: a config seed batching refuses
-(L-BFGS, DDP, ...), a model it has no stacked form for (the recurrent nets), a family that did
+(L-BFGS, DDP, ...), a model it has no stacked form for (ln-chw), a family that did
 not measure faster batched on a CPU (the table below, from benchmarks/seed_batch.py), or a run
 that was started one by one and is resumed so.
 """
@@ -60,8 +60,6 @@ def why_not(cfg: dict) -> Optional[str]:
     if reason:
         return reason
     family = get_spec(c.model).family
-    if family == "rnn":
-        return "the recurrent nets have no stacked form yet"
     try:
         gpu = resolve_device(c.device).type == "cuda"
     except NormlabError:

@@ -56,8 +56,8 @@ class NormGRUCell(tnn.Module):
     def forward(self, x, state, t: int = 0):
         h = state
         gi, gh, _ = self._pre(x, h, t)
-        i_r, i_z, i_n = gi.chunk(3, 1)
-        h_r, h_z, h_n = gh.chunk(3, 1)
+        i_r, i_z, i_n = gi.chunk(3, -1)  # the last dim: a seed-stacked cell's (S, B, 3H) too
+        h_r, h_z, h_n = gh.chunk(3, -1)
         r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
         n = torch.tanh(i_n + r * h_n)
         return (1 - z) * n + z * h
@@ -79,7 +79,7 @@ class NormLSTMCell(NormGRUCell):
     def forward(self, x, state, t: int = 0):
         h, c = state
         gi, gh, step = self._pre(x, h, t)
-        i, f, g, o = (gi + gh).chunk(4, 1)
+        i, f, g, o = (gi + gh).chunk(4, -1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         return torch.sigmoid(o) * torch.tanh(self.norm_c[step](c)), c
 

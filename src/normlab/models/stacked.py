@@ -26,6 +26,9 @@ and no operation reduces over seeds:
                 Dropout's masks
   Dropout       each seed's mask drawn from its own generator, in its separate run's order and
                 shape, so the masks are the separate run's (see Dropout below)
+  GRU/LSTM      the row-reading recurrent nets' cells (models/rnn.py) on (S, B, F): their input
+                and recurrent products batched matmuls, their norms the stacked ones above, the
+                gates element-wise; the state (S, B, H)
 
 Parameter and buffer names are the separate model's, so a stacked state_dict key is the
 separate one's and `unstack_state` is a reshape. A model holding any other layer is refused by
@@ -47,6 +50,7 @@ from ..nn import newer_norms as nn2
 from ..nn.blocks import BasicBlock, OrderedBasicBlock, PreActBlock, Scale, ShortcutGate, ZeroPadShortcut
 from ..nn.layers import NonInvertedDropout
 from ..nn.tutorial import BatchNormTutorial
+from .rnn import NormGRUCell, NormLSTMCell
 
 
 def _stack(tensors: Sequence, shape=None) -> torch.Tensor:
@@ -582,6 +586,54 @@ class StackedZeroPad(tnn.Module):
         return y.reshape(b, -1, h, w)
 
 
+class _StackedCell:
+    """S cells of models/rnn.py as one: the separate cell's gate arithmetic (inherited) on
+    (S, B, F), the products W_ih x and W_hh h by a batched matmul whose backward is each seed's
+    own (_BatchedLinear). The cell's norm layers are the stacked model's own children, stacked
+    like any other layer (SeedStacked's loop reaches them after the cell)."""
+
+    seeds: int
+    hidden: int
+
+    def _stack_cell(self, mods: Sequence[tnn.Module], own: tnn.Module) -> None:
+        tnn.Module.__init__(self)  # type: ignore[arg-type]
+        self.seeds, self.hidden = len(mods), own.hidden
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):  # the separate cell's order
+            setattr(self, name, _param([getattr(m, name) for m in mods]))
+        for name in ("norm_ih", "norm_hh", "norm_c"):
+            if hasattr(own, name):
+                setattr(self, name, getattr(own, name))
+
+    def _pre(self, x, h, t):
+        if x.dim() == 2:  # (B, S*F): a row of the stacked image, seed-major
+            x = x.view(x.shape[0], self.seeds, -1).transpose(0, 1)
+        step = min(t, len(self.norm_ih) - 1)
+        gi = self.norm_ih[step](_BatchedLinear.apply(x, self.weight_ih, None)) + self.bias_ih.unsqueeze(1)
+        gh = self.norm_hh[step](_BatchedLinear.apply(h, self.weight_hh, None)) + self.bias_hh.unsqueeze(1)
+        return gi, gh, step
+
+
+class GRUCell(_StackedCell, NormGRUCell):
+    def __init__(self, mods: Sequence[NormGRUCell], own: NormGRUCell):
+        self._stack_cell(mods, own)
+
+    def init_state(self, x):
+        return x.new_zeros(self.seeds, x.shape[0], self.hidden)
+
+
+class LSTMCell(_StackedCell, NormLSTMCell):
+    def __init__(self, mods: Sequence[NormLSTMCell], own: NormLSTMCell):
+        self._stack_cell(mods, own)
+
+    def init_state(self, x):
+        h = x.new_zeros(self.seeds, x.shape[0], self.hidden)
+        return h, h.clone()
+
+
+# Blocks holding tensors of their own, stacked as a whole; their children as any layer.
+CELLS: dict = {NormGRUCell: GRUCell, NormLSTMCell: LSTMCell}
+
+
 class Flatten(tnn.Module):
     """tnn.Flatten of a (B, S*C, H, W) map: (B, S*C*H*W), seed-major, as Linear reads it."""
 
@@ -616,8 +668,9 @@ def _container_types():
     from .lenet import LeNet
     from .mlp import MLP
     from .resnet import CifarResNet
+    from .rnn import RowRNN
 
-    return CONTAINERS + (MLP, LeNet, DigitNet, CifarResNet)
+    return CONTAINERS + (MLP, LeNet, DigitNet, CifarResNet, RowRNN)
 
 
 def _leaf(mod) -> Optional[type]:
@@ -667,6 +720,8 @@ def why_not(model: tnn.Module) -> Optional[str]:
     containers = _container_types()
     for name, mod in _modules(model):
         kind = parametrize.type_before_parametrizations(mod)
+        if kind in CELLS:
+            continue
         if isinstance(mod, containers) and kind in containers:
             if any(True for _ in mod.parameters(recurse=False)) or any(True for _ in mod.buffers(recurse=False)):
                 return f"its {kind.__name__} {name!r} holds tensors of its own"
@@ -707,6 +762,9 @@ class SeedStacked(tnn.Module):
         self.net = copy.deepcopy(models[0])
         per_seed = [dict(m.named_modules()) for m in models]
         for name, mod in list(_modules(self.net)):
+            if type(mod) in CELLS:
+                _set_module(self.net, name, CELLS[type(mod)]([p[name] for p in per_seed], mod))
+                continue
             cls = _leaf(mod) if _is_leaf(mod) else None
             if cls is None:
                 continue
