@@ -597,7 +597,7 @@ class _StackedCell:
 
     def _stack_cell(self, mods: Sequence[tnn.Module], own: tnn.Module) -> None:
         tnn.Module.__init__(self)  # type: ignore[arg-type]
-        self.seeds, self.hidden = len(mods), own.hidden
+        self.seeds, self.hidden = len(mods), int(own.hidden)  # type: ignore[arg-type]
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):  # the separate cell's order
             setattr(self, name, _param([getattr(m, name) for m in mods]))
         for name in ("norm_ih", "norm_hh", "norm_c"):
