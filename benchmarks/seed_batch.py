@@ -116,7 +116,16 @@ def flops_per_image(options: dict) -> int:
     shape = (1, 8, 8) if cfg.dataset == "digits" else (1, 28, 28)
     kw = {k: getattr(cfg, k) for k in ("depth", "width") if getattr(cfg, k) is not None}
     model = normlab.create_model(cfg.model, num_classes=10, in_channels=1, input_size=shape[1:], norm=cfg.norm, **kw)
-    return TRAIN_FORWARDS * forward_flops(model, shape)
+    return TRAIN_FORWARDS * (forward_flops(model, shape) + recurrent_flops(model, shape))
+
+
+def recurrent_flops(model, shape) -> int:
+    """The recurrent cells' products W_ih x and W_hh h at each of the image's rows, which
+    `normlab inspect` (layers, not the cells' own matmuls) does not count."""
+    from normlab.models.rnn import NormGRUCell
+
+    cells = [m for m in model.modules() if isinstance(m, NormGRUCell)]  # the LSTM cell is one too
+    return sum(2 * shape[1] * c.weight_ih.shape[0] * (c.weight_ih.shape[1] + c.hidden) for c in cells)
 
 
 def measure(name: str, options: dict, sizes, steps: int, device, rounds: int = 3) -> list[dict]:
