@@ -464,3 +464,21 @@ def test_runs_of_the_same_name_in_two_folders_never_share_a_seed_batch(tmp_path)
         assert [status for _, status, *_ in seed_groups.run_unit(unit)] == ["done", "done"]
     sweep_run = tmp_path / "sweep" / "runs" / "norm=bn-s0"
     assert seed_groups.batches_of(sweep_run) == tmp_path / "sweep" / ".seed-batch" / "runs"
+
+
+def test_best_weights_are_each_seeds_own_in_epochs_that_did_not_improve(tmp_path):
+    """A seed's best weights (chosen on its validation accuracy) are written in the epoch they
+    change and carried (linked) through the epochs that do not improve, as a separate run's: each
+    seed's last checkpoint holds its separate run's best weights and best epoch."""
+    cfg = {**SMALL, **SGD, "model": "mlp", "width": 16, "depth": 1, "norm": "none", "lr": 1.0, "epochs": 8}
+    outs = [tmp_path / f"b{s}" for s in SEEDS]
+    train_seeds(cfg, SEEDS, outs, tmp_path / ".group", log=quiet)
+    stale = 0
+    for s, out in zip(SEEDS, outs):
+        normlab.train({**cfg, "seed": s, "out": str(tmp_path / f"sep{s}")}, log=quiet)
+        mine = checkpoint.load_last_complete_epoch(out)
+        ref = checkpoint.load_last_complete_epoch(tmp_path / f"sep{s}")
+        assert mine.state["best_epoch"] == ref.state["best_epoch"]
+        assert_close(mine.weights(checkpoint.BEST), ref.weights(checkpoint.BEST))
+        stale += mine.state["best_epoch"] < 8
+    assert stale >= 1  # at least one seed's best is from an earlier epoch: the linked path ran

@@ -546,7 +546,11 @@ class Group:
         sd = self.model.net.state_dict()
         osd = self.optimizer.state_dict()
         ssd = self.scheduler.state_dict()
-        best = {f"{s.index}/{k}": v for s in self.seeds for k, v in (s.best or {}).items()}
+        # best weights are written in the epoch they change, else the previous epoch's file is
+        # linked in (as a separate run's Checkpoint hook does): most late epochs change no seed's
+        first = checkpoint.last_epoch_dir(self.group_dir) is None
+        best = ({f"{s.index}/{k}": v for s in self.seeds for k, v in (s.best or {}).items()}
+                if first or any(s.best_epoch == epoch for s in self.seeds) else None)
         state = {"epoch": epoch, "step": epoch * len(self.loader), "elapsed": elapsed, "optimizer": osd,
                  "scheduler": ssd, "rng": checkpoint.rng_state(self.seeds[0].data_gen),
                  "best_score": [s.best_score for s in self.seeds], "best_epoch": [s.best_epoch for s in self.seeds],
@@ -573,7 +577,9 @@ class Group:
                  "optimizer": seed_optimizer_state(osd, s.index, self.S, self.template), "scheduler": ssd,
                  "rng": rng, "best_score": s.best_score, "best_epoch": s.best_epoch, "rows": s.rows,
                  "columns": self.columns, "hooks": {}}  # the built-in hooks keep no state
-        checkpoint.commit_epoch(s.run_dir.path, epoch, self.seed_weights(sd, s), state, best=s.best)
+        changed = s.best_epoch == epoch or done is None
+        checkpoint.commit_epoch(s.run_dir.path, epoch, self.seed_weights(sd, s), state,
+                                best=s.best if changed else None)
 
     def finish(self, s: Seed) -> None:
         """A seed's end-of-run files, in its separate run's order: weights, curves, summary."""
