@@ -38,9 +38,10 @@ from .jobs import lock_path, machine_failure, one_line, record_failure, run_job
 ON_CPU = {"mlp": "1.9x / 3.1x / 3.7x at S = 5 / 10 / 20",
           "linear": "the mlp's layers (a Linear layer)",
           "lenet": "2.3x / 1.8x / 1.5x at S = 5 / 10 / 20 (grouped convolutions in channels_last)",
-          "resnet-cifar": "1.3x at S = 5 and 10 (resnet20)"}
-OFF_CPU = {"digitnet": "its grouped convolutions measured 0.8-1.1x batched on a CPU (benchmarks/seed_batch.py)",
-           "preact-resnet": "not measured batched on a CPU yet (the CIFAR ResNets were, 1.3x)"}
+          "resnet-cifar": "1.3x at S = 5 and 10 (resnet20)",
+          "preact-resnet": "1.3x / 1.2x / 1.3x at S = 5 / 10 / 20 (preact-resnet20; AMD EPYC without AVX-512, 2026-12-07)",
+          "rnn": "1.7x / 2.8x / 3.1x at S = 5 / 10 / 20 (gru-rows, batched matmuls in its cells; same machine)"}
+OFF_CPU = {"digitnet": "its grouped convolutions measured 0.8-1.1x batched on a CPU (benchmarks/seed_batch.py)"}
 
 SeedBatch = Union[bool, int]  # True: where it applies and pays; False: never; N: at most N seeds a group
 
