@@ -485,3 +485,27 @@ def test_best_weights_are_each_seeds_own_in_epochs_that_did_not_improve(tmp_path
         assert_close(mine.weights(checkpoint.BEST), ref.weights(checkpoint.BEST))
         stale += mine.state["best_epoch"] < 8
     assert stale >= 1  # at least one seed's best is from an earlier epoch: the linked path ran
+
+
+@pytest.mark.parametrize("norm", ["bn", "gn:2", "ln", "in-affine", "rms", "ln2d", "brn", "gbn:16", "frn", "evob0",
+                                  "evos0:2", "lrn", "noisy-bn", "ws", "gn:2+ws", "wn", "none"])
+def test_a_channels_last_stack_stays_channels_last(norm):
+    """Every stacked layer of a channels_last seed batch (LeNet's on a CPU) hands the next one a
+    channels_last map: one that returned NCHW (the stacked InstanceNorm did) sent every layer
+    after it down the slower NCHW kernels (max pooling 10x slower on a CPU)."""
+    from normlab.models.stacked import SeedStacked
+
+    kw = {"fc_norm": False} if norm in ("in-affine", "frn", "evob0", "evos0:2", "lrn") else {}
+    models = [normlab.create_model("lenet-bn", num_classes=10, in_channels=1, input_size=(16, 16), norm=norm, **kw)
+              for _ in range(2)]
+    stack = SeedStacked(models, [torch.Generator() for _ in models], channels_last=True, run_channels_last=False)
+    nchw = []
+
+    def check(mod, _inp, out):
+        if isinstance(out, torch.Tensor) and out.dim() == 4 and not out.is_contiguous(memory_format=torch.channels_last):
+            nchw.append(type(mod).__name__)
+
+    for m in stack.modules():
+        m.register_forward_hook(check)
+    stack(torch.randn(2, 4, 1, 16, 16))
+    assert nchw == []
