@@ -54,8 +54,9 @@ def test_every_printed_number_comes_from_its_differences_row(page):
             base, arm = t["labels"]
             row = by_key.pop((r["name"], arm, base))
             u = row["unit"]
-            effect = (f"{fmt(float(row['mean_difference']), u)} [{fmt(float(row['low']), u)}, "
-                      f"{fmt(float(row['high']), u)}] {u}")
+            # a comparison a failed run left without numbers prints a dash for each
+            num = lambda v, u=u: "–" if v == "" else fmt(float(v), u)  # noqa: E731
+            effect = f"{num(row['mean_difference'])} [{num(row['low'])}, {num(row['high'])}] {u}"
             verdict = row["verdict"]
             if row["seeds_needed"]:
                 assert verdict == claims.INCONCLUSIVE
