@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_record import machine_info, write_results  # noqa: E402
@@ -24,12 +23,9 @@ from normlab.grid import cell_config  # noqa: E402
 from normlab.models import stacked  # noqa: E402
 
 
-def nchw_forward(self, x):
-    """The stacked InstanceNorm's forward before the fix: instance_norm's NCHW output as it is."""
-    rm = self.running_mean if self.track_running_stats else None
-    rv = self.running_var if self.track_running_stats else None
-    return F.instance_norm(x, rm, rv, self.weight, self.bias, self.training or not self.track_running_stats,
-                           self.momentum if self.momentum is not None else 0.1, self.eps)
+def keep_nchw(x, y):
+    """In place of stacked._layout_of: the output as instance_norm returns it (NCHW), as before the fix."""
+    return y
 
 
 def main() -> None:
@@ -40,13 +36,13 @@ def main() -> None:
     exp, cells = exps["lenet-conv"]
     cell = next(c for c in cells if c.id == "norm=in-affine")
     opts = {k: v for k, v in cell_config(exp, cell, 0, "unused").items() if k not in ("out", "seed")}
-    seeds, steps, now = list(range(5)), 30, stacked.InstanceNorm.forward
+    seeds, steps, now = list(range(5)), 30, stacked._layout_of
     ways = {"one by one": [], "batched, NCHW after IN (before)": [], "batched, channels_last kept (now)": []}
     for _ in range(3):
         ways["one by one"].append(one_by_one(opts, seeds, steps, dev))
-        stacked.InstanceNorm.forward = nchw_forward
+        stacked._layout_of = keep_nchw
         ways["batched, NCHW after IN (before)"].append(batched(opts, seeds, steps, dev))
-        stacked.InstanceNorm.forward = now
+        stacked._layout_of = now
         ways["batched, channels_last kept (now)"].append(batched(opts, seeds, steps, dev))
     one = min(ways["one by one"])
     rows = [{"way": k, "seconds": min(v), "ratio_to_one_by_one": one / min(v)} for k, v in ways.items()]
