@@ -315,11 +315,10 @@ def parse_seeds(text) -> list[int]:
 def _load_data(cfgs: list[TrainConfig]) -> list:
     """The (data, inputs) of the seeds: one for all, or one per seed where a validation split is
     held out (the split, and so the fitted transform, depend on the seed): the files are read once."""
-    raw = pipeline._load_data(cfgs[0].section("data")) if cfgs[0].val_split else None
-    loads = [pipeline.load(cfgs[0].section("data"), raw)]
-    if cfgs[0].val_split:
-        loads += [pipeline.load(c.section("data"), raw) for c in cfgs[1:]]
-    return loads
+    if not cfgs[0].val_split:
+        return [pipeline.load(cfgs[0].section("data"))]
+    raw = pipeline._load_data(cfgs[0].section("data"))
+    return [pipeline.load(c.section("data"), raw) for c in cfgs]
 
 
 def _seed_folder(out, cfg: TrainConfig, inputs, held: ExitStack, resume: bool) -> Optional[RunDir]:
