@@ -126,6 +126,9 @@ class TrainConfig:
                                      "(also $NORMLAB_DATA_MIRROR; see docs/data.md)")
     val_split: float = opt(0.0, "fraction of the training split held out (stratified, seeded) for "
                            "validation; 0 for none", check=probability)
+    val_every: int = opt(1, "evaluate the validation split every N epochs and after the last (a large split "
+                         "evaluated each epoch can cost more than training on the rest); the best epoch is "
+                         "chosen among the evaluated ones", check=at_least_one)
     augment: str = opt("", "batched on-device augmentation, e.g. crop:4,flip (ops: crop:P, translate:T, "
                        "flip, cutout:S, resize:HxW, pad:P, randcrop:S; see docs/data.md)", check=_check_augment)
     preprocess: str = opt("channel", "input preprocessing fitted on the training split: channel, scale, "
@@ -335,6 +338,7 @@ class DataConfig(_Section):
     data_dir: Optional[str]
     data_mirror: Optional[str]
     val_split: float
+    val_every: int
     augment: str
     preprocess: str
     classes: Optional[str]

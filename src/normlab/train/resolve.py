@@ -76,3 +76,6 @@ def check_combinations(cfg: TrainConfig) -> None:
     if cfg.patience and not cfg.val_split:
         raise ConfigError("patience: early stopping needs a validation split (--val-split 0.1); "
                           "stopping on the test set would leak it into model selection")
+    if cfg.patience and cfg.val_every > 1:
+        raise ConfigError(f"val_every: early stopping (--patience) checks the validation split after every epoch, "
+                          f"not every {cfg.val_every}; drop --val-every or --patience")

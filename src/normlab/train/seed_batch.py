@@ -60,6 +60,7 @@ from .build import (
     resolve_config,
 )
 from .resolve import resolve
+from .selection import new_best, val_due
 
 GROUP_NAME = "seed-batch"  # the summary's key, and part of the hidden group folder's name
 # The stacked model's memory format on a CPU where it differs from the separate runs' own choice:
@@ -765,7 +766,7 @@ def _fit_epoch(g: Group, epoch: int, active: list[Seed], start: float) -> None:
         raise
     t_train = time.perf_counter() - t0
     tests = g.evaluate(g.tests)
-    vals = g.evaluate(g.vals) if g.vals[0] is not None else None
+    vals = g.evaluate(g.vals) if g.vals[0] is not None and val_due(g.cfg, epoch) else None
     now = time.perf_counter()
     share = (now - t0) / len(active)
     for s in active:
@@ -779,10 +780,16 @@ def _fit_epoch(g: Group, epoch: int, active: list[Seed], start: float) -> None:
                "examples_per_s": stats["seen"] / max(t_train / len(active), 1e-9)}
         if vals is not None:
             row.update(val_loss=vals[i]["loss"], val_acc=vals[i]["acc"])
+        elif g.vals[0] is not None:  # not evaluated this epoch (--val-every), as its separate run's row
+            row.update(val_loss=None, val_acc=None)
         _add_row(g, s, row)
     _log_epoch(g, epoch, active, now - t0)
     _stop_early(g, epoch, active)
     g.commit(epoch, now - start)
+    # the commit's seconds too, shared out: a separate run's seconds include its checkpoints'
+    commit_share = (time.perf_counter() - now) / len(active)
+    for s in active:
+        s.elapsed += commit_share
     for s in active:
         if s.status == "stopped":
             g.finish(s)
@@ -791,10 +798,10 @@ def _fit_epoch(g: Group, epoch: int, active: list[Seed], start: float) -> None:
 def _add_row(g: Group, s: Seed, row: dict) -> None:
     """Seed s's metrics row, and its best weights when its score (validation, else test accuracy) improved."""
     s.rows.append(row)
-    score = row["val_acc"] if "val_acc" in row else row["test_acc"]
-    s.improved = score > s.best_score
-    if s.improved:
-        s.best_score, s.best_epoch = score, row["epoch"]
+    best = new_best(row, s.best_score, s.best_epoch)
+    s.improved = best is not None
+    if best is not None:
+        s.best_score, s.best_epoch = best
         s.best = g.seed_weights(g.model.net.state_dict(), s)
 
 

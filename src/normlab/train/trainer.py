@@ -33,6 +33,7 @@ from . import checkpoint, determinism, distributed
 from . import hooks as H
 from .build import Run, build_run, count_params, default_out
 from .resolve import resolve
+from .selection import new_best, val_due
 from .step import Step
 
 
@@ -232,9 +233,10 @@ def fit(loop: Loop, hooks: list[H.Hook]) -> dict:
             row.update(epoch_seconds=now - t0, elapsed_seconds=now - loop.start,
                        examples_per_s=stats["seen"] / max(t_train, 1e-9))
             loop.rows.append(row)
-            loop.improved = row_score(row) > loop.best_score
-            if loop.improved:
-                loop.best_score, loop.best_epoch = row_score(row), epoch
+            best = new_best(row, loop.best_score, loop.best_epoch)
+            loop.improved = best is not None
+            if best is not None:
+                loop.best_score, loop.best_epoch = best
             call("on_epoch_end", loop, row)
             if loop.should_stop:
                 break
@@ -252,18 +254,15 @@ def _dispatcher(hooks: list[H.Hook]):
     return call
 
 
-def row_score(row: dict) -> float:
-    """What selects the best epoch: validation accuracy where there is a validation split."""
-    return row["val_acc"] if "val_acc" in row else row["test_acc"]
-
-
 def _evaluate(loop: Loop, row: dict, lr: float) -> dict:
     r, cfg = loop.run, loop.run.cfg
     test = evaluate(loop.evaluated, r.pipe.test, cfg.precision, bool(cfg.channels_last), cfg.tta)
     row.update(test_loss=test["loss"], test_acc=test["acc"], lr=lr, test_top5=test.get("top5"))
-    if r.pipe.val is not None:
+    if r.pipe.val is not None and val_due(cfg, row["epoch"]):
         val = evaluate(loop.evaluated, r.pipe.val, cfg.precision, bool(cfg.channels_last), cfg.tta)
         row.update(val_loss=val["loss"], val_acc=val["acc"])
+    elif r.pipe.val is not None:
+        row.update(val_loss=None, val_acc=None)
     return row
 
 

@@ -99,6 +99,9 @@ RULES = (
          lambda c: "with --norm none there is no norm to place after the Linear layers; drop it or give a --norm"),
     Rule("dropout_mode", lambda c: not _dropout_anywhere(c),
          lambda c: "the run has no dropout layer to scale; add --dropout or --hidden-dropout, or drop it"),
+    Rule("val_every", lambda c: not c.val_split or c.epochs == 1,
+         lambda c: ("there is no validation split to evaluate; add --val-split or drop it" if not c.val_split else
+                    "with one epoch the split is evaluated once, after it, whatever N is; drop it")),
     Rule("dist_backend", lambda c: "WORLD_SIZE" not in os.environ,
          lambda c: "it is used under torchrun only (several processes); start the run with torchrun or drop it"),
     Rule("dist_timeout", lambda c: "WORLD_SIZE" not in os.environ,
