@@ -147,33 +147,68 @@ def measure(name: str, options: dict, sizes, steps: int, device, rounds: int = 3
 WAYS = {"batched": [], "one_by_one": ["--no-seed-batch"]}
 
 
+def _claims_command(quick: bool, folder: Path, jobs: int, only, way: str) -> list:
+    return [sys.executable, "-m", "normlab", "claims", *(["--quick"] if quick else []), "--out", str(folder),
+            "--jobs", str(jobs), *(["--only", only] if only else []), *WAYS[way]]
+
+
+def _record_way(out: dict, way: str, folder: Path, seconds: float, load0: list) -> None:
+    out[way] = seconds
+    out[f"{way}_load_average"] = [load0, list(os.getloadavg())]
+    doc = json.loads((folder / "claims.json").read_text())
+    out[f"{way}_train_seconds"] = doc.get("train_seconds_total")
+    out[f"{way}_verdicts"] = {c["name"]: c.get("verdict") for c in doc["claims"]}
+    out[f"{way}_summaries"] = {c["name"]: c.get("summary") for c in doc["claims"]}
+
+
+def _folders(keep, tmp: str, ways) -> dict:
+    folders = {way: Path(keep) / way if keep else Path(tmp) / way for way in ways}
+    for folder in folders.values():
+        if folder.exists() and any(folder.iterdir()):
+            raise SystemExit(f"{folder} is not empty: the claims are timed from scratch; give another --keep")
+    return folders
+
+
 def claims_both_ways(jobs: int, only=None, quick: bool = True, ways=tuple(WAYS), keep=None,
-                     earlier: Optional[dict] = None) -> dict:
+                     earlier: Optional[dict] = None, at_once: bool = False) -> dict:
     """Wall seconds of `normlab claims [--quick]` (or of its claims `only`) from scratch,
     seed-batched and one by one, and whether every verdict and number agrees. `ways` may name
     one way (the full claims take most of an hour a way): its figures join those of the other
-    way in `earlier`, a previous run's record of the same command on the same machine."""
+    way in `earlier`, a previous run's record of the same command on the same machine. `at_once`:
+    both ways started together, side by side (each with `jobs` workers), so that whatever else
+    the machine does in that hour it does to both; the way that ends first leaves the other the
+    machine to itself for its last stretch, which favours the slower way."""
     import tempfile
 
     what = "claims --quick" if quick else "claims"
     out = dict(earlier or {})
-    for way in ways:
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(keep) / way if keep else Path(tmp)
-            if folder.exists() and any(folder.iterdir()):
-                raise SystemExit(f"{folder} is not empty: the claims are timed from scratch; give another --keep")
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = _folders(keep, tmp, ways)
+        if at_once:
+            out["at_once"] = True
             load0, t0 = list(os.getloadavg()), time.perf_counter()
-            out[f"{way}_started_utc"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-            subprocess.run([sys.executable, "-m", "normlab", "claims", *(["--quick"] if quick else []),
-                            "--out", str(folder), "--jobs", str(jobs), *(["--only", only] if only else []),
-                            *WAYS[way]], check=True, stdout=subprocess.DEVNULL)
-            out[way] = time.perf_counter() - t0
-            out[f"{way}_load_average"] = [load0, list(os.getloadavg())]
-            doc = json.loads((folder / "claims.json").read_text())
-            out[f"{way}_train_seconds"] = doc.get("train_seconds_total")
-            out[f"{way}_verdicts"] = {c["name"]: c.get("verdict") for c in doc["claims"]}
-            out[f"{way}_summaries"] = {c["name"]: c.get("summary") for c in doc["claims"]}
-        print(f"{what} {way}: {out[way]:.0f} s", flush=True)
+            started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            procs = {way: subprocess.Popen(_claims_command(quick, folders[way], jobs, only, way),
+                                           stdout=subprocess.DEVNULL) for way in ways}
+            pending = dict(procs)
+            while pending:
+                for way, proc in list(pending.items()):
+                    if proc.poll() is not None:
+                        if proc.returncode != 0:
+                            raise SystemExit(f"{what} {way} failed (exit {proc.returncode})")
+                        out[f"{way}_started_utc"] = started
+                        _record_way(out, way, folders[way], time.perf_counter() - t0, load0)
+                        print(f"{what} {way}: {out[way]:.0f} s (both started together)", flush=True)
+                        del pending[way]
+                time.sleep(1.0)
+        else:
+            for way in ways:
+                load0, t0 = list(os.getloadavg()), time.perf_counter()
+                out[f"{way}_started_utc"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+                subprocess.run(_claims_command(quick, folders[way], jobs, only, way), check=True,
+                               stdout=subprocess.DEVNULL)
+                _record_way(out, way, folders[way], time.perf_counter() - t0, load0)
+                print(f"{what} {way}: {out[way]:.0f} s", flush=True)
     if not all(w in out for w in WAYS):
         print(f"{what}: the other way is still to time (--claims-way)", flush=True)
         return out
@@ -211,11 +246,15 @@ def main(argv=None):
                     help="also time the full `normlab claims` both ways (about an hour each on two cores)")
     ap.add_argument("--claims-way", choices=["both", *WAYS], default="both",
                     help="time one way only; the other way's figures are read from --out (same machine)")
+    ap.add_argument("--at-once", action="store_true",
+                    help="start both ways together, side by side (each with --jobs workers; --jobs 1 on two cores)")
     ap.add_argument("--keep", default=None, metavar="DIR", help="keep each way's claims report in DIR/<way>")
     ap.add_argument("--jobs", type=int, default=1, help="claims --jobs")
     ap.add_argument("--claims-only", default=None, metavar="NAME,...", help="time only these claims (claims --only)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "seed_batch.json"))
     args = ap.parse_args(argv)
+    if args.at_once and args.claims_way != "both":
+        ap.error("--at-once times both ways together; drop --claims-way")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -245,7 +284,7 @@ def main(argv=None):
     for key, quick, wanted in (("claims_quick", True, args.claims_quick), ("claims_full", False, args.claims_full)):
         if wanted:
             earlier = _earlier(args.out, key, info) if len(ways) == 1 else {}
-            extra[key] = claims_both_ways(args.jobs, args.claims_only, quick, ways, args.keep, earlier)
+            extra[key] = claims_both_ways(args.jobs, args.claims_only, quick, ways, args.keep, earlier, args.at_once)
     if extra:
         extra["load_average_after_claims"] = list(os.getloadavg())
     write_results(args.out, rows, info, quick=args.quick, peak_flops=peak, steps=steps, threads=torch.get_num_threads(),
