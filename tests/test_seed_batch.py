@@ -509,3 +509,11 @@ def test_a_channels_last_stack_stays_channels_last(norm):
         m.register_forward_hook(check)
     stack(torch.randn(2, 4, 1, 16, 16))
     assert nchw == []
+
+
+def test_wide_mlps_train_one_by_one_on_a_cpu_where_batching_measured_no_faster():
+    from normlab.experiments.seed_groups import WIDE_MLP_WHY, why_not
+
+    base = {"dataset": "digits", "model": "mlp", "device": "cpu"}
+    assert why_not({**base, "width": 512}) == why_not({**base, "widths": "64,512"}) == WIDE_MLP_WHY
+    assert why_not({**base, "width": 256}) is None and why_not({**base, "widths": "300,100"}) is None

@@ -42,6 +42,12 @@ ON_CPU = {"mlp": "1.9x / 3.1x / 3.7x at S = 5 / 10 / 20",
           "preact-resnet": "1.3x / 1.2x / 1.3x at S = 5 / 10 / 20 (preact-resnet20; AMD EPYC without AVX-512, 2026-12-07)",
           "rnn": "1.7x / 2.8x / 3.1x at S = 5 / 10 / 20 (gru-rows, batched matmuls in its cells; same machine)"}
 OFF_CPU = {"digitnet": "its grouped convolutions measured 0.8-1.1x batched on a CPU (benchmarks/seed_batch.py)"}
+# An MLP this wide is matmul-bound one by one already: the 2x512 MLP measured 1.13x / 1.01x a
+# step at S = 5 / 20 and its claims cells (`overfit`) 0.87x in the full claims, both ways side by side
+# (benchmarks/results/seed_batch_claims_full.json, AMD EPYC without AVX-512, 2026-12-07).
+WIDE_MLP = 512
+WIDE_MLP_WHY = (f"an MLP {WIDE_MLP} units wide or wider measured no faster batched on a CPU (2x512: 1.0-1.1x a step, "
+                f"its claims cells 0.87x)")
 
 SeedBatch = Union[bool, int]  # True: where it applies and pays; False: never; N: at most N seeds a group
 
@@ -67,6 +73,9 @@ def why_not(cfg: dict) -> Optional[str]:
         gpu = False
     if not gpu and family not in ON_CPU:
         return OFF_CPU.get(family, f"family {family} was not measured faster batched on a CPU")
+    widths = [int(w) for w in str(c.widths).split(",")] if c.widths else [c.width or 0]
+    if not gpu and family == "mlp" and max(widths) >= WIDE_MLP:
+        return WIDE_MLP_WHY
     return None
 
 
