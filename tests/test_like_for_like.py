@@ -24,7 +24,10 @@ EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob(
 SHAPES = {"digits": (1, 8, 8), "mnist5k": (1, 28, 28), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28),
           "synthetic": (1, 28, 28), "cifar10": (3, 32, 32)}
 # How a run is executed, not what it computes (or the run folder and seed, compared apart)
-RUNTIME = {"out", "seed", "threads", "progress", "curves", "device", "channels_last", "compile", "tensorboard", "log_every"}
+RUNTIME = {"out", "seed", "threads", "progress", "curves", "device", "channels_last", "compile", "tensorboard", "log_every",
+           # when the held-out split is evaluated: training is the same to the bit (tests/test_val_every.py),
+           # and no claim reads validation metrics (ln-recurrent's arms evaluate it after their last epoch)
+           "val_every"}
 ACTS = set(torch.nn.modules.activation.__all__)
 NORM_TYPES = ("BatchNorm", "GroupNorm", "LayerNorm", "InstanceNorm", "SyncBatchNorm",
               # the layers after the tutorials (nn/newer_norms.py, torch's RMSNorm and LocalResponseNorm)
