@@ -188,9 +188,8 @@ def claims_both_ways(jobs: int, only=None, quick: bool = True, ways=tuple(WAYS),
             out["at_once"] = True
             load0, t0 = list(os.getloadavg()), time.perf_counter()
             started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-            procs = {way: subprocess.Popen(_claims_command(quick, folders[way], jobs, only, way),
-                                           stdout=subprocess.DEVNULL) for way in ways}
-            pending = dict(procs)
+            pending = {way: subprocess.Popen(_claims_command(quick, folders[way], jobs, only, way),
+                                             stdout=subprocess.DEVNULL) for way in ways}
             while pending:
                 for way, proc in list(pending.items()):
                     if proc.poll() is not None:

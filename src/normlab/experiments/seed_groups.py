@@ -25,6 +25,7 @@ from ..device import resolve_device
 from ..errors import NormlabError
 from ..locks import Locked
 from ..locks import hold as hold_lock
+from ..models.mlp import hidden_widths
 from ..models.registry import get_spec
 from ..train import checkpoint
 from ..train.resolve import resolve_config
@@ -43,8 +44,9 @@ ON_CPU = {"mlp": "1.9x / 3.1x / 3.7x at S = 5 / 10 / 20",
           "rnn": "1.7x / 2.8x / 3.1x at S = 5 / 10 / 20 (gru-rows, batched matmuls in its cells; same machine)"}
 OFF_CPU = {"digitnet": "its grouped convolutions measured 0.8-1.1x batched on a CPU (benchmarks/seed_batch.py)"}
 # An MLP this wide is matmul-bound one by one already: the 2x512 MLP measured 1.13x / 1.01x a
-# step at S = 5 / 20 and its claims cells (`overfit`) 0.87x in the full claims, both ways side by side
-# (benchmarks/results/seed_batch_claims_full.json, AMD EPYC without AVX-512, 2026-12-07).
+# step at S = 5 / 20 (benchmarks/seed_batch.py's measure() on overfit's config, not committed) and
+# its claims cells (`overfit`) 0.87x in the full claims, both ways side by side
+# (benchmarks/results/seed_batch_claims_full_at_once.json, AMD EPYC without AVX-512, 2026-12-07).
 WIDE_MLP = 512
 WIDE_MLP_WHY = (f"an MLP {WIDE_MLP} units wide or wider measured no faster batched on a CPU (2x512: 1.0-1.1x a step, "
                 f"its claims cells 0.87x)")
@@ -71,11 +73,17 @@ def why_not(cfg: dict) -> Optional[str]:
         gpu = resolve_device(c.device).type == "cuda"
     except NormlabError:
         gpu = False
-    if not gpu and family not in ON_CPU:
+    if gpu:
+        return None
+    if family not in ON_CPU:
         return OFF_CPU.get(family, f"family {family} was not measured faster batched on a CPU")
-    widths = [int(w) for w in str(c.widths).split(",")] if c.widths else [c.width or 0]
-    if not gpu and family == "mlp" and max(widths) >= WIDE_MLP:
-        return WIDE_MLP_WHY
+    if family == "mlp":
+        try:
+            widest = max(hidden_widths(c.depth, c.width, c.widths), default=0)
+        except NormlabError:
+            return "its config is refused (each run says why)"
+        if widest >= WIDE_MLP:
+            return WIDE_MLP_WHY
     return None
 
 

@@ -790,7 +790,6 @@ def _fit_epoch(g: Group, epoch: int, active: list[Seed], start: float) -> None:
     commit_share = (time.perf_counter() - now) / len(active)
     for s in active:
         s.elapsed += commit_share
-    for s in active:
         if s.status == "stopped":
             g.finish(s)
 

@@ -258,11 +258,10 @@ def _evaluate(loop: Loop, row: dict, lr: float) -> dict:
     r, cfg = loop.run, loop.run.cfg
     test = evaluate(loop.evaluated, r.pipe.test, cfg.precision, bool(cfg.channels_last), cfg.tta)
     row.update(test_loss=test["loss"], test_acc=test["acc"], lr=lr, test_top5=test.get("top5"))
-    if r.pipe.val is not None and val_due(cfg, row["epoch"]):
-        val = evaluate(loop.evaluated, r.pipe.val, cfg.precision, bool(cfg.channels_last), cfg.tta)
+    if r.pipe.val is not None:  # an epoch --val-every skips keeps its columns, empty
+        val = evaluate(loop.evaluated, r.pipe.val, cfg.precision, bool(cfg.channels_last), cfg.tta) \
+            if val_due(cfg, row["epoch"]) else {"loss": None, "acc": None}
         row.update(val_loss=val["loss"], val_acc=val["acc"])
-    elif r.pipe.val is not None:
-        row.update(val_loss=None, val_acc=None)
     return row
 
 
